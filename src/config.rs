@@ -1,0 +1,204 @@
+//! The command line: beanstalkd's flags, names and defaults, plus long forms.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+use crate::protocol::{DEFAULT_MAX_JOB_SIZE, MAX_JOB_SIZE_LIMIT};
+
+/// Default `-s`: the size of each binlog file.
+pub const DEFAULT_BINLOG_SIZE: u64 = 10_485_760;
+
+/// Default `-f`: fsync at most every 50 ms.
+pub const DEFAULT_FSYNC_MS: u64 = 50;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "sprout",
+    about = "A drop-in replacement for beanstalkd: same protocol, same flags.",
+    disable_help_flag = true,
+    disable_version_flag = true
+)]
+pub struct Args {
+    /// Write-ahead log directory
+    #[arg(short = 'b', long = "binlog-dir", value_name = "DIR")]
+    pub binlog_dir: Option<PathBuf>,
+
+    /// fsync at most once every MS milliseconds (default is 50ms); use -f0 for "always fsync"
+    #[arg(short = 'f', long = "fsync-ms", value_name = "MS", value_parser = parse_size, overrides_with = "never_fsync")]
+    pub fsync_ms: Option<u64>,
+
+    /// Never fsync
+    #[arg(short = 'F', long = "never-fsync", overrides_with = "fsync_ms")]
+    pub never_fsync: bool,
+
+    /// Listen on address (default is 0.0.0.0); unix:PATH for a UNIX socket
+    #[arg(short = 'l', long = "listen", value_name = "ADDR", default_value = "0.0.0.0")]
+    pub listen: String,
+
+    /// Listen on port (default is 11300)
+    #[arg(short = 'p', long = "port", value_name = "PORT", default_value_t = 11300)]
+    pub port: u16,
+
+    /// Become user and group
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Set the maximum job size in bytes (default is 65535); max allowed is 1073741824 bytes
+    #[arg(short = 'z', long = "max-job-size", value_name = "BYTES", value_parser = parse_size, default_value_t = u64::from(DEFAULT_MAX_JOB_SIZE))]
+    pub max_job_size: u64,
+
+    /// Set the size of each write-ahead log file (default is 10485760); will be rounded up to a multiple of 4096 bytes
+    #[arg(short = 's', long = "binlog-size", value_name = "BYTES", value_parser = parse_size, default_value_t = DEFAULT_BINLOG_SIZE)]
+    pub binlog_size: u64,
+
+    /// Removed in beanstalkd (the binlog is always compacted); accepted and ignored
+    #[arg(short = 'c', hide = true, action = ArgAction::SetTrue)]
+    pub removed_c: bool,
+
+    /// Removed in beanstalkd (the binlog is always compacted); accepted and ignored
+    #[arg(short = 'n', hide = true, action = ArgAction::SetTrue)]
+    pub removed_n: bool,
+
+    /// Show version information
+    #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
+    pub version: bool,
+
+    /// Increase verbosity (repeatable)
+    #[arg(short = 'V', long = "verbose", action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Show this help
+    #[arg(short = 'h', long = "help", action = ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+/// beanstalkd reads sizes with `%zu` and rejects trailing characters.
+fn parse_size(s: &str) -> Result<u64, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("invalid size: {s}"));
+    }
+    s.parse().map_err(|_| format!("invalid size: {s}"))
+}
+
+/// Where to listen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A host name or address, resolved with the port.
+    Tcp { host: String, port: u16 },
+    /// `-l unix:PATH`.
+    Unix(PathBuf),
+}
+
+/// How the binlog syncs to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// `-F`.
+    Never,
+    /// `-f MS`: at most once every MS milliseconds; 0 syncs every change.
+    Every { ms: u64 },
+}
+
+/// The settings the server runs with, after defaults and clamping.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: ListenAddr,
+    pub max_job_size: u32,
+    pub binlog_dir: Option<PathBuf>,
+    pub binlog_size: u64,
+    pub fsync: FsyncPolicy,
+    pub user: Option<String>,
+    pub verbose: u8,
+}
+
+impl Args {
+    /// Turns flags into a config, with the warnings beanstalkd would print.
+    pub fn into_config(self) -> (Config, Vec<String>) {
+        let mut warnings = Vec::new();
+        if self.removed_c {
+            warnings.push("-c flag was removed. binlog is always compacted.".to_string());
+        }
+        if self.removed_n {
+            warnings.push("-n flag was removed. binlog is always compacted.".to_string());
+        }
+        let max_job_size = if self.max_job_size > u64::from(MAX_JOB_SIZE_LIMIT) {
+            warnings.push(format!("maximum job size was set to {MAX_JOB_SIZE_LIMIT}"));
+            MAX_JOB_SIZE_LIMIT
+        } else {
+            self.max_job_size as u32
+        };
+        let listen = match self.listen.strip_prefix("unix:") {
+            Some(path) => ListenAddr::Unix(PathBuf::from(path)),
+            None => ListenAddr::Tcp { host: self.listen.clone(), port: self.port },
+        };
+        let fsync = match (self.never_fsync, self.fsync_ms) {
+            (true, _) => FsyncPolicy::Never,
+            (false, ms) => FsyncPolicy::Every { ms: ms.unwrap_or(DEFAULT_FSYNC_MS) },
+        };
+        let config = Config {
+            listen,
+            max_job_size,
+            binlog_dir: self.binlog_dir,
+            binlog_size: self.binlog_size,
+            fsync,
+            user: self.user,
+            verbose: self.verbose,
+        };
+        (config, warnings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let args = Args::try_parse_from(std::iter::once("sprout").chain(args.iter().copied())).unwrap();
+        args.into_config().0
+    }
+
+    #[test]
+    fn defaults_are_beanstalkd_s() {
+        let c = parse(&[]);
+        assert_eq!(c.listen, ListenAddr::Tcp { host: "0.0.0.0".into(), port: 11300 });
+        assert_eq!(c.max_job_size, 65535);
+        assert_eq!(c.binlog_size, 10_485_760);
+        assert_eq!(c.fsync, FsyncPolicy::Every { ms: 50 });
+    }
+
+    #[test]
+    fn clustered_and_attached_values() {
+        let c = parse(&["-Vz100", "-p1234", "-l", "127.0.0.1"]);
+        assert_eq!(c.max_job_size, 100);
+        assert_eq!(c.verbose, 1);
+        assert_eq!(c.listen, ListenAddr::Tcp { host: "127.0.0.1".into(), port: 1234 });
+        assert_eq!(parse(&["-VV"]).verbose, 2);
+    }
+
+    #[test]
+    fn later_fsync_flag_wins() {
+        assert_eq!(parse(&["-f0", "-F"]).fsync, FsyncPolicy::Never);
+        assert_eq!(parse(&["-F", "-f", "7"]).fsync, FsyncPolicy::Every { ms: 7 });
+    }
+
+    #[test]
+    fn max_job_size_is_clamped() {
+        let args = Args::try_parse_from(["sprout", "-z", "2000000000"]).unwrap();
+        let (c, warnings) = args.into_config();
+        assert_eq!(c.max_job_size, MAX_JOB_SIZE_LIMIT);
+        assert_eq!(warnings, ["maximum job size was set to 1073741824"]);
+    }
+
+    #[test]
+    fn unix_socket_and_removed_flags() {
+        assert_eq!(parse(&["-l", "unix:/tmp/x.sock"]).listen, ListenAddr::Unix("/tmp/x.sock".into()));
+        let args = Args::try_parse_from(["sprout", "-c", "-n"]).unwrap();
+        assert_eq!(args.into_config().1.len(), 2);
+    }
+
+    #[test]
+    fn sizes_reject_trailing_garbage() {
+        assert!(Args::try_parse_from(["sprout", "-z", "10k"]).is_err());
+        assert!(Args::try_parse_from(["sprout", "-z", "-1"]).is_err());
+    }
+}

@@ -1,0 +1,54 @@
+//! What the engine knows about one client connection.
+
+use std::collections::BTreeSet;
+
+use super::Nanos;
+use super::job::JobId;
+use super::tubes::TubeId;
+
+/// A connection blocked in `reserve` or `reserve-with-timeout`.
+#[derive(Clone, Copy, Debug)]
+pub struct Wait {
+    /// Arrival order among all waiting connections.
+    pub seq: u64,
+    /// When `reserve-with-timeout` gives up, if it does.
+    pub timeout_at: Option<Nanos>,
+    /// When the connection must be told `DEADLINE_SOON`, if it holds jobs.
+    pub deadline_soon_at: Option<Nanos>,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub used: TubeId,
+    /// Watched tubes, in beanstalkd's order (ignore swaps the last one into
+    /// the hole, which `list-tubes-watched` shows).
+    pub watched: Vec<TubeId>,
+    /// Jobs this connection has reserved, by (TTR deadline, id).
+    pub reserved: BTreeSet<(Nanos, JobId)>,
+    pub is_producer: bool,
+    pub is_worker: bool,
+    pub wait: Option<Wait>,
+}
+
+impl Session {
+    pub fn new(default_tube: TubeId) -> Session {
+        Session {
+            used: default_tube,
+            watched: vec![default_tube],
+            reserved: BTreeSet::new(),
+            is_producer: false,
+            is_worker: false,
+            wait: None,
+        }
+    }
+
+    /// The TTR deadline of the reserved job that runs out first.
+    pub fn soonest_deadline(&self) -> Option<Nanos> {
+        self.reserved.first().map(|&(deadline, _)| deadline)
+    }
+
+    /// beanstalkd's safety margin: a reserved job is due within a second.
+    pub fn deadline_soon(&self, now: Nanos) -> bool {
+        self.soonest_deadline().is_some_and(|d| now >= d.saturating_sub(super::SECOND))
+    }
+}

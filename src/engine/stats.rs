@@ -1,0 +1,115 @@
+//! Turning the engine's state into the `stats*` documents.
+
+use super::job::Job;
+use super::tubes::TubeId;
+use super::{Engine, JobState, Nanos, SECOND};
+use crate::protocol::yaml::{self, BinlogStats, JobStats, ServerStats, TubeStats};
+
+/// Facts about the process and machine that `stats` reports. The server
+/// fills them in; tests use fixed values.
+#[derive(Clone, Debug)]
+pub struct HostInfo {
+    pub pid: u32,
+    pub version: String,
+    /// 16 hex digits, random per process start.
+    pub instance_id: String,
+    pub hostname: String,
+    pub os: String,
+    pub platform: String,
+    /// User and system CPU time used so far, in microseconds.
+    pub rusage: fn() -> (u64, u64),
+}
+
+impl HostInfo {
+    /// Fixed values for tests.
+    pub fn fake() -> HostInfo {
+        HostInfo {
+            pid: 1,
+            version: "1.12".into(),
+            instance_id: "0123456789abcdef".into(),
+            hostname: "test".into(),
+            os: "#1 SMP".into(),
+            platform: "x86_64".into(),
+            rusage: || (0, 0),
+        }
+    }
+}
+
+impl Engine {
+    pub(super) fn server_stats(&self, now: Nanos) -> Vec<u8> {
+        let c = &self.counts;
+        let host = &self.config.host;
+        let (utime, stime) = (host.rusage)();
+        yaml::server_stats(&ServerStats {
+            urgent: c.urgent,
+            ready: c.ready,
+            reserved: c.reserved,
+            delayed: c.delayed,
+            buried: c.buried,
+            ops: c.ops,
+            job_timeouts: c.job_timeouts,
+            total_jobs: c.total_jobs,
+            max_job_size: self.config.max_job_size,
+            tubes: self.tubes.len(),
+            connections: c.connections,
+            producers: c.producers,
+            workers: c.workers,
+            waiting: c.waiting,
+            total_connections: c.total_connections,
+            pid: host.pid,
+            version: host.version.clone(),
+            rusage_utime_us: utime,
+            rusage_stime_us: stime,
+            uptime_secs: (now - self.started_at) / SECOND,
+            binlog: BinlogStats { max_size: self.config.binlog_max_size, ..BinlogStats::default() },
+            draining: self.draining,
+            instance_id: host.instance_id.clone(),
+            hostname: host.hostname.clone(),
+            os: host.os.clone(),
+            platform: host.platform.clone(),
+        })
+    }
+
+    pub(super) fn tube_stats(&self, now: Nanos, id: TubeId) -> Vec<u8> {
+        let t = &self.tubes[id];
+        yaml::tube_stats(&TubeStats {
+            name: t.name.to_string(),
+            urgent: t.urgent,
+            ready: t.ready.len() as u64,
+            reserved: t.reserved,
+            delayed: t.delayed.len() as u64,
+            buried: t.buried.len() as u64,
+            total_jobs: t.total_jobs,
+            using: t.using,
+            watching: t.watching,
+            waiting: t.waiters.len() as u64,
+            deletes: t.deletes,
+            pauses: t.pauses,
+            pause_secs: t.pause.map_or(0, |p| p.duration / SECOND),
+            pause_time_left: t.pause.map_or(0, |p| p.until.saturating_sub(now) / SECOND),
+        })
+    }
+
+    pub(super) fn job_stats(&self, now: Nanos, job: &Job) -> Vec<u8> {
+        let time_left = match job.state {
+            JobState::Reserved | JobState::Delayed => job.deadline.saturating_sub(now) / SECOND,
+            _ => 0,
+        };
+        yaml::job_stats(&JobStats {
+            id: job.id,
+            tube: self.tubes[job.tube].name.to_string(),
+            state: job.state.name(),
+            pri: job.pri,
+            age: now.saturating_sub(job.created_at) / SECOND,
+            delay: job.delay / SECOND,
+            ttr: job.ttr / SECOND,
+            time_left,
+            file: 0,
+            reserves: job.counts.reserves,
+            timeouts: job.counts.timeouts,
+            releases: job.counts.releases,
+            buries: job.counts.buries,
+            kicks: job.counts.kicks,
+        })
+    }
+}

@@ -1,0 +1,15 @@
+//! Engine time: nanoseconds on a monotonic clock that the caller supplies.
+//!
+//! The engine never reads a clock. The server passes the time to every call,
+//! and tests pass whatever time they like, so TTRs, delays and pauses are
+//! tested without sleeping.
+
+/// Nanoseconds since an arbitrary origin (the server uses its start).
+pub type Nanos = u64;
+
+pub const SECOND: Nanos = 1_000_000_000;
+
+/// Whole seconds to nanoseconds.
+pub fn secs(s: u32) -> Nanos {
+    u64::from(s) * SECOND
+}

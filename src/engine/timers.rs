@@ -1,0 +1,54 @@
+//! Everything the engine must do at a given time, in one ordered set.
+//!
+//! Each timed obligation has exactly one entry, keyed by its due time and
+//! what it is about, so it can be cancelled in O(log n) when the job or
+//! connection it concerns changes state first.
+
+use std::collections::BTreeSet;
+
+use super::job::JobId;
+use super::tubes::TubeId;
+use super::{ConnId, Nanos};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    /// A delayed job becomes ready.
+    DelayEnds(JobId),
+    /// A reserved job's time to run is over.
+    TtrEnds(JobId),
+    /// A paused tube resumes.
+    Unpause(TubeId),
+    /// A waiting `reserve-with-timeout` gives up.
+    ReserveTimeout(ConnId),
+    /// A waiting reserve must be told that one of its jobs is due within a
+    /// second (`DEADLINE_SOON`).
+    DeadlineSoon(ConnId),
+}
+
+#[derive(Default, Debug)]
+pub struct Timers {
+    due: BTreeSet<(Nanos, Timer)>,
+}
+
+impl Timers {
+    pub fn insert(&mut self, at: Nanos, timer: Timer) {
+        self.due.insert((at, timer));
+    }
+
+    pub fn remove(&mut self, at: Nanos, timer: Timer) {
+        self.due.remove(&(at, timer));
+    }
+
+    /// The earliest due time, if anything is scheduled.
+    pub fn next(&self) -> Option<Nanos> {
+        self.due.first().map(|&(at, _)| at)
+    }
+
+    /// Removes and returns the earliest timer due at or before `now`.
+    pub fn pop_due(&mut self, now: Nanos) -> Option<Timer> {
+        match self.due.first() {
+            Some(&(at, _)) if at <= now => self.due.pop_first().map(|(_, timer)| timer),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Tubes: each one's queues, and the registry that creates tubes on first
+//! use and drops them when nothing refers to them any more.
+
+use std::collections::{BTreeSet, HashMap};
+
+use slab::Slab;
+
+use super::job::JobId;
+use super::{ConnId, Nanos};
+use crate::protocol::TubeName;
+
+/// Handle to a live tube. Handles are reused after a tube is dropped, so
+/// nothing may keep one past the tube's life (the registry's reference
+/// counts guarantee that for connections and jobs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TubeId(usize);
+
+/// Jobs with a priority below this count as urgent.
+pub const URGENT_PRIORITY: u32 = 1024;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Pause {
+    pub duration: Nanos,
+    pub until: Nanos,
+}
+
+#[derive(Debug)]
+pub struct Tube {
+    pub name: TubeName,
+    /// Ready jobs by (priority, id): the first is the next to reserve.
+    pub ready: BTreeSet<(u32, JobId)>,
+    /// Delayed jobs by (deadline, id).
+    pub delayed: BTreeSet<(Nanos, JobId)>,
+    /// Buried jobs in burial order.
+    pub buried: BTreeSet<(u64, JobId)>,
+    /// Connections blocked in a reserve that watch this tube, in arrival
+    /// order (a global sequence number, so order holds across tubes).
+    pub waiters: BTreeSet<(u64, ConnId)>,
+    pub reserved: u64,
+    pub urgent: u64,
+    pub pause: Option<Pause>,
+    /// Connections using / watching this tube.
+    pub using: u64,
+    pub watching: u64,
+    pub total_jobs: u64,
+    pub deletes: u64,
+    pub pauses: u64,
+    /// Position in the registry's listing order.
+    list_pos: usize,
+}
+
+impl Tube {
+    fn new(name: TubeName, list_pos: usize) -> Tube {
+        Tube {
+            name,
+            ready: BTreeSet::new(),
+            delayed: BTreeSet::new(),
+            buried: BTreeSet::new(),
+            waiters: BTreeSet::new(),
+            reserved: 0,
+            urgent: 0,
+            pause: None,
+            using: 0,
+            watching: 0,
+            total_jobs: 0,
+            deletes: 0,
+            pauses: 0,
+            list_pos,
+        }
+    }
+
+    pub fn job_count(&self) -> u64 {
+        (self.ready.len() + self.delayed.len() + self.buried.len()) as u64 + self.reserved
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.pause.is_some()
+    }
+
+    /// The best ready job, if the tube may hand one out.
+    pub fn reservable(&self) -> Option<(u32, JobId)> {
+        if self.is_paused() { None } else { self.ready.first().copied() }
+    }
+}
+
+/// All live tubes. `default` always exists; any other tube lives while a
+/// connection uses or watches it or a job is in it.
+#[derive(Debug)]
+pub struct Tubes {
+    tubes: Slab<Tube>,
+    by_name: HashMap<TubeName, TubeId>,
+    /// Listing order for `list-tubes`: creation order, except that removing a
+    /// tube moves the last one into its place, as beanstalkd does.
+    order: Vec<TubeId>,
+    default: TubeId,
+}
+
+impl Tubes {
+    pub fn new() -> Tubes {
+        let mut tubes = Tubes { tubes: Slab::new(), by_name: HashMap::new(), order: Vec::new(), default: TubeId(0) };
+        tubes.default = tubes.get_or_create(&TubeName::new(b"default").unwrap());
+        tubes
+    }
+
+    pub fn default_tube(&self) -> TubeId {
+        self.default
+    }
+
+    pub fn find(&self, name: &TubeName) -> Option<TubeId> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn get_or_create(&mut self, name: &TubeName) -> TubeId {
+        if let Some(id) = self.find(name) {
+            return id;
+        }
+        let id = TubeId(self.tubes.insert(Tube::new(name.clone(), self.order.len())));
+        self.by_name.insert(name.clone(), id);
+        self.order.push(id);
+        id
+    }
+
+    /// Drops the tube if nothing refers to it any more. Returns its pause, if
+    /// it had one, so the caller can cancel the pause's timer.
+    pub fn drop_if_unused(&mut self, id: TubeId) -> Option<Option<Pause>> {
+        let tube = &self.tubes[id.0];
+        if id == self.default || tube.using > 0 || tube.watching > 0 || tube.job_count() > 0 {
+            return None;
+        }
+        let tube = self.tubes.remove(id.0);
+        self.by_name.remove(&tube.name);
+        self.order.swap_remove(tube.list_pos);
+        if let Some(&moved) = self.order.get(tube.list_pos) {
+            self.tubes[moved.0].list_pos = tube.list_pos;
+        }
+        Some(tube.pause)
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Tubes in listing order.
+    pub fn iter(&self) -> impl Iterator<Item = &Tube> {
+        self.order.iter().map(|id| &self.tubes[id.0])
+    }
+}
+
+impl std::ops::Index<TubeId> for Tubes {
+    type Output = Tube;
+    fn index(&self, id: TubeId) -> &Tube {
+        &self.tubes[id.0]
+    }
+}
+
+impl std::ops::IndexMut<TubeId> for Tubes {
+    fn index_mut(&mut self, id: TubeId) -> &mut Tube {
+        &mut self.tubes[id.0]
+    }
+}

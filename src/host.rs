@@ -1,0 +1,55 @@
+//! Facts about this process and machine, read once at startup, for `stats`.
+
+use std::ffi::CStr;
+use std::io::Read;
+
+use crate::engine::HostInfo;
+
+/// The protocol version sprout reports in `stats`. Admin tools compare it to
+/// decide which commands exist, so it names the beanstalkd release whose
+/// protocol sprout speaks.
+pub const PROTOCOL_VERSION: &str = "1.12";
+
+/// Reads pid, uname and a fresh instance id.
+pub fn host_info() -> HostInfo {
+    let (hostname, os, platform) = uname();
+    HostInfo {
+        pid: std::process::id(),
+        version: PROTOCOL_VERSION.to_string(),
+        instance_id: instance_id(),
+        hostname,
+        os,
+        platform,
+        rusage: cpu_time_micros,
+    }
+}
+
+/// Node name, kernel version (not release, as beanstalkd reports) and
+/// machine.
+fn uname() -> (String, String, String) {
+    // SAFETY: uname fills the zeroed struct with NUL-terminated strings.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return (String::new(), String::new(), String::new());
+    }
+    let field = |f: &[libc::c_char]| unsafe { CStr::from_ptr(f.as_ptr()) }.to_string_lossy().into_owned();
+    (field(&u.nodename), field(&u.version), field(&u.machine))
+}
+
+/// 8 random bytes as 16 lowercase hex digits.
+fn instance_id() -> String {
+    let mut bytes = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// User and system CPU time of this process, in microseconds.
+fn cpu_time_micros() -> (u64, u64) {
+    // SAFETY: getrusage writes into the zeroed struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    (micros(ru.ru_utime), micros(ru.ru_stime))
+}

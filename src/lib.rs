@@ -1,0 +1,17 @@
+//! sprout: a drop-in replacement for beanstalkd 1.12.
+//!
+//! A map of the crate:
+//! - [`protocol`]: the wire protocol with no I/O: framing, the command
+//!   grammar, replies and the stats YAML.
+//! - [`engine`]: every queue, job and reservation, driven by commands and an
+//!   injected clock; no sockets, no clock of its own.
+//! - [`server`]: the single-threaded mio event loop that owns sockets and
+//!   buffers and nothing else.
+//! - [`config`]: the command line, with beanstalkd's flags and defaults.
+//! - [`host`]: facts about the process and machine for `stats`.
+
+pub mod config;
+pub mod engine;
+pub mod host;
+pub mod protocol;
+pub mod server;

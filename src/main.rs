@@ -1,0 +1,79 @@
+//! The `sprout` binary: flags, logging, then the server.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sprout::config::Args;
+
+/// beanstalkd's exit status for bad usage.
+const EXIT_USAGE: u8 = 5;
+/// beanstalkd's exit status when it cannot listen.
+const EXIT_LISTEN: u8 = 111;
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::from(EXIT_USAGE),
+            };
+        }
+    };
+    if args.version {
+        println!("sprout {} (beanstalkd {} protocol)", env!("CARGO_PKG_VERSION"), sprout::host::PROTOCOL_VERSION);
+        return ExitCode::SUCCESS;
+    }
+    let (config, warnings) = args.into_config();
+    init_logging(config.verbose);
+    for warning in warnings {
+        log::warn!("{warning}");
+    }
+    if let Some(dir) = &config.binlog_dir {
+        log::error!(
+            "-b {}: the binlog is not implemented yet; refusing to run without the durability you asked for",
+            dir.display()
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    raise_fd_limit();
+    let listener = match sprout::server::listen(&config) {
+        Ok(listener) => listener,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(EXIT_LISTEN);
+        }
+    };
+    match sprout::server::run(&config, listener, sprout::host::host_info()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `-V` raises the level; `RUST_LOG` overrides it.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        2 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    };
+    env_logger::Builder::new().filter_level(level).parse_default_env().init();
+}
+
+/// Many clients means many sockets: use the hard limit on open files, not
+/// the (often 1024) soft one.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

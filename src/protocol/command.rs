@@ -1,0 +1,153 @@
+//! What a client can ask for, once its line (and body) have been read.
+
+use std::fmt;
+use std::rc::Rc;
+
+use super::MAX_TUBE_NAME;
+
+/// A tube name that passed beanstalkd's rules: 1 to 200 characters from
+/// `A-Z a-z 0-9 - + / ; . $ _ ( )`, not starting with `-`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TubeName(Box<str>);
+
+impl TubeName {
+    /// Validates `bytes` as a whole tube name.
+    pub fn new(bytes: &[u8]) -> Option<TubeName> {
+        let ok = !bytes.is_empty()
+            && bytes.len() <= MAX_TUBE_NAME
+            && bytes[0] != b'-'
+            && bytes.iter().all(|&b| is_name_byte(b));
+        // All name bytes are ASCII, so this cannot fail.
+        ok.then(|| TubeName(std::str::from_utf8(bytes).unwrap().into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The characters a tube name may contain.
+pub fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-+/;.$_()".contains(&b)
+}
+
+impl fmt::Display for TubeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TubeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// Commands counted by the `cmd-*` stats, in the order `stats` prints them,
+/// followed by the two that beanstalkd counts but never prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Put,
+    Peek,
+    PeekReady,
+    PeekDelayed,
+    PeekBuried,
+    Reserve,
+    ReserveWithTimeout,
+    Delete,
+    Release,
+    Use,
+    Watch,
+    Ignore,
+    Bury,
+    Kick,
+    Touch,
+    Stats,
+    StatsJob,
+    StatsTube,
+    ListTubes,
+    ListTubeUsed,
+    ListTubesWatched,
+    PauseTube,
+    ReserveJob,
+    KickJob,
+}
+
+impl Op {
+    pub const COUNT: usize = 24;
+
+    /// The ops `stats` reports, in its order, with their key names.
+    pub const REPORTED: [(Op, &'static str); 22] = [
+        (Op::Put, "cmd-put"),
+        (Op::Peek, "cmd-peek"),
+        (Op::PeekReady, "cmd-peek-ready"),
+        (Op::PeekDelayed, "cmd-peek-delayed"),
+        (Op::PeekBuried, "cmd-peek-buried"),
+        (Op::Reserve, "cmd-reserve"),
+        (Op::ReserveWithTimeout, "cmd-reserve-with-timeout"),
+        (Op::Delete, "cmd-delete"),
+        (Op::Release, "cmd-release"),
+        (Op::Use, "cmd-use"),
+        (Op::Watch, "cmd-watch"),
+        (Op::Ignore, "cmd-ignore"),
+        (Op::Bury, "cmd-bury"),
+        (Op::Kick, "cmd-kick"),
+        (Op::Touch, "cmd-touch"),
+        (Op::Stats, "cmd-stats"),
+        (Op::StatsJob, "cmd-stats-job"),
+        (Op::StatsTube, "cmd-stats-tube"),
+        (Op::ListTubes, "cmd-list-tubes"),
+        (Op::ListTubeUsed, "cmd-list-tube-used"),
+        (Op::ListTubesWatched, "cmd-list-tubes-watched"),
+        (Op::PauseTube, "cmd-pause-tube"),
+    ];
+}
+
+/// A job as `put` delivers it. Durations are whole seconds, as on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewJob {
+    pub pri: u32,
+    pub delay: u32,
+    pub ttr: u32,
+    /// The body without its trailing CRLF.
+    pub body: Rc<[u8]>,
+}
+
+/// A command ready for the engine. Lines the engine never sees (unknown
+/// commands, bad numbers) are answered by the decoder directly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Put(NewJob),
+    /// `put` whose body did not end in CRLF. beanstalkd has already counted
+    /// the put and spent a job id on it, so the engine must see it.
+    PutWithoutCrlf,
+    /// `put` whose size exceeded `-z`; its body has been discarded.
+    PutTooBig,
+    Use(TubeName),
+    Reserve,
+    /// `None` waits forever, as `reserve` does.
+    ReserveWithTimeout(Option<u32>),
+    ReserveJob(u64),
+    Delete(u64),
+    Release { id: u64, pri: u32, delay: u32 },
+    Bury { id: u64, pri: u32 },
+    Touch(u64),
+    Watch(TubeName),
+    Ignore(TubeName),
+    Peek(u64),
+    PeekReady,
+    PeekDelayed,
+    PeekBuried,
+    Kick(u32),
+    KickJob(u64),
+    Stats,
+    StatsJob(u64),
+    StatsTube(TubeName),
+    ListTubes,
+    ListTubeUsed,
+    ListTubesWatched,
+    PauseTube { tube: TubeName, delay: u32 },
+    /// A line beanstalkd counts under `op` and then answers `BAD_FORMAT`
+    /// (a put with trailing garbage, a pause-tube name starting with `-`).
+    CountedBadFormat(Op),
+}

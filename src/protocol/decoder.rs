@@ -1,0 +1,271 @@
+//! Incoming bytes to frames: command lines, `put` bodies, and the input
+//! beanstalkd throws away (over-long lines, oversized bodies).
+//!
+//! The decoder holds no buffer of its own. The connection keeps the bytes
+//! read so far and offers them to [`Decoder::decode`], which says how many it
+//! used; so a body that arrives one byte at a time and one that arrives with
+//! a thousand commands behind it take the same path.
+
+use memchr::{memchr, memmem};
+
+use super::MAX_LINE;
+use super::command::{Command, NewJob};
+use super::parse::{Line, parse_line};
+use super::reply::Reply;
+
+/// What a connection's input amounts to, one step at a time.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A command for the engine.
+    Command(Command),
+    /// A reply to send as is (malformed or unknown commands).
+    Reply(Reply),
+    /// The client asked to close the connection.
+    Quit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Waiting for a command line.
+    Line,
+    /// A `put` line was accepted; `len` bytes (body plus CRLF) follow.
+    Body { pri: u32, delay: u32, ttr: u32, len: usize },
+    /// Throwing away an oversized body; `JOB_TOO_BIG` when done.
+    Discard { remaining: u64 },
+    /// Throwing away an over-long line up to its CRLF; `BAD_FORMAT` then.
+    SkipLine,
+}
+
+/// Per-connection framing state.
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    state: State,
+    max_job_size: u32,
+}
+
+/// The result of one decoding step.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Bytes of the input that were used and can be dropped.
+    pub consumed: usize,
+    pub frame: Option<Frame>,
+}
+
+impl Step {
+    /// True when the decoder needs more input to go on.
+    pub fn is_stalled(&self) -> bool {
+        self.consumed == 0 && self.frame.is_none()
+    }
+}
+
+impl Decoder {
+    pub fn new(max_job_size: u32) -> Decoder {
+        Decoder { state: State::Line, max_job_size }
+    }
+
+    /// How many buffered bytes the decoder needs before it can take its next
+    /// step: a whole body for a `put`, at most a line otherwise. A reader
+    /// that keeps this many bytes available never stalls the decoder.
+    pub fn wanted(&self) -> usize {
+        match self.state {
+            State::Body { len, .. } => len,
+            _ => MAX_LINE,
+        }
+    }
+
+    /// Takes one step over `input`, the bytes received and not yet consumed.
+    pub fn decode(&mut self, input: &[u8]) -> Step {
+        match self.state {
+            State::Line => self.decode_line(input),
+            State::Body { pri, delay, ttr, len } => {
+                if input.len() < len {
+                    return Step { consumed: 0, frame: None };
+                }
+                self.state = State::Line;
+                let (body, trailer) = input[..len].split_at(len - 2);
+                let command = if trailer == b"\r\n" {
+                    Command::Put(NewJob { pri, delay, ttr, body: body.into() })
+                } else {
+                    Command::PutWithoutCrlf
+                };
+                Step { consumed: len, frame: Some(Frame::Command(command)) }
+            }
+            State::Discard { remaining } => {
+                let take = remaining.min(input.len() as u64);
+                if take == remaining {
+                    self.state = State::Line;
+                    Step { consumed: take as usize, frame: Some(Frame::Command(Command::PutTooBig)) }
+                } else {
+                    self.state = State::Discard { remaining: remaining - take };
+                    Step { consumed: take as usize, frame: None }
+                }
+            }
+            State::SkipLine => match memmem::find(input, b"\r\n") {
+                Some(at) => {
+                    self.state = State::Line;
+                    Step { consumed: at + 2, frame: Some(Frame::Reply(Reply::BadFormat)) }
+                }
+                // Keep a trailing CR: its LF may be in the next read. (Losing
+                // it is how beanstalkd comes to swallow the next command.)
+                None => Step { consumed: input.len() - usize::from(input.ends_with(b"\r")), frame: None },
+            },
+        }
+    }
+
+    fn decode_line(&mut self, input: &[u8]) -> Step {
+        let line_len = match find_line_end(input) {
+            LineEnd::Found(len) => len,
+            LineEnd::NeedMore => return Step { consumed: 0, frame: None },
+            LineEnd::TooLong => {
+                // Nothing is consumed: the CRLF that ends the long line may
+                // already be in `input`, and commands after it too.
+                self.state = State::SkipLine;
+                return Step { consumed: 0, frame: None };
+            }
+        };
+        let frame = match parse_line(&input[..line_len - 2], self.max_job_size) {
+            Line::Command(command) => Some(Frame::Command(command)),
+            Line::Reject(reply) => Some(Frame::Reply(reply)),
+            Line::Quit => Some(Frame::Quit),
+            Line::PutHeader { pri, delay, ttr, bytes } => {
+                self.state = State::Body { pri, delay, ttr, len: bytes as usize + 2 };
+                None
+            }
+            Line::PutTooBig { bytes } => {
+                self.state = State::Discard { remaining: u64::from(bytes) + 2 };
+                None
+            }
+        };
+        Step { consumed: line_len, frame }
+    }
+}
+
+enum LineEnd {
+    /// A line of this many bytes, CRLF included.
+    Found(usize),
+    NeedMore,
+    TooLong,
+}
+
+/// beanstalkd's rule: the line ends at the first CR if an LF follows it, and
+/// the line with its CRLF must fit in [`MAX_LINE`] bytes. A CR followed by
+/// anything else hides later line ends until the line is too long.
+fn find_line_end(input: &[u8]) -> LineEnd {
+    let window = &input[..input.len().min(MAX_LINE)];
+    if let Some(cr) = memchr(b'\r', window) {
+        if cr + 1 < window.len() && window[cr + 1] == b'\n' {
+            return LineEnd::Found(cr + 2);
+        }
+    }
+    if input.len() >= MAX_LINE { LineEnd::TooLong } else { LineEnd::NeedMore }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in chunks of `chunk` bytes, as a connection would.
+    fn frames(input: &[u8], chunk: usize, max_job_size: u32) -> Vec<Frame> {
+        let mut decoder = Decoder::new(max_job_size);
+        let mut buffered = Vec::new();
+        let mut out = Vec::new();
+        for piece in input.chunks(chunk) {
+            buffered.extend_from_slice(piece);
+            loop {
+                let step = decoder.decode(&buffered);
+                buffered.drain(..step.consumed);
+                let stalled = step.is_stalled();
+                out.extend(step.frame);
+                if stalled {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    fn every_chunking(input: &[u8], max_job_size: u32) -> Vec<Frame> {
+        let whole = frames(input, input.len().max(1), max_job_size);
+        for chunk in [1, 2, 3, 7, 100, 223, 224, 225] {
+            assert_eq!(frames(input, chunk, max_job_size), whole, "chunk {chunk}");
+        }
+        whole
+    }
+
+    fn put(body: &[u8]) -> Frame {
+        Frame::Command(Command::Put(NewJob { pri: 1, delay: 0, ttr: 5, body: body.into() }))
+    }
+
+    #[test]
+    fn put_with_body_in_any_chunking() {
+        let frames = every_chunking(b"put 1 0 5 3\r\nabc\r\nput 1 0 5 0\r\n\r\nquit\r\n", 65535);
+        assert_eq!(frames, vec![put(b"abc"), put(b""), Frame::Quit]);
+    }
+
+    #[test]
+    fn body_containing_crlf_and_nul() {
+        let frames = every_chunking(b"put 1 0 5 4\r\n\r\n\0x\r\n", 65535);
+        assert_eq!(frames, vec![put(b"\r\n\0x")]);
+    }
+
+    #[test]
+    fn body_without_crlf() {
+        let frames = every_chunking(b"put 1 0 5 1\r\nxy\r\nlist-tube-used\r\n", 65535);
+        // The byte after the declared body is not CRLF; what follows is read
+        // as a new command line (here "\n" glued to the next command).
+        assert_eq!(
+            frames,
+            vec![Frame::Command(Command::PutWithoutCrlf), Frame::Reply(Reply::UnknownCommand)]
+        );
+    }
+
+    #[test]
+    fn oversized_body_is_discarded_as_it_streams() {
+        let mut input = b"put 0 0 1 11\r\n".to_vec();
+        input.extend_from_slice(b"hello world\r\nlist-tube-used\r\n");
+        let frames = every_chunking(&input, 10);
+        assert_eq!(frames, vec![Frame::Command(Command::PutTooBig), Frame::Command(Command::ListTubeUsed)]);
+    }
+
+    #[test]
+    fn line_cap_is_224_bytes_with_crlf() {
+        let name = "a".repeat(MAX_LINE - 2 - "use ".len());
+        let ok = format!("use {name}\r\n");
+        assert_eq!(ok.len(), MAX_LINE);
+        // The name is too long for a tube, but the line itself is fine.
+        assert_eq!(every_chunking(ok.as_bytes(), 65535), vec![Frame::Reply(Reply::BadFormat)]);
+
+        let long = format!("use {name}a\r\nlist-tube-used\r\n");
+        // Unlike beanstalkd, the command after a 225-byte line is answered.
+        assert_eq!(
+            every_chunking(long.as_bytes(), 65535),
+            vec![Frame::Reply(Reply::BadFormat), Frame::Command(Command::ListTubeUsed)]
+        );
+    }
+
+    #[test]
+    fn very_long_line_is_skipped_without_buffering() {
+        let mut decoder = Decoder::new(65535);
+        let junk = vec![b'x'; 4096];
+        assert!(decoder.decode(&junk).is_stalled());
+        for _ in 0..1000 {
+            let step = decoder.decode(&junk);
+            assert_eq!(step, Step { consumed: junk.len(), frame: None });
+        }
+        let step = decoder.decode(b"x\r");
+        assert_eq!(step.consumed, 1);
+        let step = decoder.decode(b"\r\nstats\r\n");
+        assert_eq!(step, Step { consumed: 2, frame: Some(Frame::Reply(Reply::BadFormat)) });
+    }
+
+    #[test]
+    fn lone_cr_hides_the_line_end_like_beanstalkd() {
+        assert_eq!(every_chunking(b"use a\rb\r\n", 65535), vec![]);
+        assert_eq!(every_chunking(b"list-tube-used\nlist-tube-used\r\n", 65535), vec![Frame::Reply(Reply::BadFormat)]);
+    }
+
+    #[test]
+    fn quit_then_more() {
+        assert_eq!(every_chunking(b"quit\r\nstats\r\n", 65535)[0], Frame::Quit);
+    }
+}

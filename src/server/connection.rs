@@ -1,0 +1,177 @@
+//! One client socket with its input and output buffers.
+//!
+//! Memory per connection is bounded: input is read only while the decoder
+//! needs it (a line, or a whole body) and while the output is below its
+//! high-water mark, so a client that never reads its replies stops being
+//! read from instead of growing the server. Idle connections give back large
+//! buffers.
+
+use std::io::{self, Read, Write};
+
+use super::listener::Stream;
+use crate::protocol::decoder::Step;
+use crate::protocol::{Decoder, Reply};
+
+/// Stop decoding commands while this much output is waiting for the client.
+const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+
+/// Read at least this much ahead of the decoder's needs, to batch syscalls.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Buffers larger than this are freed, not kept, once empty.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+pub enum ReadOutcome {
+    /// Bytes arrived.
+    Data,
+    /// Nothing more for now.
+    WouldBlock,
+    /// The client will send nothing more.
+    Eof,
+}
+
+pub struct Connection {
+    pub stream: Stream,
+    pub decoder: Decoder,
+    input: Vec<u8>,
+    input_start: usize,
+    output: Vec<u8>,
+    output_sent: usize,
+    /// The socket may have bytes to read (edge-triggered readiness).
+    pub readable: bool,
+    /// The client shut down its sending side.
+    pub eof: bool,
+    /// The client sent `quit`: no more commands, close once replies are out.
+    pub quitting: bool,
+    /// A read or write failed: close at once.
+    pub broken: bool,
+    /// The decoder needs more bytes than are buffered.
+    pub input_stalled: bool,
+}
+
+impl Connection {
+    pub fn new(stream: Stream, max_job_size: u32) -> Connection {
+        Connection {
+            stream,
+            decoder: Decoder::new(max_job_size),
+            input: Vec::new(),
+            input_start: 0,
+            output: Vec::new(),
+            output_sent: 0,
+            readable: true,
+            eof: false,
+            quitting: false,
+            broken: false,
+            input_stalled: false,
+        }
+    }
+
+    /// Bytes received and not yet decoded.
+    pub fn unprocessed(&self) -> &[u8] {
+        &self.input[self.input_start..]
+    }
+
+    /// Takes one decoding step over the buffered input.
+    pub fn decode_step(&mut self) -> Step {
+        let step = self.decoder.decode(&self.input[self.input_start..]);
+        self.consume(step.consumed);
+        step
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.input_start += n;
+        if self.input_start == self.input.len() {
+            self.input_start = 0;
+            if self.input.capacity() > KEEP_CAPACITY {
+                self.input = Vec::new();
+            } else {
+                self.input.clear();
+            }
+        }
+    }
+
+    pub fn output_pending(&self) -> usize {
+        self.output.len() - self.output_sent
+    }
+
+    /// True while the connection may decode and run more commands.
+    pub fn can_process(&self) -> bool {
+        !self.quitting && !self.broken && self.output_pending() < OUTPUT_HIGH_WATER
+    }
+
+    /// True if reading more would be useful now.
+    pub fn wants_input(&self) -> bool {
+        self.readable
+            && !self.eof
+            && self.can_process()
+            && self.unprocessed().len() < self.decoder.wanted().max(READ_CHUNK)
+    }
+
+    /// Reads once into `scratch` and keeps what arrived.
+    pub fn read_some(&mut self, scratch: &mut [u8]) -> ReadOutcome {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => {
+                    self.eof = true;
+                    return ReadOutcome::Eof;
+                }
+                Ok(n) => {
+                    if self.input_start > 0 && self.input_start >= self.input.len() / 2 {
+                        self.input.drain(..self.input_start);
+                        self.input_start = 0;
+                    }
+                    self.input.extend_from_slice(&scratch[..n]);
+                    self.input_stalled = false;
+                    return ReadOutcome::Data;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return ReadOutcome::WouldBlock;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("read failed: {e}");
+                    self.broken = true;
+                    return ReadOutcome::Eof;
+                }
+            }
+        }
+    }
+
+    pub fn push_reply(&mut self, reply: &Reply) {
+        reply.write_to(&mut self.output);
+    }
+
+    /// Writes queued output until it is all sent or the socket is full.
+    pub fn flush(&mut self) {
+        while self.output_pending() > 0 && !self.broken {
+            match self.stream.write(&self.output[self.output_sent..]) {
+                Ok(0) => self.broken = true,
+                Ok(n) => self.output_sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("write failed: {e}");
+                    self.broken = true;
+                }
+            }
+        }
+        if self.output_pending() == 0 {
+            self.output_sent = 0;
+            if self.output.capacity() > KEEP_CAPACITY {
+                self.output = Vec::new();
+            } else {
+                self.output.clear();
+            }
+        }
+    }
+
+    /// True when nothing more will happen on this connection.
+    pub fn is_finished(&self, waiting: bool) -> bool {
+        if self.broken {
+            return true;
+        }
+        let done_with_input = self.quitting || (self.eof && self.input_stalled && !waiting);
+        done_with_input && self.output_pending() == 0
+    }
+}

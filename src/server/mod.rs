@@ -1,0 +1,370 @@
+//! The event loop: one thread, one mio `Poll`, sockets and buffers only.
+//!
+//! Each wake-up reads what the ready connections sent, decodes every complete
+//! command in their buffers, runs them through the engine, and writes the
+//! replies, so a batch of pipelined commands costs one read and one write.
+//! Queue state lives in the [`Engine`]; this module never looks inside it.
+
+mod connection;
+mod listener;
+mod user;
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::config::{Config, ListenAddr};
+use crate::engine::{Engine, EngineConfig, HostInfo, Nanos};
+use crate::protocol::Frame;
+use connection::{Connection, READ_CHUNK, ReadOutcome};
+pub use listener::Listener;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
+
+/// Reads per connection per wake-up, so one busy client cannot starve the
+/// others.
+const READS_PER_TURN: usize = 8;
+
+/// How often to retry `accept` after running out of file descriptors.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Why the server could not start or had to stop.
+#[derive(Debug)]
+pub enum ServerError {
+    Bind { addr: String, source: io::Error },
+    User { user: String, reason: String },
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            ServerError::User { user, reason } => write!(f, "cannot become user {user}: {reason}"),
+            ServerError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl From<io::Error> for ServerError {
+    fn from(e: io::Error) -> Self {
+        ServerError::Io(e)
+    }
+}
+
+/// Opens the listening socket: the one systemd passed (socket activation),
+/// or a new one bound to the configured address.
+pub fn listen(config: &Config) -> Result<Listener, ServerError> {
+    if let Some(fd) = inherited_listen_fd() {
+        log::warn!("inherited listen fd; ignoring options -l and -p");
+        return Listener::from_inherited_fd(fd).map_err(ServerError::Io);
+    }
+    let addr = match &config.listen {
+        ListenAddr::Tcp { host, port } => format!("{host}:{port}"),
+        ListenAddr::Unix(path) => format!("unix:{}", path.display()),
+    };
+    Listener::bind(&config.listen).map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// systemd's socket activation protocol: `LISTEN_PID` names this process and
+/// `LISTEN_FDS` counts the sockets passed from fd 3 on.
+fn inherited_listen_fd() -> Option<std::os::fd::RawFd> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    // SAFETY: removing variables before any other thread exists.
+    unsafe {
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+    }
+    if pid != std::process::id() || fds == 0 {
+        return None;
+    }
+    if fds > 1 {
+        log::warn!("{fds} sockets inherited; using only the first (fd 3)");
+    }
+    Some(3)
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(config: &Config, listener: Listener, host: HostInfo) -> Result<(), ServerError> {
+    if let Some(user) = &config.user {
+        user::become_user(user).map_err(|reason| ServerError::User { user: user.clone(), reason })?;
+    }
+    let mut server = Server::new(config, listener, host)?;
+    server.serve()
+}
+
+struct Server {
+    poll: Poll,
+    listener: Listener,
+    signals: Signals,
+    conns: Slab<Connection>,
+    engine: Engine,
+    origin: Instant,
+    max_job_size: u32,
+    /// One read buffer shared by all connections.
+    scratch: Vec<u8>,
+    /// Connections that got replies (or still have unread input) and must be
+    /// driven before the next poll.
+    woken: Vec<usize>,
+    /// The connection being driven, which needs no wake-up of its own.
+    driving: Option<usize>,
+    /// Set after accept failed for lack of file descriptors.
+    accept_paused: bool,
+    stopping: bool,
+}
+
+impl Server {
+    fn new(config: &Config, mut listener: Listener, host: HostInfo) -> Result<Server, ServerError> {
+        let poll = Poll::new()?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGUSR1, SIGTERM, SIGINT])?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        log::info!("listening on {}", listener.local_description());
+        let origin = Instant::now();
+        let engine = Engine::new(
+            EngineConfig { max_job_size: config.max_job_size, binlog_max_size: config.binlog_size, host },
+            0,
+        );
+        Ok(Server {
+            poll,
+            listener,
+            signals,
+            conns: Slab::new(),
+            engine,
+            origin,
+            max_job_size: config.max_job_size,
+            scratch: vec![0; READ_CHUNK],
+            woken: Vec::new(),
+            driving: None,
+            accept_paused: false,
+            stopping: false,
+        })
+    }
+
+    fn now(&self) -> Nanos {
+        self.origin.elapsed().as_nanos() as Nanos
+    }
+
+    fn serve(&mut self) -> Result<(), ServerError> {
+        let mut events = Events::with_capacity(1024);
+        while !self.stopping {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    SIGNALS => self.handle_signals(),
+                    Token(key) => {
+                        let Some(conn) = self.conns.get_mut(key) else { continue };
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            conn.readable = true;
+                        }
+                        if event.is_read_closed() && self.engine.is_waiting(key) {
+                            self.engine.hang_up(key);
+                            self.deliver_replies();
+                        }
+                        self.drive(key);
+                    }
+                }
+            }
+            if self.accept_paused {
+                self.accept_all();
+            }
+            let now = self.now();
+            self.engine.tick(now);
+            self.deliver_replies();
+            self.drive_woken();
+        }
+        self.shut_down();
+        Ok(())
+    }
+
+    /// Sleep until the engine's next timer, or not at all when connections
+    /// still have work from the last turn.
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.woken.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let mut timeout = self.engine.next_deadline().map(|at| Duration::from_nanos(at.saturating_sub(self.now())));
+        if self.accept_paused {
+            timeout = Some(timeout.map_or(ACCEPT_RETRY, |t| t.min(ACCEPT_RETRY)));
+        }
+        timeout
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok(mut stream) => {
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) = self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE) {
+                        log::warn!("cannot watch a new connection: {e}");
+                        continue;
+                    }
+                    entry.insert(Connection::new(stream, self.max_job_size));
+                    self.engine.connect(key);
+                    self.accept_paused = false;
+                    log::info!("accept {key}");
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_out_of_descriptors(&e) => {
+                    if !self.accept_paused {
+                        log::warn!("accept failed: {e}; serving the open connections and retrying");
+                    }
+                    self.accept_paused = true;
+                    return;
+                }
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle_signals(&mut self) {
+        for signal in self.signals.pending() {
+            match signal {
+                SIGUSR1 => {
+                    log::info!("SIGUSR1: entering drain mode");
+                    self.engine.set_draining();
+                }
+                SIGTERM | SIGINT => {
+                    log::info!("signal {signal}: shutting down");
+                    self.stopping = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Moves the engine's replies into their connections' output buffers.
+    fn deliver_replies(&mut self) {
+        for (key, reply) in self.engine.take_replies() {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.push_reply(&reply);
+                if self.driving != Some(key) {
+                    self.woken.push(key);
+                }
+            }
+        }
+    }
+
+    fn drive_woken(&mut self) {
+        let mut woken = std::mem::take(&mut self.woken);
+        woken.sort_unstable();
+        woken.dedup();
+        for key in woken {
+            if self.conns.contains(key) {
+                self.drive(key);
+            }
+        }
+    }
+
+    /// Runs buffered commands, writes replies and reads more, until the
+    /// connection has nothing more to do this turn.
+    fn drive(&mut self, key: usize) {
+        let outer = self.driving.replace(key);
+        let mut reads = 0;
+        loop {
+            self.process_input(key);
+            let conn = &mut self.conns[key];
+            conn.flush();
+            if !conn.wants_input() {
+                break;
+            }
+            if reads == READS_PER_TURN {
+                // Come back after the others have had their turn.
+                self.woken.push(key);
+                break;
+            }
+            reads += 1;
+            match conn.read_some(&mut self.scratch) {
+                ReadOutcome::Data => {}
+                ReadOutcome::WouldBlock => break,
+                ReadOutcome::Eof => {
+                    if self.engine.is_waiting(key) {
+                        self.engine.hang_up(key);
+                        self.deliver_replies();
+                    }
+                }
+            }
+        }
+        self.driving = outer;
+        let waiting = self.engine.is_waiting(key);
+        if self.conns[key].is_finished(waiting) {
+            self.close(key);
+        }
+    }
+
+    /// Decodes and runs every complete command the connection has buffered,
+    /// stopping while it waits in a reserve or its output is backed up.
+    fn process_input(&mut self, key: usize) {
+        let now = self.now();
+        loop {
+            let conn = &mut self.conns[key];
+            if !conn.can_process() || self.engine.is_waiting(key) {
+                return;
+            }
+            let step = conn.decode_step();
+            match step.frame {
+                None if step.consumed == 0 => {
+                    conn.input_stalled = true;
+                    return;
+                }
+                None => {}
+                Some(Frame::Reply(reply)) => conn.push_reply(&reply),
+                Some(Frame::Quit) => conn.quitting = true,
+                Some(Frame::Command(command)) => {
+                    let eof = conn.eof;
+                    self.engine.apply(now, key, command);
+                    if eof && self.engine.is_waiting(key) {
+                        // A reserve from a client that already hung up.
+                        self.engine.hang_up(key);
+                    }
+                    self.deliver_replies();
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        let mut conn = self.conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        let now = self.now();
+        self.engine.disconnect(now, key);
+        self.deliver_replies();
+        log::info!("close {key}");
+        if self.accept_paused {
+            self.accept_all();
+        }
+    }
+
+    /// Stops accepting, writes out what is already queued, and returns.
+    fn shut_down(&mut self) {
+        let _ = self.poll.registry().deregister(&mut self.listener);
+        for (_, conn) in self.conns.iter_mut() {
+            conn.flush();
+        }
+    }
+}
+
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
