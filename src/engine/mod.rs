@@ -471,7 +471,8 @@ impl Engine {
         let mut kicked = 0;
         while kicked < bound {
             let t = &self.tubes[tube];
-            let next = if from_buried { t.buried.first().map(|&(_, id)| id) } else { t.delayed.first().map(|&(_, id)| id) };
+            let next =
+                if from_buried { t.buried.first().map(|&(_, id)| id) } else { t.delayed.first().map(|&(_, id)| id) };
             let Some(id) = next else { break };
             self.kick_one(now, id);
             kicked += 1;

@@ -1,0 +1,459 @@
+//! Engine tests on a fake clock: time is just a number passed in, so TTRs,
+//! delays and pauses are tested without sleeping.
+
+use super::*;
+use crate::protocol::command::NewJob;
+
+const MS: Nanos = 1_000_000;
+
+struct Harness {
+    engine: Engine,
+    now: Nanos,
+}
+
+fn tube(name: &str) -> TubeName {
+    TubeName::new(name.as_bytes()).unwrap()
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let config = EngineConfig { max_job_size: 65535, binlog_max_size: 10_485_760, host: HostInfo::fake() };
+        let mut engine = Engine::new(config, 0);
+        for conn in 0..4 {
+            engine.connect(conn);
+        }
+        Harness { engine, now: 0 }
+    }
+
+    /// Runs a command and returns every reply it produced.
+    fn run(&mut self, conn: ConnId, command: Command) -> Vec<(ConnId, Reply)> {
+        self.engine.apply(self.now, conn, command);
+        self.engine.take_replies().collect()
+    }
+
+    /// Runs a command that must answer its sender and nobody else.
+    fn call(&mut self, conn: ConnId, command: Command) -> Reply {
+        let replies = self.run(conn, command);
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        assert_eq!(replies[0].0, conn);
+        replies[0].1.clone()
+    }
+
+    fn put(&mut self, conn: ConnId, pri: u32, delay: u32, ttr: u32, body: &str) -> u64 {
+        let job = NewJob { pri, delay, ttr, body: body.as_bytes().into() };
+        match self.call(conn, Command::Put(job)) {
+            Reply::Inserted(id) => id,
+            other => panic!("put gave {other:?}"),
+        }
+    }
+
+    fn reserve(&mut self, conn: ConnId, timeout: Option<u32>) -> Option<Reply> {
+        let replies = self.run(conn, Command::ReserveWithTimeout(timeout));
+        assert!(replies.len() <= 1);
+        replies.into_iter().next().map(|(c, r)| {
+            assert_eq!(c, conn);
+            r
+        })
+    }
+
+    fn reserved_id(&mut self, conn: ConnId) -> u64 {
+        match self.reserve(conn, Some(0)) {
+            Some(Reply::Reserved { id, .. }) => id,
+            other => panic!("reserve gave {other:?}"),
+        }
+    }
+
+    /// Advances the clock and returns the replies timers produced.
+    fn advance(&mut self, by: Nanos) -> Vec<(ConnId, Reply)> {
+        self.now += by;
+        self.engine.tick(self.now);
+        self.engine.take_replies().collect()
+    }
+
+    fn stat(&mut self, conn: ConnId, command: Command, key: &str) -> String {
+        let Reply::Ok(yaml) = self.call(conn, command) else { panic!("no yaml") };
+        let text = String::from_utf8(yaml).unwrap();
+        let prefix = format!("{key}: ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+            .unwrap_or_else(|| panic!("{key} missing in {text}"))
+    }
+
+    fn job_stat(&mut self, id: u64, key: &str) -> String {
+        self.stat(0, Command::StatsJob(id), key)
+    }
+
+    fn server_stat(&mut self, key: &str) -> String {
+        self.stat(0, Command::Stats, key)
+    }
+}
+
+fn reserved(id: u64, body: &str) -> Reply {
+    Reply::Reserved { id, body: body.as_bytes().into() }
+}
+
+#[test]
+fn ready_order_is_priority_then_id() {
+    let mut h = Harness::new();
+    let a = h.put(0, 5, 0, 10, "a");
+    let b = h.put(0, 1, 0, 10, "b");
+    let c = h.put(0, 5, 0, 10, "c");
+    assert_eq!([h.reserved_id(1), h.reserved_id(1), h.reserved_id(1)], [b, a, c]);
+    assert_eq!(h.reserve(1, Some(0)), Some(Reply::TimedOut));
+}
+
+#[test]
+fn ids_only_grow_even_when_a_put_fails() {
+    let mut h = Harness::new();
+    assert_eq!(h.put(0, 0, 0, 1, "x"), 1);
+    assert_eq!(h.call(0, Command::PutWithoutCrlf), Reply::ExpectedCrlf);
+    assert_eq!(h.put(0, 0, 0, 1, "x"), 3);
+    assert_eq!(h.call(0, Command::PutTooBig), Reply::JobTooBig);
+    assert_eq!(h.put(0, 0, 0, 1, "x"), 4);
+    assert_eq!(h.server_stat("cmd-put"), "5");
+}
+
+#[test]
+fn delayed_job_becomes_ready_at_its_deadline() {
+    let mut h = Harness::new();
+    let id = h.put(0, 0, 2, 10, "later");
+    assert_eq!(h.job_stat(id, "state"), "delayed");
+    assert_eq!(h.engine.next_deadline(), Some(2 * SECOND));
+    assert_eq!(h.reserve(1, None), None, "waits");
+    assert!(h.advance(2 * SECOND - 1).is_empty());
+    assert_eq!(h.advance(1), vec![(1, reserved(id, "later"))]);
+}
+
+#[test]
+fn ttr_expiry_returns_the_job_exactly_at_the_deadline() {
+    let mut h = Harness::new();
+    let id = h.put(0, 0, 0, 3, "x");
+    h.reserved_id(1);
+    assert_eq!(h.job_stat(id, "time-left"), "3");
+    h.advance(3 * SECOND - 1);
+    assert_eq!(h.job_stat(id, "state"), "reserved");
+    // beanstalkd 1.12 can lose this timer when it fires in the very
+    // microsecond of the deadline; the engine releases at `now >= deadline`.
+    h.advance(1);
+    assert_eq!(h.job_stat(id, "state"), "ready");
+    assert_eq!(h.job_stat(id, "timeouts"), "1");
+    assert_eq!(h.server_stat("job-timeouts"), "1");
+    assert_eq!(h.call(1, Command::Delete(id)), Reply::Deleted, "ready jobs can be deleted by anyone");
+}
+
+#[test]
+fn ttr_zero_is_one_second() {
+    let mut h = Harness::new();
+    let id = h.put(0, 0, 0, 0, "x");
+    assert_eq!(h.job_stat(id, "ttr"), "1");
+}
+
+#[test]
+fn deadline_soon_answers_a_reserve_within_the_last_second() {
+    let mut h = Harness::new();
+    h.put(0, 0, 0, 3, "x");
+    h.reserved_id(1);
+    // Waiting: told DEADLINE_SOON one second before the TTR runs out.
+    assert_eq!(h.reserve(1, None), None);
+    assert!(h.advance(2 * SECOND - 1).is_empty());
+    assert_eq!(h.advance(1), vec![(1, Reply::DeadlineSoon)]);
+    // Inside the margin, a new reserve is answered at once.
+    assert_eq!(h.reserve(1, None), Some(Reply::DeadlineSoon));
+    // Unless a watched tube has a ready job.
+    let other = h.put(0, 0, 0, 5, "y");
+    assert_eq!(h.reserve(1, None), Some(reserved(other, "y")));
+}
+
+#[test]
+fn ttr_of_one_second_is_always_deadline_soon() {
+    let mut h = Harness::new();
+    h.put(0, 0, 0, 1, "x");
+    h.reserved_id(1);
+    assert_eq!(h.reserve(1, Some(10)), Some(Reply::DeadlineSoon));
+}
+
+#[test]
+fn reserve_with_timeout_times_out() {
+    let mut h = Harness::new();
+    assert_eq!(h.reserve(1, Some(0)), Some(Reply::TimedOut));
+    assert_eq!(h.reserve(1, Some(2)), None);
+    assert_eq!(h.server_stat("current-waiting"), "1");
+    assert!(h.advance(2 * SECOND - 1).is_empty());
+    assert_eq!(h.advance(1), vec![(1, Reply::TimedOut)]);
+    assert_eq!(h.server_stat("current-waiting"), "0");
+    assert_eq!(h.engine.next_deadline(), None);
+}
+
+#[test]
+fn waiters_are_served_in_arrival_order_across_tubes() {
+    let mut h = Harness::new();
+    h.call(1, Command::Watch(tube("a")));
+    h.call(2, Command::Watch(tube("b")));
+    h.call(3, Command::Watch(tube("b")));
+    assert_eq!(h.reserve(1, None), None);
+    assert_eq!(h.reserve(2, None), None);
+    assert_eq!(h.reserve(3, None), None);
+    h.call(0, Command::Use(tube("b")));
+    let first = NewJob { pri: 0, delay: 0, ttr: 5, body: b"1".as_slice().into() };
+    let replies = h.run(0, Command::Put(first));
+    // Connection 1 watches default and a, not b... but it also watches
+    // default; connection 2 arrived before 3, and both watch b.
+    assert_eq!(replies[0].0, 2);
+    assert!(matches!(replies[1], (0, Reply::Inserted(_))));
+    h.call(0, Command::Use(tube("default")));
+    let second = NewJob { pri: 0, delay: 0, ttr: 5, body: b"2".as_slice().into() };
+    let replies = h.run(0, Command::Put(second));
+    assert_eq!(replies[0].0, 1, "default is watched by 1 and 3; 1 came first");
+}
+
+#[test]
+fn priority_is_global_across_watched_tubes() {
+    let mut h = Harness::new();
+    h.call(0, Command::Use(tube("a")));
+    let low = h.put(0, 5, 0, 5, "a5");
+    h.call(0, Command::Use(tube("b")));
+    let high = h.put(0, 1, 0, 5, "b1");
+    h.call(1, Command::Watch(tube("a")));
+    h.call(1, Command::Watch(tube("b")));
+    assert_eq!(h.reserved_id(1), high);
+    assert_eq!(h.reserved_id(1), low);
+}
+
+#[test]
+fn disconnect_returns_reserved_jobs_to_a_waiter() {
+    let mut h = Harness::new();
+    let id = h.put(0, 0, 0, 100, "x");
+    h.reserved_id(1);
+    assert_eq!(h.reserve(2, None), None);
+    h.engine.disconnect(h.now, 1);
+    let replies: Vec<_> = h.engine.take_replies().collect();
+    assert_eq!(replies, vec![(2, reserved(id, "x"))]);
+    assert_eq!(h.job_stat(id, "timeouts"), "0", "a disconnect is not a timeout");
+    assert_eq!(h.job_stat(id, "reserves"), "2");
+}
+
+#[test]
+fn hang_up_while_waiting_times_out() {
+    let mut h = Harness::new();
+    assert_eq!(h.reserve(1, None), None);
+    h.engine.hang_up(1);
+    let replies: Vec<_> = h.engine.take_replies().collect();
+    assert_eq!(replies, vec![(1, Reply::TimedOut)]);
+    assert!(!h.engine.is_waiting(1));
+}
+
+#[test]
+fn pause_holds_back_reserves_until_it_ends() {
+    let mut h = Harness::new();
+    let id = h.put(0, 0, 0, 5, "x");
+    assert_eq!(h.call(0, Command::PauseTube { tube: tube("default"), delay: 3 }), Reply::Paused);
+    assert_eq!(h.reserve(1, Some(0)), Some(Reply::TimedOut));
+    assert_eq!(h.reserve(1, None), None);
+    assert_eq!(h.stat(0, Command::StatsTube(tube("default")), "pause"), "3");
+    h.advance(SECOND / 2);
+    assert_eq!(h.stat(0, Command::StatsTube(tube("default")), "pause-time-left"), "2");
+    // peek-ready and reserve-job ignore the pause.
+    assert!(matches!(h.call(0, Command::PeekReady), Reply::Found { .. }));
+    assert_eq!(h.advance(3 * SECOND), vec![(1, reserved(id, "x"))]);
+    assert_eq!(h.stat(0, Command::StatsTube(tube("default")), "pause"), "0");
+}
+
+#[test]
+fn pause_zero_still_pauses_briefly() {
+    let mut h = Harness::new();
+    h.put(0, 0, 0, 5, "x");
+    h.call(0, Command::PauseTube { tube: tube("default"), delay: 0 });
+    assert_eq!(h.reserve(1, None), None);
+    assert_eq!(h.advance(1).len(), 1);
+}
+
+#[test]
+fn pause_of_missing_tube_is_not_found() {
+    let mut h = Harness::new();
+    assert_eq!(h.call(0, Command::PauseTube { tube: tube("nope"), delay: 1 }), Reply::NotFound);
+    assert_eq!(h.server_stat("cmd-pause-tube"), "1");
+}
+
+#[test]
+fn release_with_delay_and_new_priority() {
+    let mut h = Harness::new();
+    let id = h.put(0, 10, 0, 5, "x");
+    h.reserved_id(1);
+    assert_eq!(h.call(2, Command::Release { id, pri: 3, delay: 0 }), Reply::NotFound, "not the reserver");
+    assert_eq!(h.call(1, Command::Release { id, pri: 3, delay: 4 }), Reply::Released);
+    assert_eq!(h.job_stat(id, "state"), "delayed");
+    assert_eq!(h.job_stat(id, "pri"), "3");
+    assert_eq!(h.job_stat(id, "delay"), "4");
+    assert_eq!(h.job_stat(id, "releases"), "1");
+    h.advance(4 * SECOND);
+    assert_eq!(h.job_stat(id, "state"), "ready");
+}
+
+#[test]
+fn bury_and_kick() {
+    let mut h = Harness::new();
+    let a = h.put(0, 0, 0, 5, "a");
+    let b = h.put(0, 0, 0, 5, "b");
+    let d = h.put(0, 0, 100, 5, "d");
+    for _ in 0..2 {
+        let id = h.reserved_id(1);
+        assert_eq!(h.call(1, Command::Bury { id, pri: 7 }), Reply::Buried);
+    }
+    assert_eq!(h.call(0, Command::PeekBuried), Reply::Found { id: a, body: b"a".as_slice().into() });
+    assert_eq!(h.server_stat("current-jobs-buried"), "2");
+    // Buried jobs are kicked first, oldest first, and never with delayed ones.
+    assert_eq!(h.call(0, Command::Kick(1)), Reply::Kicked(1));
+    assert_eq!(h.job_stat(a, "state"), "ready");
+    assert_eq!(h.call(0, Command::Kick(10)), Reply::Kicked(1));
+    assert_eq!(h.job_stat(b, "kicks"), "1");
+    assert_eq!(h.job_stat(b, "buries"), "1");
+    assert_eq!(h.call(0, Command::Kick(10)), Reply::Kicked(1));
+    assert_eq!(h.job_stat(d, "state"), "ready");
+    assert_eq!(h.call(0, Command::Kick(10)), Reply::Kicked(0));
+}
+
+#[test]
+fn kick_job_works_on_buried_and_delayed_only() {
+    let mut h = Harness::new();
+    let d = h.put(0, 0, 100, 5, "d");
+    let r = h.put(0, 0, 0, 5, "r");
+    assert_eq!(h.call(0, Command::KickJob(d)), Reply::KickedOne);
+    assert_eq!(h.call(0, Command::KickJob(r)), Reply::NotFound);
+    assert_eq!(h.call(0, Command::KickJob(999)), Reply::NotFound);
+}
+
+#[test]
+fn touch_extends_the_ttr() {
+    let mut h = Harness::new();
+    let id = h.put(0, 0, 0, 3, "x");
+    h.reserved_id(1);
+    h.advance(2 * SECOND);
+    assert_eq!(h.call(1, Command::Touch(id)), Reply::Touched);
+    assert_eq!(h.call(2, Command::Touch(id)), Reply::NotFound);
+    h.advance(2 * SECOND);
+    assert_eq!(h.job_stat(id, "state"), "reserved");
+    h.advance(SECOND);
+    assert_eq!(h.job_stat(id, "state"), "ready");
+}
+
+#[test]
+fn delete_rules() {
+    let mut h = Harness::new();
+    let id = h.put(0, 0, 0, 5, "x");
+    h.reserved_id(1);
+    assert_eq!(h.call(2, Command::Delete(id)), Reply::NotFound, "reserved by another");
+    assert_eq!(h.call(1, Command::Delete(id)), Reply::Deleted);
+    assert_eq!(h.call(1, Command::Delete(id)), Reply::NotFound);
+    assert_eq!(h.server_stat("cmd-delete"), "3");
+    assert_eq!(h.stat(0, Command::StatsTube(tube("default")), "cmd-delete"), "1");
+}
+
+#[test]
+fn reserve_job_takes_any_unreserved_job() {
+    let mut h = Harness::new();
+    h.call(0, Command::Use(tube("other")));
+    let buried = h.put(0, 0, 0, 5, "b");
+    let delayed = h.put(0, 0, 50, 5, "d");
+    h.call(1, Command::Watch(tube("other")));
+    let id = h.reserved_id(1);
+    h.call(1, Command::Bury { id, pri: 0 });
+    assert_eq!(h.call(2, Command::ReserveJob(buried)), reserved(buried, "b"));
+    assert_eq!(h.call(3, Command::ReserveJob(buried)), Reply::NotFound, "already reserved");
+    assert_eq!(h.call(3, Command::ReserveJob(delayed)), reserved(delayed, "d"));
+    assert_eq!(h.server_stat("current-jobs-delayed"), "0");
+    assert_eq!(h.server_stat("current-jobs-reserved"), "2");
+}
+
+#[test]
+fn tubes_vanish_when_unused_except_default() {
+    let mut h = Harness::new();
+    h.call(0, Command::Use(tube("t")));
+    h.call(1, Command::Watch(tube("w")));
+    let id = h.put(0, 0, 0, 5, "x");
+    assert_eq!(h.server_stat("current-tubes"), "3");
+    h.call(0, Command::Use(tube("default")));
+    assert_eq!(h.server_stat("current-tubes"), "3", "t still holds a job");
+    h.call(0, Command::Delete(id));
+    assert_eq!(h.server_stat("current-tubes"), "2");
+    assert_eq!(h.call(1, Command::Ignore(tube("w"))), Reply::Watching(1));
+    assert_eq!(h.server_stat("current-tubes"), "1");
+    assert_eq!(h.call(1, Command::Ignore(tube("default"))), Reply::NotIgnored);
+    assert_eq!(h.call(1, Command::StatsTube(tube("w"))), Reply::NotFound);
+}
+
+#[test]
+fn ignore_swaps_the_last_tube_into_the_hole() {
+    let mut h = Harness::new();
+    for name in ["w1", "w2", "w3"] {
+        h.call(1, Command::Watch(tube(name)));
+    }
+    h.call(1, Command::Ignore(tube("default")));
+    let Reply::Ok(yaml) = h.call(1, Command::ListTubesWatched) else { panic!() };
+    assert_eq!(yaml, b"---\n- w3\n- w1\n- w2\n");
+    assert_eq!(h.call(1, Command::Ignore(tube("nope"))), Reply::Watching(3));
+}
+
+#[test]
+fn list_tubes_order_after_a_tube_vanishes() {
+    let mut h = Harness::new();
+    for name in ["a", "b", "c"] {
+        h.call(1, Command::Watch(tube(name)));
+    }
+    h.call(1, Command::Ignore(tube("a")));
+    let Reply::Ok(yaml) = h.call(1, Command::ListTubes) else { panic!() };
+    assert_eq!(yaml, b"---\n- default\n- c\n- b\n");
+}
+
+#[test]
+fn a_paused_tube_that_vanishes_leaves_no_timer() {
+    let mut h = Harness::new();
+    h.call(1, Command::Watch(tube("p")));
+    h.call(1, Command::PauseTube { tube: tube("p"), delay: 60 });
+    h.call(1, Command::Ignore(tube("p")));
+    assert_eq!(h.engine.next_deadline(), None);
+    h.call(2, Command::Watch(tube("p")));
+    assert_eq!(h.stat(2, Command::StatsTube(tube("p")), "pause"), "0");
+}
+
+#[test]
+fn draining_refuses_puts_but_spends_ids() {
+    let mut h = Harness::new();
+    h.engine.set_draining();
+    let job = NewJob { pri: 0, delay: 0, ttr: 1, body: b"x".as_slice().into() };
+    assert_eq!(h.call(0, Command::Put(job)), Reply::Draining);
+    assert_eq!(h.server_stat("draining"), "true");
+    assert_eq!(h.server_stat("current-jobs-ready"), "0");
+}
+
+#[test]
+fn urgent_counts_ready_jobs_below_1024() {
+    let mut h = Harness::new();
+    h.put(0, 1023, 0, 5, "u");
+    h.put(0, 1024, 0, 5, "n");
+    assert_eq!(h.server_stat("current-jobs-urgent"), "1");
+    h.reserved_id(1);
+    assert_eq!(h.server_stat("current-jobs-urgent"), "0");
+}
+
+#[test]
+fn producer_and_worker_counts() {
+    let mut h = Harness::new();
+    h.put(0, 0, 0, 5, "x");
+    h.put(0, 0, 0, 5, "x");
+    h.reserved_id(1);
+    assert_eq!(h.server_stat("current-producers"), "1");
+    assert_eq!(h.server_stat("current-workers"), "1");
+    h.engine.disconnect(h.now, 0);
+    assert_eq!(h.stat(1, Command::Stats, "current-producers"), "0");
+    assert_eq!(h.stat(1, Command::Stats, "current-connections"), "3");
+    assert_eq!(h.stat(1, Command::Stats, "total-connections"), "4");
+}
+
+#[test]
+fn age_and_uptime_follow_the_clock() {
+    let mut h = Harness::new();
+    let id = h.put(0, 0, 0, 5, "x");
+    h.advance(7 * SECOND + 500 * MS);
+    assert_eq!(h.job_stat(id, "age"), "7");
+    assert_eq!(h.server_stat("uptime"), "7");
+}

@@ -129,8 +129,15 @@ pub enum Command {
     ReserveWithTimeout(Option<u32>),
     ReserveJob(u64),
     Delete(u64),
-    Release { id: u64, pri: u32, delay: u32 },
-    Bury { id: u64, pri: u32 },
+    Release {
+        id: u64,
+        pri: u32,
+        delay: u32,
+    },
+    Bury {
+        id: u64,
+        pri: u32,
+    },
     Touch(u64),
     Watch(TubeName),
     Ignore(TubeName),
@@ -146,7 +153,10 @@ pub enum Command {
     ListTubes,
     ListTubeUsed,
     ListTubesWatched,
-    PauseTube { tube: TubeName, delay: u32 },
+    PauseTube {
+        tube: TubeName,
+        delay: u32,
+    },
     /// A line beanstalkd counts under `op` and then answers `BAD_FORMAT`
     /// (a put with trailing garbage, a pause-tube name starting with `-`).
     CountedBadFormat(Op),

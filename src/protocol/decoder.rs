@@ -120,7 +120,7 @@ impl Decoder {
                 // Nothing is consumed: the CRLF that ends the long line may
                 // already be in `input`, and commands after it too.
                 self.state = State::SkipLine;
-                return Step { consumed: 0, frame: None };
+                return self.decode(input);
             }
         };
         let frame = match parse_line(&input[..line_len - 2], self.max_job_size) {
@@ -152,10 +152,10 @@ enum LineEnd {
 /// anything else hides later line ends until the line is too long.
 fn find_line_end(input: &[u8]) -> LineEnd {
     let window = &input[..input.len().min(MAX_LINE)];
-    if let Some(cr) = memchr(b'\r', window) {
-        if cr + 1 < window.len() && window[cr + 1] == b'\n' {
-            return LineEnd::Found(cr + 2);
-        }
+    if let Some(cr) = memchr(b'\r', window)
+        && window.get(cr + 1) == Some(&b'\n')
+    {
+        return LineEnd::Found(cr + 2);
     }
     if input.len() >= MAX_LINE { LineEnd::TooLong } else { LineEnd::NeedMore }
 }
@@ -213,10 +213,7 @@ mod tests {
         let frames = every_chunking(b"put 1 0 5 1\r\nxy\r\nlist-tube-used\r\n", 65535);
         // The byte after the declared body is not CRLF; what follows is read
         // as a new command line (here "\n" glued to the next command).
-        assert_eq!(
-            frames,
-            vec![Frame::Command(Command::PutWithoutCrlf), Frame::Reply(Reply::UnknownCommand)]
-        );
+        assert_eq!(frames, vec![Frame::Command(Command::PutWithoutCrlf), Frame::Reply(Reply::UnknownCommand)]);
     }
 
     #[test]
@@ -247,7 +244,6 @@ mod tests {
     fn very_long_line_is_skipped_without_buffering() {
         let mut decoder = Decoder::new(65535);
         let junk = vec![b'x'; 4096];
-        assert!(decoder.decode(&junk).is_stalled());
         for _ in 0..1000 {
             let step = decoder.decode(&junk);
             assert_eq!(step, Step { consumed: junk.len(), frame: None });

@@ -104,10 +104,7 @@ const VERBS: [(&[u8], Verb); 25] = [
 ];
 
 fn split_verb(line: &[u8]) -> Option<(Verb, &[u8])> {
-    VERBS
-        .iter()
-        .find(|(prefix, _)| line.starts_with(prefix))
-        .map(|&(prefix, verb)| (verb, &line[prefix.len()..]))
+    VERBS.iter().find(|(prefix, _)| line.starts_with(prefix)).map(|&(prefix, verb)| (verb, &line[prefix.len()..]))
 }
 
 /// `None` means `BAD_FORMAT`.
@@ -220,15 +217,13 @@ fn u32_arg(input: &[u8]) -> IResult<&[u8], u32> {
 /// The value of a parse that must end the line.
 fn only<T>(result: IResult<&[u8], T>) -> Option<T> {
     match result {
-        Ok((rest, value)) if rest.is_empty() => Some(value),
+        Ok((b"", value)) => Some(value),
         _ => None,
     }
 }
 
 fn decimal(digits: &[u8]) -> Option<u64> {
-    digits
-        .iter()
-        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    digits.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
 }
 
 /// What C's `strtol`/`strtoul` see: leading white space, an optional sign,

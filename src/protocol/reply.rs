@@ -16,7 +16,10 @@ pub enum Reply {
     JobTooBig,
     Draining,
     Using(TubeName),
-    Reserved { id: u64, body: Rc<[u8]> },
+    Reserved {
+        id: u64,
+        body: Rc<[u8]>,
+    },
     DeadlineSoon,
     TimedOut,
     Deleted,
@@ -25,7 +28,10 @@ pub enum Reply {
     Touched,
     Watching(usize),
     NotIgnored,
-    Found { id: u64, body: Rc<[u8]> },
+    Found {
+        id: u64,
+        body: Rc<[u8]>,
+    },
     Kicked(u32),
     /// `kick-job`'s answer, which carries no count.
     KickedOne,

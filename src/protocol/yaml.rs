@@ -227,7 +227,17 @@ mod tests {
         let text = String::from_utf8(server_stats(&ServerStats::default())).unwrap();
         let keys: Vec<&str> = text.lines().skip(1).map(|l| l.split(':').next().unwrap()).collect();
         assert_eq!(keys.len(), 51);
-        assert_eq!(&keys[..6], ["current-jobs-urgent", "current-jobs-ready", "current-jobs-reserved", "current-jobs-delayed", "current-jobs-buried", "cmd-put"]);
+        assert_eq!(
+            &keys[..6],
+            [
+                "current-jobs-urgent",
+                "current-jobs-ready",
+                "current-jobs-reserved",
+                "current-jobs-delayed",
+                "current-jobs-buried",
+                "cmd-put"
+            ]
+        );
         assert_eq!(&keys[45..], ["binlog-max-size", "draining", "id", "hostname", "os", "platform"]);
         assert!(text.contains("\nrusage-utime: 0.000000\n"));
         assert!(text.contains("\nos: \"\"\n"));

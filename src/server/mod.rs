@@ -212,7 +212,9 @@ impl Server {
                 Ok(mut stream) => {
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
-                    if let Err(e) = self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE) {
+                    if let Err(e) =
+                        self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
+                    {
                         log::warn!("cannot watch a new connection: {e}");
                         continue;
                     }
