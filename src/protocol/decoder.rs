@@ -117,10 +117,13 @@ impl Decoder {
             LineEnd::Found(len) => len,
             LineEnd::NeedMore => return Step { consumed: 0, frame: None },
             LineEnd::TooLong => {
-                // Nothing is consumed: the CRLF that ends the long line may
-                // already be in `input`, and commands after it too.
+                // Like beanstalkd, drop the first MAX_LINE bytes and skip to
+                // the next CRLF. Unlike it, keep a CR in the last position:
+                // its LF ends this line, and dropping the CR is how
+                // beanstalkd comes to swallow the next command.
                 self.state = State::SkipLine;
-                return self.decode(input);
+                let keep_cr = usize::from(input[MAX_LINE - 1] == b'\r');
+                return Step { consumed: MAX_LINE - keep_cr, frame: None };
             }
         };
         let frame = match parse_line(&input[..line_len - 2], self.max_job_size) {
@@ -245,8 +248,13 @@ mod tests {
         let mut decoder = Decoder::new(65535);
         let junk = vec![b'x'; 4096];
         for _ in 0..1000 {
-            let step = decoder.decode(&junk);
-            assert_eq!(step, Step { consumed: junk.len(), frame: None });
+            // Every byte is consumed at once: nothing accumulates.
+            let mut rest = &junk[..];
+            while !rest.is_empty() {
+                let step = decoder.decode(rest);
+                assert!(step.consumed > 0 && step.frame.is_none());
+                rest = &rest[step.consumed..];
+            }
         }
         let step = decoder.decode(b"x\r");
         assert_eq!(step.consumed, 1);

@@ -164,10 +164,15 @@ impl Server {
                 }
                 return Err(e.into());
             }
+            // Signals first: a client that sent SIGUSR1 and then a put
+            // expects DRAINING even when both arrive in the same wake-up.
+            if events.iter().any(|e| e.token() == SIGNALS) {
+                self.handle_signals();
+            }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    SIGNALS => self.handle_signals(),
+                    SIGNALS => {}
                     Token(key) => {
                         let Some(conn) = self.conns.get_mut(key) else { continue };
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
