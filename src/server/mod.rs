@@ -291,8 +291,14 @@ impl Server {
         let mut reads = 0;
         loop {
             self.process_input(key);
+            let waiting = self.engine.is_waiting(key);
             let conn = &mut self.conns[key];
             conn.flush();
+            if conn.can_process() && !waiting && !conn.input_stalled {
+                // The flush made room below the high-water mark and
+                // commands are still buffered: run them before reading.
+                continue;
+            }
             if !conn.wants_input() {
                 break;
             }
