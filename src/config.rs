@@ -17,7 +17,9 @@ pub const DEFAULT_FSYNC_MS: u64 = 50;
     name = "sprout",
     about = "A drop-in replacement for beanstalkd: same protocol, same flags.",
     disable_help_flag = true,
-    disable_version_flag = true
+    disable_version_flag = true,
+    // As with beanstalkd's getopt, a repeated flag's last value wins.
+    args_override_self = true
 )]
 pub struct Args {
     /// Write-ahead log directory
@@ -71,6 +73,23 @@ pub struct Args {
     /// Show this help
     #[arg(short = 'h', long = "help", action = ArgAction::Help)]
     pub help: Option<bool>,
+}
+
+impl Args {
+    /// The short form (`-z`) of the flag a clap error is about, if any, so
+    /// messages name flags the way beanstalkd users write them.
+    pub fn short_flag_in(error: &clap::Error) -> Option<String> {
+        use clap::CommandFactory;
+        let clap::error::ContextValue::String(arg) = error.get(clap::error::ContextKind::InvalidArg)? else {
+            return None;
+        };
+        let long = arg.trim_start_matches('-').split([' ', '=']).next()?;
+        Args::command()
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long) || a.get_short().map(String::from).as_deref() == Some(long))
+            .and_then(|a| a.get_short())
+            .map(|c| format!("-{c}"))
+    }
 }
 
 /// beanstalkd reads sizes with `%zu` and rejects trailing characters.
@@ -173,6 +192,19 @@ mod tests {
         assert_eq!(c.verbose, 1);
         assert_eq!(c.listen, ListenAddr::Tcp { host: "127.0.0.1".into(), port: 1234 });
         assert_eq!(parse(&["-VV"]).verbose, 2);
+    }
+
+    #[test]
+    fn repeated_flags_last_wins() {
+        assert_eq!(parse(&["-z", "5", "-z", "300"]).max_job_size, 300);
+    }
+
+    #[test]
+    fn errors_name_the_short_flag() {
+        let e = Args::try_parse_from(["sprout", "-z"]).unwrap_err();
+        assert_eq!(Args::short_flag_in(&e).as_deref(), Some("-z"));
+        let e = Args::try_parse_from(["sprout", "--port", "x"]).unwrap_err();
+        assert_eq!(Args::short_flag_in(&e).as_deref(), Some("-p"));
     }
 
     #[test]
