@@ -42,6 +42,11 @@ pub struct Args {
     #[arg(short = 'p', long = "port", value_name = "PORT", default_value_t = 11300)]
     pub port: u16,
 
+    /// On startup, drop binlog records that fail their checksum (each dropped
+    /// job is logged) instead of refusing to start
+    #[arg(long = "skip-damaged-records")]
+    pub skip_damaged_records: bool,
+
     /// Become user and group
     #[arg(short = 'u', long = "user", value_name = "USER")]
     pub user: Option<String>,
@@ -126,6 +131,7 @@ pub struct Config {
     pub binlog_dir: Option<PathBuf>,
     pub binlog_size: u64,
     pub fsync: FsyncPolicy,
+    pub skip_damaged_records: bool,
     pub user: Option<String>,
     pub verbose: u8,
 }
@@ -160,6 +166,7 @@ impl Args {
             binlog_dir: self.binlog_dir,
             binlog_size: self.binlog_size,
             fsync,
+            skip_damaged_records: self.skip_damaged_records,
             user: self.user,
             verbose: self.verbose,
         };

@@ -11,6 +11,7 @@
 //! - [`host`]: facts about the process and machine for `stats`.
 
 pub mod config;
+pub mod binlog;
 pub mod engine;
 pub mod host;
 pub mod protocol;

@@ -33,13 +33,13 @@ fn main() -> ExitCode {
     for warning in warnings {
         log::warn!("{warning}");
     }
-    if let Some(dir) = &config.binlog_dir {
-        log::error!(
-            "-b {}: the binlog is not implemented yet; refusing to run without the durability you asked for",
-            dir.display()
-        );
-        return ExitCode::from(EXIT_USAGE);
-    }
+    let binlog = match open_binlog(&config) {
+        Ok(binlog) => binlog,
+        Err((message, code)) => {
+            log::error!("{message}");
+            return ExitCode::from(code);
+        }
+    };
     raise_fd_limit();
     let listener = match sprout::server::listen(&config) {
         Ok(listener) => listener,
@@ -48,13 +48,31 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_LISTEN);
         }
     };
-    match sprout::server::run(&config, listener, sprout::host::host_info()) {
+    match sprout::server::run(&config, listener, sprout::host::host_info(), binlog) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// beanstalkd's exit status when the binlog directory is locked.
+const EXIT_LOCKED: u8 = 10;
+
+/// Locks and replays `-b DIR`, if given. Errors carry beanstalkd's exit code.
+fn open_binlog(config: &sprout::config::Config) -> Result<Option<sprout::binlog::Opened>, (String, u8)> {
+    let Some(dir) = &config.binlog_dir else { return Ok(None) };
+    let binlog_config = sprout::binlog::BinlogConfig {
+        dir: dir.clone(),
+        file_size: config.binlog_size.next_multiple_of(4096),
+        fsync: config.fsync,
+        skip_damaged: config.skip_damaged_records,
+    };
+    sprout::binlog::Binlog::open(&binlog_config).map(Some).map_err(|message| {
+        let code = if message.contains("is in use by") { EXIT_LOCKED } else { 1 };
+        (message, code)
+    })
 }
 
 /// `-V` raises the level; `RUST_LOG` overrides it.

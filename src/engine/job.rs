@@ -52,7 +52,7 @@ pub struct Job {
     pub created_at: Nanos,
     pub state: JobState,
     /// Delayed: when the job becomes ready. Reserved: when its TTR runs out.
-    /// Meaningless in the other states.
+    /// Buried: when it was buried. Meaningless when ready.
     pub deadline: Nanos,
     /// The connection holding the reservation, while reserved.
     pub reserver: Option<ConnId>,

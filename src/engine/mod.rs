@@ -14,6 +14,7 @@
 //! job is the best job it could get.
 
 mod job;
+mod journal;
 mod session;
 mod stats;
 mod time;
@@ -22,13 +23,13 @@ mod tubes;
 
 use std::collections::HashMap;
 
-pub use job::{JobCounts, JobId, JobState};
+pub use job::{Job, JobCounts, JobId, JobState};
+pub use journal::{Journal, JournalStats, NoJournal};
 pub use stats::HostInfo;
 pub use time::{Nanos, SECOND, secs};
 
 use crate::protocol::command::NewJob;
 use crate::protocol::{Command, Op, Reply, TubeName};
-use job::Job;
 use session::{Session, Wait};
 use timers::{Timer, Timers};
 use tubes::{TubeId, Tubes, URGENT_PRIORITY};
@@ -64,8 +65,26 @@ struct Counts {
     waiting: u64,
 }
 
-pub struct Engine {
+/// A job read back from the write-ahead log at startup.
+#[derive(Clone, Debug)]
+pub struct RestoredJob {
+    pub id: JobId,
+    pub tube: TubeName,
+    pub pri: u32,
+    pub delay: Nanos,
+    pub ttr: Nanos,
+    pub created_at: Nanos,
+    /// Ready, delayed or buried (reserved jobs come back ready).
+    pub state: JobState,
+    /// For a delayed job, when it becomes ready.
+    pub ready_at: Nanos,
+    pub counts: JobCounts,
+    pub body: std::rc::Rc<[u8]>,
+}
+
+pub struct Engine<J: Journal = NoJournal> {
     config: EngineConfig,
+    journal: J,
     started_at: Nanos,
     jobs: HashMap<JobId, Job>,
     tubes: Tubes,
@@ -80,10 +99,20 @@ pub struct Engine {
     replies: Vec<(ConnId, Reply)>,
 }
 
-impl Engine {
+impl Engine<NoJournal> {
+    /// An engine that keeps nothing on disk.
     pub fn new(config: EngineConfig, now: Nanos) -> Engine {
+        Engine::with_journal(config, now, NoJournal)
+    }
+}
+
+impl<J: Journal> Engine<J> {
+    /// An engine that logs every change to `journal`. `now` is the time the
+    /// server started, for `uptime`.
+    pub fn with_journal(config: EngineConfig, now: Nanos, journal: J) -> Engine<J> {
         Engine {
             config,
+            journal,
             started_at: now,
             jobs: HashMap::new(),
             tubes: Tubes::new(),
@@ -95,6 +124,62 @@ impl Engine {
             counts: Counts::default(),
             draining: false,
             replies: Vec::new(),
+        }
+    }
+
+    pub fn journal(&self) -> &J {
+        &self.journal
+    }
+
+    pub fn journal_mut(&mut self) -> &mut J {
+        &mut self.journal
+    }
+
+    /// Puts a job recovered from the log back in its state. Buried jobs must
+    /// be restored in the order they were buried.
+    pub fn restore(&mut self, now: Nanos, restored: RestoredJob) {
+        let tube = self.tubes.get_or_create(&restored.tube);
+        let id = restored.id;
+        let job = Job {
+            id,
+            tube,
+            pri: restored.pri,
+            delay: restored.delay,
+            ttr: restored.ttr,
+            body: restored.body,
+            created_at: restored.created_at,
+            state: JobState::Ready,
+            deadline: 0,
+            reserver: None,
+            bury_seq: 0,
+            counts: restored.counts,
+        };
+        self.jobs.insert(id, job);
+        self.next_job_id = self.next_job_id.max(id + 1);
+        match restored.state {
+            JobState::Delayed if restored.ready_at > now => {
+                self.place_delayed(now, id, restored.ready_at - now);
+            }
+            JobState::Buried => self.place_buried(id, restored.ready_at),
+            _ => self.place_ready(now, id),
+        }
+    }
+
+    /// Ids handed out from now on are at least `next`.
+    pub fn raise_next_job_id(&mut self, next: JobId) {
+        self.next_job_id = self.next_job_id.max(next);
+    }
+
+    pub fn next_job_id(&self) -> JobId {
+        self.next_job_id
+    }
+
+    /// Lets the journal rewrite jobs it wants moved forward (compaction).
+    pub fn maintain_journal(&mut self) {
+        for id in self.journal.jobs_to_migrate() {
+            if let Some(job) = self.jobs.get(&id) {
+                self.journal.log_migration(job, &self.tubes[job.tube].name);
+            }
         }
     }
 
@@ -232,7 +317,7 @@ impl Engine {
             C::ReserveJob(id) => self.reserve_job(now, conn, id),
             C::Delete(id) => self.delete(conn, id),
             C::Release { id, pri, delay } => self.release(now, conn, id, pri, delay),
-            C::Bury { id, pri } => self.bury(conn, id, pri),
+            C::Bury { id, pri } => self.bury(now, conn, id, pri),
             C::Touch(id) => self.touch(now, conn, id),
             C::Use(name) => self.use_tube(conn, &name),
             C::Watch(name) => self.watch(conn, &name),
@@ -305,6 +390,7 @@ impl Engine {
             return Reply::Draining;
         }
         let tube = self.session(conn).used;
+        let delayed = new.delay > 0;
         let job = Job {
             id,
             tube,
@@ -314,16 +400,19 @@ impl Engine {
             ttr: secs(new.ttr.max(1)),
             body: new.body,
             created_at: now,
-            state: JobState::Ready,
-            deadline: 0,
+            state: if delayed { JobState::Delayed } else { JobState::Ready },
+            deadline: if delayed { now + secs(new.delay) } else { 0 },
             reserver: None,
             bury_seq: 0,
             counts: JobCounts::default(),
         };
+        if !self.journal.log_put(&job, &self.tubes[tube].name) {
+            return Reply::OutOfMemory;
+        }
         self.jobs.insert(id, job);
         self.counts.total_jobs += 1;
         self.tubes[tube].total_jobs += 1;
-        if new.delay > 0 {
+        if delayed {
             self.place_delayed(now, id, secs(new.delay));
         } else {
             self.place_ready(now, id);
@@ -358,8 +447,15 @@ impl Engine {
         self.count(Op::ReserveJob);
         match self.jobs.get(&id) {
             Some(job) if job.state != JobState::Reserved => {
+                // Taking a job out of the buried or delayed state is logged,
+                // so that a crash brings it back ready, not buried.
+                let was_parked = job.state != JobState::Ready;
                 self.mark_worker(conn);
-                self.hand_out(now, conn, id)
+                let reply = self.hand_out(now, conn, id);
+                if was_parked && self.journal.reserve_update() {
+                    self.journal.log_update(&self.jobs[&id]);
+                }
+                reply
             }
             _ => Reply::NotFound,
         }
@@ -372,6 +468,7 @@ impl Engine {
             return Reply::NotFound;
         }
         self.unplace(id);
+        self.journal.log_delete(id);
         let job = self.jobs.remove(&id).expect("job vanished");
         self.tubes[job.tube].deletes += 1;
         self.drop_tube_if_unused(job.tube);
@@ -383,29 +480,41 @@ impl Engine {
         if !self.is_reserved_by(id, conn) {
             return Reply::NotFound;
         }
+        if !self.journal.reserve_update() {
+            return Reply::OutOfMemory;
+        }
         self.unplace(id);
         let job = self.job_mut(id);
         job.pri = pri;
         job.delay = secs(delay);
         job.counts.releases += 1;
+        // Logged before placing: placing a ready job may hand it straight to
+        // a waiting worker, and the log must say "ready", not "reserved".
         if delay > 0 {
             self.place_delayed(now, id, secs(delay));
+            self.journal.log_update(&self.jobs[&id]);
         } else {
+            self.job_mut(id).state = JobState::Ready;
+            self.journal.log_update(&self.jobs[&id]);
             self.place_ready(now, id);
         }
         Reply::Released
     }
 
-    fn bury(&mut self, conn: ConnId, id: JobId, pri: u32) -> Reply {
+    fn bury(&mut self, now: Nanos, conn: ConnId, id: JobId, pri: u32) -> Reply {
         self.count(Op::Bury);
         if !self.is_reserved_by(id, conn) {
             return Reply::NotFound;
+        }
+        if !self.journal.reserve_update() {
+            return Reply::InternalError;
         }
         self.unplace(id);
         let job = self.job_mut(id);
         job.pri = pri;
         job.counts.buries += 1;
-        self.place_buried(id);
+        self.place_buried(id, now);
+        self.journal.log_update(&self.jobs[&id]);
         Reply::Buried
     }
 
@@ -474,7 +583,9 @@ impl Engine {
             let next =
                 if from_buried { t.buried.first().map(|&(_, id)| id) } else { t.delayed.first().map(|&(_, id)| id) };
             let Some(id) = next else { break };
-            self.kick_one(now, id);
+            if !self.kick_one(now, id) {
+                break;
+            }
             kicked += 1;
         }
         Reply::Kicked(kicked)
@@ -483,18 +594,23 @@ impl Engine {
     fn kick_job(&mut self, now: Nanos, id: JobId) -> Reply {
         self.count(Op::KickJob);
         match self.jobs.get(&id).map(|job| job.state) {
-            Some(JobState::Buried | JobState::Delayed) => {
-                self.kick_one(now, id);
-                Reply::KickedOne
-            }
+            Some(JobState::Buried | JobState::Delayed) if self.kick_one(now, id) => Reply::KickedOne,
             _ => Reply::NotFound,
         }
     }
 
-    fn kick_one(&mut self, now: Nanos, id: JobId) {
+    /// `false` if the kick could not be logged (disk full).
+    fn kick_one(&mut self, now: Nanos, id: JobId) -> bool {
+        if !self.journal.reserve_update() {
+            return false;
+        }
         self.unplace(id);
-        self.job_mut(id).counts.kicks += 1;
+        let job = self.job_mut(id);
+        job.counts.kicks += 1;
+        job.state = JobState::Ready;
+        self.journal.log_update(&self.jobs[&id]);
         self.place_ready(now, id);
+        true
     }
 
     fn pause_tube(&mut self, now: Nanos, name: &TubeName, delay: u32) -> Reply {
@@ -577,12 +693,15 @@ impl Engine {
         self.counts.delayed += 1;
     }
 
-    fn place_buried(&mut self, id: JobId) {
+    /// `buried_at` is kept in the job's deadline, so that a restart can
+    /// bring buried jobs back in the order they were buried.
+    fn place_buried(&mut self, id: JobId, buried_at: Nanos) {
         let seq = self.next_bury_seq;
         self.next_bury_seq += 1;
         let job = self.job_mut(id);
         job.state = JobState::Buried;
         job.bury_seq = seq;
+        job.deadline = buried_at;
         let tube = job.tube;
         self.tubes[tube].buried.insert((seq, id));
         self.counts.buried += 1;

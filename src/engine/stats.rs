@@ -2,7 +2,7 @@
 
 use super::job::Job;
 use super::tubes::TubeId;
-use super::{Engine, JobState, Nanos, SECOND};
+use super::{Engine, JobState, Journal, Nanos, SECOND};
 use crate::protocol::yaml::{self, BinlogStats, JobStats, ServerStats, TubeStats};
 
 /// Facts about the process and machine that `stats` reports. The server
@@ -35,7 +35,7 @@ impl HostInfo {
     }
 }
 
-impl Engine {
+impl<J: Journal> Engine<J> {
     pub(super) fn server_stats(&self, now: Nanos) -> Vec<u8> {
         let c = &self.counts;
         let host = &self.config.host;
@@ -61,7 +61,16 @@ impl Engine {
             rusage_utime_us: utime,
             rusage_stime_us: stime,
             uptime_secs: (now - self.started_at) / SECOND,
-            binlog: BinlogStats { max_size: self.config.binlog_max_size, ..BinlogStats::default() },
+            binlog: {
+                let j = self.journal.stats();
+                BinlogStats {
+                    oldest_index: j.oldest_index,
+                    current_index: j.current_index,
+                    records_migrated: j.records_migrated,
+                    records_written: j.records_written,
+                    max_size: self.config.binlog_max_size,
+                }
+            },
             draining: self.draining,
             instance_id: host.instance_id.clone(),
             hostname: host.hostname.clone(),
@@ -104,7 +113,7 @@ impl Engine {
             delay: job.delay / SECOND,
             ttr: job.ttr / SECOND,
             time_left,
-            file: 0,
+            file: self.journal.job_file(job.id),
             reserves: job.counts.reserves,
             timeouts: job.counts.timeouts,
             releases: job.counts.releases,

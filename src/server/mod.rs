@@ -17,6 +17,7 @@ use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::binlog::{Binlog, Opened};
 use crate::config::{Config, ListenAddr};
 use crate::engine::{Engine, EngineConfig, HostInfo, Nanos};
 use crate::protocol::Frame;
@@ -93,22 +94,29 @@ fn inherited_listen_fd() -> Option<std::os::fd::RawFd> {
     Some(3)
 }
 
-/// Runs the server until SIGTERM or SIGINT.
-pub fn run(config: &Config, listener: Listener, host: HostInfo) -> Result<(), ServerError> {
+/// Runs the server until SIGTERM or SIGINT. `binlog` is the opened log
+/// (`-b`), whose jobs are restored before the first client is served.
+pub fn run(config: &Config, listener: Listener, host: HostInfo, binlog: Option<Opened>) -> Result<(), ServerError> {
     if let Some(user) = &config.user {
         user::become_user(user).map_err(|reason| ServerError::User { user: user.clone(), reason })?;
     }
-    let mut server = Server::new(config, listener, host)?;
+    let mut server = Server::new(config, listener, host, binlog)?;
     server.serve()
 }
+
+/// How long a shutdown waits for clients to take their last replies.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 struct Server {
     poll: Poll,
     listener: Listener,
     signals: Signals,
     conns: Slab<Connection>,
-    engine: Engine,
+    engine: Engine<Option<Binlog>>,
+    /// Engine time: wall-clock nanoseconds at start, advanced by the
+    /// monotonic clock (so it never jumps, and the binlog can store it).
     origin: Instant,
+    origin_wall: Nanos,
     max_job_size: u32,
     /// One read buffer shared by all connections.
     scratch: Vec<u8>,
@@ -117,23 +125,40 @@ struct Server {
     woken: Vec<usize>,
     /// The connection being driven, which needs no wake-up of its own.
     driving: Option<usize>,
+    /// Connections with replies to send at the end of this turn.
+    dirty: Vec<usize>,
     /// Set after accept failed for lack of file descriptors.
     accept_paused: bool,
     stopping: bool,
 }
 
 impl Server {
-    fn new(config: &Config, mut listener: Listener, host: HostInfo) -> Result<Server, ServerError> {
+    fn new(config: &Config, mut listener: Listener, host: HostInfo, opened: Option<Opened>) -> Result<Server, ServerError> {
         let poll = Poll::new()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = Signals::new([SIGUSR1, SIGTERM, SIGINT])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
-        log::info!("listening on {}", listener.local_description());
         let origin = Instant::now();
-        let engine = Engine::new(
-            EngineConfig { max_job_size: config.max_job_size, binlog_max_size: config.binlog_size, host },
-            0,
-        );
+        let origin_wall =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as Nanos);
+        let engine_config =
+            EngineConfig { max_job_size: config.max_job_size, binlog_max_size: config.binlog_size, host };
+        let engine = match opened {
+            None => Engine::with_journal(engine_config, origin_wall, None),
+            Some(Opened { binlog, jobs, next_id }) => {
+                let count = jobs.len();
+                let mut engine = Engine::with_journal(engine_config, origin_wall, Some(binlog));
+                for job in jobs {
+                    engine.restore(origin_wall, job);
+                }
+                engine.raise_next_job_id(next_id);
+                // Restored jobs were never handed to a client: nothing to send.
+                engine.take_replies().for_each(drop);
+                log::info!("binlog: recovered {count} jobs; next job id {}", engine.next_job_id());
+                engine
+            }
+        };
+        log::info!("listening on {}", listener.local_description());
         Ok(Server {
             poll,
             listener,
@@ -141,17 +166,19 @@ impl Server {
             conns: Slab::new(),
             engine,
             origin,
+            origin_wall,
             max_job_size: config.max_job_size,
             scratch: vec![0; READ_CHUNK],
             woken: Vec::new(),
             driving: None,
+            dirty: Vec::new(),
             accept_paused: false,
             stopping: false,
         })
     }
 
     fn now(&self) -> Nanos {
-        self.origin.elapsed().as_nanos() as Nanos
+        self.origin_wall + self.origin.elapsed().as_nanos() as Nanos
     }
 
     fn serve(&mut self) -> Result<(), ServerError> {
@@ -193,9 +220,37 @@ impl Server {
             self.engine.tick(now);
             self.deliver_replies();
             self.drive_woken();
+            self.end_turn();
         }
         self.shut_down();
         Ok(())
+    }
+
+    /// The end of a turn: log what changed, then send what was answered.
+    /// Replies go out only after the changes they acknowledge were written
+    /// (and with `-f 0`, synced): one write and one fsync for all clients.
+    fn end_turn(&mut self) {
+        if let Some(binlog) = self.engine.journal_mut() {
+            let _ = binlog.commit(Instant::now());
+        }
+        if self.engine.journal().is_some() {
+            self.engine.maintain_journal();
+        }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for key in dirty.drain(..) {
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            conn.flush();
+            let waiting = self.engine.is_waiting(key);
+            if conn.is_finished(waiting) {
+                self.close(key);
+            } else if conn.can_process() && !waiting && (!conn.input_stalled || conn.wants_input()) {
+                // Output drained with commands still buffered or unread.
+                self.woken.push(key);
+            }
+        }
+        self.dirty = dirty;
     }
 
     /// Sleep until the engine's next timer, or not at all when connections
@@ -204,7 +259,12 @@ impl Server {
         if !self.woken.is_empty() {
             return Some(Duration::ZERO);
         }
-        let mut timeout = self.engine.next_deadline().map(|at| Duration::from_nanos(at.saturating_sub(self.now())));
+        let now = self.now();
+        let mut timeout = self.engine.next_deadline().map(|at| Duration::from_nanos(at.saturating_sub(now)));
+        if let Some(sync_at) = self.engine.journal().as_ref().and_then(Binlog::next_sync_at) {
+            let until_sync = sync_at.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(until_sync, |t| t.min(until_sync)));
+        }
         if self.accept_paused {
             timeout = Some(timeout.map_or(ACCEPT_RETRY, |t| t.min(ACCEPT_RETRY)));
         }
@@ -266,6 +326,7 @@ impl Server {
         for (key, reply) in self.engine.take_replies() {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.push_reply(&reply);
+                self.dirty.push(key);
                 if self.driving != Some(key) {
                     self.woken.push(key);
                 }
@@ -284,21 +345,14 @@ impl Server {
         }
     }
 
-    /// Runs buffered commands, writes replies and reads more, until the
-    /// connection has nothing more to do this turn.
+    /// Runs buffered commands and reads more, until the connection has
+    /// nothing more to do this turn. Replies are sent at the end of the turn.
     fn drive(&mut self, key: usize) {
         let outer = self.driving.replace(key);
         let mut reads = 0;
         loop {
             self.process_input(key);
-            let waiting = self.engine.is_waiting(key);
             let conn = &mut self.conns[key];
-            conn.flush();
-            if conn.can_process() && !waiting && !conn.input_stalled {
-                // The flush made room below the high-water mark and
-                // commands are still buffered: run them before reading.
-                continue;
-            }
             if !conn.wants_input() {
                 break;
             }
@@ -322,7 +376,11 @@ impl Server {
         self.driving = outer;
         let waiting = self.engine.is_waiting(key);
         if self.conns[key].is_finished(waiting) {
+            // Nothing left to send: close now, so that stats taken in this
+            // same turn already count the connection as gone.
             self.close(key);
+        } else {
+            self.dirty.push(key);
         }
     }
 
@@ -369,11 +427,25 @@ impl Server {
         }
     }
 
-    /// Stops accepting, writes out what is already queued, and returns.
+    /// Stops accepting and reading, logs and sends the replies already
+    /// made, waits briefly for slow clients to take them, and closes the log.
     fn shut_down(&mut self) {
         let _ = self.poll.registry().deregister(&mut self.listener);
-        for (_, conn) in self.conns.iter_mut() {
-            conn.flush();
+        self.dirty.extend(self.conns.iter().map(|(key, _)| key));
+        self.end_turn();
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let mut events = Events::with_capacity(1024);
+        while self.conns.iter().any(|(_, c)| c.output_pending() > 0 && !c.broken) && Instant::now() < deadline {
+            let _ = self.poll.poll(&mut events, Some(deadline.saturating_duration_since(Instant::now())));
+            for (_, conn) in self.conns.iter_mut() {
+                conn.flush();
+            }
+        }
+        if let Some(binlog) = self.engine.journal_mut() {
+            match binlog.close() {
+                Ok(()) => log::info!("binlog: flushed and synced"),
+                Err(e) => log::error!("binlog: final sync failed: {e}"),
+            }
         }
     }
 }

@@ -1,0 +1,507 @@
+//! The write-ahead log (`-b DIR`): every change a client can observe, in
+//! checksummed records, so a restart brings every job back in its state.
+//!
+//! - [`record`]: the byte format (spec in protocol.md).
+//! - [`segment`]: one preallocated file.
+//! - [`recovery`]: reading the directory back, repairing a torn tail.
+//! - [`lock`]: one server per directory.
+//!
+//! Writing is batched: the engine's changes during one turn of the event
+//! loop are queued in memory and handed to the kernel in one write per file
+//! by [`Binlog::commit`], which the server calls before it sends the turn's
+//! replies. With `-f 0` the commit also fsyncs, so no reply acknowledges a
+//! change that is not on disk, and one fsync serves every connection.
+//!
+//! Disk use stays near the size of the live jobs: each file counts the live
+//! jobs whose full record it holds; the oldest file is deleted once it holds
+//! none, and when the log grows past twice the live data, the jobs left in
+//! the oldest file are rewritten at the head (migrated) so it can go.
+//!
+//! Room is promised before it is used: every live job has the bytes of its
+//! future delete set aside, files are allocated whole when created, and a
+//! put is refused (`OUT_OF_MEMORY`) when no file can be allocated, so a full
+//! disk never leaves an acknowledged change unlogged.
+
+mod lock;
+pub mod record;
+mod recovery;
+mod segment;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::config::FsyncPolicy;
+use crate::engine::{Job, JobCounts, JobId, JobState, Journal, JournalStats, RestoredJob};
+use crate::protocol::TubeName;
+use lock::DirLock;
+use record::{FullJob, HEADER_LEN, Header, JobUpdate, LoggedState, Record};
+use segment::Segment;
+
+/// Bytes of a delete record, set aside for every live job.
+const DELETE_LEN: u64 = 17;
+
+/// Bytes of a state record.
+const UPDATE_LEN: u64 = 58;
+
+/// Most bytes of jobs migrated per turn of the event loop, so compaction
+/// never stalls the server for long.
+const MIGRATION_BATCH_BYTES: u64 = 1 << 20;
+
+/// Settings from the command line.
+#[derive(Clone, Debug)]
+pub struct BinlogConfig {
+    pub dir: PathBuf,
+    /// `-s`, rounded up to a multiple of 4096.
+    pub file_size: u64,
+    pub fsync: FsyncPolicy,
+    /// Drop unreadable records instead of refusing to start.
+    pub skip_damaged: bool,
+}
+
+/// Where a live job's full record is.
+#[derive(Clone, Copy, Debug)]
+struct Location {
+    seq: u64,
+    len: u64,
+}
+
+#[derive(Debug)]
+pub struct Binlog {
+    dir: PathBuf,
+    _lock: DirLock,
+    file_size: u64,
+    fsync: FsyncPolicy,
+    /// Oldest first. `segments[current]` is being written; later ones are
+    /// allocated and empty.
+    segments: VecDeque<Segment>,
+    current: usize,
+    locations: HashMap<JobId, Location>,
+    /// Live jobs by the file holding their full record, to find what to
+    /// migrate out of the oldest file.
+    by_file: BTreeSet<(u64, JobId)>,
+    /// Bytes of the live jobs' full records.
+    live_bytes: u64,
+    /// Bytes promised to the deletes of live jobs.
+    reserved: u64,
+    /// Highest job id logged, plus one: written into new file headers.
+    next_id: u64,
+    records_written: u64,
+    records_migrated: u64,
+    last_sync: Instant,
+    /// Set when a write failed: the log can no longer promise anything.
+    failed: bool,
+    encode_buf: Vec<u8>,
+}
+
+/// The log opened and read back.
+pub struct Opened {
+    pub binlog: Binlog,
+    /// Live jobs to restore into the engine, buried ones in burial order.
+    pub jobs: Vec<RestoredJob>,
+    /// No id below this may be handed out.
+    pub next_id: JobId,
+}
+
+impl Binlog {
+    /// Locks the directory, reads the log back and gets ready to append.
+    pub fn open(config: &BinlogConfig) -> Result<Opened, String> {
+        std::fs::create_dir_all(&config.dir)
+            .map_err(|e| format!("cannot create binlog directory {}: {e}", config.dir.display()))?;
+        let lock = DirLock::acquire(&config.dir)?;
+        let recovered = recovery::recover(&config.dir, config.skip_damaged)?;
+        let mut binlog = Binlog {
+            dir: config.dir.clone(),
+            _lock: lock,
+            file_size: config.file_size.max(4096),
+            fsync: config.fsync,
+            segments: VecDeque::new(),
+            current: 0,
+            locations: HashMap::new(),
+            by_file: BTreeSet::new(),
+            live_bytes: 0,
+            reserved: 0,
+            next_id: recovered.next_id,
+            records_written: 0,
+            records_migrated: 0,
+            last_sync: Instant::now(),
+            failed: false,
+            encode_buf: Vec::new(),
+        };
+        for file in recovered.files {
+            let segment = Segment::reopen(file.path.clone(), file.seq, file.end)
+                .map_err(|e| format!("cannot open {}: {e}", file.path.display()))?;
+            binlog.segments.push_back(segment);
+        }
+        // Append to the newest file that holds records (or the first empty
+        // one after it); files after it stay as spares. Reusing it, rather
+        // than always starting a new file, lets the server restart on a full
+        // disk.
+        binlog.current = binlog.segments.iter().rposition(|s| s.end > HEADER_LEN as u64).unwrap_or(0);
+        let mut jobs = Vec::with_capacity(recovered.jobs.len());
+        for live in recovered.jobs {
+            let id = live.job.update.id;
+            binlog.track(id, Location { seq: live.seq, len: live.record_len });
+            binlog.reserved += DELETE_LEN;
+            jobs.push(restored_job(live.job));
+        }
+        if binlog.segments.is_empty() {
+            binlog.add_segment(0).map_err(|e| format!("cannot create a binlog file in {}: {e}", binlog.dir.display()))?;
+        }
+        // Room for the deletes of every recovered job, if the disk has it;
+        // if not, serve anyway: puts will be refused until deletes free room.
+        let need = binlog.reserved;
+        if !binlog.ensure_room(0) {
+            log::warn!("binlog: the disk is full; new jobs will be refused until room is freed ({need} bytes promised)");
+        }
+        binlog.collect_garbage();
+        let next_id = binlog.next_id;
+        Ok(Opened { binlog, jobs, next_id })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes every queued record, and fsyncs if the policy says so now.
+    /// Called once per turn of the event loop, before replies are sent.
+    pub fn commit(&mut self, now: Instant) -> io::Result<()> {
+        if self.failed {
+            return Ok(());
+        }
+        let result = self.write_and_sync(now);
+        if let Err(e) = &result {
+            log::error!("binlog write failed: {e}; refusing changes from now on");
+            self.failed = true;
+        }
+        result
+    }
+
+    fn write_and_sync(&mut self, now: Instant) -> io::Result<()> {
+        for segment in self.segments.iter_mut() {
+            segment.write_pending()?;
+        }
+        let sync_due = match self.fsync {
+            FsyncPolicy::Never => false,
+            FsyncPolicy::Every { ms } => now.duration_since(self.last_sync) >= Duration::from_millis(ms),
+        };
+        if sync_due && self.segments.iter().any(Segment::is_unsynced) {
+            for segment in self.segments.iter_mut() {
+                segment.sync()?;
+            }
+            self.last_sync = now;
+        }
+        // Files may only go once what released them is on disk: a migrated
+        // job's new record, or the deletes of its old jobs.
+        if self.fsync == FsyncPolicy::Never || !self.segments.iter().any(Segment::is_unsynced) {
+            self.collect_garbage();
+        }
+        Ok(())
+    }
+
+    /// When the interval policy next wants an fsync of written records.
+    pub fn next_sync_at(&self) -> Option<Instant> {
+        match self.fsync {
+            FsyncPolicy::Every { ms } if self.segments.iter().any(|s| s.is_unsynced() || s.has_unwritten()) => {
+                Some(self.last_sync + Duration::from_millis(ms))
+            }
+            _ => None,
+        }
+    }
+
+    /// True if records are queued but not yet written.
+    pub fn has_pending(&self) -> bool {
+        self.segments.iter().any(Segment::has_unwritten)
+    }
+
+    /// Writes and fsyncs everything (clean shutdown).
+    pub fn close(&mut self) -> io::Result<()> {
+        for segment in self.segments.iter_mut() {
+            segment.write_pending()?;
+            segment.sync()?;
+        }
+        Ok(())
+    }
+
+    // ----- space --------------------------------------------------------------
+
+    fn current(&mut self) -> &mut Segment {
+        &mut self.segments[self.current]
+    }
+
+    /// Allocated, unwritten bytes from the current file on.
+    fn room(&self) -> u64 {
+        self.segments.iter().skip(self.current).map(Segment::remaining).sum()
+    }
+
+    /// Makes sure `need` more bytes fit on top of what is promised, counting
+    /// the end of the current file that a record too big for it would skip.
+    /// Allocates files as needed; `false` if the disk cannot give them.
+    fn ensure_room(&mut self, need: u64) -> bool {
+        if self.failed {
+            return false;
+        }
+        loop {
+            let skipped = if self.segments[self.current].remaining() >= need {
+                0
+            } else {
+                self.segments[self.current].remaining()
+            };
+            // One delete's worth per file for the ends of files that deletes
+            // cannot fill.
+            let slack = DELETE_LEN * (self.segments.len() - self.current) as u64;
+            let largest_free = self.segments.iter().skip(self.current).map(Segment::remaining).max().unwrap_or(0);
+            if self.room() >= self.reserved + need + skipped + slack && largest_free >= need {
+                return true;
+            }
+            if let Err(e) = self.add_segment(need) {
+                log::warn!("binlog: cannot allocate a new file in {}: {e}", self.dir.display());
+                return false;
+            }
+        }
+    }
+
+    fn add_segment(&mut self, min_record: u64) -> io::Result<()> {
+        let seq = self.segments.back().map_or(1, |s| s.seq + 1);
+        let capacity = self.file_size.max(HEADER_LEN as u64 + min_record).next_multiple_of(4096);
+        let segment = Segment::create(&self.dir, Header { seq, next_id: self.next_id }, capacity)?;
+        self.segments.push_back(segment);
+        Ok(())
+    }
+
+    /// Queues a record in the first file, from the current one on, that has
+    /// room for it (room was ensured). Returns that file's seq.
+    fn append(&mut self, record: &Record) -> u64 {
+        self.encode_buf.clear();
+        record.encode(&mut self.encode_buf);
+        let len = self.encode_buf.len() as u64;
+        while self.segments[self.current].remaining() < len {
+            assert!(self.current + 1 < self.segments.len(), "binlog room was not ensured");
+            self.current += 1;
+        }
+        let buf = std::mem::take(&mut self.encode_buf);
+        self.current().append(&buf);
+        self.encode_buf = buf;
+        self.records_written += 1;
+        self.segments[self.current].seq
+    }
+
+    // ----- bookkeeping --------------------------------------------------------
+
+    fn track(&mut self, id: JobId, location: Location) {
+        if let Some(old) = self.locations.insert(id, location) {
+            self.by_file.remove(&(old.seq, id));
+            self.live_bytes -= old.len;
+        }
+        self.by_file.insert((location.seq, id));
+        self.live_bytes += location.len;
+    }
+
+    fn untrack(&mut self, id: JobId) {
+        if let Some(old) = self.locations.remove(&id) {
+            self.by_file.remove(&(old.seq, id));
+            self.live_bytes -= old.len;
+        }
+    }
+
+    /// Deletes old files that no live job needs, oldest first (a newer file
+    /// may hold the delete of a job whose record is in an older one, so
+    /// files go strictly in order).
+    fn collect_garbage(&mut self) {
+        while self.current > 0 {
+            let oldest = self.segments[0].seq;
+            if self.by_file.range((oldest, 0)..=(oldest, u64::MAX)).next().is_some() {
+                break;
+            }
+            let segment = self.segments.pop_front().expect("oldest file");
+            self.current -= 1;
+            if let Err(e) = segment.remove() {
+                log::warn!("binlog: cannot delete file {oldest}: {e}");
+            }
+        }
+    }
+
+    /// Total bytes the log occupies on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.capacity).sum()
+    }
+}
+
+impl Journal for Binlog {
+    fn log_put(&mut self, job: &Job, tube: &TubeName) -> bool {
+        let record = Record::Job(full_job(job, tube));
+        let len = record.encoded_len() as u64;
+        if !self.ensure_room(len + DELETE_LEN) {
+            return false;
+        }
+        self.next_id = self.next_id.max(job.id + 1);
+        let seq = self.append(&record);
+        self.track(job.id, Location { seq, len });
+        self.reserved += DELETE_LEN;
+        true
+    }
+
+    fn reserve_update(&mut self) -> bool {
+        self.ensure_room(UPDATE_LEN)
+    }
+
+    fn log_update(&mut self, job: &Job) {
+        self.append(&Record::State(job_update(job)));
+    }
+
+    fn log_delete(&mut self, id: JobId) {
+        if self.failed {
+            return;
+        }
+        // The room was promised when the job was put.
+        self.reserved -= DELETE_LEN;
+        self.append(&Record::Delete(id));
+        self.untrack(id);
+    }
+
+    fn job_file(&self, id: JobId) -> u64 {
+        self.locations.get(&id).map_or(0, |l| l.seq)
+    }
+
+    fn jobs_to_migrate(&mut self) -> Vec<JobId> {
+        // Worth it once the log is more than twice the live data, and only
+        // for files other than the one being written.
+        let disk = self.disk_bytes();
+        let wanted = 2 * (self.live_bytes + self.reserved) + 2 * self.file_size;
+        if self.current == 0 || disk <= wanted {
+            return Vec::new();
+        }
+        let oldest = self.segments[0].seq;
+        let mut bytes = 0;
+        self.by_file
+            .range((oldest, 0)..=(oldest, u64::MAX))
+            .map(|&(_, id)| id)
+            .take_while(|id| {
+                bytes += self.locations[id].len;
+                bytes <= MIGRATION_BATCH_BYTES
+            })
+            .collect()
+    }
+
+    fn log_migration(&mut self, job: &Job, tube: &TubeName) {
+        let record = Record::Job(full_job(job, tube));
+        let len = record.encoded_len() as u64;
+        if !self.ensure_room(len) {
+            return;
+        }
+        let seq = self.append(&record);
+        self.track(job.id, Location { seq, len });
+        self.records_migrated += 1;
+    }
+
+    fn stats(&self) -> JournalStats {
+        JournalStats {
+            oldest_index: self.segments.front().map_or(0, |s| s.seq),
+            current_index: self.segments.get(self.current).map_or(0, |s| s.seq),
+            records_migrated: self.records_migrated,
+            records_written: self.records_written,
+        }
+    }
+}
+
+fn logged_state(state: JobState) -> LoggedState {
+    match state {
+        JobState::Ready => LoggedState::Ready,
+        JobState::Reserved => LoggedState::Reserved,
+        JobState::Delayed => LoggedState::Delayed,
+        JobState::Buried => LoggedState::Buried,
+    }
+}
+
+fn job_update(job: &Job) -> JobUpdate {
+    let c = job.counts;
+    JobUpdate {
+        id: job.id,
+        pri: job.pri,
+        state: logged_state(job.state),
+        delay: job.delay,
+        // For delayed jobs when they become ready; for buried ones when they
+        // were buried (so they come back in that order).
+        ready_at: match job.state {
+            JobState::Delayed | JobState::Buried => job.deadline as i64,
+            _ => 0,
+        },
+        reserves: c.reserves,
+        timeouts: c.timeouts,
+        releases: c.releases,
+        buries: c.buries,
+        kicks: c.kicks,
+    }
+}
+
+fn full_job(job: &Job, tube: &TubeName) -> FullJob {
+    FullJob {
+        update: job_update(job),
+        tube: tube.clone(),
+        ttr: job.ttr,
+        created_at: job.created_at as i64,
+        body: job.body.clone(),
+    }
+}
+
+fn restored_job(job: FullJob) -> RestoredJob {
+    let u = job.update;
+    RestoredJob {
+        id: u.id,
+        tube: job.tube,
+        pri: u.pri,
+        delay: u.delay,
+        ttr: job.ttr,
+        created_at: job.created_at.max(0) as u64,
+        state: match u.state {
+            LoggedState::Delayed => JobState::Delayed,
+            LoggedState::Buried => JobState::Buried,
+            // A reserved job's worker is gone: it is ready again.
+            LoggedState::Ready | LoggedState::Reserved => JobState::Ready,
+        },
+        ready_at: u.ready_at.max(0) as u64,
+        counts: JobCounts {
+            reserves: u.reserves,
+            timeouts: u.timeouts,
+            releases: u.releases,
+            buries: u.buries,
+            kicks: u.kicks,
+        },
+        body: job.body,
+    }
+}
+
+/// The server runs with a binlog or without one.
+impl Journal for Option<Binlog> {
+    fn log_put(&mut self, job: &Job, tube: &TubeName) -> bool {
+        self.as_mut().is_none_or(|b| b.log_put(job, tube))
+    }
+    fn reserve_update(&mut self) -> bool {
+        self.as_mut().is_none_or(Binlog::reserve_update)
+    }
+    fn log_update(&mut self, job: &Job) {
+        if let Some(b) = self {
+            b.log_update(job);
+        }
+    }
+    fn log_delete(&mut self, id: JobId) {
+        if let Some(b) = self {
+            b.log_delete(id);
+        }
+    }
+    fn job_file(&self, id: JobId) -> u64 {
+        self.as_ref().map_or(0, |b| b.job_file(id))
+    }
+    fn jobs_to_migrate(&mut self) -> Vec<JobId> {
+        self.as_mut().map_or_else(Vec::new, Binlog::jobs_to_migrate)
+    }
+    fn log_migration(&mut self, job: &Job, tube: &TubeName) {
+        if let Some(b) = self {
+            b.log_migration(job, tube);
+        }
+    }
+    fn stats(&self) -> JournalStats {
+        self.as_ref().map_or_else(JournalStats::default, Binlog::stats)
+    }
+}

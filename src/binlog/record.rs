@@ -1,0 +1,386 @@
+//! The binlog's records and their bytes (format version 1).
+//!
+//! Every record is framed as `len: u32, crc: u32, payload[len]`, little-endian,
+//! where `crc` is the CRC-32 (IEEE) of the four `len` bytes followed by the
+//! payload, so a damaged length is caught as surely as a damaged body. A
+//! `len` of zero marks the end of the written part of a file (files are
+//! preallocated with zeros). The full layout is in protocol.md.
+
+use std::rc::Rc;
+
+use crate::protocol::TubeName;
+
+/// File magic: the first 8 bytes of every binlog file.
+pub const MAGIC: [u8; 8] = *b"SPROUTWL";
+
+/// Format version in every file header.
+pub const VERSION: u32 = 1;
+
+/// `magic[8] version:u32 seq:u64 next_id:u64 crc:u32`.
+pub const HEADER_LEN: usize = 32;
+
+/// `len:u32 crc:u32`.
+pub const FRAME_LEN: usize = 8;
+
+const TYPE_JOB: u8 = 1;
+const TYPE_STATE: u8 = 2;
+const TYPE_DELETE: u8 = 3;
+
+/// A job's state as the log records it. A reserved job is written only when
+/// `reserve-job` takes it out of the buried or delayed state; it comes back
+/// ready after a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoggedState {
+    Ready = 0,
+    Reserved = 1,
+    Delayed = 2,
+    Buried = 3,
+}
+
+impl LoggedState {
+    fn from_byte(b: u8) -> Option<LoggedState> {
+        Some(match b {
+            0 => LoggedState::Ready,
+            1 => LoggedState::Reserved,
+            2 => LoggedState::Delayed,
+            3 => LoggedState::Buried,
+            _ => return None,
+        })
+    }
+}
+
+/// Everything about a job that changes after it is put. Times are
+/// wall-clock nanoseconds since the Unix epoch, so a delay survives a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobUpdate {
+    pub id: u64,
+    pub pri: u32,
+    pub state: LoggedState,
+    /// The delay last set by put or release, in nanoseconds.
+    pub delay: u64,
+    /// When a delayed job becomes ready; 0 in other states.
+    pub ready_at: i64,
+    pub reserves: u32,
+    pub timeouts: u32,
+    pub releases: u32,
+    pub buries: u32,
+    pub kicks: u32,
+}
+
+/// A whole job: written on put and when compaction moves a job forward.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FullJob {
+    pub update: JobUpdate,
+    pub tube: TubeName,
+    pub ttr: u64,
+    pub created_at: i64,
+    pub body: Rc<[u8]>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    Job(FullJob),
+    State(JobUpdate),
+    Delete(u64),
+}
+
+const UPDATE_LEN: usize = 8 + 4 + 1 + 8 + 8 + 5 * 4;
+
+impl Record {
+    pub fn job_id(&self) -> u64 {
+        match self {
+            Record::Job(job) => job.update.id,
+            Record::State(update) => update.id,
+            Record::Delete(id) => *id,
+        }
+    }
+
+    /// Bytes the record takes in a file, frame included.
+    pub fn encoded_len(&self) -> usize {
+        FRAME_LEN + self.payload_len()
+    }
+
+    fn payload_len(&self) -> usize {
+        1 + match self {
+            Record::Job(job) => UPDATE_LEN + 8 + 8 + 1 + job.tube.as_str().len() + 4 + job.body.len(),
+            Record::State(_) => UPDATE_LEN,
+            Record::Delete(_) => 8,
+        }
+    }
+
+    /// Appends the framed record to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&(self.payload_len() as u32).to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        match self {
+            Record::Job(job) => {
+                out.push(TYPE_JOB);
+                encode_update(&job.update, out);
+                out.extend_from_slice(&job.ttr.to_le_bytes());
+                out.extend_from_slice(&job.created_at.to_le_bytes());
+                out.push(job.tube.as_str().len() as u8);
+                out.extend_from_slice(job.tube.as_str().as_bytes());
+                out.extend_from_slice(&(job.body.len() as u32).to_le_bytes());
+                out.extend_from_slice(&job.body);
+            }
+            Record::State(update) => {
+                out.push(TYPE_STATE);
+                encode_update(update, out);
+            }
+            Record::Delete(id) => {
+                out.push(TYPE_DELETE);
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        let crc = frame_crc(&out[start..start + 4], &out[start + FRAME_LEN..]);
+        out[start + 4..start + FRAME_LEN].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+fn encode_update(u: &JobUpdate, out: &mut Vec<u8>) {
+    out.extend_from_slice(&u.id.to_le_bytes());
+    out.extend_from_slice(&u.pri.to_le_bytes());
+    out.push(u.state as u8);
+    out.extend_from_slice(&u.delay.to_le_bytes());
+    out.extend_from_slice(&u.ready_at.to_le_bytes());
+    for n in [u.reserves, u.timeouts, u.releases, u.buries, u.kicks] {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+}
+
+fn frame_crc(len: &[u8], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(len);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// What a file holds at some offset.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A valid record of this many bytes.
+    Record(Record, usize),
+    /// Zeros: the unwritten, preallocated rest of the file (or its end).
+    End,
+    /// Bytes that are not a valid record: cut short, or failing the checksum
+    /// or the layout.
+    Damaged,
+}
+
+/// Decodes the record starting at `bytes[0]`.
+pub fn decode(bytes: &[u8]) -> Decoded {
+    if bytes.len() < 4 || bytes[..4] == [0; 4] {
+        // Fewer than 4 bytes left can only be preallocation slack.
+        return if bytes.iter().all(|&b| b == 0) { Decoded::End } else { Decoded::Damaged };
+    }
+    if bytes.len() < FRAME_LEN {
+        return Decoded::Damaged;
+    }
+    let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    let crc = u32::from_le_bytes(bytes[4..8].try_into().unwrap());
+    let Some(payload) = bytes.get(FRAME_LEN..FRAME_LEN + len) else { return Decoded::Damaged };
+    if frame_crc(&bytes[..4], payload) != crc {
+        return Decoded::Damaged;
+    }
+    match decode_payload(payload) {
+        Some(record) => Decoded::Record(record, FRAME_LEN + len),
+        None => Decoded::Damaged,
+    }
+}
+
+/// A little-endian reader over a payload.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.take(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+    }
+}
+
+fn decode_update(r: &mut Reader<'_>) -> Option<JobUpdate> {
+    Some(JobUpdate {
+        id: r.u64()?,
+        pri: r.u32()?,
+        state: LoggedState::from_byte(r.u8()?)?,
+        delay: r.u64()?,
+        ready_at: r.i64()?,
+        reserves: r.u32()?,
+        timeouts: r.u32()?,
+        releases: r.u32()?,
+        buries: r.u32()?,
+        kicks: r.u32()?,
+    })
+}
+
+fn decode_payload(payload: &[u8]) -> Option<Record> {
+    let mut r = Reader(payload);
+    let record = match r.u8()? {
+        TYPE_JOB => {
+            let update = decode_update(&mut r)?;
+            let ttr = r.u64()?;
+            let created_at = r.i64()?;
+            let tube_len = r.u8()? as usize;
+            let tube = TubeName::new(r.take(tube_len)?)?;
+            let body_len = r.u32()? as usize;
+            let body = Rc::from(r.take(body_len)?);
+            Record::Job(FullJob { update, tube, ttr, created_at, body })
+        }
+        TYPE_STATE => Record::State(decode_update(&mut r)?),
+        TYPE_DELETE => Record::Delete(r.u64()?),
+        _ => return None,
+    };
+    // Trailing bytes mean the layout is not what the checksum covered.
+    r.0.is_empty().then_some(record)
+}
+
+/// A file header: which file this is and the next job id at its creation,
+/// so ids keep growing even after every job and every older file is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub seq: u64,
+    pub next_id: u64,
+}
+
+impl Header {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[..8].copy_from_slice(&MAGIC);
+        out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        out[12..20].copy_from_slice(&self.seq.to_le_bytes());
+        out[20..28].copy_from_slice(&self.next_id.to_le_bytes());
+        let crc = crc32fast::hash(&out[..28]);
+        out[28..].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// `Err` says what is wrong with the header.
+    pub fn decode(bytes: &[u8]) -> Result<Header, String> {
+        if bytes.len() < HEADER_LEN {
+            return Err(format!("file is {} bytes, shorter than its {HEADER_LEN}-byte header", bytes.len()));
+        }
+        if bytes[..8] != MAGIC {
+            return Err("not a sprout binlog file (bad magic)".into());
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+        if version != VERSION {
+            return Err(format!("binlog format version {version}, this sprout reads version {VERSION}"));
+        }
+        let crc = u32::from_le_bytes(bytes[28..32].try_into().unwrap());
+        if crc32fast::hash(&bytes[..28]) != crc {
+            return Err("header checksum mismatch".into());
+        }
+        Ok(Header {
+            seq: u64::from_le_bytes(bytes[12..20].try_into().unwrap()),
+            next_id: u64::from_le_bytes(bytes[20..28].try_into().unwrap()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(id: u64) -> JobUpdate {
+        JobUpdate {
+            id,
+            pri: 7,
+            state: LoggedState::Delayed,
+            delay: 5_000_000_000,
+            ready_at: 1_700_000_000_000_000_000,
+            reserves: 1,
+            timeouts: 2,
+            releases: 3,
+            buries: 4,
+            kicks: 5,
+        }
+    }
+
+    fn samples() -> Vec<Record> {
+        vec![
+            Record::Job(FullJob {
+                update: update(1),
+                tube: TubeName::new(b"emails").unwrap(),
+                ttr: 60_000_000_000,
+                created_at: 1_600_000_000_000_000_000,
+                body: Rc::from(&b"hello\r\nworld\0"[..]),
+            }),
+            Record::State(update(2)),
+            Record::Delete(3),
+        ]
+    }
+
+    #[test]
+    fn round_trip() {
+        for record in samples() {
+            let mut bytes = Vec::new();
+            record.encode(&mut bytes);
+            assert_eq!(bytes.len(), record.encoded_len());
+            assert_eq!(decode(&bytes), Decoded::Record(record, bytes.len()));
+        }
+    }
+
+    #[test]
+    fn every_flipped_bit_is_detected() {
+        for record in samples() {
+            let mut bytes = Vec::new();
+            record.encode(&mut bytes);
+            for i in 0..bytes.len() {
+                for bit in 0..8 {
+                    let mut damaged = bytes.clone();
+                    damaged[i] ^= 1 << bit;
+                    assert!(
+                        !matches!(decode(&damaged), Decoded::Record(ref r, _) if *r == record),
+                        "flip of bit {bit} at {i} went unnoticed"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_damage_not_a_record() {
+        for record in samples() {
+            let mut bytes = Vec::new();
+            record.encode(&mut bytes);
+            for cut in 1..bytes.len() {
+                assert_eq!(decode(&bytes[..cut]), Decoded::Damaged, "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn zeros_are_the_end() {
+        assert_eq!(decode(&[0; 100]), Decoded::End);
+        assert_eq!(decode(&[]), Decoded::End);
+        assert_eq!(decode(&[0, 0]), Decoded::End);
+    }
+
+    #[test]
+    fn header_round_trip_and_checks() {
+        let header = Header { seq: 42, next_id: 1000 };
+        let bytes = header.encode();
+        assert_eq!(Header::decode(&bytes), Ok(header));
+        let mut bad = bytes;
+        bad[13] ^= 1;
+        assert!(Header::decode(&bad).unwrap_err().contains("checksum"));
+        assert!(Header::decode(&bytes[..10]).is_err());
+    }
+}

@@ -1,0 +1,225 @@
+//! Reading the log back at startup: every live job in its last logged state.
+//!
+//! Damage is told apart by where it is. A record cut short or garbled at the
+//! very end of the log, with nothing valid after it, is what a crash in the
+//! middle of a write leaves: it is cut off with a warning naming file and
+//! offset (it was never acknowledged under `-f 0`). Damage anywhere else
+//! means the disk changed bytes under us: recovery stops with an error naming
+//! file and offset, unless `--skip-damaged-records` asks to drop what cannot
+//! be read, in which case every job that had to be dropped is logged.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::record::{self, Decoded, FRAME_LEN, FullJob, HEADER_LEN, Header, LoggedState, Record};
+use super::segment::sync_dir;
+
+/// A live job and where its full record is.
+#[derive(Debug)]
+pub struct LiveJob {
+    pub job: FullJob,
+    pub seq: u64,
+    pub record_len: u64,
+}
+
+/// One binlog file found in the directory.
+#[derive(Debug)]
+pub struct FoundFile {
+    pub seq: u64,
+    pub path: PathBuf,
+    /// Where valid records end (new records may be appended here).
+    pub end: u64,
+}
+
+#[derive(Debug)]
+pub struct Recovered {
+    /// Live jobs; buried ones in the order they were buried.
+    pub jobs: Vec<LiveJob>,
+    /// No id below this may be handed out again.
+    pub next_id: u64,
+    pub files: Vec<FoundFile>,
+}
+
+/// Reads every `binlog.N` in `dir`, oldest first.
+pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, String> {
+    let mut seqs = list_files(dir)?;
+    seqs.sort_unstable();
+    let mut state = State::default();
+    let mut files = Vec::new();
+    for (i, &seq) in seqs.iter().enumerate() {
+        let path = dir.join(super::segment::file_name(seq));
+        let bytes = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let later_have_data = || seqs[i + 1..].iter().any(|&s| file_has_records(&dir.join(super::segment::file_name(s))));
+        let header = match Header::decode(&bytes) {
+            Ok(header) if header.seq == seq => header,
+            Ok(header) => return Err(format!("{}: header says it is file {}", path.display(), header.seq)),
+            Err(_) if bytes.iter().all(|&b| b == 0) && !later_have_data() => {
+                // A crash while the file was being created: it holds nothing.
+                log::warn!("{}: empty file left by a crash, removed", path.display());
+                fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+                continue;
+            }
+            Err(e) if skip_damaged => {
+                log::warn!("{}: {e}; skipping the whole file", path.display());
+                continue;
+            }
+            Err(e) => return Err(format!("{}: {e} (start with --skip-damaged-records to skip it)", path.display())),
+        };
+        state.next_id = state.next_id.max(header.next_id);
+        let end = state.read_records(&path, seq, &bytes, skip_damaged, later_have_data)?;
+        files.push(FoundFile { seq, path, end });
+    }
+    Ok(state.finish(files))
+}
+
+#[derive(Default)]
+struct State {
+    jobs: HashMap<u64, LiveJob>,
+    next_id: u64,
+    /// Ids whose records were lost to damage we skipped.
+    lost_in_damage: bool,
+    dropped: Vec<u64>,
+}
+
+impl State {
+    /// Applies the file's records; returns where they end.
+    fn read_records(
+        &mut self,
+        path: &Path,
+        seq: u64,
+        bytes: &[u8],
+        skip_damaged: bool,
+        later_have_data: impl Fn() -> bool,
+    ) -> Result<u64, String> {
+        let mut at = HEADER_LEN;
+        loop {
+            match record::decode(&bytes[at..]) {
+                Decoded::Record(record, len) => {
+                    self.apply(record, seq, len as u64);
+                    at += len;
+                }
+                Decoded::End => return Ok(at as u64),
+                Decoded::Damaged => {
+                    let resume = next_valid_record(bytes, at + 1);
+                    if resume.is_none() && !later_have_data() {
+                        log::warn!(
+                            "{}: cut off a torn record at offset {at} (a crash during a write; \
+                             it was never acknowledged with -f 0)",
+                            path.display()
+                        );
+                        zero_tail(path, bytes, at)?;
+                        return Ok(at as u64);
+                    }
+                    let what = describe_damage(bytes, at);
+                    if !skip_damaged {
+                        return Err(format!(
+                            "{}: damaged record at offset {at} ({what}); refusing to start rather than \
+                             lose or change jobs silently (start with --skip-damaged-records to drop it)",
+                            path.display()
+                        ));
+                    }
+                    let until = resume.map_or("the end of the file".to_string(), |r| format!("offset {r}"));
+                    log::warn!("{}: skipping damaged bytes from offset {at} to {until} ({what})", path.display());
+                    self.lost_in_damage = true;
+                    match resume {
+                        Some(r) => at = r,
+                        None => return Ok(bytes.len() as u64),
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, record: Record, seq: u64, record_len: u64) {
+        self.next_id = self.next_id.max(record.job_id().saturating_add(1));
+        match record {
+            Record::Job(job) => {
+                let id = job.update.id;
+                self.jobs.insert(id, LiveJob { job, seq, record_len });
+            }
+            Record::State(update) => match self.jobs.get_mut(&update.id) {
+                Some(live) => live.job.update = update,
+                // The full record was in a file since deleted (the job was
+                // migrated or deleted later), unless it was lost to damage.
+                None if self.lost_in_damage => self.dropped.push(update.id),
+                None => {}
+            },
+            Record::Delete(id) => {
+                self.jobs.remove(&id);
+            }
+        }
+    }
+
+    fn finish(self, files: Vec<FoundFile>) -> Recovered {
+        let mut dropped = self.dropped;
+        dropped.sort_unstable();
+        dropped.dedup();
+        for id in dropped.iter().filter(|id| !self.jobs.contains_key(id)) {
+            log::warn!("job {id} dropped: its full record was in a damaged, skipped region");
+        }
+        let mut jobs: Vec<LiveJob> = self.jobs.into_values().collect();
+        // Buried jobs return in burial order (their burial time, then id);
+        // the order of the others does not matter.
+        jobs.sort_unstable_by_key(|l| {
+            let u = &l.job.update;
+            (u.state == LoggedState::Buried, u.ready_at, u.id)
+        });
+        Recovered { jobs, next_id: self.next_id.max(1), files }
+    }
+}
+
+/// The first offset after `from` where a valid record starts.
+fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len().saturating_sub(FRAME_LEN))
+        .filter(|&at| bytes[at..at + 4] != [0; 4])
+        .find(|&at| matches!(record::decode(&bytes[at..]), Decoded::Record(..)))
+}
+
+/// Names the job a damaged record probably belonged to, if its id is legible.
+fn describe_damage(bytes: &[u8], at: usize) -> String {
+    match bytes.get(at + FRAME_LEN + 1..at + FRAME_LEN + 9) {
+        Some(id) => format!(
+            "checksum or layout mismatch; the record may be about job {}",
+            u64::from_le_bytes(id.try_into().unwrap())
+        ),
+        None => "checksum or layout mismatch".into(),
+    }
+}
+
+/// True if the file has anything but zeros after its header.
+fn file_has_records(path: &Path) -> bool {
+    fs::read(path).map(|b| b.iter().skip(HEADER_LEN).any(|&x| x != 0)).unwrap_or(false)
+}
+
+/// Overwrites a torn tail with zeros, so that what is appended later can
+/// never be mistaken for a continuation of the garbage.
+fn zero_tail(path: &Path, bytes: &[u8], from: usize) -> Result<(), String> {
+    let garbage_end = bytes.iter().rposition(|&b| b != 0).map_or(from, |i| i + 1);
+    if garbage_end <= from {
+        return Ok(());
+    }
+    let fail = |e: std::io::Error| format!("cannot repair {}: {e}", path.display());
+    let file = fs::OpenOptions::new().write(true).open(path).map_err(fail)?;
+    file.write_all_at(&vec![0; garbage_end - from], from as u64).map_err(fail)?;
+    file.sync_data().map_err(fail)?;
+    Ok(())
+}
+
+fn list_files(dir: &Path) -> Result<Vec<u64>, String> {
+    let entries = fs::read_dir(dir).map_err(|e| format!("cannot read binlog directory {}: {e}", dir.display()))?;
+    let mut seqs = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(digits) = name.to_str().and_then(|n| n.strip_prefix("binlog.")) else { continue };
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            match digits.parse() {
+                Ok(seq) => seqs.push(seq),
+                Err(_) => log::warn!("ignoring {}", name.to_string_lossy()),
+            }
+        }
+    }
+    let _ = sync_dir(dir);
+    Ok(seqs)
+}

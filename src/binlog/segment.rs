@@ -1,0 +1,139 @@
+//! One binlog file: preallocated, appended to, synced, deleted.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::record::{HEADER_LEN, Header};
+
+/// A binlog file. Its whole capacity is allocated when it is created, so a
+/// full disk is noticed when a file is made, never in the middle of a write.
+#[derive(Debug)]
+pub struct Segment {
+    pub seq: u64,
+    file: File,
+    path: PathBuf,
+    /// Bytes allocated on disk.
+    pub capacity: u64,
+    /// End of the records, those still in `pending` included.
+    pub end: u64,
+    /// Bytes already handed to the kernel.
+    written: u64,
+    pending: Vec<u8>,
+    /// Written since the last fsync.
+    unsynced: bool,
+}
+
+pub fn file_name(seq: u64) -> String {
+    format!("binlog.{seq}")
+}
+
+impl Segment {
+    /// Creates `DIR/binlog.SEQ` with `capacity` bytes allocated and its
+    /// header written. On failure (a full disk) nothing is left behind.
+    pub fn create(dir: &Path, header: Header, capacity: u64) -> io::Result<Segment> {
+        let path = dir.join(file_name(header.seq));
+        let file = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path)?;
+        let made = (|| {
+            allocate(&file, capacity)?;
+            file.write_all_at(&header.encode(), 0)?;
+            file.sync_all()?;
+            sync_dir(dir)
+        })();
+        if let Err(e) = made {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(Segment {
+            seq: header.seq,
+            file,
+            path,
+            capacity,
+            end: HEADER_LEN as u64,
+            written: HEADER_LEN as u64,
+            pending: Vec::new(),
+            unsynced: false,
+        })
+    }
+
+    /// Reopens an existing file whose records end at `end`.
+    pub fn reopen(path: PathBuf, seq: u64, end: u64) -> io::Result<Segment> {
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let capacity = file.metadata()?.len().max(end);
+        Ok(Segment { seq, file, path, capacity, end, written: end, pending: Vec::new(), unsynced: false })
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.capacity - self.end
+    }
+
+    /// Queues encoded records; `bytes` must fit in the remaining capacity.
+    pub fn append(&mut self, bytes: &[u8]) {
+        debug_assert!(bytes.len() as u64 <= self.remaining());
+        self.pending.extend_from_slice(bytes);
+        self.end += bytes.len() as u64;
+    }
+
+    /// Hands queued records to the kernel in one write.
+    pub fn write_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all_at(&self.pending, self.written)?;
+        self.written += self.pending.len() as u64;
+        self.pending.clear();
+        if self.pending.capacity() > 1 << 20 {
+            self.pending = Vec::new();
+        }
+        self.unsynced = true;
+        Ok(())
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            self.file.sync_data()?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    pub fn has_unwritten(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn is_unsynced(&self) -> bool {
+        self.unsynced
+    }
+
+    pub fn remove(self) -> io::Result<()> {
+        std::fs::remove_file(&self.path)
+    }
+}
+
+/// Allocates the whole file up front (ENOSPC now, not mid-write).
+fn allocate(file: &File, capacity: u64) -> io::Result<()> {
+    // SAFETY: posix_fallocate only touches the file behind the descriptor.
+    let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, capacity as libc::off_t) };
+    match r {
+        0 => Ok(()),
+        // Filesystems without fallocate: write zeros instead.
+        libc::EOPNOTSUPP | libc::EINVAL => {
+            let zeros = vec![0u8; 64 * 1024];
+            let mut at = 0;
+            while at < capacity {
+                let n = zeros.len().min((capacity - at) as usize);
+                file.write_all_at(&zeros[..n], at)?;
+                at += n as u64;
+            }
+            Ok(())
+        }
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// Makes a created or removed file name durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
