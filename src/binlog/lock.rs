@@ -1,14 +1,14 @@
 //! The lock that keeps two servers off one binlog directory.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// Held for the life of the process: the lock is an `fcntl` write lock on
-/// `DIR/lock`, released by the kernel when the process exits, even on
-/// `kill -9`. The file also holds the owner's pid, for people.
+/// Held for the life of the process: an exclusive `flock` on `DIR/lock`,
+/// released by the kernel when the process exits, even on `kill -9`. The
+/// file holds the owner's pid, which the refusal names.
 #[derive(Debug)]
 pub struct DirLock {
     _file: File,
@@ -25,16 +25,14 @@ impl DirLock {
             .mode(0o600)
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let mut lock = whole_file_write_lock();
-        // SAFETY: fcntl reads and writes the flock struct it is given.
-        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) } != 0 {
+        // SAFETY: flock only touches the descriptor's lock state.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let err = io::Error::last_os_error();
-            let holder = if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) } == 0
-                && lock.l_type != libc::F_UNLCK as libc::c_short
-            {
-                format!("process {}", lock.l_pid)
-            } else {
-                "another process".to_string()
+            let mut owner = String::new();
+            let _ = file.read_to_string(&mut owner);
+            let holder = match owner.trim() {
+                "" => "another process".to_string(),
+                pid => format!("process {pid}"),
             };
             return Err(format!(
                 "binlog directory {} is in use by {holder} (lock {}: {err}); \
@@ -44,17 +42,8 @@ impl DirLock {
             ));
         }
         let _ = file.set_len(0);
+        let _ = file.rewind();
         let _ = writeln!(file, "{}", std::process::id());
         Ok(DirLock { _file: file })
     }
-}
-
-fn whole_file_write_lock() -> libc::flock {
-    // SAFETY: flock is plain data; zero is a valid starting point.
-    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = libc::F_WRLCK as libc::c_short;
-    lock.l_whence = libc::SEEK_SET as libc::c_short;
-    lock.l_start = 0;
-    lock.l_len = 0;
-    lock
 }

@@ -265,7 +265,8 @@ impl Binlog {
     fn add_segment(&mut self, min_record: u64) -> io::Result<()> {
         let seq = self.segments.back().map_or(1, |s| s.seq + 1);
         let capacity = self.file_size.max(HEADER_LEN as u64 + min_record).next_multiple_of(4096);
-        let segment = Segment::create(&self.dir, Header { seq, next_id: self.next_id }, capacity)?;
+        let durable = self.fsync != FsyncPolicy::Never;
+        let segment = Segment::create(&self.dir, Header { seq, next_id: self.next_id }, capacity, durable)?;
         self.segments.push_back(segment);
         Ok(())
     }
@@ -505,3 +506,6 @@ impl Journal for Option<Binlog> {
         self.as_ref().map_or_else(JournalStats::default, Binlog::stats)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -32,15 +32,19 @@ pub fn file_name(seq: u64) -> String {
 
 impl Segment {
     /// Creates `DIR/binlog.SEQ` with `capacity` bytes allocated and its
-    /// header written. On failure (a full disk) nothing is left behind.
-    pub fn create(dir: &Path, header: Header, capacity: u64) -> io::Result<Segment> {
+    /// header written, and with `durable`, synced along with its directory
+    /// entry. On failure (a full disk) nothing is left behind.
+    pub fn create(dir: &Path, header: Header, capacity: u64, durable: bool) -> io::Result<Segment> {
         let path = dir.join(file_name(header.seq));
         let file = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path)?;
         let made = (|| {
             allocate(&file, capacity)?;
             file.write_all_at(&header.encode(), 0)?;
-            file.sync_all()?;
-            sync_dir(dir)
+            if durable {
+                file.sync_all()?;
+                sync_dir(dir)?;
+            }
+            Ok(())
         })();
         if let Err(e) = made {
             let _ = std::fs::remove_file(&path);
