@@ -69,9 +69,12 @@ fn open_binlog(config: &sprout::config::Config) -> Result<Option<sprout::binlog:
         fsync: config.fsync,
         skip_damaged: config.skip_damaged_records,
     };
-    sprout::binlog::Binlog::open(&binlog_config).map(Some).map_err(|message| {
-        let code = if message.contains("is in use by") { EXIT_LOCKED } else { 1 };
-        (message, code)
+    sprout::binlog::Binlog::open(&binlog_config).map(Some).map_err(|e| {
+        let code = match e {
+            sprout::binlog::OpenError::Locked(_) => EXIT_LOCKED,
+            _ => 1,
+        };
+        (e.to_string(), code)
     })
 }
 

@@ -6,6 +6,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use super::OpenError;
+
 /// Held for the life of the process: an exclusive `flock` on `DIR/lock`,
 /// released by the kernel when the process exits, even on `kill -9`. The
 /// file holds the owner's pid, which the refusal names.
@@ -15,7 +17,7 @@ pub struct DirLock {
 }
 
 impl DirLock {
-    pub fn acquire(dir: &Path) -> Result<DirLock, String> {
+    pub fn acquire(dir: &Path) -> Result<DirLock, OpenError> {
         let path = dir.join("lock");
         let mut file = OpenOptions::new()
             .read(true)
@@ -24,7 +26,7 @@ impl DirLock {
             .truncate(false)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            .map_err(|e| OpenError::Io(format!("cannot open {}: {e}", path.display())))?;
         // SAFETY: flock only touches the descriptor's lock state.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let err = io::Error::last_os_error();
@@ -34,12 +36,12 @@ impl DirLock {
                 "" => "another process".to_string(),
                 pid => format!("process {pid}"),
             };
-            return Err(format!(
+            return Err(OpenError::Locked(format!(
                 "binlog directory {} is in use by {holder} (lock {}: {err}); \
                  each sprout needs its own -b directory",
                 dir.display(),
                 path.display()
-            ));
+            )));
         }
         let _ = file.set_len(0);
         let _ = file.rewind();

@@ -60,6 +60,28 @@ pub struct BinlogConfig {
     pub skip_damaged: bool,
 }
 
+/// Why the log could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Another process holds the directory.
+    Locked(String),
+    /// A record or header failed its checksum or layout, somewhere other
+    /// than a torn tail.
+    Damaged(String),
+    /// The directory or a file could not be read, written or created.
+    Io(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Locked(m) | OpenError::Damaged(m) | OpenError::Io(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
 /// Where a live job's full record is.
 #[derive(Clone, Copy, Debug)]
 struct Location {
@@ -106,9 +128,9 @@ pub struct Opened {
 
 impl Binlog {
     /// Locks the directory, reads the log back and gets ready to append.
-    pub fn open(config: &BinlogConfig) -> Result<Opened, String> {
+    pub fn open(config: &BinlogConfig) -> Result<Opened, OpenError> {
         std::fs::create_dir_all(&config.dir)
-            .map_err(|e| format!("cannot create binlog directory {}: {e}", config.dir.display()))?;
+            .map_err(|e| OpenError::Io(format!("cannot create binlog directory {}: {e}", config.dir.display())))?;
         let lock = DirLock::acquire(&config.dir)?;
         let recovered = recovery::recover(&config.dir, config.skip_damaged)?;
         let mut binlog = Binlog {
@@ -131,7 +153,7 @@ impl Binlog {
         };
         for file in recovered.files {
             let segment = Segment::reopen(file.path.clone(), file.seq, file.end)
-                .map_err(|e| format!("cannot open {}: {e}", file.path.display()))?;
+                .map_err(|e| OpenError::Io(format!("cannot open {}: {e}", file.path.display())))?;
             binlog.segments.push_back(segment);
         }
         // Append to the newest file that holds records (or the first empty
@@ -147,7 +169,9 @@ impl Binlog {
             jobs.push(restored_job(live.job));
         }
         if binlog.segments.is_empty() {
-            binlog.add_segment(0).map_err(|e| format!("cannot create a binlog file in {}: {e}", binlog.dir.display()))?;
+            binlog.add_segment(0).map_err(|e| {
+                OpenError::Io(format!("cannot create a binlog file in {}: {e}", binlog.dir.display()))
+            })?;
         }
         // Room for the deletes of every recovered job, if the disk has it;
         // if not, serve anyway: puts will be refused until deletes free room.

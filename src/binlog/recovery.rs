@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::record::{self, Decoded, FRAME_LEN, FullJob, HEADER_LEN, Header, LoggedState, Record};
+use super::OpenError;
 use super::segment::sync_dir;
 
 /// A live job and where its full record is.
@@ -43,29 +44,37 @@ pub struct Recovered {
 }
 
 /// Reads every `binlog.N` in `dir`, oldest first.
-pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, String> {
+pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
     let mut seqs = list_files(dir)?;
     seqs.sort_unstable();
     let mut state = State::default();
     let mut files = Vec::new();
     for (i, &seq) in seqs.iter().enumerate() {
         let path = dir.join(super::segment::file_name(seq));
-        let bytes = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = fs::read(&path).map_err(|e| OpenError::Io(format!("cannot read {}: {e}", path.display())))?;
         let later_have_data = || seqs[i + 1..].iter().any(|&s| file_has_records(&dir.join(super::segment::file_name(s))));
         let header = match Header::decode(&bytes) {
             Ok(header) if header.seq == seq => header,
-            Ok(header) => return Err(format!("{}: header says it is file {}", path.display(), header.seq)),
+            Ok(header) => {
+                return Err(OpenError::Damaged(format!("{}: header says it is file {}", path.display(), header.seq)));
+            }
             Err(_) if bytes.iter().all(|&b| b == 0) && !later_have_data() => {
                 // A crash while the file was being created: it holds nothing.
                 log::warn!("{}: empty file left by a crash, removed", path.display());
-                fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+                fs::remove_file(&path)
+                    .map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", path.display())))?;
                 continue;
             }
             Err(e) if skip_damaged => {
                 log::warn!("{}: {e}; skipping the whole file", path.display());
                 continue;
             }
-            Err(e) => return Err(format!("{}: {e} (start with --skip-damaged-records to skip it)", path.display())),
+            Err(e) => {
+                return Err(OpenError::Damaged(format!(
+                    "{}: {e} (start with --skip-damaged-records to skip it)",
+                    path.display()
+                )));
+            }
         };
         state.next_id = state.next_id.max(header.next_id);
         let end = state.read_records(&path, seq, &bytes, skip_damaged, later_have_data)?;
@@ -92,7 +101,7 @@ impl State {
         bytes: &[u8],
         skip_damaged: bool,
         later_have_data: impl Fn() -> bool,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, OpenError> {
         let mut at = HEADER_LEN;
         loop {
             match record::decode(&bytes[at..]) {
@@ -114,11 +123,11 @@ impl State {
                     }
                     let what = describe_damage(bytes, at);
                     if !skip_damaged {
-                        return Err(format!(
+                        return Err(OpenError::Damaged(format!(
                             "{}: damaged record at offset {at} ({what}); refusing to start rather than \
                              lose or change jobs silently (start with --skip-damaged-records to drop it)",
                             path.display()
-                        ));
+                        )));
                     }
                     let until = resume.map_or("the end of the file".to_string(), |r| format!("offset {r}"));
                     log::warn!("{}: skipping damaged bytes from offset {at} to {until} ({what})", path.display());
@@ -195,20 +204,21 @@ fn file_has_records(path: &Path) -> bool {
 
 /// Overwrites a torn tail with zeros, so that what is appended later can
 /// never be mistaken for a continuation of the garbage.
-fn zero_tail(path: &Path, bytes: &[u8], from: usize) -> Result<(), String> {
+fn zero_tail(path: &Path, bytes: &[u8], from: usize) -> Result<(), OpenError> {
     let garbage_end = bytes.iter().rposition(|&b| b != 0).map_or(from, |i| i + 1);
     if garbage_end <= from {
         return Ok(());
     }
-    let fail = |e: std::io::Error| format!("cannot repair {}: {e}", path.display());
+    let fail = |e: std::io::Error| OpenError::Io(format!("cannot repair {}: {e}", path.display()));
     let file = fs::OpenOptions::new().write(true).open(path).map_err(fail)?;
     file.write_all_at(&vec![0; garbage_end - from], from as u64).map_err(fail)?;
     file.sync_data().map_err(fail)?;
     Ok(())
 }
 
-fn list_files(dir: &Path) -> Result<Vec<u64>, String> {
-    let entries = fs::read_dir(dir).map_err(|e| format!("cannot read binlog directory {}: {e}", dir.display()))?;
+fn list_files(dir: &Path) -> Result<Vec<u64>, OpenError> {
+    let entries = fs::read_dir(dir)
+        .map_err(|e| OpenError::Io(format!("cannot read binlog directory {}: {e}", dir.display())))?;
     let mut seqs = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();

@@ -20,7 +20,7 @@ fn engine_config() -> EngineConfig {
 }
 
 /// An engine over a binlog in `dir`, restored from what is there.
-fn open(dir: &Path, file_size: u64, now: Nanos) -> Result<Engine<Option<Binlog>>, String> {
+fn open(dir: &Path, file_size: u64, now: Nanos) -> Result<Engine<Option<Binlog>>, OpenError> {
     let Opened { binlog, jobs, next_id } = Binlog::open(&config(dir, file_size))?;
     let mut engine = Engine::with_journal(engine_config(), now, Some(binlog));
     for job in jobs {
@@ -249,7 +249,7 @@ fn a_flipped_byte_in_an_earlier_record_is_refused_or_skipped() {
     let inside_second = start as usize - 10;
     bytes[inside_second] ^= 0x01;
     std::fs::write(&file, &bytes).unwrap();
-    let err = open(dir.path(), 1 << 16, T0).err().expect("a damaged record must be refused");
+    let err = open(dir.path(), 1 << 16, T0).err().expect("a damaged record must be refused").to_string();
     assert!(err.contains("binlog.1"), "{err}");
     assert!(err.contains("damaged record at offset"), "{err}");
 
@@ -268,6 +268,8 @@ fn a_second_server_cannot_take_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let _first = Binlog::open(&config(dir.path(), 4096)).unwrap();
     let err = Binlog::open(&config(dir.path(), 4096)).err().unwrap();
+    assert!(matches!(err, OpenError::Locked(_)));
+    let err = err.to_string();
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
     assert!(err.contains("in use by"), "{err}");
 }
