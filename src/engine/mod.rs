@@ -94,6 +94,9 @@ pub struct Engine<J: Journal = NoJournal> {
     next_job_id: JobId,
     next_wait_seq: u64,
     next_bury_seq: u64,
+    /// Burial times are kept strictly increasing, so burial order survives
+    /// a restart even for jobs buried within the same nanosecond.
+    last_buried_at: Nanos,
     counts: Counts,
     draining: bool,
     replies: Vec<(ConnId, Reply)>,
@@ -121,6 +124,7 @@ impl<J: Journal> Engine<J> {
             next_job_id: 1,
             next_wait_seq: 0,
             next_bury_seq: 0,
+            last_buried_at: 0,
             counts: Counts::default(),
             draining: false,
             replies: Vec::new(),
@@ -698,6 +702,8 @@ impl<J: Journal> Engine<J> {
     fn place_buried(&mut self, id: JobId, buried_at: Nanos) {
         let seq = self.next_bury_seq;
         self.next_bury_seq += 1;
+        let buried_at = buried_at.max(self.last_buried_at + 1);
+        self.last_buried_at = buried_at;
         let job = self.job_mut(id);
         job.state = JobState::Buried;
         job.bury_seq = seq;

@@ -85,11 +85,15 @@ impl Server {
             if server.wait_until_listening() {
                 return server;
             }
+            // Someone else's server on that port, or ours failed to bind:
+            // dropping `server` kills our child; try another port.
         }
         panic!("{name} did not start listening");
     }
 
     /// Polls until the port accepts connections; false if the process died.
+    /// Since tests running in parallel may draw the same free port, the
+    /// server that answers must report our child's pid in `stats`.
     fn wait_until_listening(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -97,11 +101,23 @@ impl Server {
                 return false;
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
+                return self.answers_with_our_pid();
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         false
+    }
+
+    fn answers_with_our_pid(&self) -> bool {
+        let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut client = Client { reader: BufReader::new(stream.try_clone().unwrap()), stream };
+        client.send(b"stats\r\n");
+        let Ok(reply) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| client.read_reply())) else {
+            return false;
+        };
+        let want = format!("\npid: {}\n", self.child.id());
+        String::from_utf8_lossy(&reply).contains(&want)
     }
 
     pub fn pid(&self) -> u32 {
