@@ -30,7 +30,7 @@ pub use time::{Nanos, SECOND, secs};
 
 use crate::protocol::command::NewJob;
 use crate::protocol::{Command, Op, Reply, TubeName};
-use session::{Session, Wait};
+use session::{PendingPut, Session, Wait};
 use timers::{Timer, Timers};
 use tubes::{TubeId, Tubes, URGENT_PRIORITY};
 
@@ -300,16 +300,19 @@ impl<J: Journal> Engine<J> {
     fn execute(&mut self, now: Nanos, conn: ConnId, command: Command) -> Option<Reply> {
         use Command as C;
         let reply = match command {
+            C::PutHeader { too_big } => {
+                self.start_put(conn, too_big);
+                return None;
+            }
             C::Put(job) => self.put(now, conn, job),
             C::PutWithoutCrlf => {
-                // beanstalkd has already counted the put and spent an id.
-                self.count(Op::Put);
-                self.mark_producer(conn);
-                self.next_job_id += 1;
+                self.take_pending_put(conn);
                 Reply::ExpectedCrlf
             }
             C::PutTooBig => {
-                self.count(Op::Put);
+                if self.session_mut(conn).pending_put.take().is_none() {
+                    self.count(Op::Put);
+                }
                 Reply::JobTooBig
             }
             C::CountedBadFormat(op) => {
@@ -385,11 +388,35 @@ impl<J: Journal> Engine<J> {
 
     // ----- commands -------------------------------------------------------
 
-    fn put(&mut self, now: Nanos, conn: ConnId, new: NewJob) -> Reply {
+    /// A put line was accepted: beanstalkd counts it, marks a producer and
+    /// assigns the id now, before the body arrives, and stats show it.
+    fn start_put(&mut self, conn: ConnId, too_big: bool) {
         self.count(Op::Put);
-        self.mark_producer(conn);
-        let id = self.next_job_id;
-        self.next_job_id += 1;
+        let pending = if too_big {
+            PendingPut::TooBig
+        } else {
+            self.mark_producer(conn);
+            let id = self.next_job_id;
+            self.next_job_id += 1;
+            PendingPut::Job(id)
+        };
+        self.session_mut(conn).pending_put = Some(pending);
+    }
+
+    /// The id of the put whose body just arrived. A put without a header
+    /// (engine tests) is started here.
+    fn take_pending_put(&mut self, conn: ConnId) -> JobId {
+        if !matches!(self.session(conn).pending_put, Some(PendingPut::Job(_))) {
+            self.start_put(conn, false);
+        }
+        match self.session_mut(conn).pending_put.take() {
+            Some(PendingPut::Job(id)) => id,
+            _ => unreachable!("a put was just started"),
+        }
+    }
+
+    fn put(&mut self, now: Nanos, conn: ConnId, new: NewJob) -> Reply {
+        let id = self.take_pending_put(conn);
         if self.draining {
             return Reply::Draining;
         }

@@ -17,6 +17,15 @@ pub struct Wait {
     pub deadline_soon_at: Option<Nanos>,
 }
 
+/// A put whose line was accepted and whose body is still arriving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PendingPut {
+    /// The job's id, assigned when the line was accepted.
+    Job(u64),
+    /// Larger than `-z`: its body is being discarded.
+    TooBig,
+}
+
 #[derive(Debug)]
 pub struct Session {
     pub used: TubeId,
@@ -28,6 +37,7 @@ pub struct Session {
     pub is_producer: bool,
     pub is_worker: bool,
     pub wait: Option<Wait>,
+    pub pending_put: Option<PendingPut>,
 }
 
 impl Session {
@@ -39,6 +49,7 @@ impl Session {
             is_producer: false,
             is_worker: false,
             wait: None,
+            pending_put: None,
         }
     }
 

@@ -117,11 +117,15 @@ pub struct NewJob {
 /// commands, bad numbers) are answered by the decoder directly.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
+    /// A `put` line was accepted; its body is on its way. beanstalkd counts
+    /// the put (and, unless it is too big, marks the connection a producer
+    /// and assigns the job's id) at this point, before the body arrives.
+    PutHeader { too_big: bool },
+    /// The body of the put announced by the last `PutHeader`.
     Put(NewJob),
-    /// `put` whose body did not end in CRLF. beanstalkd has already counted
-    /// the put and spent a job id on it, so the engine must see it.
+    /// The put's body did not end in CRLF; its id is spent.
     PutWithoutCrlf,
-    /// `put` whose size exceeded `-z`; its body has been discarded.
+    /// The put's size exceeded `-z`; its body has been discarded.
     PutTooBig,
     Use(TubeName),
     Reserve,

@@ -132,11 +132,11 @@ impl Decoder {
             Line::Quit => Some(Frame::Quit),
             Line::PutHeader { pri, delay, ttr, bytes } => {
                 self.state = State::Body { pri, delay, ttr, len: bytes as usize + 2 };
-                None
+                Some(Frame::Command(Command::PutHeader { too_big: false }))
             }
             Line::PutTooBig { bytes } => {
                 self.state = State::Discard { remaining: u64::from(bytes) + 2 };
-                None
+                Some(Frame::Command(Command::PutHeader { too_big: true }))
             }
         };
         Step { consumed: line_len, frame }
@@ -178,7 +178,8 @@ mod tests {
                 let step = decoder.decode(&buffered);
                 buffered.drain(..step.consumed);
                 let stalled = step.is_stalled();
-                out.extend(step.frame);
+                // Headers are checked in `put_headers_come_first`.
+                out.extend(step.frame.filter(|f| !matches!(f, Frame::Command(Command::PutHeader { .. }))));
                 if stalled {
                     break;
                 }
@@ -203,6 +204,16 @@ mod tests {
     fn put_with_body_in_any_chunking() {
         let frames = every_chunking(b"put 1 0 5 3\r\nabc\r\nput 1 0 5 0\r\n\r\nquit\r\n", 65535);
         assert_eq!(frames, vec![put(b"abc"), put(b""), Frame::Quit]);
+    }
+
+    #[test]
+    fn put_headers_come_first() {
+        let mut decoder = Decoder::new(10);
+        let header = |too_big| Some(Frame::Command(Command::PutHeader { too_big }));
+        assert_eq!(decoder.decode(b"put 1 0 5 3\r\nab").frame, header(false));
+        assert!(decoder.decode(b"ab").is_stalled(), "the body has not arrived");
+        let mut decoder = Decoder::new(10);
+        assert_eq!(decoder.decode(b"put 1 0 5 11\r\n").frame, header(true));
     }
 
     #[test]

@@ -230,11 +230,13 @@ impl Server {
     /// Replies go out only after the changes they acknowledge were written
     /// (and with `-f 0`, synced): one write and one fsync for all clients.
     fn end_turn(&mut self) {
+        if self.engine.journal().is_some() {
+            // Compaction's rewrites go out in the same write as the turn's
+            // changes.
+            self.engine.maintain_journal();
+        }
         if let Some(binlog) = self.engine.journal_mut() {
             let _ = binlog.commit(Instant::now());
-        }
-        if self.engine.journal().is_some() {
-            self.engine.maintain_journal();
         }
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
@@ -250,7 +252,10 @@ impl Server {
                 self.woken.push(key);
             }
         }
-        self.dirty = dirty;
+        // Closing a connection can hand its jobs to other clients; their
+        // replies were queued meanwhile and go out next turn.
+        std::mem::swap(&mut self.dirty, &mut dirty);
+        self.dirty.append(&mut dirty);
     }
 
     /// Sleep until the engine's next timer, or not at all when connections
