@@ -41,14 +41,14 @@ fn main() -> ExitCode {
         }
     };
     raise_fd_limit();
-    let listener = match sprout::server::listen(&config) {
-        Ok(listener) => listener,
+    let listeners = match sprout::server::listen(&config) {
+        Ok(listeners) => listeners,
         Err(e) => {
             log::error!("{e}");
             return ExitCode::from(EXIT_LISTEN);
         }
     };
-    match sprout::server::run(&config, listener, sprout::host::host_info(), binlog) {
+    match sprout::server::run(&config, listeners, sprout::host::host_info(), binlog) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

@@ -7,6 +7,7 @@
 
 mod connection;
 mod listener;
+mod systemd;
 mod user;
 
 use std::io;
@@ -24,8 +25,10 @@ use crate::protocol::Frame;
 use connection::{Connection, READ_CHUNK, ReadOutcome};
 pub use listener::Listener;
 
-const LISTENER: Token = Token(usize::MAX - 1);
-const SIGNALS: Token = Token(usize::MAX - 2);
+const SIGNALS: Token = Token(usize::MAX);
+/// Listener `i` has token `LISTENERS + i`; connections have their slab key,
+/// far below.
+const LISTENERS: usize = usize::MAX / 2;
 
 /// Reads per connection per wake-up, so one busy client cannot starve the
 /// others.
@@ -60,48 +63,38 @@ impl From<io::Error> for ServerError {
     }
 }
 
-/// Opens the listening socket: the one systemd passed (socket activation),
-/// or a new one bound to the configured address.
-pub fn listen(config: &Config) -> Result<Listener, ServerError> {
-    if let Some(fd) = inherited_listen_fd() {
-        log::warn!("inherited listen fd; ignoring options -l and -p");
-        return Listener::from_inherited_fd(fd).map_err(ServerError::Io);
+/// Opens the listening sockets: those systemd passed (socket activation),
+/// all of them, or else one bound to the configured address.
+pub fn listen(config: &Config) -> Result<Vec<Listener>, ServerError> {
+    let inherited = systemd::listen_fds();
+    if !inherited.is_empty() {
+        log::info!("{} inherited listening socket(s); ignoring -l and -p", inherited.len());
+        return inherited.into_iter().map(|fd| Listener::from_inherited_fd(fd).map_err(ServerError::Io)).collect();
     }
     let addr = match &config.listen {
         ListenAddr::Tcp { host, port } => format!("{host}:{port}"),
         ListenAddr::Unix(path) => format!("unix:{}", path.display()),
     };
-    Listener::bind(&config.listen).map_err(|source| ServerError::Bind { addr, source })
-}
-
-/// systemd's socket activation protocol: `LISTEN_PID` names this process and
-/// `LISTEN_FDS` counts the sockets passed from fd 3 on.
-fn inherited_listen_fd() -> Option<std::os::fd::RawFd> {
-    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
-    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
-    // SAFETY: removing variables before any other thread exists.
-    unsafe {
-        std::env::remove_var("LISTEN_PID");
-        std::env::remove_var("LISTEN_FDS");
-        std::env::remove_var("LISTEN_FDNAMES");
-    }
-    if pid != std::process::id() || fds == 0 {
-        return None;
-    }
-    if fds > 1 {
-        log::warn!("{fds} sockets inherited; using only the first (fd 3)");
-    }
-    Some(3)
+    let listener = Listener::bind(&config.listen).map_err(|source| ServerError::Bind { addr, source })?;
+    Ok(vec![listener])
 }
 
 /// Runs the server until SIGTERM or SIGINT. `binlog` is the opened log
 /// (`-b`), whose jobs are restored before the first client is served.
-pub fn run(config: &Config, listener: Listener, host: HostInfo, binlog: Option<Opened>) -> Result<(), ServerError> {
+pub fn run(
+    config: &Config,
+    listeners: Vec<Listener>,
+    host: HostInfo,
+    binlog: Option<Opened>,
+) -> Result<(), ServerError> {
     if let Some(user) = &config.user {
         user::become_user(user).map_err(|reason| ServerError::User { user: user.clone(), reason })?;
     }
-    let mut server = Server::new(config, listener, host, binlog)?;
-    server.serve()
+    let mut server = Server::new(config, listeners, host, binlog)?;
+    systemd::notify("READY=1");
+    let served = server.serve();
+    systemd::notify("STOPPING=1");
+    served
 }
 
 /// How long a shutdown waits for clients to take their last replies.
@@ -109,7 +102,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 struct Server {
     poll: Poll,
-    listener: Listener,
+    listeners: Vec<Listener>,
     signals: Signals,
     conns: Slab<Connection>,
     engine: Engine<Option<Binlog>>,
@@ -133,9 +126,16 @@ struct Server {
 }
 
 impl Server {
-    fn new(config: &Config, mut listener: Listener, host: HostInfo, opened: Option<Opened>) -> Result<Server, ServerError> {
+    fn new(
+        config: &Config,
+        mut listeners: Vec<Listener>,
+        host: HostInfo,
+        opened: Option<Opened>,
+    ) -> Result<Server, ServerError> {
         let poll = Poll::new()?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        for (i, listener) in listeners.iter_mut().enumerate() {
+            poll.registry().register(listener, Token(LISTENERS + i), Interest::READABLE)?;
+        }
         let mut signals = Signals::new([SIGUSR1, SIGTERM, SIGINT])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let origin = Instant::now();
@@ -158,10 +158,12 @@ impl Server {
                 engine
             }
         };
-        log::info!("listening on {}", listener.local_description());
+        for listener in &listeners {
+            log::info!("listening on {}", listener.local_description());
+        }
         Ok(Server {
             poll,
-            listener,
+            listeners,
             signals,
             conns: Slab::new(),
             engine,
@@ -198,8 +200,8 @@ impl Server {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_all(),
                     SIGNALS => {}
+                    Token(i) if i >= LISTENERS => self.accept_all(i - LISTENERS),
                     Token(key) => {
                         let Some(conn) = self.conns.get_mut(key) else { continue };
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -214,7 +216,7 @@ impl Server {
                 }
             }
             if self.accept_paused {
-                self.accept_all();
+                self.accept_on_every_listener();
             }
             let now = self.now();
             self.engine.tick(now);
@@ -276,9 +278,15 @@ impl Server {
         timeout
     }
 
-    fn accept_all(&mut self) {
+    fn accept_on_every_listener(&mut self) {
+        for i in 0..self.listeners.len() {
+            self.accept_all(i);
+        }
+    }
+
+    fn accept_all(&mut self, listener: usize) {
         loop {
-            match self.listener.accept() {
+            match self.listeners[listener].accept() {
                 Ok(mut stream) => {
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
@@ -428,14 +436,16 @@ impl Server {
         self.deliver_replies();
         log::info!("close {key}");
         if self.accept_paused {
-            self.accept_all();
+            self.accept_on_every_listener();
         }
     }
 
     /// Stops accepting and reading, logs and sends the replies already
     /// made, waits briefly for slow clients to take them, and closes the log.
     fn shut_down(&mut self) {
-        let _ = self.poll.registry().deregister(&mut self.listener);
+        for listener in &mut self.listeners {
+            let _ = self.poll.registry().deregister(listener);
+        }
         self.dirty.extend(self.conns.iter().map(|(key, _)| key));
         self.end_turn();
         let deadline = Instant::now() + SHUTDOWN_GRACE;
