@@ -9,6 +9,8 @@ use sprout::config::Args;
 const EXIT_USAGE: u8 = 5;
 /// beanstalkd's exit status when it cannot listen.
 const EXIT_LISTEN: u8 = 111;
+/// beanstalkd's exit status when it cannot become the `-u` user.
+const EXIT_USER: u8 = 32;
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -33,19 +35,28 @@ fn main() -> ExitCode {
     for warning in warnings {
         log::warn!("{warning}");
     }
-    let binlog = match open_binlog(&config) {
-        Ok(binlog) => binlog,
-        Err((message, code)) => {
-            log::error!("{message}");
-            return ExitCode::from(code);
-        }
-    };
+    // beanstalkd's order: bind (perhaps to a privileged port), drop
+    // privileges, then open the binlog as that user, so every file in the
+    // directory belongs to the user who will write it.
     raise_fd_limit();
     let listeners = match sprout::server::listen(&config) {
         Ok(listeners) => listeners,
         Err(e) => {
             log::error!("{e}");
             return ExitCode::from(EXIT_LISTEN);
+        }
+    };
+    if let Some(user) = &config.user
+        && let Err(reason) = sprout::server::become_user(user)
+    {
+        log::error!("cannot become user {user}: {reason}");
+        return ExitCode::from(EXIT_USER);
+    }
+    let binlog = match open_binlog(&config) {
+        Ok(binlog) => binlog,
+        Err((message, code)) => {
+            log::error!("{message}");
+            return ExitCode::from(code);
         }
     };
     match sprout::server::run(&config, listeners, sprout::host::host_info(), binlog) {

@@ -24,6 +24,7 @@ use crate::engine::{Engine, EngineConfig, HostInfo, Nanos};
 use crate::protocol::Frame;
 use connection::{Connection, READ_CHUNK, ReadOutcome};
 pub use listener::Listener;
+pub use user::become_user;
 
 const SIGNALS: Token = Token(usize::MAX);
 /// Listener `i` has token `LISTENERS + i`; connections have their slab key,
@@ -41,7 +42,6 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub enum ServerError {
     Bind { addr: String, source: io::Error },
-    User { user: String, reason: String },
     Io(io::Error),
 }
 
@@ -49,7 +49,6 @@ impl std::fmt::Display for ServerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
-            ServerError::User { user, reason } => write!(f, "cannot become user {user}: {reason}"),
             ServerError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -87,9 +86,6 @@ pub fn run(
     host: HostInfo,
     binlog: Option<Opened>,
 ) -> Result<(), ServerError> {
-    if let Some(user) = &config.user {
-        user::become_user(user).map_err(|reason| ServerError::User { user: user.clone(), reason })?;
-    }
     let mut server = Server::new(config, listeners, host, binlog)?;
     systemd::notify("READY=1");
     let served = server.serve();
