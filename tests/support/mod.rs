@@ -71,7 +71,13 @@ impl Server {
     }
 
     fn start(name: &'static str, bin: &Path, args: &[&str]) -> Server {
+        // `free_port` briefly opens a listener; a child forked by another
+        // thread meanwhile would hold a copy of it until its exec. Picking
+        // the port and spawning under one lock keeps test servers from
+        // racing each other for it.
+        static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
         for _attempt in 0..5 {
+            let guard = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
             let port = free_port();
             let child = Command::new(bin)
                 .args(["-l", "127.0.0.1", "-p", &port.to_string()])
@@ -81,6 +87,7 @@ impl Server {
                 .stderr(Stdio::inherit())
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            drop(guard);
             let mut server = Server { child, port, name };
             if server.wait_until_listening() {
                 return server;
