@@ -10,8 +10,8 @@
 //! - [`config`]: the command line, with beanstalkd's flags and defaults.
 //! - [`host`]: facts about the process and machine for `stats`.
 
-pub mod config;
 pub mod binlog;
+pub mod config;
 pub mod engine;
 pub mod host;
 pub mod protocol;

@@ -169,15 +169,17 @@ impl Binlog {
             jobs.push(restored_job(live.job));
         }
         if binlog.segments.is_empty() {
-            binlog.add_segment(0).map_err(|e| {
-                OpenError::Io(format!("cannot create a binlog file in {}: {e}", binlog.dir.display()))
-            })?;
+            binlog
+                .add_segment(0)
+                .map_err(|e| OpenError::Io(format!("cannot create a binlog file in {}: {e}", binlog.dir.display())))?;
         }
         // Room for the deletes of every recovered job, if the disk has it;
         // if not, serve anyway: puts will be refused until deletes free room.
         let need = binlog.reserved;
         if !binlog.ensure_room(0) {
-            log::warn!("binlog: the disk is full; new jobs will be refused until room is freed ({need} bytes promised)");
+            log::warn!(
+                "binlog: the disk is full; new jobs will be refused until room is freed ({need} bytes promised)"
+            );
         }
         binlog.collect_garbage();
         let next_id = binlog.next_id;

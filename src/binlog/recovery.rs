@@ -13,8 +13,8 @@ use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::record::{self, Decoded, FRAME_LEN, FullJob, HEADER_LEN, Header, LoggedState, Record};
 use super::OpenError;
+use super::record::{self, Decoded, FRAME_LEN, FullJob, HEADER_LEN, Header, LoggedState, Record};
 use super::segment::sync_dir;
 
 /// A live job and where its full record is.
@@ -52,7 +52,8 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
     for (i, &seq) in seqs.iter().enumerate() {
         let path = dir.join(super::segment::file_name(seq));
         let bytes = fs::read(&path).map_err(|e| OpenError::Io(format!("cannot read {}: {e}", path.display())))?;
-        let later_have_data = || seqs[i + 1..].iter().any(|&s| file_has_records(&dir.join(super::segment::file_name(s))));
+        let later_have_data =
+            || seqs[i + 1..].iter().any(|&s| file_has_records(&dir.join(super::segment::file_name(s))));
         let header = match Header::decode(&bytes) {
             Ok(header) if header.seq == seq => header,
             Ok(header) => {
@@ -61,8 +62,7 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
             Err(_) if bytes.iter().all(|&b| b == 0) && !later_have_data() => {
                 // A crash while the file was being created: it holds nothing.
                 log::warn!("{}: empty file left by a crash, removed", path.display());
-                fs::remove_file(&path)
-                    .map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", path.display())))?;
+                fs::remove_file(&path).map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", path.display())))?;
                 continue;
             }
             Err(e) if skip_damaged => {
@@ -217,8 +217,8 @@ fn zero_tail(path: &Path, bytes: &[u8], from: usize) -> Result<(), OpenError> {
 }
 
 fn list_files(dir: &Path) -> Result<Vec<u64>, OpenError> {
-    let entries = fs::read_dir(dir)
-        .map_err(|e| OpenError::Io(format!("cannot read binlog directory {}: {e}", dir.display())))?;
+    let entries =
+        fs::read_dir(dir).map_err(|e| OpenError::Io(format!("cannot read binlog directory {}: {e}", dir.display())))?;
     let mut seqs = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();

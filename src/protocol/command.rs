@@ -120,7 +120,9 @@ pub enum Command {
     /// A `put` line was accepted; its body is on its way. beanstalkd counts
     /// the put (and, unless it is too big, marks the connection a producer
     /// and assigns the job's id) at this point, before the body arrives.
-    PutHeader { too_big: bool },
+    PutHeader {
+        too_big: bool,
+    },
     /// The body of the put announced by the last `PutHeader`.
     Put(NewJob),
     /// The put's body did not end in CRLF; its id is spent.
