@@ -25,6 +25,7 @@ pub const FRAME_LEN: usize = 8;
 const TYPE_JOB: u8 = 1;
 const TYPE_STATE: u8 = 2;
 const TYPE_DELETE: u8 = 3;
+const TYPE_PADDING: u8 = 4;
 
 /// A job's state as the log records it. A reserved job is written only when
 /// `reserve-job` takes it out of the buried or delayed state; it comes back
@@ -82,6 +83,9 @@ pub enum Record {
     Job(FullJob),
     State(JobUpdate),
     Delete(u64),
+    /// Filler with no meaning, written over a damaged region that
+    /// `--skip-damaged-records` skipped, so that later starts read past it.
+    Padding(usize),
 }
 
 const UPDATE_LEN: usize = 8 + 4 + 1 + 8 + 8 + 5 * 4;
@@ -92,6 +96,7 @@ impl Record {
             Record::Job(job) => job.update.id,
             Record::State(update) => update.id,
             Record::Delete(id) => *id,
+            Record::Padding(_) => 0,
         }
     }
 
@@ -105,6 +110,7 @@ impl Record {
             Record::Job(job) => UPDATE_LEN + 8 + 8 + 1 + job.tube.as_str().len() + 4 + job.body.len(),
             Record::State(_) => UPDATE_LEN,
             Record::Delete(_) => 8,
+            Record::Padding(filler) => *filler,
         }
     }
 
@@ -131,6 +137,10 @@ impl Record {
             Record::Delete(id) => {
                 out.push(TYPE_DELETE);
                 out.extend_from_slice(&id.to_le_bytes());
+            }
+            Record::Padding(filler) => {
+                out.push(TYPE_PADDING);
+                out.resize(out.len() + filler, 0);
             }
         }
         let crc = frame_crc(&out[start..start + 4], &out[start + FRAME_LEN..]);
@@ -245,6 +255,11 @@ fn decode_payload(payload: &[u8]) -> Option<Record> {
         }
         TYPE_STATE => Record::State(decode_update(&mut r)?),
         TYPE_DELETE => Record::Delete(r.u64()?),
+        TYPE_PADDING => {
+            let filler = r.0.len();
+            r.take(filler)?;
+            Record::Padding(filler)
+        }
         _ => return None,
     };
     // Trailing bytes mean the layout is not what the checksum covered.
@@ -324,6 +339,8 @@ mod tests {
             }),
             Record::State(update(2)),
             Record::Delete(3),
+            Record::Padding(0),
+            Record::Padding(100),
         ]
     }
 

@@ -129,13 +129,11 @@ impl State {
                             path.display()
                         )));
                     }
-                    let until = resume.map_or("the end of the file".to_string(), |r| format!("offset {r}"));
+                    let until = resume.unwrap_or_else(|| garbage_end(bytes, at));
                     log::warn!("{}: skipping damaged bytes from offset {at} to {until} ({what})", path.display());
+                    pad_over(path, at, until)?;
                     self.lost_in_damage = true;
-                    match resume {
-                        Some(r) => at = r,
-                        None => return Ok(bytes.len() as u64),
-                    }
+                    at = until;
                 }
             }
         }
@@ -158,6 +156,7 @@ impl State {
             Record::Delete(id) => {
                 self.jobs.remove(&id);
             }
+            Record::Padding(_) => {}
         }
     }
 
@@ -202,10 +201,34 @@ fn file_has_records(path: &Path) -> bool {
     fs::read(path).map(|b| b.iter().skip(HEADER_LEN).any(|&x| x != 0)).unwrap_or(false)
 }
 
+/// Where the non-zero bytes of a file end (at least `from`).
+fn garbage_end(bytes: &[u8], from: usize) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(from, |i| i + 1).max(from)
+}
+
+/// Replaces a skipped damaged region with a padding record, so the next
+/// start reads past it without needing `--skip-damaged-records` again. A
+/// region too short for a record header stays as it is (and is skipped
+/// again next time).
+fn pad_over(path: &Path, from: usize, until: usize) -> Result<(), OpenError> {
+    let len = until - from;
+    if len < FRAME_LEN + 1 {
+        log::warn!("{}: {len} damaged bytes at offset {from} are too few to pad over", path.display());
+        return Ok(());
+    }
+    let mut padding = Vec::with_capacity(len);
+    Record::Padding(len - FRAME_LEN - 1).encode(&mut padding);
+    let fail = |e: std::io::Error| OpenError::Io(format!("cannot repair {}: {e}", path.display()));
+    let file = fs::OpenOptions::new().write(true).open(path).map_err(fail)?;
+    file.write_all_at(&padding, from as u64).map_err(fail)?;
+    file.sync_data().map_err(fail)?;
+    Ok(())
+}
+
 /// Overwrites a torn tail with zeros, so that what is appended later can
 /// never be mistaken for a continuation of the garbage.
 fn zero_tail(path: &Path, bytes: &[u8], from: usize) -> Result<(), OpenError> {
-    let garbage_end = bytes.iter().rposition(|&b| b != 0).map_or(from, |i| i + 1);
+    let garbage_end = garbage_end(bytes, from);
     if garbage_end <= from {
         return Ok(());
     }
