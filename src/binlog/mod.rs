@@ -349,6 +349,18 @@ impl Binlog {
         }
     }
 
+    /// True when the log is more than twice the live data (plus two files)
+    /// and the oldest file, not the one being written, still holds live
+    /// jobs to move forward. The server keeps turning while it is.
+    pub fn wants_compaction(&self) -> bool {
+        if self.current == 0 || self.failed {
+            return false;
+        }
+        let wanted = 2 * (self.live_bytes + self.reserved) + 2 * self.file_size;
+        let oldest = self.segments[0].seq;
+        self.disk_bytes() > wanted && self.by_file.range((oldest, 0)..=(oldest, u64::MAX)).next().is_some()
+    }
+
     /// Total bytes the log occupies on disk.
     pub fn disk_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.capacity).sum()
@@ -392,11 +404,7 @@ impl Journal for Binlog {
     }
 
     fn jobs_to_migrate(&mut self) -> Vec<JobId> {
-        // Worth it once the log is more than twice the live data, and only
-        // for files other than the one being written.
-        let disk = self.disk_bytes();
-        let wanted = 2 * (self.live_bytes + self.reserved) + 2 * self.file_size;
-        if self.current == 0 || disk <= wanted {
+        if !self.wants_compaction() {
             return Vec::new();
         }
         let oldest = self.segments[0].seq;

@@ -35,6 +35,9 @@ const LISTENERS: usize = usize::MAX / 2;
 /// others.
 const READS_PER_TURN: usize = 8;
 
+/// How soon an idle server takes the next compaction step.
+const COMPACTION_PACE: Duration = Duration::from_millis(5);
+
 /// How often to retry `accept` after running out of file descriptors.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -264,9 +267,15 @@ impl Server {
         }
         let now = self.now();
         let mut timeout = self.engine.next_deadline().map(|at| Duration::from_nanos(at.saturating_sub(now)));
-        if let Some(sync_at) = self.engine.journal().as_ref().and_then(Binlog::next_sync_at) {
-            let until_sync = sync_at.saturating_duration_since(Instant::now());
-            timeout = Some(timeout.map_or(until_sync, |t| t.min(until_sync)));
+        if let Some(binlog) = self.engine.journal() {
+            let mut until = binlog.next_sync_at().map(|at| at.saturating_duration_since(Instant::now()));
+            if binlog.wants_compaction() {
+                // Compaction goes on between requests too, a batch a turn.
+                until = Some(until.map_or(COMPACTION_PACE, |t| t.min(COMPACTION_PACE)));
+            }
+            if let Some(until) = until {
+                timeout = Some(timeout.map_or(until, |t| t.min(until)));
+            }
         }
         if self.accept_paused {
             timeout = Some(timeout.map_or(ACCEPT_RETRY, |t| t.min(ACCEPT_RETRY)));
