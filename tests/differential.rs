@@ -30,7 +30,27 @@
 //!
 //! The deliberate departures, where sprout must not match beanstalkd, are
 //! sprout-only tests: `sprout_long_line_225`, `sprout_releases_at_ttr`,
-//! `sprout_quotes_yaml_strings`.
+//! `sprout_quotes_yaml_strings`; and `differ` steps in scripts, which check
+//! each server's reply against its own expectation (see the README).
+//!
+//! Persistence (`persist_*` scripts, `server -b $TMP`): a `restart` step
+//! kills the server (SIGKILL, or SIGTERM and wait with `restart clean`) and
+//! starts it again in the same `$TMP` on a new port; connections are gone,
+//! the `$N` id mapping carries over, and from then on the binlog counters of
+//! `stats` and stats-job `file` are masked (`MASKED_AFTER_RESTART`). The
+//! departures found there, each a `differ` step in its script:
+//! (a) `release <id> <pri> 0` is not logged by beanstalkd, so after a
+//!     restart the job has its old priority and counters; sprout keeps them
+//!     (`persist_release_pri`, `persist_basic`, `persist_reserved`);
+//! (b) beanstalkd's replay adds 1 to `buries` of each buried job (#668),
+//!     sprout does not (`persist_buried`);
+//! (c) beanstalkd reuses ids once all jobs are deleted and it restarted
+//!     twice, sprout never does (`persist_ids`);
+//! (d) a buried job taken by `reserve-job` comes back buried on beanstalkd
+//!     (not logged), ready on sprout (`persist_reserve_job`);
+//! (f) beanstalkd rebuilds the buried list in binlog order (put order), sprout
+//!     keeps burial order (`persist_burial_order`);
+//! and (e), the file layouts, is the masking above.
 //!
 //! Environment:
 //! * `SPROUT_DIFF_SELF=1` plays every script against beanstalkd twice (checks
@@ -41,7 +61,8 @@ mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::{Client, Server};
@@ -99,7 +120,28 @@ enum Action {
         conn: String,
     },
     Sleep(Duration),
+    /// Sleep until this long after the script's first step.
+    SleepUntil(Duration),
     Signal(i32),
+    /// Stop the server (SIGKILL, or SIGTERM and wait for its exit when
+    /// `clean`), wait `down`, and start it again with the same flags and the
+    /// same `$TMP` directory on a fresh port. Every connection is forgotten.
+    Restart {
+        clean: bool,
+        down: Duration,
+    },
+}
+
+/// A deliberate departure at one step: what beanstalkd must answer and what
+/// sprout must answer instead (see `differ` in the README). Both servers are
+/// checked against their own expectation, then the value is replaced by the
+/// same marker in both transcripts so the rest of the reply is compared.
+#[derive(Debug, Clone)]
+enum Departure {
+    /// The value of one YAML key (`differ KEY: B | S`).
+    Field { key: String, beanstalkd: String, sprout: String },
+    /// The whole normalised reply, escaped as in transcripts (`differ reply: B | S`).
+    Reply { beanstalkd: String, sprout: String },
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +149,7 @@ struct Step {
     line: usize,
     source: String,
     action: Action,
+    departures: Vec<Departure>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -115,6 +158,8 @@ struct Script {
     server_args: Vec<String>,
     /// Show job ids as the server sent them instead of mapping them.
     raw_ids: bool,
+    /// Mask the binlog counters and stats-job `file` (see `MASKED_BINLOG`).
+    mask_binlog: bool,
     steps: Vec<Step>,
 }
 
@@ -146,18 +191,58 @@ fn parse_script(name: &str, text: &str) -> Script {
             "option" if rest.starts_with(' ') => {
                 match arg {
                     "raw-ids" => script.raw_ids = true,
+                    "mask-binlog" => script.mask_binlog = true,
                     _ => fail("unknown option"),
                 }
                 continue;
             }
-            "sleep" if rest.starts_with(' ') => {
-                let secs: f64 = arg.parse().unwrap_or_else(|_| fail("bad duration"));
-                Action::Sleep(Duration::from_secs_f64(secs))
-            }
+            "sleep" if rest.starts_with(' ') => match arg.strip_prefix("until ") {
+                Some(at) => {
+                    let secs: f64 = at.parse().unwrap_or_else(|_| fail("bad time"));
+                    Action::SleepUntil(Duration::from_secs_f64(secs))
+                }
+                None => {
+                    let secs: f64 = arg.parse().unwrap_or_else(|_| fail("bad duration"));
+                    Action::Sleep(Duration::from_secs_f64(secs))
+                }
+            },
             "signal" if rest.starts_with(' ') => Action::Signal(match arg {
                 "USR1" => libc::SIGUSR1,
                 _ => fail("unknown signal"),
             }),
+            "restart" => {
+                let mut words = arg.split_whitespace().peekable();
+                let clean = words.next_if_eq(&"clean").is_some();
+                let down = match (words.next(), words.next()) {
+                    (None, _) => Duration::ZERO,
+                    (Some("down"), Some(secs)) => {
+                        Duration::from_secs_f64(secs.parse().unwrap_or_else(|_| fail("bad duration")))
+                    }
+                    _ => fail("expected `restart [clean] [down SECS]`"),
+                };
+                if words.next().is_some() {
+                    fail("expected `restart [clean] [down SECS]`");
+                }
+                Action::Restart { clean, down }
+            }
+            "differ" if rest.starts_with(' ') => {
+                let Some(step) = script.steps.last_mut() else { fail("`differ` must follow a step") };
+                if !matches!(step.action, Action::Send { .. } | Action::Recv { .. }) {
+                    fail("`differ` must follow a step that reads replies");
+                }
+                let Some((key, values)) = arg.split_once(": ") else { fail("expected `differ KEY: B | S`") };
+                let Some((beanstalkd, sprout)) = values.split_once(" | ") else { fail("expected `differ KEY: B | S`") };
+                if values.matches(" | ").count() != 1 || beanstalkd == sprout {
+                    fail("expected `differ KEY: B | S` with one ` | ` and B != S");
+                }
+                let (beanstalkd, sprout) = (beanstalkd.to_string(), sprout.to_string());
+                step.departures.push(if key == "reply" {
+                    Departure::Reply { beanstalkd, sprout }
+                } else {
+                    Departure::Field { key: key.to_string(), beanstalkd, sprout }
+                });
+                continue;
+            }
             conn => {
                 if conn.is_empty() || !conn.chars().all(|c| c.is_ascii_alphanumeric()) {
                     fail("expected a connection name like c1");
@@ -195,7 +280,7 @@ fn parse_script(name: &str, text: &str) -> Script {
                 }
             }
         };
-        script.steps.push(Step { line, source: trimmed.to_string(), action });
+        script.steps.push(Step { line, source: trimmed.to_string(), action, departures: Vec::new() });
     }
     script
 }
@@ -290,6 +375,8 @@ struct Transcript {
     entries: Vec<Entry>,
     /// Symbolic ids the script used before the server handed them out.
     script_errors: Vec<String>,
+    /// `differ` steps where this server did not answer what was expected.
+    departure_failures: Vec<String>,
 }
 
 impl Transcript {
@@ -396,8 +483,9 @@ fn body_len(line: &[u8]) -> Option<usize> {
     }
 }
 
-enum Kind<'a> {
-    Beanstalkd(&'a Path),
+#[derive(Clone)]
+enum Kind {
+    Beanstalkd(PathBuf),
     Sprout,
 }
 
@@ -407,9 +495,17 @@ enum Kind<'a> {
 struct Started {
     server: Server,
     _observer: Conn,
-    /// The directory substituted for `$TMP` in the server flags.
-    _tmp: tempfile::TempDir,
+    /// The directory substituted for `$TMP` in the server flags; it lives as
+    /// long as the run, so a restarted server finds its binlog again.
+    tmp: Rc<tempfile::TempDir>,
+    /// What was started, with which flags (before `$TMP` substitution), to
+    /// start it again after a `restart` step.
+    kind: Kind,
+    args: Vec<String>,
 }
+
+/// How long a `restart clean` waits for the server to exit after SIGTERM.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Held while a server starts. Without it, a server spawned by another
 /// thread can inherit (between fork and exec) the listener `free_port`
@@ -418,23 +514,57 @@ struct Started {
 static START_LOCK: Mutex<()> = Mutex::new(());
 
 fn start(kind: Kind, args: &[&str]) -> Started {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    start_in(kind, args, Rc::new(tempfile::tempdir().unwrap()))
+}
+
+/// Starts a server with `$TMP` standing for `tmp` (a fresh directory for a
+/// first start, the same one again after a restart).
+fn start_in(kind: Kind, args: Vec<String>, tmp: Rc<tempfile::TempDir>) -> Started {
+    let dir = tmp.path().to_str().unwrap();
+    let real: Vec<String> = args.iter().map(|a| a.replace("$TMP", dir)).collect();
+    let real: Vec<&str> = real.iter().map(String::as_str).collect();
     for _attempt in 0..5 {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_str().unwrap();
-        let args: Vec<String> = args.iter().map(|a| a.replace("$TMP", dir)).collect();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let server = {
             let _guard = START_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-            match kind {
-                Kind::Beanstalkd(bin) => Server::beanstalkd(bin, &args),
-                Kind::Sprout => Server::sprout(&args),
+            match &kind {
+                Kind::Beanstalkd(bin) => Server::beanstalkd(bin, &real),
+                Kind::Sprout => Server::sprout(&real),
             }
         };
         if let Some(observer) = handshake(&server) {
-            return Started { server, _observer: observer, _tmp: tmp };
+            return Started { server, _observer: observer, tmp, kind, args };
         }
     }
     panic!("the server did not answer `reserve-job 0` after 5 starts");
+}
+
+/// Stops the server (a crash with SIGKILL, or SIGTERM and its exit when
+/// `clean`) and starts it again in the same `$TMP`. Err if a clean stop did
+/// not end the process in time (it is then killed anyway).
+fn restart(started: &mut Started, clean: bool, down: Duration) -> Result<(), String> {
+    let mut result = Ok(());
+    let mut exited = false;
+    if clean {
+        started.server.signal(libc::SIGTERM);
+        exited = started.server.wait_exit(EXIT_TIMEOUT).is_some();
+        if !exited {
+            result = Err(format!("<still running {}s after SIGTERM>", EXIT_TIMEOUT.as_secs()));
+        }
+    }
+    // Kill and reap the process before starting the next one: the binlog
+    // directory stays locked while it lives. (A reaped pid is never signalled
+    // again: dropping the old `Server` does not signal an exited child.)
+    if !exited {
+        started.server.signal(libc::SIGKILL);
+        if started.server.wait_exit(EXIT_TIMEOUT).is_none() {
+            panic!("{} survived SIGKILL", started.server.name);
+        }
+    }
+    std::thread::sleep(down);
+    let next = start_in(started.kind.clone(), started.args.clone(), Rc::clone(&started.tmp));
+    *started = next;
+    result
 }
 
 /// Connects and sends `reserve-job 0` (a command with no effect on any stats
@@ -489,11 +619,16 @@ impl IdMap {
     }
 }
 
-fn run_script(started: &Started, script: &Script) -> Transcript {
-    let server = &started.server;
-    let mut transcript = Transcript { server: server.name.to_string(), ..Transcript::default() };
+fn run_script(started: &mut Started, script: &Script) -> Transcript {
+    let mut transcript = Transcript { server: started.server.name.to_string(), ..Transcript::default() };
+    let is_sprout = matches!(started.kind, Kind::Sprout);
     let mut conns: Vec<(String, Option<Conn>)> = Vec::new();
-    let mut ids = IdMap { raw: script.raw_ids, ..IdMap::default() };
+    let mut norm = Norm {
+        ids: IdMap { raw: script.raw_ids, ..IdMap::default() },
+        restarted: false,
+        mask_binlog: script.mask_binlog,
+    };
+    let began = Instant::now();
     for (index, step) in script.steps.iter().enumerate() {
         let conn_name = match &step.action {
             Action::Send { conn, .. }
@@ -506,12 +641,48 @@ fn run_script(started: &Started, script: &Script) -> Transcript {
                 std::thread::sleep(*d);
                 continue;
             }
+            Action::SleepUntil(at) => {
+                let late = Instant::now().saturating_duration_since(began + *at);
+                if late > Duration::ZERO {
+                    // Not an error in itself, but timing-dependent values
+                    // read next may then differ: say why.
+                    eprintln!(
+                        "{}.script:{}: {} reached `{}` {late:?} late",
+                        script.name, step.line, started.server.name, step.source
+                    );
+                }
+                std::thread::sleep((began + *at).saturating_duration_since(Instant::now()));
+                continue;
+            }
             Action::Signal(sig) => {
-                server.signal(*sig);
+                started.server.signal(*sig);
                 std::thread::sleep(SETTLE);
                 continue;
             }
+            Action::Restart { clean, down } => {
+                // The connections vanish with the server: anything they
+                // still had unread must be reported now.
+                check_unread(&mut conns, &mut transcript, index + 1, step.line, "before restart");
+                conns.clear();
+                let t = Instant::now();
+                let result = restart(started, *clean, *down);
+                if verbose() {
+                    eprintln!("{}: {} restarted in {:?}", script.name, started.server.name, t.elapsed());
+                }
+                if let Err(outcome) = result {
+                    transcript.entries.push(Entry {
+                        step: index + 1,
+                        line: step.line,
+                        source: step.source.clone(),
+                        sent: String::new(),
+                        outcome,
+                    });
+                }
+                norm.restarted = true;
+                continue;
+            }
         };
+        let server = &started.server;
         // Connections open at their first use and stay closed once closed.
         let slot = match conns.iter().position(|(n, _)| *n == conn_name) {
             Some(i) => i,
@@ -530,13 +701,27 @@ fn run_script(started: &Started, script: &Script) -> Transcript {
             panic!("{}.script:{}: connection used after `close`", script.name, step.line);
         };
         let mut outcomes = Vec::new();
+        // The field departures of this step, with this server's expected value.
+        let mut checks: Vec<FieldCheck> = step
+            .departures
+            .iter()
+            .filter_map(|d| match d {
+                Departure::Field { key, beanstalkd, sprout } => Some(FieldCheck {
+                    key: key.clone(),
+                    expected: if is_sprout { sprout.clone() } else { beanstalkd.clone() },
+                    marker: format!("<differs: beanstalkd {beanstalkd}, sprout {sprout}>"),
+                    seen: Vec::new(),
+                }),
+                Departure::Reply { .. } => None,
+            })
+            .collect();
         match &step.action {
             Action::Send { data, replies, .. } => {
                 let mut bytes = Vec::new();
                 for piece in data {
                     match piece {
                         Piece::Bytes(b) => bytes.extend_from_slice(b),
-                        Piece::Id(n) => match ids.ids.get(n - 1) {
+                        Piece::Id(n) => match norm.ids.ids.get(n - 1) {
                             Some(id) => bytes.extend_from_slice(id.as_bytes()),
                             None => {
                                 transcript
@@ -553,7 +738,7 @@ fn run_script(started: &Started, script: &Script) -> Transcript {
                 } else {
                     for _ in 0..*replies {
                         outcomes.push(match conn.read_reply(REPLY_TIMEOUT) {
-                            Ok(reply) => normalise(&reply, &mut ids),
+                            Ok(reply) => normalise(&reply, &mut norm, &mut checks),
                             Err(e) => e,
                         });
                     }
@@ -562,7 +747,7 @@ fn run_script(started: &Started, script: &Script) -> Transcript {
             Action::Recv { count, .. } => {
                 for _ in 0..*count {
                     outcomes.push(match conn.read_reply(REPLY_TIMEOUT) {
-                        Ok(reply) => normalise(&reply, &mut ids),
+                        Ok(reply) => normalise(&reply, &mut norm, &mut checks),
                         Err(e) => e,
                     });
                 }
@@ -593,7 +778,38 @@ fn run_script(started: &Started, script: &Script) -> Transcript {
                 let _ = conn.stream.shutdown(Shutdown::Write);
                 std::thread::sleep(SETTLE);
             }
-            Action::Close { .. } | Action::Sleep(_) | Action::Signal(_) => unreachable!(),
+            Action::Close { .. }
+            | Action::Sleep(_)
+            | Action::SleepUntil(_)
+            | Action::Signal(_)
+            | Action::Restart { .. } => unreachable!(),
+        }
+        let who = if is_sprout { "sprout" } else { "beanstalkd" };
+        for check in &checks {
+            if check.seen.is_empty() {
+                transcript
+                    .departure_failures
+                    .push(format!("line {}: `differ {}`: no reply had that key", step.line, check.key));
+            }
+            for value in check.seen.iter().filter(|v| **v != check.expected) {
+                transcript.departure_failures.push(format!(
+                    "line {}: `differ {}`: {who} was expected to answer {:?}, answered {value:?}",
+                    step.line, check.key, check.expected
+                ));
+            }
+        }
+        for departure in &step.departures {
+            let Departure::Reply { beanstalkd, sprout } = departure else { continue };
+            let expected = if is_sprout { sprout } else { beanstalkd };
+            match outcomes.as_mut_slice() {
+                [outcome] if outcome == expected => {
+                    *outcome = format!("<differs: beanstalkd \"{beanstalkd}\", sprout \"{sprout}\">");
+                }
+                _ => transcript.departure_failures.push(format!(
+                    "line {}: `differ reply`: {who} was expected to answer \"{expected}\", answered {:?}",
+                    step.line, outcomes
+                )),
+            }
         }
         for outcome in outcomes {
             transcript.entries.push(Entry {
@@ -607,6 +823,19 @@ fn run_script(started: &Started, script: &Script) -> Transcript {
     }
     // Nothing may be left unread at the end: a reply the script did not
     // expect would otherwise go unnoticed.
+    check_unread(&mut conns, &mut transcript, script.steps.len() + 1, 0, "end of script");
+    transcript
+}
+
+/// Records, as an observation, any bytes that arrived unread on the open
+/// connections (called at the end of the script and before a restart).
+fn check_unread(
+    conns: &mut [(String, Option<Conn>)],
+    transcript: &mut Transcript,
+    step: usize,
+    line: usize,
+    when: &str,
+) {
     std::thread::sleep(Duration::from_millis(50));
     for (name, conn) in conns.iter_mut() {
         if let Some(conn) = conn {
@@ -617,16 +846,15 @@ fn run_script(started: &Started, script: &Script) -> Transcript {
             }
             if !conn.buf.is_empty() {
                 transcript.entries.push(Entry {
-                    step: script.steps.len() + 1,
-                    line: 0,
-                    source: format!("(end of script, {name})"),
+                    step,
+                    line,
+                    source: format!("({when}, {name})"),
                     sent: escape(&conn.sent),
                     outcome: format!("<unread bytes \"{}\">", escape(&conn.buf)),
                 });
             }
         }
     }
-    transcript
 }
 
 // ---------------------------------------------------------------------------
@@ -636,8 +864,56 @@ fn run_script(started: &Started, script: &Script) -> Transcript {
 const MASKED_STATS: &[&str] =
     &["pid", "uptime", "rusage-utime", "rusage-stime", "id", "hostname", "os", "platform", "version"];
 
-/// Maps job ids, masks run-dependent stats, and escapes the reply.
-fn normalise(reply: &[u8], ids: &mut IdMap) -> String {
+/// Deliberate departure (different binlog file layouts): at startup
+/// beanstalkd always opens a new file `binlog.(max+1)` for what it writes
+/// next, where sprout goes on writing its current file; and with three files
+/// or more beanstalkd compacts, rewriting live jobs of the oldest file into
+/// the current one. Verified: after one restart beanstalkd shows
+/// `binlog-current-index: 2` and a new job's `file: 2` where sprout shows 1
+/// and 1; after a second restart beanstalkd migrated 5 jobs at its first
+/// logged write (`binlog-records-migrated: 5`, `-written: 8`) where sprout,
+/// compacting by its own rules, showed 0 and 3. So these `stats` keys and the
+/// stats-job `file` are masked from the first `restart` on; before it they
+/// are compared (`binlog.script`).
+const MASKED_AFTER_RESTART: &[&str] = MASKED_BINLOG;
+
+/// The binlog counters of `stats` (all but `binlog-max-size`).
+///
+/// Deliberate departure (different binlog file formats and compaction), for
+/// scripts with `option mask-binlog`: once files fill up (small `-s`), the
+/// two servers rotate at different points, collect and compact differently
+/// (verified with `-s 4096`, 200 puts and deletes, before any restart:
+/// beanstalkd on binlog.7, sprout on binlog.5), so these and the stats-job
+/// `file` are masked throughout.
+const MASKED_BINLOG: &[&str] =
+    &["binlog-oldest-index", "binlog-current-index", "binlog-records-migrated", "binlog-records-written"];
+
+/// Normalisation state of one run.
+struct Norm {
+    ids: IdMap,
+    /// Set by the first `restart`: see `MASKED_AFTER_RESTART`.
+    restarted: bool,
+    /// `option mask-binlog`: see `MASKED_BINLOG`.
+    mask_binlog: bool,
+}
+
+/// A `differ KEY: ...` departure being checked at one step.
+struct FieldCheck {
+    key: String,
+    /// The value this server must show.
+    expected: String,
+    /// What replaces the value (when it is the expected one) in both
+    /// transcripts.
+    marker: String,
+    /// The values this server showed for the key.
+    seen: Vec<String>,
+}
+
+/// Maps job ids, masks run-dependent stats, applies the step's field
+/// departures, and escapes the reply.
+fn normalise(reply: &[u8], norm: &mut Norm, checks: &mut [FieldCheck]) -> String {
+    let masks = (norm.restarted, norm.mask_binlog);
+    let ids = &mut norm.ids;
     let nl = reply.iter().position(|&b| b == b'\n').unwrap();
     let (line, body) = reply.split_at(nl + 1);
     let Some(text) = std::str::from_utf8(line).ok().and_then(|t| t.strip_suffix("\r\n")) else {
@@ -650,7 +926,7 @@ fn normalise(reply: &[u8], ids: &mut IdMap) -> String {
             format!("{} {} {n}\\r\\n{}", words[0], ids.symbol(id), escape(body))
         }
         ["OK", _] if body.ends_with(b"\r\n") => {
-            let yaml = normalise_yaml(&body[..body.len() - 2], ids);
+            let yaml = normalise_yaml(&body[..body.len() - 2], ids, masks, checks);
             format!("OK {}\\r\\n{}\\r\\n", yaml.len(), escape(&yaml))
         }
         _ => escape(reply),
@@ -661,7 +937,9 @@ fn is_number(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn normalise_yaml(yaml: &[u8], ids: &mut IdMap) -> Vec<u8> {
+/// `masks` is (restarted, mask-binlog), see `Norm`.
+fn normalise_yaml(yaml: &[u8], ids: &mut IdMap, masks: (bool, bool), checks: &mut [FieldCheck]) -> Vec<u8> {
+    let (restarted, mask_binlog) = masks;
     let Ok(text) = std::str::from_utf8(yaml) else {
         return yaml.to_vec();
     };
@@ -683,8 +961,18 @@ fn normalise_yaml(yaml: &[u8], ids: &mut IdMap) -> Vec<u8> {
             } else {
                 value.to_string()
             };
+            if let Some(check) = checks.iter_mut().find(|c| c.key == key) {
+                check.seen.push(value.clone());
+                if value == check.expected {
+                    return format!("{key}: {}", check.marker);
+                }
+            }
             if is_stats && MASKED_STATS.contains(&key) {
                 format!("{key}: <masked>")
+            } else if mask_binlog && ((is_stats && MASKED_BINLOG.contains(&key)) || (is_job && key == "file")) {
+                format!("{key}: <masked binlog>")
+            } else if restarted && ((is_stats && MASKED_AFTER_RESTART.contains(&key)) || (is_job && key == "file")) {
+                format!("{key}: <masked after restart>")
             } else if is_job && key == "id" && is_number(&value) {
                 format!("{key}: {}", ids.symbol(&value))
             } else {
@@ -754,13 +1042,13 @@ fn differential(name: &str, text: &str) {
     let args: Vec<&str> = script.server_args.iter().map(String::as_str).collect();
     let (reference, candidate) = std::thread::scope(|s| {
         let reference = s.spawn(|| {
-            let server = start(Kind::Beanstalkd(&bin), &args);
-            run_script(&server, &script)
+            let mut server = start(Kind::Beanstalkd(bin.clone()), &args);
+            run_script(&mut server, &script)
         });
         let candidate = s.spawn(|| {
-            let kind = if self_test() { Kind::Beanstalkd(&bin) } else { Kind::Sprout };
-            let server = start(kind, &args);
-            let mut t = run_script(&server, &script);
+            let kind = if self_test() { Kind::Beanstalkd(bin.clone()) } else { Kind::Sprout };
+            let mut server = start(kind, &args);
+            let mut t = run_script(&mut server, &script);
             if self_test() {
                 t.server = "beanstalkd (second run)".into();
             }
@@ -777,8 +1065,17 @@ fn differential(name: &str, text: &str) {
         "scenario `{name}`: script error against beanstalkd: {:?}",
         reference.script_errors
     );
-    let report = diff(name, &reference, &candidate);
-    assert!(report.is_none(), "{}", report.unwrap_or_default());
+    let mut report = diff(name, &reference, &candidate).unwrap_or_default();
+    for t in [&reference, &candidate] {
+        if !t.departure_failures.is_empty() {
+            report.push_str(&format!(
+                "scenario `{name}`: {} did not answer as a `differ` step expected:\n  {}\n",
+                t.server,
+                t.departure_failures.join("\n  ")
+            ));
+        }
+    }
+    assert!(report.is_empty(), "{report}");
 }
 
 fn diff(name: &str, a: &Transcript, b: &Transcript) -> Option<String> {
@@ -838,8 +1135,8 @@ fn line_diff(a: &str, b: &str) -> String {
 fn sprout_only(name: &str, text: &str) -> Vec<String> {
     let script = parse_script(name, text);
     let args: Vec<&str> = script.server_args.iter().map(String::as_str).collect();
-    let server = start(Kind::Sprout, &args);
-    let t = run_script(&server, &script);
+    let mut server = start(Kind::Sprout, &args);
+    let t = run_script(&mut server, &script);
     if verbose() {
         print_transcript(name, &t);
     }
@@ -905,7 +1202,10 @@ c1: stats-job $1
     );
     assert_eq!(replies[0], "INSERTED $1\\r\\n");
     assert_eq!(replies[1], "RESERVED $1 1\\r\\na\\r\\n");
-    assert_eq!(replies[2], "NOT_FOUND\\r\\n", "the job was released before its TTR");
+    // The first peek only pokes the server just before the deadline (what
+    // triggers beanstalkd's bug); on a loaded machine it may land just after
+    // it, so either answer is fine there.
+    assert!(replies[2] == "NOT_FOUND\\r\\n" || replies[2] == "FOUND $1 1\\r\\na\\r\\n", "{}", replies[2]);
     assert_eq!(replies[3], "FOUND $1 1\\r\\na\\r\\n", "the job was not released at its TTR");
     assert!(replies[4].contains("\\nstate: ready\\n"), "{}", replies[4]);
     assert!(replies[4].contains("\\ntimeouts: 1\\n"), "{}", replies[4]);
@@ -972,6 +1272,18 @@ scenarios!(
     pause_timing,
     pause_tube,
     peek,
+    persist_basic,
+    persist_binary,
+    persist_burial_order,
+    persist_buried,
+    persist_delayed,
+    persist_deleted,
+    persist_ids,
+    persist_kick,
+    persist_many,
+    persist_release_pri,
+    persist_reserve_job,
+    persist_reserved,
     pipelining,
     put,
     put_bad_format,
