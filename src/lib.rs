@@ -14,5 +14,6 @@ pub mod binlog;
 pub mod config;
 pub mod engine;
 pub mod host;
+pub mod idmap;
 pub mod protocol;
 pub mod server;

@@ -27,13 +27,14 @@ pub mod record;
 mod recovery;
 mod segment;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::config::FsyncPolicy;
 use crate::engine::{Job, JobCounts, JobId, JobState, Journal, JournalStats, RestoredJob};
+use crate::idmap::IdMap;
 use crate::protocol::TubeName;
 use lock::DirLock;
 use record::{FullJob, HEADER_LEN, Header, JobUpdate, LoggedState, Record};
@@ -99,10 +100,7 @@ pub struct Binlog {
     /// allocated and empty.
     segments: VecDeque<Segment>,
     current: usize,
-    locations: HashMap<JobId, Location>,
-    /// Live jobs by the file holding their full record, to find what to
-    /// migrate out of the oldest file.
-    by_file: BTreeSet<(u64, JobId)>,
+    locations: IdMap<Location>,
     /// Bytes of the live jobs' full records.
     live_bytes: u64,
     /// Bytes promised to the deletes of live jobs.
@@ -124,11 +122,14 @@ pub struct Opened {
     pub jobs: Vec<RestoredJob>,
     /// No id below this may be handed out.
     pub next_id: JobId,
+    /// How long reading the log took.
+    pub read_in: Duration,
 }
 
 impl Binlog {
     /// Locks the directory, reads the log back and gets ready to append.
     pub fn open(config: &BinlogConfig) -> Result<Opened, OpenError> {
+        let started = Instant::now();
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| OpenError::Io(format!("cannot create binlog directory {}: {e}", config.dir.display())))?;
         let lock = DirLock::acquire(&config.dir)?;
@@ -140,8 +141,7 @@ impl Binlog {
             fsync: config.fsync,
             segments: VecDeque::new(),
             current: 0,
-            locations: HashMap::new(),
-            by_file: BTreeSet::new(),
+            locations: IdMap::default(),
             live_bytes: 0,
             reserved: 0,
             next_id: recovered.next_id,
@@ -162,6 +162,7 @@ impl Binlog {
         // disk.
         binlog.current = binlog.segments.iter().rposition(|s| s.end > HEADER_LEN as u64).unwrap_or(0);
         let mut jobs = Vec::with_capacity(recovered.jobs.len());
+        binlog.locations.reserve(recovered.jobs.len());
         for live in recovered.jobs {
             let id = live.job.update.id;
             binlog.track(id, Location { seq: live.seq, len: live.record_len });
@@ -183,7 +184,7 @@ impl Binlog {
         }
         binlog.collect_garbage();
         let next_id = binlog.next_id;
-        Ok(Opened { binlog, jobs, next_id })
+        Ok(Opened { binlog, jobs, next_id, read_in: started.elapsed() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -316,18 +317,25 @@ impl Binlog {
 
     // ----- bookkeeping --------------------------------------------------------
 
+    fn segment_mut(&mut self, seq: u64) -> &mut Segment {
+        let first = self.segments[0].seq;
+        &mut self.segments[(seq - first) as usize]
+    }
+
     fn track(&mut self, id: JobId, location: Location) {
         if let Some(old) = self.locations.insert(id, location) {
-            self.by_file.remove(&(old.seq, id));
+            self.segment_mut(old.seq).live_jobs -= 1;
             self.live_bytes -= old.len;
         }
-        self.by_file.insert((location.seq, id));
+        let segment = self.segment_mut(location.seq);
+        segment.live_jobs += 1;
+        segment.placed.push(id);
         self.live_bytes += location.len;
     }
 
     fn untrack(&mut self, id: JobId) {
         if let Some(old) = self.locations.remove(&id) {
-            self.by_file.remove(&(old.seq, id));
+            self.segment_mut(old.seq).live_jobs -= 1;
             self.live_bytes -= old.len;
         }
     }
@@ -338,7 +346,7 @@ impl Binlog {
     fn collect_garbage(&mut self) {
         while self.current > 0 {
             let oldest = self.segments[0].seq;
-            if self.by_file.range((oldest, 0)..=(oldest, u64::MAX)).next().is_some() {
+            if self.segments[0].live_jobs > 0 {
                 break;
             }
             let segment = self.segments.pop_front().expect("oldest file");
@@ -357,8 +365,7 @@ impl Binlog {
             return false;
         }
         let wanted = 2 * (self.live_bytes + self.reserved) + 2 * self.file_size;
-        let oldest = self.segments[0].seq;
-        self.disk_bytes() > wanted && self.by_file.range((oldest, 0)..=(oldest, u64::MAX)).next().is_some()
+        self.disk_bytes() > wanted && self.segments[0].live_jobs > 0
     }
 
     /// Total bytes the log occupies on disk.
@@ -407,16 +414,19 @@ impl Journal for Binlog {
         if !self.wants_compaction() {
             return Vec::new();
         }
-        let oldest = self.segments[0].seq;
+        let oldest = &mut self.segments[0];
         let mut bytes = 0;
-        self.by_file
-            .range((oldest, 0)..=(oldest, u64::MAX))
-            .map(|&(_, id)| id)
-            .take_while(|id| {
-                bytes += self.locations[id].len;
-                bytes <= MIGRATION_BATCH_BYTES
-            })
-            .collect()
+        let mut ids = Vec::new();
+        while bytes < MIGRATION_BATCH_BYTES && oldest.migrated_up_to < oldest.placed.len() {
+            let id = oldest.placed[oldest.migrated_up_to];
+            oldest.migrated_up_to += 1;
+            // Skip jobs deleted since, or whose full record moved on.
+            if let Some(location) = self.locations.get(&id).filter(|l| l.seq == oldest.seq) {
+                bytes += location.len;
+                ids.push(id);
+            }
+        }
+        ids
     }
 
     fn log_migration(&mut self, job: &Job, tube: &TubeName) {

@@ -180,6 +180,12 @@ pub enum Decoded {
 
 /// Decodes the record starting at `bytes[0]`.
 pub fn decode(bytes: &[u8]) -> Decoded {
+    decode_with(bytes, &mut |name| TubeName::new(name))
+}
+
+/// [`decode`], with tube names made by `tube_name` (recovery shares one
+/// copy of each name among all its jobs).
+pub fn decode_with(bytes: &[u8], tube_name: &mut impl FnMut(&[u8]) -> Option<TubeName>) -> Decoded {
     if bytes.len() < 4 || bytes[..4] == [0; 4] {
         // Fewer than 4 bytes left can only be preallocation slack.
         return if bytes.iter().all(|&b| b == 0) { Decoded::End } else { Decoded::Damaged };
@@ -193,7 +199,7 @@ pub fn decode(bytes: &[u8]) -> Decoded {
     if frame_crc(&bytes[..4], payload) != crc {
         return Decoded::Damaged;
     }
-    match decode_payload(payload) {
+    match decode_payload(payload, tube_name) {
         Some(record) => Decoded::Record(record, FRAME_LEN + len),
         None => Decoded::Damaged,
     }
@@ -240,7 +246,7 @@ fn decode_update(r: &mut Reader<'_>) -> Option<JobUpdate> {
     })
 }
 
-fn decode_payload(payload: &[u8]) -> Option<Record> {
+fn decode_payload(payload: &[u8], tube_name: &mut impl FnMut(&[u8]) -> Option<TubeName>) -> Option<Record> {
     let mut r = Reader(payload);
     let record = match r.u8()? {
         TYPE_JOB => {
@@ -248,7 +254,7 @@ fn decode_payload(payload: &[u8]) -> Option<Record> {
             let ttr = r.u64()?;
             let created_at = r.i64()?;
             let tube_len = r.u8()? as usize;
-            let tube = TubeName::new(r.take(tube_len)?)?;
+            let tube = tube_name(r.take(tube_len)?)?;
             let body_len = r.u32()? as usize;
             let body = Rc::from(r.take(body_len)?);
             Record::Job(FullJob { update, tube, ttr, created_at, body })

@@ -8,14 +8,18 @@
 //! file and offset, unless `--skip-damaged-records` asks to drop what cannot
 //! be read, in which case every job that had to be dropped is logged.
 
-use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+use std::io::Read;
+
 use super::OpenError;
+use crate::protocol::TubeName;
 use super::record::{self, Decoded, FRAME_LEN, FullJob, HEADER_LEN, Header, LoggedState, Record};
 use super::segment::sync_dir;
+use crate::idmap::IdMap;
 
 /// A live job and where its full record is.
 #[derive(Debug)]
@@ -49,9 +53,13 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
     seqs.sort_unstable();
     let mut state = State::default();
     let mut files = Vec::new();
+    // One buffer for every file: files are the same size, and reusing the
+    // memory spares a fresh 10 MB allocation (and its page faults) per file.
+    let mut bytes = Vec::new();
     for (i, &seq) in seqs.iter().enumerate() {
         let path = dir.join(super::segment::file_name(seq));
-        let bytes = fs::read(&path).map_err(|e| OpenError::Io(format!("cannot read {}: {e}", path.display())))?;
+        read_into(&path, &mut bytes).map_err(|e| OpenError::Io(format!("cannot read {}: {e}", path.display())))?;
+        let bytes = &bytes[..];
         let later_have_data =
             || seqs[i + 1..].iter().any(|&s| file_has_records(&dir.join(super::segment::file_name(s))));
         let header = match Header::decode(&bytes) {
@@ -77,7 +85,7 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
             }
         };
         state.next_id = state.next_id.max(header.next_id);
-        let end = state.read_records(&path, seq, &bytes, skip_damaged, later_have_data)?;
+        let end = state.read_records(&path, seq, bytes, skip_damaged, later_have_data)?;
         files.push(FoundFile { seq, path, end });
     }
     Ok(state.finish(files))
@@ -85,7 +93,9 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
 
 #[derive(Default)]
 struct State {
-    jobs: HashMap<u64, LiveJob>,
+    jobs: IdMap<LiveJob>,
+    /// One shared copy of each tube name.
+    tube_names: HashMap<Box<[u8]>, TubeName>,
     next_id: u64,
     /// Ids whose records were lost to damage we skipped.
     lost_in_damage: bool,
@@ -104,7 +114,16 @@ impl State {
     ) -> Result<u64, OpenError> {
         let mut at = HEADER_LEN;
         loop {
-            match record::decode(&bytes[at..]) {
+            let tube_names = &mut self.tube_names;
+            let mut tube_name = |name: &[u8]| match tube_names.get(name) {
+                Some(tube) => Some(tube.clone()),
+                None => {
+                    let tube = TubeName::new(name)?;
+                    tube_names.insert(name.into(), tube.clone());
+                    Some(tube)
+                }
+            };
+            match record::decode_with(&bytes[at..], &mut tube_name) {
                 Decoded::Record(record, len) => {
                     self.apply(record, seq, len as u64);
                     at += len;
@@ -167,13 +186,15 @@ impl State {
         for id in dropped.iter().filter(|id| !self.jobs.contains_key(id)) {
             log::warn!("job {id} dropped: its full record was in a damaged, skipped region");
         }
-        let mut jobs: Vec<LiveJob> = self.jobs.into_values().collect();
-        // Buried jobs return in burial order (their burial time, then id);
-        // the order of the others does not matter.
-        jobs.sort_unstable_by_key(|l| {
-            let u = &l.job.update;
-            (u.state == LoggedState::Buried, u.ready_at, u.id)
-        });
+        // Buried jobs return in burial order (their burial time, then id),
+        // after the others, whose order does not matter.
+        let (mut buried, mut jobs): (Vec<LiveJob>, Vec<LiveJob>) =
+            self.jobs.into_values().partition(|l| l.job.update.state == LoggedState::Buried);
+        buried.sort_unstable_by_key(|l| (l.job.update.ready_at, l.job.update.id));
+        // In id order the engine's ordered sets are filled from one end,
+        // which is several times faster than in hash order.
+        jobs.sort_unstable_by_key(|l| l.job.update.id);
+        jobs.append(&mut buried);
         Recovered { jobs, next_id: self.next_id.max(1), files }
     }
 }
@@ -194,6 +215,12 @@ fn describe_damage(bytes: &[u8], at: usize) -> String {
         ),
         None => "checksum or layout mismatch".into(),
     }
+}
+
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    fs::File::open(path)?.read_to_end(buf)?;
+    Ok(())
 }
 
 /// True if the file has anything but zeros after its header.

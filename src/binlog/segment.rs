@@ -24,6 +24,12 @@ pub struct Segment {
     pending: Vec<u8>,
     /// Written since the last fsync.
     unsynced: bool,
+    /// Live jobs whose full record is in this file; it can go at zero.
+    pub live_jobs: u64,
+    /// Every job whose full record was placed here, some since deleted or
+    /// moved on; compaction walks it from `migrated_up_to`.
+    pub placed: Vec<u64>,
+    pub migrated_up_to: usize,
 }
 
 pub fn file_name(seq: u64) -> String {
@@ -59,6 +65,9 @@ impl Segment {
             written: HEADER_LEN as u64,
             pending: Vec::new(),
             unsynced: false,
+            live_jobs: 0,
+            placed: Vec::new(),
+            migrated_up_to: 0,
         })
     }
 
@@ -66,7 +75,19 @@ impl Segment {
     pub fn reopen(path: PathBuf, seq: u64, end: u64) -> io::Result<Segment> {
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         let capacity = file.metadata()?.len().max(end);
-        Ok(Segment { seq, file, path, capacity, end, written: end, pending: Vec::new(), unsynced: false })
+        Ok(Segment {
+            seq,
+            file,
+            path,
+            capacity,
+            end,
+            written: end,
+            pending: Vec::new(),
+            unsynced: false,
+            live_jobs: 0,
+            placed: Vec::new(),
+            migrated_up_to: 0,
+        })
     }
 
     pub fn remaining(&self) -> u64 {

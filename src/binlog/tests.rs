@@ -21,7 +21,7 @@ fn engine_config() -> EngineConfig {
 
 /// An engine over a binlog in `dir`, restored from what is there.
 fn open(dir: &Path, file_size: u64, now: Nanos) -> Result<Engine<Option<Binlog>>, OpenError> {
-    let Opened { binlog, jobs, next_id } = Binlog::open(&config(dir, file_size))?;
+    let Opened { binlog, jobs, next_id, .. } = Binlog::open(&config(dir, file_size))?;
     let mut engine = Engine::with_journal(engine_config(), now, Some(binlog));
     for job in jobs {
         engine.restore(now, job);
@@ -255,7 +255,7 @@ fn a_flipped_byte_in_an_earlier_record_is_refused_or_skipped() {
 
     let mut skip = config(dir.path(), 1 << 16);
     skip.skip_damaged = true;
-    let Opened { binlog, jobs, next_id } = Binlog::open(&skip).unwrap();
+    let Opened { binlog, jobs, next_id, .. } = Binlog::open(&skip).unwrap();
     drop(binlog);
     let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
     assert_eq!(ids, [1, 3], "job 2 is dropped, the others intact");

@@ -21,13 +21,13 @@ mod time;
 mod timers;
 mod tubes;
 
-use std::collections::HashMap;
 
 pub use job::{Job, JobCounts, JobId, JobState};
 pub use journal::{Journal, JournalStats, NoJournal};
 pub use stats::HostInfo;
 pub use time::{Nanos, SECOND, secs};
 
+use crate::idmap::IdMap;
 use crate::protocol::command::NewJob;
 use crate::protocol::{Command, Op, Reply, TubeName};
 use session::{PendingPut, Session, Wait};
@@ -86,7 +86,7 @@ pub struct Engine<J: Journal = NoJournal> {
     config: EngineConfig,
     journal: J,
     started_at: Nanos,
-    jobs: HashMap<JobId, Job>,
+    jobs: IdMap<Job>,
     tubes: Tubes,
     /// Indexed by connection id; `None` for ids not connected.
     sessions: Vec<Option<Session>>,
@@ -117,7 +117,7 @@ impl<J: Journal> Engine<J> {
             config,
             journal,
             started_at: now,
-            jobs: HashMap::new(),
+            jobs: IdMap::default(),
             tubes: Tubes::new(),
             sessions: Vec::new(),
             timers: Timers::default(),
@@ -143,6 +143,10 @@ impl<J: Journal> Engine<J> {
     /// be restored in the order they were buried.
     pub fn restore(&mut self, now: Nanos, restored: RestoredJob) {
         let tube = self.tubes.get_or_create(&restored.tube);
+        self.restore_into(now, restored, tube);
+    }
+
+    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId) {
         let id = restored.id;
         let job = Job {
             id,
@@ -166,6 +170,24 @@ impl<J: Journal> Engine<J> {
             }
             JobState::Buried => self.place_buried(id, restored.ready_at),
             _ => self.place_ready(now, id),
+        }
+    }
+
+    /// Restores many jobs at once (recovery), sizing tables once.
+    pub fn restore_all(&mut self, now: Nanos, jobs: Vec<RestoredJob>) {
+        self.jobs.reserve(jobs.len());
+        let mut last_tube: Option<(TubeName, TubeId)> = None;
+        for job in jobs {
+            // Jobs mostly come in runs of one tube: skip the name lookup.
+            let tube = match &last_tube {
+                Some((name, id)) if *name == job.tube => *id,
+                _ => {
+                    let id = self.tubes.get_or_create(&job.tube);
+                    last_tube = Some((job.tube.clone(), id));
+                    id
+                }
+            };
+            self.restore_into(now, job, tube);
         }
     }
 

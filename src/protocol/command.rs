@@ -6,9 +6,17 @@ use std::rc::Rc;
 use super::MAX_TUBE_NAME;
 
 /// A tube name that passed beanstalkd's rules: 1 to 200 characters from
-/// `A-Z a-z 0-9 - + / ; . $ _ ( )`, not starting with `-`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TubeName(Box<str>);
+/// `A-Z a-z 0-9 - + / ; . $ _ ( )`, not starting with `-`. Shared, so that
+/// a million jobs read back from the binlog hold one copy of their tube's
+/// name, and comparing two copies is a pointer comparison.
+#[derive(Clone, Eq, Hash, PartialOrd, Ord)]
+pub struct TubeName(Rc<str>);
+
+impl PartialEq for TubeName {
+    fn eq(&self, other: &TubeName) -> bool {
+        Rc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
 
 impl TubeName {
     /// Validates `bytes` as a whole tube name.
