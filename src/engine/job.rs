@@ -56,7 +56,5 @@ pub struct Job {
     pub deadline: Nanos,
     /// The connection holding the reservation, while reserved.
     pub reserver: Option<ConnId>,
-    /// Buried: the job's place in its tube's buried FIFO.
-    pub bury_seq: u64,
     pub counts: JobCounts,
 }

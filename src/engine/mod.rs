@@ -14,6 +14,7 @@
 //! job is the best job it could get.
 
 mod job;
+mod jobs;
 mod journal;
 mod session;
 mod stats;
@@ -21,15 +22,14 @@ mod time;
 mod timers;
 mod tubes;
 
-
 pub use job::{Job, JobCounts, JobId, JobState};
 pub use journal::{Journal, JournalStats, NoJournal};
 pub use stats::HostInfo;
 pub use time::{Nanos, SECOND, secs};
 
-use crate::idmap::IdMap;
 use crate::protocol::command::NewJob;
 use crate::protocol::{Command, Op, Reply, TubeName};
+use jobs::JobTable;
 use session::{PendingPut, Session, Wait};
 use timers::{Timer, Timers};
 use tubes::{TubeId, Tubes, URGENT_PRIORITY};
@@ -86,14 +86,13 @@ pub struct Engine<J: Journal = NoJournal> {
     config: EngineConfig,
     journal: J,
     started_at: Nanos,
-    jobs: IdMap<Job>,
+    jobs: JobTable,
     tubes: Tubes,
     /// Indexed by connection id; `None` for ids not connected.
     sessions: Vec<Option<Session>>,
     timers: Timers,
     next_job_id: JobId,
     next_wait_seq: u64,
-    next_bury_seq: u64,
     /// Burial times are kept strictly increasing, so burial order survives
     /// a restart even for jobs buried within the same nanosecond.
     last_buried_at: Nanos,
@@ -117,13 +116,12 @@ impl<J: Journal> Engine<J> {
             config,
             journal,
             started_at: now,
-            jobs: IdMap::default(),
+            jobs: JobTable::default(),
             tubes: Tubes::new(),
             sessions: Vec::new(),
             timers: Timers::default(),
             next_job_id: 1,
             next_wait_seq: 0,
-            next_bury_seq: 0,
             last_buried_at: 0,
             counts: Counts::default(),
             draining: false,
@@ -159,7 +157,6 @@ impl<J: Journal> Engine<J> {
             state: JobState::Ready,
             deadline: 0,
             reserver: None,
-            bury_seq: 0,
             counts: restored.counts,
         };
         self.jobs.insert(id, job);
@@ -456,7 +453,6 @@ impl<J: Journal> Engine<J> {
             state: if delayed { JobState::Delayed } else { JobState::Ready },
             deadline: if delayed { now + secs(new.delay) } else { 0 },
             reserver: None,
-            bury_seq: 0,
             counts: JobCounts::default(),
         };
         if !self.journal.log_put(&job, &self.tubes[tube].name) {
@@ -706,8 +702,7 @@ impl<J: Journal> Engine<J> {
                 self.counts.delayed -= 1;
             }
             JobState::Buried => {
-                let seq = job.bury_seq;
-                self.tubes[tube].buried.remove(&(seq, id));
+                self.tubes[tube].buried.remove(&(deadline, id));
                 self.counts.buried -= 1;
             }
             JobState::Reserved => {
@@ -746,19 +741,17 @@ impl<J: Journal> Engine<J> {
         self.counts.delayed += 1;
     }
 
-    /// `buried_at` is kept in the job's deadline, so that a restart can
-    /// bring buried jobs back in the order they were buried.
+    /// The burial time, kept strictly increasing, orders the tube's buried
+    /// FIFO; it is kept in the job's deadline and logged, so that a restart
+    /// brings buried jobs back in the order they were buried.
     fn place_buried(&mut self, id: JobId, buried_at: Nanos) {
-        let seq = self.next_bury_seq;
-        self.next_bury_seq += 1;
         let buried_at = buried_at.max(self.last_buried_at + 1);
         self.last_buried_at = buried_at;
         let job = self.job_mut(id);
         job.state = JobState::Buried;
-        job.bury_seq = seq;
         job.deadline = buried_at;
         let tube = job.tube;
-        self.tubes[tube].buried.insert((seq, id));
+        self.tubes[tube].buried.insert((buried_at, id));
         self.counts.buried += 1;
     }
 

@@ -13,7 +13,7 @@ use crate::protocol::TubeName;
 /// nothing may keep one past the tube's life (the registry's reference
 /// counts guarantee that for connections and jobs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TubeId(usize);
+pub struct TubeId(u32);
 
 /// Jobs with a priority below this count as urgent.
 pub const URGENT_PRIORITY: u32 = 1024;
@@ -31,8 +31,9 @@ pub struct Tube {
     pub ready: BTreeSet<(u32, JobId)>,
     /// Delayed jobs by (deadline, id).
     pub delayed: BTreeSet<(Nanos, JobId)>,
-    /// Buried jobs in burial order.
-    pub buried: BTreeSet<(u64, JobId)>,
+    /// Buried jobs by (burial time, id): burial order, since burial times
+    /// only grow.
+    pub buried: BTreeSet<(Nanos, JobId)>,
     /// Connections blocked in a reserve that watch this tube, in arrival
     /// order (a global sequence number, so order holds across tubes).
     pub waiters: BTreeSet<(u64, ConnId)>,
@@ -114,7 +115,8 @@ impl Tubes {
         if let Some(id) = self.find(name) {
             return id;
         }
-        let id = TubeId(self.tubes.insert(Tube::new(name.clone(), self.order.len())));
+        let id =
+            TubeId(u32::try_from(self.tubes.insert(Tube::new(name.clone(), self.order.len()))).expect("2^32 tubes"));
         self.by_name.insert(name.clone(), id);
         self.order.push(id);
         id
@@ -123,15 +125,15 @@ impl Tubes {
     /// Drops the tube if nothing refers to it any more. Returns its pause, if
     /// it had one, so the caller can cancel the pause's timer.
     pub fn drop_if_unused(&mut self, id: TubeId) -> Option<Option<Pause>> {
-        let tube = &self.tubes[id.0];
+        let tube = &self.tubes[id.0 as usize];
         if id == self.default || tube.using > 0 || tube.watching > 0 || tube.job_count() > 0 {
             return None;
         }
-        let tube = self.tubes.remove(id.0);
+        let tube = self.tubes.remove(id.0 as usize);
         self.by_name.remove(&tube.name);
         self.order.swap_remove(tube.list_pos);
         if let Some(&moved) = self.order.get(tube.list_pos) {
-            self.tubes[moved.0].list_pos = tube.list_pos;
+            self.tubes[moved.0 as usize].list_pos = tube.list_pos;
         }
         Some(tube.pause)
     }
@@ -142,19 +144,19 @@ impl Tubes {
 
     /// Tubes in listing order.
     pub fn iter(&self) -> impl Iterator<Item = &Tube> {
-        self.order.iter().map(|id| &self.tubes[id.0])
+        self.order.iter().map(|id| &self.tubes[id.0 as usize])
     }
 }
 
 impl std::ops::Index<TubeId> for Tubes {
     type Output = Tube;
     fn index(&self, id: TubeId) -> &Tube {
-        &self.tubes[id.0]
+        &self.tubes[id.0 as usize]
     }
 }
 
 impl std::ops::IndexMut<TubeId> for Tubes {
     fn index_mut(&mut self, id: TubeId) -> &mut Tube {
-        &mut self.tubes[id.0]
+        &mut self.tubes[id.0 as usize]
     }
 }
