@@ -272,6 +272,27 @@ fn decode_payload(payload: &[u8], tube_name: &mut impl FnMut(&[u8]) -> Option<Tu
     r.0.is_empty().then_some(record)
 }
 
+/// Why a file header was not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The file is one of beanstalkd's binlog files.
+    Beanstalkd,
+    /// Not a valid sprout header.
+    Damaged(String),
+}
+
+impl std::fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderError::Beanstalkd => f.write_str(
+                "this is a beanstalkd binlog file, which sprout cannot read: empty it with beanstalkd \
+                 first, or give sprout a directory of its own",
+            ),
+            HeaderError::Damaged(why) => f.write_str(why),
+        }
+    }
+}
+
 /// A file header: which file this is and the next job id at its creation,
 /// so ids keep growing even after every job and every older file is gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -293,20 +314,30 @@ impl Header {
     }
 
     /// `Err` says what is wrong with the header.
-    pub fn decode(bytes: &[u8]) -> Result<Header, String> {
+    pub fn decode(bytes: &[u8]) -> Result<Header, HeaderError> {
         if bytes.len() < HEADER_LEN {
-            return Err(format!("file is {} bytes, shorter than its {HEADER_LEN}-byte header", bytes.len()));
+            return Err(HeaderError::Damaged(format!(
+                "file is {} bytes, shorter than its {HEADER_LEN}-byte header",
+                bytes.len()
+            )));
         }
         if bytes[..8] != MAGIC {
-            return Err("not a sprout binlog file (bad magic)".into());
+            // beanstalkd's files start with its format version (5 to 7) as
+            // a 32-bit integer.
+            if matches!(bytes[..4], [5..=7, 0, 0, 0]) {
+                return Err(HeaderError::Beanstalkd);
+            }
+            return Err(HeaderError::Damaged("not a sprout binlog file (bad magic)".into()));
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
         if version != VERSION {
-            return Err(format!("binlog format version {version}, this sprout reads version {VERSION}"));
+            return Err(HeaderError::Damaged(format!(
+                "binlog format version {version}, this sprout reads version {VERSION}"
+            )));
         }
         let crc = u32::from_le_bytes(bytes[28..32].try_into().unwrap());
         if crc32fast::hash(&bytes[..28]) != crc {
-            return Err("header checksum mismatch".into());
+            return Err(HeaderError::Damaged("header checksum mismatch".into()));
         }
         Ok(Header {
             seq: u64::from_le_bytes(bytes[12..20].try_into().unwrap()),
@@ -403,7 +434,10 @@ mod tests {
         assert_eq!(Header::decode(&bytes), Ok(header));
         let mut bad = bytes;
         bad[13] ^= 1;
-        assert!(Header::decode(&bad).unwrap_err().contains("checksum"));
+        assert!(Header::decode(&bad).unwrap_err().to_string().contains("checksum"));
+        let mut beanstalkd = [0u8; 64];
+        beanstalkd[0] = 7;
+        assert_eq!(Header::decode(&beanstalkd), Err(HeaderError::Beanstalkd));
         assert!(Header::decode(&bytes[..10]).is_err());
     }
 }

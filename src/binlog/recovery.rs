@@ -62,7 +62,7 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
         let bytes = &bytes[..];
         let later_have_data =
             || seqs[i + 1..].iter().any(|&s| file_has_records(&dir.join(super::segment::file_name(s))));
-        let header = match Header::decode(&bytes) {
+        let header = match Header::decode(bytes) {
             Ok(header) if header.seq == seq => header,
             Ok(header) => {
                 return Err(OpenError::Damaged(format!("{}: header says it is file {}", path.display(), header.seq)));
@@ -76,6 +76,9 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
             Err(e) if skip_damaged => {
                 log::warn!("{}: {e}; skipping the whole file", path.display());
                 continue;
+            }
+            Err(e @ record::HeaderError::Beanstalkd) => {
+                return Err(OpenError::Damaged(format!("{}: {e}", path.display())));
             }
             Err(e) => {
                 return Err(OpenError::Damaged(format!(

@@ -9,12 +9,19 @@ use super::MAX_TUBE_NAME;
 /// `A-Z a-z 0-9 - + / ; . $ _ ( )`, not starting with `-`. Shared, so that
 /// a million jobs read back from the binlog hold one copy of their tube's
 /// name, and comparing two copies is a pointer comparison.
-#[derive(Clone, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct TubeName(Rc<str>);
 
 impl PartialEq for TubeName {
     fn eq(&self, other: &TubeName) -> bool {
         Rc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+/// Hashes the name, consistent with equality.
+impl std::hash::Hash for TubeName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
     }
 }
 

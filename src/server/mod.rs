@@ -91,9 +91,7 @@ pub fn run(
 ) -> Result<(), ServerError> {
     let mut server = Server::new(config, listeners, host, binlog)?;
     systemd::notify("READY=1");
-    let served = server.serve();
-    systemd::notify("STOPPING=1");
-    served
+    server.serve()
 }
 
 /// How long a shutdown waits for clients to take their last replies.
@@ -336,6 +334,8 @@ impl Server {
                 }
                 SIGTERM | SIGINT => {
                     log::info!("signal {signal}: shutting down");
+                    // systemd wants to hear this when shutdown starts.
+                    systemd::notify("STOPPING=1");
                     self.stopping = true;
                 }
                 _ => {}
