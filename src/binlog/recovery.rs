@@ -56,6 +56,15 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
     // One buffer for every file: files are the same size, and reusing the
     // memory spares a fresh 10 MB allocation (and its page faults) per file.
     let mut bytes = Vec::new();
+    // A job record takes at least 80 bytes: size the index once for the
+    // most jobs the files could hold (up to 4 million), rather than growing
+    // it step by step through a million inserts.
+    let total: u64 = seqs
+        .iter()
+        .filter_map(|&seq| fs::metadata(dir.join(super::segment::file_name(seq))).ok())
+        .map(|m| m.len())
+        .sum();
+    state.slots.reserve((total / 80).min(1 << 22) as usize);
     for (i, &seq) in seqs.iter().enumerate() {
         let path = dir.join(super::segment::file_name(seq));
         read_into(&path, &mut bytes).map_err(|e| OpenError::Io(format!("cannot read {}: {e}", path.display())))?;
@@ -96,7 +105,10 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
 
 #[derive(Default)]
 struct State {
-    jobs: IdMap<LiveJob>,
+    /// Jobs in the order their ids first appeared (about id order), with
+    /// holes where jobs were deleted; `slots` finds a job's place.
+    jobs: Vec<Option<LiveJob>>,
+    slots: IdMap<u32>,
     /// One shared copy of each tube name.
     tube_names: HashMap<Box<[u8]>, TubeName>,
     next_id: u64,
@@ -165,10 +177,17 @@ impl State {
         self.next_id = self.next_id.max(record.job_id().saturating_add(1));
         match record {
             Record::Job(job) => {
-                let id = job.update.id;
-                self.jobs.insert(id, LiveJob { job, seq, record_len });
+                let live = Some(LiveJob { job, seq, record_len });
+                match self.slots.get(&live.as_ref().unwrap().job.update.id) {
+                    Some(&slot) => self.jobs[slot as usize] = live,
+                    None => {
+                        let id = live.as_ref().unwrap().job.update.id;
+                        self.slots.insert(id, self.jobs.len() as u32);
+                        self.jobs.push(live);
+                    }
+                }
             }
-            Record::State(update) => match self.jobs.get_mut(&update.id) {
+            Record::State(update) => match self.slots.get(&update.id).and_then(|&s| self.jobs[s as usize].as_mut()) {
                 Some(live) => live.job.update = update,
                 // The full record was in a file since deleted (the job was
                 // migrated or deleted later), unless it was lost to damage.
@@ -176,27 +195,30 @@ impl State {
                 None => {}
             },
             Record::Delete(id) => {
-                self.jobs.remove(&id);
+                if let Some(slot) = self.slots.remove(&id) {
+                    self.jobs[slot as usize] = None;
+                }
             }
             Record::Padding(_) => {}
         }
     }
 
+
     fn finish(self, files: Vec<FoundFile>) -> Recovered {
         let mut dropped = self.dropped;
         dropped.sort_unstable();
         dropped.dedup();
-        for id in dropped.iter().filter(|id| !self.jobs.contains_key(id)) {
+        for id in dropped.iter().filter(|id| !self.slots.contains_key(id)) {
             log::warn!("job {id} dropped: its full record was in a damaged, skipped region");
         }
+        drop(self.slots);
         // Buried jobs return in burial order (their burial time, then id),
-        // after the others, whose order does not matter.
+        // after the others, which stay in about id order: that way the
+        // engine's ordered sets fill from one end, several times faster
+        // than in random order.
         let (mut buried, mut jobs): (Vec<LiveJob>, Vec<LiveJob>) =
-            self.jobs.into_values().partition(|l| l.job.update.state == LoggedState::Buried);
+            self.jobs.into_iter().flatten().partition(|l| l.job.update.state == LoggedState::Buried);
         buried.sort_unstable_by_key(|l| (l.job.update.ready_at, l.job.update.id));
-        // In id order the engine's ordered sets are filled from one end,
-        // which is several times faster than in hash order.
-        jobs.sort_unstable_by_key(|l| l.job.update.id);
         jobs.append(&mut buried);
         Recovered { jobs, next_id: self.next_id.max(1), files }
     }
