@@ -33,8 +33,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::config::FsyncPolicy;
-use crate::engine::{Job, JobCounts, JobId, JobState, Journal, JournalStats, RestoredJob};
-use crate::idmap::IdMap;
+use crate::engine::{Job, JobCounts, JobId, JobState, Journal, JournalStats, JournalTag, RestoredJob};
 use crate::protocol::TubeName;
 use lock::DirLock;
 use record::{FullJob, HEADER_LEN, Header, JobUpdate, LoggedState, Record};
@@ -46,9 +45,9 @@ const DELETE_LEN: u64 = 17;
 /// Bytes of a state record.
 const UPDATE_LEN: u64 = 58;
 
-/// Most bytes of jobs migrated per turn of the event loop, so compaction
-/// never stalls the server for long.
-const MIGRATION_BATCH_BYTES: u64 = 1 << 20;
+/// Most jobs considered for migration per turn of the event loop, so
+/// compaction never stalls the server for long.
+const MIGRATION_BATCH_JOBS: usize = 4096;
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]
@@ -83,13 +82,6 @@ impl std::fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
-/// Where a live job's full record is.
-#[derive(Clone, Copy, Debug)]
-struct Location {
-    seq: u64,
-    len: u64,
-}
-
 #[derive(Debug)]
 pub struct Binlog {
     dir: PathBuf,
@@ -100,7 +92,6 @@ pub struct Binlog {
     /// allocated and empty.
     segments: VecDeque<Segment>,
     current: usize,
-    locations: IdMap<Location>,
     /// Bytes of the live jobs' full records.
     live_bytes: u64,
     /// Bytes promised to the deletes of live jobs.
@@ -141,7 +132,6 @@ impl Binlog {
             fsync: config.fsync,
             segments: VecDeque::new(),
             current: 0,
-            locations: IdMap::default(),
             live_bytes: 0,
             reserved: 0,
             next_id: recovered.next_id,
@@ -162,12 +152,10 @@ impl Binlog {
         // disk.
         binlog.current = binlog.segments.iter().rposition(|s| s.end > HEADER_LEN as u64).unwrap_or(0);
         let mut jobs = Vec::with_capacity(recovered.jobs.len());
-        binlog.locations.reserve(recovered.jobs.len());
         for live in recovered.jobs {
-            let id = live.job.update.id;
-            binlog.track(id, Location { seq: live.seq, len: live.record_len });
+            let tag = binlog.track(live.job.update.id, live.seq, live.record_len);
             binlog.reserved += DELETE_LEN;
-            jobs.push(restored_job(live.job));
+            jobs.push(restored_job(live.job, tag));
         }
         if binlog.segments.is_empty() {
             binlog
@@ -322,22 +310,19 @@ impl Binlog {
         &mut self.segments[(seq - first) as usize]
     }
 
-    fn track(&mut self, id: JobId, location: Location) {
-        if let Some(old) = self.locations.insert(id, location) {
-            self.segment_mut(old.seq).live_jobs -= 1;
-            self.live_bytes -= old.len;
-        }
-        let segment = self.segment_mut(location.seq);
+    /// Counts a job's full record, just written to file `seq`.
+    fn track(&mut self, id: JobId, seq: u64, len: u64) -> JournalTag {
+        let segment = self.segment_mut(seq);
         segment.live_jobs += 1;
         segment.placed.push(id);
-        self.live_bytes += location.len;
+        self.live_bytes += len;
+        JournalTag { file: u32::try_from(seq).expect("2^32 binlog files"), len: len as u32 }
     }
 
-    fn untrack(&mut self, id: JobId) {
-        if let Some(old) = self.locations.remove(&id) {
-            self.segment_mut(old.seq).live_jobs -= 1;
-            self.live_bytes -= old.len;
-        }
+    /// Forgets a job's full record (deleted, or rewritten elsewhere).
+    fn untrack(&mut self, tag: JournalTag) {
+        self.segment_mut(u64::from(tag.file)).live_jobs -= 1;
+        self.live_bytes -= u64::from(tag.len);
     }
 
     /// Deletes old files that no live job needs, oldest first (a newer file
@@ -375,17 +360,16 @@ impl Binlog {
 }
 
 impl Journal for Binlog {
-    fn log_put(&mut self, job: &Job, tube: &TubeName) -> bool {
+    fn log_put(&mut self, job: &Job, tube: &TubeName) -> Option<JournalTag> {
         let record = Record::Job(full_job(job, tube));
         let len = record.encoded_len() as u64;
         if !self.ensure_room(len + DELETE_LEN) {
-            return false;
+            return None;
         }
         self.next_id = self.next_id.max(job.id + 1);
         let seq = self.append(&record);
-        self.track(job.id, Location { seq, len });
         self.reserved += DELETE_LEN;
-        true
+        Some(self.track(job.id, seq, len))
     }
 
     fn reserve_update(&mut self) -> bool {
@@ -396,18 +380,18 @@ impl Journal for Binlog {
         self.append(&Record::State(job_update(job)));
     }
 
-    fn log_delete(&mut self, id: JobId) {
+    fn log_delete(&mut self, job: &Job) {
         if self.failed {
             return;
         }
         // The room was promised when the job was put.
         self.reserved -= DELETE_LEN;
-        self.append(&Record::Delete(id));
-        self.untrack(id);
+        self.append(&Record::Delete(job.id));
+        self.untrack(job.journal_tag);
     }
 
-    fn job_file(&self, id: JobId) -> u64 {
-        self.locations.get(&id).map_or(0, |l| l.seq)
+    fn job_file(&self, job: &Job) -> u64 {
+        u64::from(job.journal_tag.file)
     }
 
     fn jobs_to_migrate(&mut self) -> Vec<JobId> {
@@ -415,29 +399,31 @@ impl Journal for Binlog {
             return Vec::new();
         }
         let oldest = &mut self.segments[0];
-        let mut bytes = 0;
-        let mut ids = Vec::new();
-        while bytes < MIGRATION_BATCH_BYTES && oldest.migrated_up_to < oldest.placed.len() {
-            let id = oldest.placed[oldest.migrated_up_to];
-            oldest.migrated_up_to += 1;
-            // Skip jobs deleted since, or whose full record moved on.
-            if let Some(location) = self.locations.get(&id).filter(|l| l.seq == oldest.seq) {
-                bytes += location.len;
-                ids.push(id);
-            }
+        if oldest.migrated_up_to == oldest.placed.len() {
+            // Jobs remain that could not be moved (no room then): try again.
+            oldest.migrated_up_to = 0;
         }
-        ids
+        let from = oldest.migrated_up_to;
+        let to = oldest.placed.len().min(from + MIGRATION_BATCH_JOBS);
+        oldest.migrated_up_to = to;
+        oldest.placed[from..to].to_vec()
     }
 
-    fn log_migration(&mut self, job: &Job, tube: &TubeName) {
+    fn log_migration(&mut self, job: &Job, tube: &TubeName) -> Option<JournalTag> {
+        // Only jobs whose full record is still in the oldest file move; the
+        // others were moved already.
+        if u64::from(job.journal_tag.file) != self.segments[0].seq || self.current == 0 {
+            return None;
+        }
         let record = Record::Job(full_job(job, tube));
         let len = record.encoded_len() as u64;
         if !self.ensure_room(len) {
-            return;
+            return None;
         }
         let seq = self.append(&record);
-        self.track(job.id, Location { seq, len });
+        self.untrack(job.journal_tag);
         self.records_migrated += 1;
+        Some(self.track(job.id, seq, len))
     }
 
     fn stats(&self) -> JournalStats {
@@ -490,7 +476,7 @@ fn full_job(job: &Job, tube: &TubeName) -> FullJob {
     }
 }
 
-fn restored_job(job: FullJob) -> RestoredJob {
+fn restored_job(job: FullJob, journal_tag: JournalTag) -> RestoredJob {
     let u = job.update;
     RestoredJob {
         id: u.id,
@@ -514,13 +500,17 @@ fn restored_job(job: FullJob) -> RestoredJob {
             kicks: u.kicks,
         },
         body: job.body,
+        journal_tag,
     }
 }
 
 /// The server runs with a binlog or without one.
 impl Journal for Option<Binlog> {
-    fn log_put(&mut self, job: &Job, tube: &TubeName) -> bool {
-        self.as_mut().is_none_or(|b| b.log_put(job, tube))
+    fn log_put(&mut self, job: &Job, tube: &TubeName) -> Option<JournalTag> {
+        match self {
+            Some(b) => b.log_put(job, tube),
+            None => Some(JournalTag::default()),
+        }
     }
     fn reserve_update(&mut self) -> bool {
         self.as_mut().is_none_or(Binlog::reserve_update)
@@ -530,21 +520,19 @@ impl Journal for Option<Binlog> {
             b.log_update(job);
         }
     }
-    fn log_delete(&mut self, id: JobId) {
+    fn log_delete(&mut self, job: &Job) {
         if let Some(b) = self {
-            b.log_delete(id);
+            b.log_delete(job);
         }
     }
-    fn job_file(&self, id: JobId) -> u64 {
-        self.as_ref().map_or(0, |b| b.job_file(id))
+    fn job_file(&self, job: &Job) -> u64 {
+        self.as_ref().map_or(0, |b| b.job_file(job))
     }
     fn jobs_to_migrate(&mut self) -> Vec<JobId> {
         self.as_mut().map_or_else(Vec::new, Binlog::jobs_to_migrate)
     }
-    fn log_migration(&mut self, job: &Job, tube: &TubeName) {
-        if let Some(b) = self {
-            b.log_migration(job, tube);
-        }
+    fn log_migration(&mut self, job: &Job, tube: &TubeName) -> Option<JournalTag> {
+        self.as_mut().and_then(|b| b.log_migration(job, tube))
     }
     fn stats(&self) -> JournalStats {
         self.as_ref().map_or_else(JournalStats::default, Binlog::stats)

@@ -2,6 +2,7 @@
 
 use std::rc::Rc;
 
+use super::journal::JournalTag;
 use super::tubes::TubeId;
 use super::{ConnId, Nanos};
 
@@ -57,4 +58,6 @@ pub struct Job {
     /// The connection holding the reservation, while reserved.
     pub reserver: Option<ConnId>,
     pub counts: JobCounts,
+    /// Where the journal keeps the job.
+    pub journal_tag: JournalTag,
 }

@@ -9,9 +9,11 @@ use super::job::{Job, JobId};
 use crate::protocol::TubeName;
 
 pub trait Journal {
-    /// Logs a new job, with room set aside for its delete. `false` means the
-    /// disk is full: nothing was logged and the put must be refused.
-    fn log_put(&mut self, job: &Job, tube: &TubeName) -> bool;
+    /// Logs a new job, with room set aside for its delete, and returns the
+    /// tag the engine keeps with the job for the journal's later calls.
+    /// `None` means the disk is full: nothing was logged and the put must be
+    /// refused.
+    fn log_put(&mut self, job: &Job, tube: &TubeName) -> Option<JournalTag>;
 
     /// Makes sure one job update can be logged; `false` if the disk is full.
     fn reserve_update(&mut self) -> bool;
@@ -20,22 +22,34 @@ pub trait Journal {
     fn log_update(&mut self, job: &Job);
 
     /// Logs a delete. Always possible: room was set aside at put.
-    fn log_delete(&mut self, id: JobId);
+    fn log_delete(&mut self, job: &Job);
 
     /// The binlog file holding the job's full record (0 without a binlog).
-    fn job_file(&self, id: JobId) -> u64;
+    fn job_file(&self, job: &Job) -> u64;
 
-    /// Jobs whose full records compaction wants rewritten at the head of the
-    /// log, so that old files can be deleted.
+    /// Jobs whose full records compaction may want rewritten at the head of
+    /// the log, so that old files can be deleted (some may be gone, or
+    /// moved already: `log_migration` decides).
     fn jobs_to_migrate(&mut self) -> Vec<JobId>;
 
-    /// Rewrites a job's full current state at the head of the log.
-    fn log_migration(&mut self, job: &Job, tube: &TubeName);
+    /// Rewrites a job's full current state at the head of the log if
+    /// compaction wants it moved; returns the job's new tag if it did.
+    fn log_migration(&mut self, job: &Job, tube: &TubeName) -> Option<JournalTag>;
 
     /// The `binlog-*` figures of `stats` (all zero without a binlog).
     fn stats(&self) -> JournalStats {
         JournalStats::default()
     }
+}
+
+/// What the journal needs to remember about a job, kept in the job itself
+/// (a map from a million ids to it would cost more than the tag).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalTag {
+    /// The file holding the job's full record.
+    pub file: u32,
+    /// That record's size in bytes.
+    pub len: u32,
 }
 
 /// What `stats` reports about the log.
@@ -52,19 +66,21 @@ pub struct JournalStats {
 pub struct NoJournal;
 
 impl Journal for NoJournal {
-    fn log_put(&mut self, _: &Job, _: &TubeName) -> bool {
-        true
+    fn log_put(&mut self, _: &Job, _: &TubeName) -> Option<JournalTag> {
+        Some(JournalTag::default())
     }
     fn reserve_update(&mut self) -> bool {
         true
     }
     fn log_update(&mut self, _: &Job) {}
-    fn log_delete(&mut self, _: JobId) {}
-    fn job_file(&self, _: JobId) -> u64 {
+    fn log_delete(&mut self, _: &Job) {}
+    fn job_file(&self, _: &Job) -> u64 {
         0
     }
     fn jobs_to_migrate(&mut self) -> Vec<JobId> {
         Vec::new()
     }
-    fn log_migration(&mut self, _: &Job, _: &TubeName) {}
+    fn log_migration(&mut self, _: &Job, _: &TubeName) -> Option<JournalTag> {
+        None
+    }
 }

@@ -23,7 +23,7 @@ mod timers;
 mod tubes;
 
 pub use job::{Job, JobCounts, JobId, JobState};
-pub use journal::{Journal, JournalStats, NoJournal};
+pub use journal::{Journal, JournalStats, JournalTag, NoJournal};
 pub use stats::HostInfo;
 pub use time::{Nanos, SECOND, secs};
 
@@ -80,6 +80,7 @@ pub struct RestoredJob {
     pub ready_at: Nanos,
     pub counts: JobCounts,
     pub body: std::rc::Rc<[u8]>,
+    pub journal_tag: JournalTag,
 }
 
 pub struct Engine<J: Journal = NoJournal> {
@@ -158,6 +159,7 @@ impl<J: Journal> Engine<J> {
             deadline: 0,
             reserver: None,
             counts: restored.counts,
+            journal_tag: restored.journal_tag,
         };
         self.jobs.insert(id, job);
         self.next_job_id = self.next_job_id.max(id + 1);
@@ -200,8 +202,9 @@ impl<J: Journal> Engine<J> {
     /// Lets the journal rewrite jobs it wants moved forward (compaction).
     pub fn maintain_journal(&mut self) {
         for id in self.journal.jobs_to_migrate() {
-            if let Some(job) = self.jobs.get(&id) {
-                self.journal.log_migration(job, &self.tubes[job.tube].name);
+            let Some(job) = self.jobs.get(&id) else { continue };
+            if let Some(tag) = self.journal.log_migration(job, &self.tubes[job.tube].name) {
+                self.job_mut(id).journal_tag = tag;
             }
         }
     }
@@ -441,7 +444,7 @@ impl<J: Journal> Engine<J> {
         }
         let tube = self.session(conn).used;
         let delayed = new.delay > 0;
-        let job = Job {
+        let mut job = Job {
             id,
             tube,
             pri: new.pri,
@@ -454,9 +457,11 @@ impl<J: Journal> Engine<J> {
             deadline: if delayed { now + secs(new.delay) } else { 0 },
             reserver: None,
             counts: JobCounts::default(),
+            journal_tag: JournalTag::default(),
         };
-        if !self.journal.log_put(&job, &self.tubes[tube].name) {
-            return Reply::OutOfMemory;
+        match self.journal.log_put(&job, &self.tubes[tube].name) {
+            Some(tag) => job.journal_tag = tag,
+            None => return Reply::OutOfMemory,
         }
         self.jobs.insert(id, job);
         self.counts.total_jobs += 1;
@@ -517,7 +522,7 @@ impl<J: Journal> Engine<J> {
             return Reply::NotFound;
         }
         self.unplace(id);
-        self.journal.log_delete(id);
+        self.journal.log_delete(&self.jobs[&id]);
         let job = self.jobs.remove(&id).expect("job vanished");
         self.tubes[job.tube].deletes += 1;
         self.drop_tube_if_unused(job.tube);

@@ -113,7 +113,7 @@ impl<J: Journal> Engine<J> {
             delay: job.delay / SECOND,
             ttr: job.ttr / SECOND,
             time_left,
-            file: self.journal.job_file(job.id),
+            file: self.journal.job_file(job),
             reserves: job.counts.reserves,
             timeouts: job.counts.timeouts,
             releases: job.counts.releases,
