@@ -327,13 +327,14 @@ struct RecordPos {
     id: u64,
 }
 
-/// The records of a file, walked by their `len` fields up to the first zero.
+/// The records of a file (frame: crc u32, len u32), walked by their `len`
+/// fields up to the first zero.
 fn records(bytes: &[u8]) -> Vec<RecordPos> {
     assert_eq!(&bytes[..8], b"SPROUTWL", "binlog magic");
     let mut out = Vec::new();
     let mut at = HEADER_LEN;
     while at + FRAME_LEN <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
         if len == 0 || at + FRAME_LEN + len > bytes.len() {
             break;
         }
@@ -972,8 +973,8 @@ fn a_flipped_byte_in_an_earlier_record_is_refused_or_skipped() {
     // (what, victim, byte offset in the file, xor, whether the id stays legible)
     let variants = [
         ("a body byte", 2, full(2).offset + full(2).len - 5, 0x40, true),
-        ("a checksum byte", 3, full(3).offset + 5, 0x01, true),
-        ("a length byte", 4, full(4).offset, 0x01, true),
+        ("a checksum byte", 3, full(3).offset + 1, 0x01, true),
+        ("a length byte", 4, full(4).offset + 4, 0x01, true),
         ("an id byte", 1, full(1).offset + FRAME_LEN + 1, 0x04, false),
     ];
     let mut failures = Vec::new();

@@ -1,9 +1,10 @@
 //! The binlog's records and their bytes (format version 1).
 //!
-//! Every record is framed as `len: u32, crc: u32, payload[len]`, little-endian,
-//! where `crc` is the CRC-32 (IEEE) of the four `len` bytes followed by the
-//! payload, so a damaged length is caught as surely as a damaged body. A
-//! `len` of zero marks the end of the written part of a file (files are
+//! Every record is framed as `crc: u32, len: u32, payload[len]`, little-endian,
+//! where `crc` is the CRC-32 (IEEE) of the bytes that follow it, the four
+//! `len` bytes and the payload, so a damaged length is caught as surely as a
+//! damaged body (and the checksum runs over one contiguous slice). Eight
+//! zero bytes mark the end of the written part of a file (files are
 //! preallocated with zeros). The full layout is in protocol.md.
 
 use std::rc::Rc;
@@ -19,7 +20,7 @@ pub const VERSION: u32 = 1;
 /// `magic[8] version:u32 seq:u64 next_id:u64 crc:u32`.
 pub const HEADER_LEN: usize = 32;
 
-/// `len:u32 crc:u32`.
+/// `crc:u32 len:u32`.
 pub const FRAME_LEN: usize = 8;
 
 const TYPE_JOB: u8 = 1;
@@ -117,8 +118,8 @@ impl Record {
     /// Appends the framed record to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
-        out.extend_from_slice(&(self.payload_len() as u32).to_le_bytes());
         out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&(self.payload_len() as u32).to_le_bytes());
         match self {
             Record::Job(job) => {
                 out.push(TYPE_JOB);
@@ -143,8 +144,8 @@ impl Record {
                 out.resize(out.len() + filler, 0);
             }
         }
-        let crc = frame_crc(&out[start..start + 4], &out[start + FRAME_LEN..]);
-        out[start + 4..start + FRAME_LEN].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32fast::hash(&out[start + 4..]);
+        out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
     }
 }
 
@@ -157,13 +158,6 @@ fn encode_update(u: &JobUpdate, out: &mut Vec<u8>) {
     for n in [u.reserves, u.timeouts, u.releases, u.buries, u.kicks] {
         out.extend_from_slice(&n.to_le_bytes());
     }
-}
-
-fn frame_crc(len: &[u8], payload: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(len);
-    hasher.update(payload);
-    hasher.finalize()
 }
 
 /// What a file holds at some offset.
@@ -186,19 +180,18 @@ pub fn decode(bytes: &[u8]) -> Decoded {
 /// [`decode`], with tube names made by `tube_name` (recovery shares one
 /// copy of each name among all its jobs).
 pub fn decode_with(bytes: &[u8], tube_name: &mut impl FnMut(&[u8]) -> Option<TubeName>) -> Decoded {
-    if bytes.len() < 4 || bytes[..4] == [0; 4] {
-        // Fewer than 4 bytes left can only be preallocation slack.
-        return if bytes.iter().all(|&b| b == 0) { Decoded::End } else { Decoded::Damaged };
+    if bytes.len() < FRAME_LEN || bytes[..FRAME_LEN] == [0; FRAME_LEN] {
+        // Fewer than a frame's bytes left can only be preallocation slack.
+        let head = &bytes[..bytes.len().min(FRAME_LEN)];
+        return if head.iter().all(|&b| b == 0) { Decoded::End } else { Decoded::Damaged };
     }
-    if bytes.len() < FRAME_LEN {
+    let crc = u32::from_le_bytes(bytes[..4].try_into().unwrap());
+    let len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    let Some(checked) = bytes.get(4..FRAME_LEN + len) else { return Decoded::Damaged };
+    if crc32fast::hash(checked) != crc {
         return Decoded::Damaged;
     }
-    let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
-    let crc = u32::from_le_bytes(bytes[4..8].try_into().unwrap());
-    let Some(payload) = bytes.get(FRAME_LEN..FRAME_LEN + len) else { return Decoded::Damaged };
-    if frame_crc(&bytes[..4], payload) != crc {
-        return Decoded::Damaged;
-    }
+    let payload = &checked[4..];
     match decode_payload(payload, tube_name) {
         Some(record) => Decoded::Record(record, FRAME_LEN + len),
         None => Decoded::Damaged,
@@ -425,6 +418,9 @@ mod tests {
         assert_eq!(decode(&[0; 100]), Decoded::End);
         assert_eq!(decode(&[]), Decoded::End);
         assert_eq!(decode(&[0, 0]), Decoded::End);
+        let mut almost = [0u8; 100];
+        almost[7] = 1;
+        assert_eq!(decode(&almost), Decoded::Damaged);
     }
 
     #[test]

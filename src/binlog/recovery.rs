@@ -227,7 +227,7 @@ impl State {
 /// The first offset after `from` where a valid record starts.
 fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
     (from..bytes.len().saturating_sub(FRAME_LEN))
-        .filter(|&at| bytes[at..at + 4] != [0; 4])
+        .filter(|&at| bytes[at + 4..at + FRAME_LEN] != [0; 4])
         .find(|&at| matches!(record::decode(&bytes[at..]), Decoded::Record(..)))
 }
 
