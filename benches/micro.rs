@@ -1,0 +1,167 @@
+//! Micro-benchmarks of sprout's hot paths, with a small std-only harness
+//! (no criterion: it would add a long dependency tree to every test build).
+//!
+//! ```text
+//! cargo bench --bench micro                # all
+//! cargo bench --bench micro -- parse       # names containing "parse"
+//! ```
+//!
+//! Each benchmark is calibrated to about 50 ms per sample; 11 samples are
+//! taken and the median, min and max time per iteration are printed. The
+//! machine is noisy: compare numbers from one run only.
+
+use std::hint::black_box;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use sprout::engine::{Engine, EngineConfig, HostInfo};
+use sprout::protocol::command::NewJob;
+use sprout::protocol::parse::parse_line;
+use sprout::protocol::yaml::{ServerStats, server_stats};
+use sprout::protocol::{Command, Decoder};
+
+const SAMPLES: usize = 11;
+const SAMPLE_TIME: Duration = Duration::from_millis(50);
+
+/// Times `f(iters)` (which must run its body `iters` times) and prints ns/iter.
+fn bench(filter: &[String], name: &str, per_iter: u64, mut f: impl FnMut(u64)) {
+    if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
+        return;
+    }
+    // Calibrate: double until one batch takes at least a tenth of a sample.
+    let mut iters = 1u64;
+    loop {
+        let t = Instant::now();
+        f(iters);
+        let took = t.elapsed();
+        if took >= SAMPLE_TIME / 10 || iters >= 1 << 40 {
+            let scale = SAMPLE_TIME.as_secs_f64() / took.as_secs_f64().max(1e-9);
+            iters = ((iters as f64 * scale) as u64).max(1);
+            break;
+        }
+        iters *= 2;
+    }
+    let mut ns: Vec<f64> = (0..SAMPLES)
+        .map(|_| {
+            let t = Instant::now();
+            f(iters);
+            t.elapsed().as_nanos() as f64 / (iters * per_iter) as f64
+        })
+        .collect();
+    ns.sort_by(f64::total_cmp);
+    let unit = if per_iter > 1 { "ns/op" } else { "ns/iter" };
+    println!(
+        "{name:<52} {:>10.1} {unit}  (min {:.1}, max {:.1}; {SAMPLES} x {iters} iters{})",
+        ns[SAMPLES / 2],
+        ns[0],
+        ns[SAMPLES - 1],
+        if per_iter > 1 { format!(" of {per_iter} ops") } else { String::new() }
+    );
+}
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig { max_job_size: 65535, binlog_max_size: 10485760, host: HostInfo::fake() }, 0)
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+
+    for (name, line) in [
+        ("parse_line put", &b"put 1024 0 120 100"[..]),
+        ("parse_line reserve", b"reserve"),
+        ("parse_line reserve-with-timeout", b"reserve-with-timeout 5"),
+        ("parse_line delete", b"delete 18446744073709551615"),
+        ("parse_line use", b"use some-tube.name_(1)"),
+        ("parse_line unknown", b"frobnicate 1 2 3"),
+    ] {
+        bench(&filter, name, 1, |n| {
+            for _ in 0..n {
+                black_box(parse_line(black_box(line), 65535));
+            }
+        });
+    }
+
+    // 100 pipelined puts of 100 bytes, framed by the decoder.
+    let mut input = Vec::new();
+    for _ in 0..100 {
+        input.extend_from_slice(b"put 0 0 120 100\r\n");
+        input.extend_from_slice(&[b'x'; 100]);
+        input.extend_from_slice(b"\r\n");
+    }
+    bench(&filter, "decoder 100 pipelined puts (per put)", 100, |n| {
+        for _ in 0..n {
+            let mut decoder = Decoder::new(65535);
+            let mut rest = &input[..];
+            let mut frames = 0;
+            while !rest.is_empty() {
+                let step = decoder.decode(rest);
+                assert!(!step.is_stalled(), "decoder stalled on complete input");
+                frames += usize::from(step.frame.is_some());
+                rest = &rest[step.consumed..];
+            }
+            black_box(frames);
+        }
+    });
+
+    let stats = ServerStats::default();
+    bench(&filter, "yaml::server_stats(default)", 1, |n| {
+        for _ in 0..n {
+            black_box(server_stats(black_box(&stats)));
+        }
+    });
+
+    let body: Rc<[u8]> = Rc::from(&[b'x'; 100][..]);
+    let put = || Command::Put(NewJob { pri: 0, delay: 0, ttr: 120, body: Rc::clone(&body) });
+
+    bench(&filter, "engine put (100 B, growing queue)", 1, |n| {
+        let mut e = engine();
+        e.connect(0);
+        for i in 0..n {
+            e.apply(i, 0, put());
+            black_box(e.take_replies().count());
+        }
+    });
+
+    bench(&filter, "engine put + reserve + delete", 1, |n| {
+        let mut e = engine();
+        e.connect(0);
+        let mut ids = Vec::with_capacity(1);
+        for i in 0..n {
+            e.apply(i, 0, put());
+            e.take_replies().for_each(drop);
+            e.apply(i, 0, Command::Reserve);
+            ids.clear();
+            ids.extend(e.take_replies().filter_map(|(_, reply)| match reply {
+                sprout::protocol::Reply::Reserved { id, .. } => Some(id),
+                _ => None,
+            }));
+            let id = ids.first().copied().expect("reserve after put must succeed");
+            e.apply(i, 0, Command::Delete(id));
+            black_box(e.take_replies().count());
+        }
+    });
+
+    bench(&filter, "engine 10k puts, then 10k reserve+delete (per job)", 10_000, |n| {
+        for _ in 0..n {
+            let mut e = engine();
+            e.connect(0);
+            for i in 0..10_000 {
+                e.apply(i, 0, put());
+            }
+            e.take_replies().for_each(drop);
+            for i in 0..10_000 {
+                e.apply(i, 0, Command::Reserve);
+                let id = e
+                    .take_replies()
+                    .find_map(|(_, reply)| match reply {
+                        sprout::protocol::Reply::Reserved { id, .. } => Some(id),
+                        _ => None,
+                    })
+                    .expect("a preloaded job");
+                e.apply(i, 0, Command::Delete(id));
+                e.take_replies().for_each(drop);
+            }
+            black_box(&e);
+        }
+    });
+}

@@ -1,0 +1,459 @@
+//! `race`: sprout against beanstalkd, side by side, on this machine.
+//!
+//! ```text
+//! cargo build --release
+//! cargo bench --bench race -- [--scenarios put,put-binlog,...] [--rounds 3] [--duration 5] ...
+//! ```
+//!
+//! Each measurement starts a fresh server on a free loopback port (and a
+//! fresh binlog directory where one is used), runs the load, and kills it.
+//! Rounds alternate beanstalkd, sprout, beanstalkd, sprout, ...; the table
+//! gives each server's median and the ratio sprout/beanstalkd. Every reply
+//! is checked; an unexpected one aborts the run. See BENCHMARKS.md.
+
+mod client;
+mod scenarios;
+mod server;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use clap::Parser;
+
+use scenarios::{Metric, Variant};
+use server::{Binary, Kind};
+
+const ALL_SCENARIOS: &str = "put,put-binlog,recovery,reserve-delete,mixed,idle,delayed,big";
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "race", about = "Race sprout against beanstalkd on loopback.")]
+pub struct Opts {
+    /// Scenarios to run, comma-separated: put, put-binlog, recovery, reserve-delete, mixed, idle, delayed, big
+    #[arg(long, value_delimiter = ',', default_value = ALL_SCENARIOS)]
+    pub scenarios: Vec<String>,
+
+    /// Rounds per server (alternating beanstalkd, sprout, ...); medians are reported
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+
+    /// Seconds measured per timed run (after the warm-up)
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+
+    /// Seconds of warm-up before measuring (not counted)
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+
+    /// Run throughput scenarios (put, put-binlog, big) for this many operations instead of a duration
+    #[arg(long)]
+    pub count: Option<u64>,
+
+    /// Connection shapes CxD (C connections, D requests in flight each), comma-separated;
+    /// replaces the scenario's default shapes (put: 1x100,50x16,50x1; put-binlog and reserve-delete: 50x1,1x100)
+    #[arg(long, value_delimiter = ',', value_parser = parse_shape)]
+    pub shapes: Vec<(usize, usize)>,
+
+    /// Shorthand for a single shape: connections (with --depth)
+    #[arg(long)]
+    pub conns: Option<usize>,
+
+    /// Shorthand for a single shape: requests in flight per connection (with --conns)
+    #[arg(long)]
+    pub depth: Option<usize>,
+
+    /// Job body size in bytes (put, put-binlog, reserve-delete, idle, mixed, delayed)
+    #[arg(long, default_value_t = 100)]
+    pub body: usize,
+
+    /// Client threads (each drives its share of the connections with epoll)
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+
+    /// Extra flags for both servers, e.g. --server-flags="-z 131072" (after the scenario's own)
+    #[arg(long, allow_hyphen_values = true, default_value = "")]
+    pub server_flags: String,
+
+    /// Fsync policies for put-binlog, comma-separated: none (no -b, for comparison), default, f0 (-f 0), F (-F), or fN (-f N)
+    #[arg(long, value_delimiter = ',', default_value = "none,default,f0,F")]
+    pub policies: Vec<String>,
+
+    /// The sprout binary (or set SPROUT_BIN) [default: the one cargo bench just built, else target/release/sprout]
+    #[arg(long)]
+    pub sprout: Option<PathBuf>,
+
+    /// The beanstalkd binary (or set BEANSTALKD_BIN) [default: /usr/bin/beanstalkd]
+    #[arg(long)]
+    pub beanstalkd: Option<PathBuf>,
+
+    /// Run only one server: sprout or beanstalkd
+    #[arg(long)]
+    pub only: Option<String>,
+
+    /// Where binlog directories and server logs go (must be a real disk, not tmpfs) [default: /tmp]
+    #[arg(long)]
+    pub tmp_dir: Option<PathBuf>,
+
+    /// Jobs loaded for the recovery scenario
+    #[arg(long, default_value_t = 1_000_000)]
+    pub recovery_jobs: u64,
+
+    /// Body size for the recovery scenario
+    #[arg(long, default_value_t = 100)]
+    pub recovery_body: usize,
+
+    /// Jobs preloaded for reserve-delete (each run drains them all)
+    #[arg(long, default_value_t = 200_000)]
+    pub preload: u64,
+
+    /// mixed: total put rates of the paced variants (jobs/s), comma-separated; an unpaced variant always runs too
+    #[arg(long, value_delimiter = ',', default_value = "2000,10000")]
+    pub rates: Vec<f64>,
+
+    /// delayed: total put rate (jobs/s), each with delay 1
+    #[arg(long, default_value_t = 2_000.0)]
+    pub delayed_rate: f64,
+
+    /// idle: idle connections held open
+    #[arg(long, default_value_t = 10_000)]
+    pub idle_conns: usize,
+
+    /// big: body size
+    #[arg(long, default_value_t = 65_536)]
+    pub big_body: usize,
+
+    /// Also write the result table (markdown) to this file
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// Passed by `cargo bench`; ignored
+    #[arg(long, hide = true)]
+    pub bench: bool,
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize), String> {
+    let (c, d) = s.split_once('x').ok_or_else(|| format!("shape {s:?}: expected CxD, e.g. 50x16"))?;
+    let c: usize = c.parse().map_err(|_| format!("shape {s:?}: bad connection count"))?;
+    let d: usize = d.parse().map_err(|_| format!("shape {s:?}: bad depth"))?;
+    if c == 0 || d == 0 {
+        return Err(format!("shape {s:?}: both numbers must be positive"));
+    }
+    Ok((c, d))
+}
+
+/// The sprout binary: --sprout/SPROUT_BIN, else the one `cargo bench` built
+/// alongside this runner, else target/release/sprout.
+fn sprout_path(opts: &Opts) -> PathBuf {
+    if let Some(path) = &opts.sprout {
+        return path.clone();
+    }
+    if let Some(path) = std::env::var_os("SPROUT_BIN") {
+        return PathBuf::from(path);
+    }
+    if let Some(path) = option_env!("CARGO_BIN_EXE_sprout") {
+        return PathBuf::from(path);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/sprout")
+}
+
+fn newest_mtime(dir: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() { newest_mtime(&path) } else { entry.metadata().ok()?.modified().ok() };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// Refuses tmpfs: binlog numbers must come from a real disk.
+fn is_tmpfs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: statfs fills the struct it is given from a NUL-terminated path.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type == libc::TMPFS_MAGIC
+    }
+}
+
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+fn machine() -> String {
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_else(|| "?".into());
+    format!("nproc {nproc}, kernel {}, CPU {model}", kernel.trim())
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// All measurements of one metric of one variant.
+#[derive(Default)]
+struct Row {
+    metric: Option<Metric>,
+    values: [Vec<f64>; 2],
+    cpu: [Vec<(f64, f64)>; 2],
+}
+
+fn idx(kind: Kind) -> usize {
+    match kind {
+        Kind::Beanstalkd => 0,
+        Kind::Sprout => 1,
+    }
+}
+
+fn fmt_cpu(cpu: &[(f64, f64)]) -> String {
+    if cpu.is_empty() {
+        return String::new();
+    }
+    let s = median(&cpu.iter().map(|c| c.0).collect::<Vec<_>>());
+    let c = median(&cpu.iter().map(|c| c.1).collect::<Vec<_>>());
+    format!("{:.0}/{:.0}", s * 100.0, c * 100.0)
+}
+
+/// One markdown row: scenario, variant, metric, medians, ratio, rounds, CPU.
+fn table_row(scenario: &str, variant: &str, row: &Row) -> String {
+    let metric = row.metric.as_ref().expect("row has a metric");
+    let b = median(&row.values[0]);
+    let s = median(&row.values[1]);
+    let ratio = if b.is_finite() && s.is_finite() && b != 0.0 { format!("{:.2}", s / b) } else { "-".into() };
+    let rounds = |v: &[f64]| v.iter().map(|x| metric.unit.format(*x)).collect::<Vec<_>>().join(", ");
+    format!(
+        "| {scenario} | {variant} | {} | {} | {} | **{ratio}** | {} | {} | {} | {} |",
+        metric.name,
+        metric.unit.format(b),
+        metric.unit.format(s),
+        rounds(&row.values[0]),
+        rounds(&row.values[1]),
+        fmt_cpu(&row.cpu[0]),
+        fmt_cpu(&row.cpu[1]),
+    )
+}
+
+const TABLE_HEAD: &str = "| scenario | variant | metric | beanstalkd | sprout | sprout/bs | rounds bs | rounds sprout | CPU% bs srv/cli | CPU% sprout srv/cli |\n|---|---|---|---:|---:|---:|---|---|---:|---:|";
+
+/// One measurement: a fresh server (and binlog directory), the variant's load, kill.
+fn run_one(
+    variant: &Variant,
+    binary: &Binary,
+    round: usize,
+    opts: &Opts,
+    extra: &[String],
+    work: &Path,
+) -> Result<Vec<Metric>, String> {
+    let tag = format!("{}-{}-r{round}", binary.kind.name(), variant.scenario);
+    let binlog_dir = variant.binlog.then(|| {
+        let dir = work.join(format!("binlog-{tag}-{}", variant.label.replace([' ', '/'], "_")));
+        std::fs::create_dir_all(&dir).expect("create binlog dir");
+        dir
+    });
+    let mut flags = variant.flags.clone();
+    if let Some(dir) = &binlog_dir {
+        flags.push("-b".into());
+        flags.push(dir.display().to_string());
+    }
+    flags.extend(extra.iter().cloned());
+    let env = scenarios::Env { binary, flags, log: work.join(format!("{tag}.log")), opts };
+    let result = (variant.run)(&env);
+    if let Some(dir) = &binlog_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let metrics = result?;
+    let summary: Vec<String> = metrics
+        .iter()
+        .map(|m| {
+            let cpu =
+                m.cpu.map_or(String::new(), |(s, c)| format!(" (cpu srv {:.0}% cli {:.0}%)", s * 100.0, c * 100.0));
+            format!("{} {}{cpu}", m.name, m.unit.format(m.value))
+        })
+        .collect();
+    eprintln!(
+        "  {} {} round {}/{} {:>10}: {}",
+        variant.scenario,
+        variant.label,
+        round + 1,
+        opts.rounds,
+        binary.kind.name(),
+        summary.join(", ")
+    );
+    Ok(metrics)
+}
+
+fn add_metrics(rows: &mut Vec<Row>, kind: Kind, metrics: Vec<Metric>) {
+    for (i, m) in metrics.into_iter().enumerate() {
+        if rows.len() <= i {
+            rows.push(Row::default());
+        }
+        let row = &mut rows[i];
+        row.values[idx(kind)].push(m.value);
+        if let Some(cpu) = m.cpu {
+            row.cpu[idx(kind)].push(cpu);
+        }
+        row.metric.get_or_insert(m);
+    }
+}
+
+fn main() {
+    let opts = Opts::parse();
+    let beanstalkd = opts
+        .beanstalkd
+        .clone()
+        .or_else(|| std::env::var_os("BEANSTALKD_BIN").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/beanstalkd"));
+    server::install_cleanup();
+    raise_fd_limit();
+
+    let sprout = sprout_path(&opts);
+    if !sprout.exists() {
+        eprintln!(
+            "race: sprout binary {} is missing: build it first with `cargo build --release` \
+             (or point --sprout / SPROUT_BIN at it)",
+            sprout.display()
+        );
+        std::process::exit(2);
+    }
+    let built = std::fs::metadata(&sprout).and_then(|m| m.modified()).ok();
+    let src = newest_mtime(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    if let (Some(built), Some(src)) = (built, src)
+        && src > built
+    {
+        eprintln!("race: warning: {} is older than src/: rebuild with `cargo build --release`", sprout.display());
+    }
+    if !beanstalkd.exists() {
+        eprintln!("race: beanstalkd not found at {} (apt-get install beanstalkd)", beanstalkd.display());
+        std::process::exit(2);
+    }
+    let tmp_base = opts.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    if is_tmpfs(&tmp_base) {
+        eprintln!("race: {} is tmpfs; pass --tmp-dir on a real disk", tmp_base.display());
+        std::process::exit(2);
+    }
+    let work = tempfile::Builder::new()
+        .prefix("sprout-race-")
+        .tempdir_in(&tmp_base)
+        .unwrap_or_else(|e| panic!("temp dir in {}: {e}", tmp_base.display()));
+    server::set_scratch(work.path());
+
+    let mut binaries = vec![
+        Binary { kind: Kind::Beanstalkd, path: beanstalkd.clone() },
+        Binary { kind: Kind::Sprout, path: sprout.clone() },
+    ];
+    if let Some(only) = &opts.only {
+        binaries.retain(|b| b.kind.name() == only);
+        if binaries.is_empty() {
+            eprintln!("race: --only takes sprout or beanstalkd");
+            std::process::exit(2);
+        }
+    }
+
+    let known: Vec<&str> = ALL_SCENARIOS.split(',').collect();
+    for s in &opts.scenarios {
+        if !known.contains(&s.as_str()) {
+            eprintln!("race: unknown scenario {s:?}; known: {ALL_SCENARIOS}");
+            std::process::exit(2);
+        }
+    }
+    let variants = scenarios::variants(&opts);
+    let header = format!(
+        "machine: {}\nsprout: {}\nbeanstalkd: {}\nrounds: {}, duration {} s + warm-up {} s, client threads {}, body {} B\ncommand: {}\n",
+        machine(),
+        sprout.display(),
+        beanstalkd.display(),
+        opts.rounds,
+        opts.duration,
+        opts.warmup,
+        opts.threads,
+        opts.body,
+        std::env::args().collect::<Vec<_>>().join(" "),
+    );
+    eprint!("{header}");
+
+    let extra: Vec<String> = opts.server_flags.split_whitespace().map(String::from).collect();
+    let mut table = String::new();
+    let mut results: BTreeMap<(String, String, String), [f64; 2]> = BTreeMap::new();
+    let mut failed = None;
+    // Within a scenario, rounds are the outer loop: round 1 of every variant
+    // (each beanstalkd then sprout), then round 2, ... so a burst of noise
+    // from elsewhere on the machine hits all variants alike.
+    let mut groups: Vec<Vec<&Variant>> = Vec::new();
+    for variant in &variants {
+        match groups.last_mut() {
+            Some(group) if group[0].scenario == variant.scenario => group.push(variant),
+            _ => groups.push(vec![variant]),
+        }
+    }
+    'groups: for group in &groups {
+        let mut rows: Vec<Vec<Row>> = group.iter().map(|_| Vec::new()).collect();
+        for round in 0..opts.rounds {
+            for (v, variant) in group.iter().enumerate() {
+                for binary in &binaries {
+                    match run_one(variant, binary, round, &opts, &extra, work.path()) {
+                        Ok(metrics) => add_metrics(&mut rows[v], binary.kind, metrics),
+                        Err(e) => {
+                            let what = format!(
+                                "{} {} round {} on {}",
+                                variant.scenario,
+                                variant.label,
+                                round + 1,
+                                binary.kind.name()
+                            );
+                            eprintln!("race: {what}: {e}");
+                            failed = Some(format!("{what}: {e}"));
+                            break 'groups;
+                        }
+                    }
+                }
+            }
+        }
+        for (variant, rows) in group.iter().zip(&rows) {
+            for row in rows {
+                let line = table_row(variant.scenario, &variant.label, row);
+                println!("{line}");
+                let _ = writeln!(table, "{line}");
+                let metric = row.metric.as_ref().unwrap();
+                results.insert(
+                    (variant.scenario.to_string(), variant.label.clone(), metric.name.clone()),
+                    [median(&row.values[0]), median(&row.values[1])],
+                );
+            }
+        }
+    }
+
+    let targets = scenarios::targets(&results);
+    let mut report = format!("{header}\n{TABLE_HEAD}\n{table}");
+    if !targets.is_empty() {
+        let _ = write!(report, "\nTargets (medians from this run):\n{targets}");
+    }
+    println!("\n{report}");
+    if let Some(path) = &opts.out {
+        std::fs::write(path, &report).unwrap_or_else(|e| eprintln!("race: write {}: {e}", path.display()));
+    }
+    drop(work);
+    if let Some(e) = failed {
+        eprintln!("race: FAILED: {e}");
+        std::process::exit(1);
+    }
+}

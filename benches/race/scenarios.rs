@@ -1,0 +1,526 @@
+//! The scenarios: what load each runs and what it reports.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::Opts;
+use crate::client::{self, BodyCheck, Limit, Plan, Role, Stamp};
+use crate::server::{self, Binary, Server};
+
+#[derive(Clone, Copy, Debug)]
+pub enum Unit {
+    PerSec,
+    Millis,
+    Secs,
+    Bytes,
+    Count,
+}
+
+impl Unit {
+    pub fn format(self, v: f64) -> String {
+        if !v.is_finite() {
+            return "-".into();
+        }
+        match self {
+            Unit::PerSec => format!("{}/s", group(v.round() as u64)),
+            Unit::Millis => format!("{v:.2} ms"),
+            Unit::Secs => format!("{v:.3} s"),
+            Unit::Bytes if v >= 10.0 * 1024.0 * 1024.0 => format!("{:.1} MiB", v / 1024.0 / 1024.0),
+            Unit::Bytes if v >= 10.0 * 1024.0 => format!("{:.1} KiB", v / 1024.0),
+            Unit::Bytes => format!("{v:.0} B"),
+            Unit::Count => group(v.round() as u64),
+        }
+    }
+}
+
+fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One number a run produced.
+#[derive(Clone, Debug)]
+pub struct Metric {
+    pub name: String,
+    pub value: f64,
+    pub unit: Unit,
+    /// Server and client CPU use over the window, as fractions of one core.
+    pub cpu: Option<(f64, f64)>,
+}
+
+impl Metric {
+    fn new(name: &str, value: f64, unit: Unit) -> Metric {
+        Metric { name: name.into(), value, unit, cpu: None }
+    }
+}
+
+/// What a variant's run gets: the server to start and its flags.
+pub struct Env<'a> {
+    pub binary: &'a Binary,
+    /// Scenario flags, `-b DIR` if any, then --server-flags.
+    pub flags: Vec<String>,
+    pub log: PathBuf,
+    pub opts: &'a Opts,
+}
+
+impl Env<'_> {
+    fn start(&self) -> Server {
+        Server::start(self.binary, &self.flags, &self.log)
+    }
+
+    fn binlog_dir(&self) -> Option<&Path> {
+        let i = self.flags.iter().position(|f| f == "-b")?;
+        self.flags.get(i + 1).map(Path::new)
+    }
+}
+
+type RunFn = Box<dyn Fn(&Env) -> Result<Vec<Metric>, String>>;
+
+pub struct Variant {
+    pub scenario: &'static str,
+    pub label: String,
+    /// Flags before `-b` and --server-flags.
+    pub flags: Vec<String>,
+    /// Give each server a fresh `-b` directory.
+    pub binlog: bool,
+    pub run: RunFn,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+/// The timed (or counted, with --count) limit for throughput runs.
+fn limit(opts: &Opts) -> Limit {
+    match opts.count {
+        Some(total) => Limit::Count { total, timeout: Duration::from_secs(600) },
+        None => Limit::Time { warmup: secs(opts.warmup), measure: secs(opts.duration), grace: Duration::ZERO },
+    }
+}
+
+fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        std::thread::sleep(t - now);
+    }
+}
+
+/// Runs `roles` against `server` and returns the outcome with the server's and
+/// client's CPU use (fractions of a core) over the measured window.
+fn measure(server: &Server, roles: Vec<Role>, limit: Limit, opts: &Opts, rate: f64) -> Result<Measured, String> {
+    let plan = Plan { addr: server.addr, roles, threads: opts.threads, limit: limit.clone(), rate };
+    let cpu = Cell::new((f64::NAN, f64::NAN));
+    let sample = |t0: Instant| match limit {
+        Limit::Time { warmup, measure, .. } => {
+            sleep_until(t0 + warmup);
+            let a = server.cpu_seconds();
+            sleep_until(t0 + warmup + measure);
+            cpu.set((a, server.cpu_seconds()));
+        }
+        Limit::Count { .. } => cpu.set((server.cpu_seconds(), f64::NAN)),
+    };
+    let outcome = client::run(&plan, Some(&sample))?;
+    let (a, mut b) = cpu.get();
+    if b.is_nan() {
+        b = server.cpu_seconds();
+    }
+    let secs = outcome.secs.max(1e-9);
+    Ok(Measured { cpu: ((b - a) / secs, outcome.client_cpu / secs), outcome })
+}
+
+struct Measured {
+    outcome: client::Outcome,
+    cpu: (f64, f64),
+}
+
+impl Measured {
+    fn rate(&self, name: &str) -> Metric {
+        Metric { cpu: Some(self.cpu), ..Metric::new(name, self.outcome.rate(), Unit::PerSec) }
+    }
+
+    fn quantile_ms(&self, name: &str, q: f64) -> Metric {
+        let v = self.outcome.quantile(q).map_or(f64::NAN, |ns| ns as f64 / 1e6);
+        Metric::new(name, v, Unit::Millis)
+    }
+}
+
+fn putters(body: &[u8], conns: usize, depth: usize) -> Vec<Role> {
+    (0..conns).map(|_| Role::putter(body, depth)).collect()
+}
+
+fn shapes(opts: &Opts, default: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    if let (Some(c), Some(d)) = (opts.conns, opts.depth) {
+        return vec![(c, d)];
+    }
+    if opts.conns.is_some() || opts.depth.is_some() {
+        let (c, d) = default[0];
+        return vec![(opts.conns.unwrap_or(c), opts.depth.unwrap_or(d))];
+    }
+    if opts.shapes.is_empty() { default.to_vec() } else { opts.shapes.clone() }
+}
+
+/// Loads `total` jobs of `body` through 4 connections x 100 pipelined.
+fn preload(server: &Server, body: &[u8], total: u64, opts: &Opts) -> Result<Measured, String> {
+    let conns = if total >= 400 { 4 } else { 1 };
+    let limit = Limit::Count { total, timeout: Duration::from_secs(900) };
+    let loaded = measure(server, putters(body, conns, 100), limit, opts, 0.0)?;
+    let stats = server::stats(server.addr).map_err(|e| format!("stats after preload: {e}"))?;
+    let ready = server::stat(&stats, "current-jobs-ready");
+    if ready != Some(total) {
+        return Err(format!("after loading {total} jobs, stats says current-jobs-ready: {ready:?}"));
+    }
+    Ok(loaded)
+}
+
+fn policy_flags(policy: &str) -> Result<Vec<String>, String> {
+    match policy {
+        "default" | "none" => Ok(vec![]),
+        "F" => Ok(vec!["-F".into()]),
+        p if p.starts_with('f') && p[1..].parse::<u64>().is_ok() => Ok(vec!["-f".into(), p[1..].into()]),
+        p => Err(format!("unknown fsync policy {p:?}: use default, F, f0, f50, ...")),
+    }
+}
+
+fn policy_label(flags: &[String]) -> String {
+    if flags.is_empty() { "default".into() } else { flags.join(" ") }
+}
+
+fn shape_label(c: usize, d: usize) -> String {
+    format!("{c}x{d}")
+}
+
+pub fn variants(opts: &Opts) -> Vec<Variant> {
+    let mut out = Vec::new();
+    let body = client::pattern(opts.body);
+    for scenario in &opts.scenarios {
+        match scenario.as_str() {
+            "put" => {
+                for (c, d) in shapes(opts, &[(1, 100), (50, 16), (50, 1)]) {
+                    let body = body.clone();
+                    out.push(Variant {
+                        scenario: "put",
+                        label: shape_label(c, d),
+                        flags: vec![],
+                        binlog: false,
+                        run: Box::new(move |env| {
+                            let server = env.start();
+                            let m = measure(&server, putters(&body, c, d), limit(env.opts), env.opts, 0.0)?;
+                            Ok(vec![m.rate("put jobs/s")])
+                        }),
+                    });
+                }
+            }
+            "put-binlog" => {
+                for (c, d) in shapes(opts, &[(50, 1), (1, 100)]) {
+                    for policy in &opts.policies {
+                        let flags = match policy_flags(policy) {
+                            Ok(flags) => flags,
+                            Err(e) => {
+                                eprintln!("race: {e}");
+                                std::process::exit(2);
+                            }
+                        };
+                        let body = body.clone();
+                        let binlog = policy != "none";
+                        let label = if binlog { policy_label(&flags) } else { "no -b".to_string() };
+                        out.push(Variant {
+                            scenario: "put-binlog",
+                            label: format!("{label} {}", shape_label(c, d)),
+                            flags: flags.clone(),
+                            binlog,
+                            run: Box::new(move |env| {
+                                let server = env.start();
+                                let m = measure(&server, putters(&body, c, d), limit(env.opts), env.opts, 0.0)?;
+                                Ok(vec![m.rate("put jobs/s")])
+                            }),
+                        });
+                    }
+                }
+            }
+            "recovery" => out.push(Variant {
+                scenario: "recovery",
+                label: format!("{} x {} B", opts.recovery_jobs, opts.recovery_body),
+                flags: vec![],
+                binlog: true,
+                run: Box::new(recovery),
+            }),
+            "reserve-delete" => {
+                for (c, d) in shapes(opts, &[(1, 100), (50, 1)]) {
+                    let body = body.clone();
+                    out.push(Variant {
+                        scenario: "reserve-delete",
+                        label: format!("{} preloaded, {}", opts.preload, shape_label(c, d)),
+                        flags: vec![],
+                        binlog: false,
+                        run: Box::new(move |env| {
+                            let server = env.start();
+                            let total = env.opts.preload;
+                            preload(&server, &body, total, env.opts)?;
+                            let check = BodyCheck::Exact(body.clone());
+                            let roles =
+                                (0..c).map(|_| Role::worker(check.clone(), Stamp::None, true, d, true)).collect();
+                            let limit = Limit::Count { total, timeout: Duration::from_secs(900) };
+                            let m = measure(&server, roles, limit, env.opts, 0.0)?;
+                            let left = server::stats(server.addr).map_err(|e| e.to_string())?;
+                            if server::stat(&left, "current-jobs-ready") != Some(0) {
+                                return Err("jobs left after reserving and deleting them all".into());
+                            }
+                            Ok(vec![m.rate("reserve+delete jobs/s")])
+                        }),
+                    });
+                }
+            }
+            "mixed" => {
+                let rates = opts.rates.iter().map(|&r| (true, r)).chain([(false, 0.0)]);
+                for (paced, rate) in rates {
+                    let size = opts.body;
+                    let label = if paced {
+                        format!("25 producers @ {rate} jobs/s total + 25 workers")
+                    } else {
+                        "25 producers unpaced + 25 workers".to_string()
+                    };
+                    out.push(Variant {
+                        scenario: "mixed",
+                        label,
+                        flags: vec![],
+                        binlog: false,
+                        run: Box::new(move |env| {
+                            let server = env.start();
+                            let mut roles: Vec<Role> =
+                                (0..25).map(|_| Role::stamped_producer(size, 0, paced, 1, false)).collect();
+                            let check = client::stamped_check(size);
+                            roles.extend((0..25).map(|_| Role::worker(check.clone(), Stamp::Latency, false, 1, true)));
+                            let opts = env.opts;
+                            let limit = Limit::Time {
+                                warmup: secs(opts.warmup),
+                                measure: secs(opts.duration),
+                                grace: Duration::ZERO,
+                            };
+                            let m = measure(&server, roles, limit, opts, rate)?;
+                            if paced {
+                                return Ok(vec![
+                                    m.rate("consumed jobs/s"),
+                                    m.quantile_ms("put-to-reserve latency p50", 0.5),
+                                    m.quantile_ms("put-to-reserve latency p99", 0.99),
+                                ]);
+                            }
+                            // Unpaced, latency is only queueing: report the backlog instead.
+                            let stats = server::stats(server.addr).map_err(|e| e.to_string())?;
+                            let backlog = server::stat(&stats, "current-jobs-ready").unwrap_or(0);
+                            Ok(vec![
+                                m.rate("consumed jobs/s"),
+                                Metric::new("ready backlog at the end", backlog as f64, Unit::Count),
+                            ])
+                        }),
+                    });
+                }
+            }
+            "idle" => {
+                let body = body.clone();
+                out.push(Variant {
+                    scenario: "idle",
+                    label: format!("{} idle + 1x100 busy", opts.idle_conns),
+                    flags: vec![],
+                    binlog: false,
+                    run: Box::new(move |env| idle(env, &body)),
+                });
+            }
+            "delayed" => {
+                let size = opts.body;
+                out.push(Variant {
+                    scenario: "delayed",
+                    label: format!("delay 1 s, {} jobs/s, 10 producers + 10 workers", opts.delayed_rate),
+                    flags: vec![],
+                    binlog: false,
+                    run: Box::new(move |env| {
+                        let server = env.start();
+                        let opts = env.opts;
+                        let mut roles: Vec<Role> =
+                            (0..10).map(|_| Role::stamped_producer(size, 1, true, 1, false)).collect();
+                        let check = client::stamped_check(size);
+                        let late = Stamp::Lateness(Duration::from_secs(1));
+                        roles.extend((0..10).map(|_| Role::worker(check.clone(), late, false, 1, true)));
+                        let limit =
+                            Limit::Time { warmup: Duration::ZERO, measure: secs(opts.duration), grace: secs(2.5) };
+                        let m = measure(&server, roles, limit, opts, opts.delayed_rate)?;
+                        let missing = m.outcome.inserted.saturating_sub(m.outcome.reserved);
+                        Ok(vec![
+                            m.quantile_ms("lateness p50", 0.5),
+                            m.quantile_ms("lateness p99", 0.99),
+                            m.quantile_ms("lateness max", 1.0),
+                            Metric::new("jobs", m.outcome.reserved as f64, Unit::Count),
+                            Metric::new("not ready 1.5 s late", missing as f64, Unit::Count),
+                        ])
+                    }),
+                });
+            }
+            "big" => {
+                let size = opts.big_body;
+                let big = client::pattern(size);
+                let flags = if size > 65535 { vec!["-z".to_string(), size.to_string()] } else { vec![] };
+                out.push(Variant {
+                    scenario: "big",
+                    label: format!("{size} B bodies, 50 conns x (put+reserve, delete)"),
+                    flags,
+                    binlog: false,
+                    run: Box::new(move |env| {
+                        let server = env.start();
+                        let roles = (0..50).map(|_| Role::cycle(&big, 1)).collect();
+                        let m = measure(&server, roles, limit(env.opts), env.opts, 0.0)?;
+                        let mib = m.outcome.rate() * size as f64 / 1024.0 / 1024.0;
+                        Ok(vec![
+                            m.rate("put+reserve+delete jobs/s"),
+                            Metric::new("body MiB/s (each way)", mib, Unit::Count),
+                        ])
+                    }),
+                });
+            }
+            _ => unreachable!("scenario names are checked"),
+        }
+    }
+    out
+}
+
+/// Loads the jobs, notes peak RSS, SIGKILLs the server, restarts it on the
+/// same binlog and times until `stats` shows every job ready.
+fn recovery(env: &Env) -> Result<Vec<Metric>, String> {
+    let opts = env.opts;
+    let total = opts.recovery_jobs;
+    let body = client::pattern(opts.recovery_body);
+    let server = env.start();
+    let loaded = preload(&server, &body, total, opts)?;
+    let hwm = server.status_bytes("VmHWM");
+    let disk = env.binlog_dir().map_or(0, dir_size);
+    server.kill();
+
+    let t0 = Instant::now();
+    let mut restarted = Server::spawn(env.binary, &env.flags, &env.log);
+    let addr = restarted.addr;
+    let deadline = t0 + Duration::from_secs(600);
+    let elapsed = loop {
+        if let Ok(stream) = TcpStream::connect(addr) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(600)));
+            let stats = server::stats_on(&stream).map_err(|e| format!("stats after restart: {e}"))?;
+            let ready = server::stat(&stats, "current-jobs-ready");
+            if ready == Some(total) {
+                break t0.elapsed();
+            }
+            if ready.is_some_and(|r| r > total) {
+                return Err(format!("after restart: current-jobs-ready: {ready:?}, expected {total}"));
+            }
+        }
+        restarted.check_alive();
+        if Instant::now() > deadline {
+            return Err(format!("not ready with {total} jobs 600 s after restart"));
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    };
+    let rss = restarted.status_bytes("VmRSS");
+    restarted.kill();
+    Ok(vec![
+        Metric {
+            cpu: Some(loaded.cpu),
+            ..Metric::new("load (4x100 pipelined) jobs/s", loaded.outcome.rate(), Unit::PerSec)
+        },
+        Metric::new("peak RSS after load (VmHWM)", hwm as f64, Unit::Bytes),
+        Metric::new("binlog on disk", disk as f64, Unit::Bytes),
+        Metric::new("restart until stats shows all ready", elapsed.as_secs_f64(), Unit::Secs),
+        Metric::new("RSS after restart", rss as f64, Unit::Bytes),
+    ])
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+/// Holds many idle connections, then measures one busy pipelined producer.
+fn idle(env: &Env, body: &[u8]) -> Result<Vec<Metric>, String> {
+    let opts = env.opts;
+    let server = env.start();
+    let control = TcpStream::connect(server.addr).map_err(|e| e.to_string())?;
+    control.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let connections = |stats: &[(String, String)]| server::stat(stats, "current-connections").unwrap_or(0);
+    let before = server.status_bytes("VmRSS");
+    let mut idle = Vec::with_capacity(opts.idle_conns);
+    while idle.len() < opts.idle_conns {
+        let batch = (opts.idle_conns - idle.len()).min(500);
+        for _ in 0..batch {
+            idle.push(TcpStream::connect(server.addr).map_err(|e| format!("idle connection {}: {e}", idle.len()))?);
+        }
+        // Let the server accept this batch before the next (its backlog is finite).
+        let want = idle.len() as u64 + 1;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while connections(&server::stats_on(&control).map_err(|e| e.to_string())?) < want {
+            if Instant::now() > deadline {
+                return Err(format!("server did not accept {want} connections within 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let after = server.status_bytes("VmRSS");
+    let per_conn = (after as f64 - before as f64) / opts.idle_conns.max(1) as f64;
+    let busy = measure(&server, putters(body, 1, 100), limit(opts), opts, 0.0)?;
+    drop(idle);
+    Ok(vec![Metric::new("RSS growth per idle connection", per_conn, Unit::Bytes), busy.rate("busy put 1x100 jobs/s")])
+}
+
+/// The targets the project reports, from this run's medians.
+pub fn targets(results: &BTreeMap<(String, String, String), [f64; 2]>) -> String {
+    let mut out = String::new();
+    let get = |s: &str, v: &str, m: &str| results.get(&(s.to_string(), v.to_string(), m.to_string())).copied();
+    for (label, shape) in [("-f 0 50x1", "50x1"), ("-f 0 1x100", "1x100")] {
+        if let Some([b, s]) = get("put-binlog", label, "put jobs/s") {
+            let _ = writeln!(
+                out,
+                "- put-binlog {label}: sprout/beanstalkd = {:.2} (target >= 8 with 50 connections){}",
+                s / b,
+                if shape == "50x1" { check(s / b >= 8.0) } else { "" }
+            );
+        }
+    }
+    for shape in ["50x1", "1x100"] {
+        let without = get("put-binlog", &format!("no -b {shape}"), "put jobs/s").or(get("put", shape, "put jobs/s"));
+        if let (Some([_, with]), Some([_, without])) =
+            (get("put-binlog", &format!("default {shape}"), "put jobs/s"), without)
+        {
+            let _ = writeln!(
+                out,
+                "- sprout put {shape}: default-fsync binlog / no binlog = {:.2} (target >= 0.80){}",
+                with / without,
+                check(with / without >= 0.8)
+            );
+        }
+    }
+    for (name, metric) in [
+        ("restart time", "restart until stats shows all ready"),
+        ("peak RSS after load", "peak RSS after load (VmHWM)"),
+    ] {
+        if let Some(((_, v, _), [b, s])) = results.iter().find(|((sc, _, m), _)| sc == "recovery" && m == metric) {
+            let _ = writeln!(
+                out,
+                "- recovery {v}: {name} sprout/beanstalkd = {:.2} (target <= 0.5){}",
+                s / b,
+                check(s / b <= 0.5)
+            );
+        }
+    }
+    out
+}
+
+fn check(ok: bool) -> &'static str {
+    if ok { " — met" } else { " — NOT met" }
+}
