@@ -26,6 +26,7 @@ mod lock;
 pub mod record;
 mod recovery;
 mod segment;
+mod slots;
 
 use std::collections::VecDeque;
 use std::io;

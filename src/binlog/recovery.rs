@@ -19,7 +19,7 @@ use super::OpenError;
 use crate::protocol::TubeName;
 use super::record::{self, Decoded, FRAME_LEN, FullJob, HEADER_LEN, Header, LoggedState, Record};
 use super::segment::sync_dir;
-use crate::idmap::IdMap;
+use super::slots::Slots;
 
 /// A live job and where its full record is.
 #[derive(Debug)]
@@ -56,15 +56,6 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
     // One buffer for every file: files are the same size, and reusing the
     // memory spares a fresh 10 MB allocation (and its page faults) per file.
     let mut bytes = Vec::new();
-    // A job record takes at least 80 bytes: size the index once for the
-    // most jobs the files could hold (up to 4 million), rather than growing
-    // it step by step through a million inserts.
-    let total: u64 = seqs
-        .iter()
-        .filter_map(|&seq| fs::metadata(dir.join(super::segment::file_name(seq))).ok())
-        .map(|m| m.len())
-        .sum();
-    state.slots.reserve((total / 80).min(1 << 22) as usize);
     for (i, &seq) in seqs.iter().enumerate() {
         let path = dir.join(super::segment::file_name(seq));
         read_into(&path, &mut bytes).map_err(|e| OpenError::Io(format!("cannot read {}: {e}", path.display())))?;
@@ -108,7 +99,7 @@ struct State {
     /// Jobs in the order their ids first appeared (about id order), with
     /// holes where jobs were deleted; `slots` finds a job's place.
     jobs: Vec<Option<LiveJob>>,
-    slots: IdMap<u32>,
+    slots: Slots,
     /// One shared copy of each tube name.
     tube_names: HashMap<Box<[u8]>, TubeName>,
     next_id: u64,
@@ -178,8 +169,8 @@ impl State {
         match record {
             Record::Job(job) => {
                 let live = Some(LiveJob { job, seq, record_len });
-                match self.slots.get(&live.as_ref().unwrap().job.update.id) {
-                    Some(&slot) => self.jobs[slot as usize] = live,
+                match self.slots.get(live.as_ref().unwrap().job.update.id) {
+                    Some(slot) => self.jobs[slot as usize] = live,
                     None => {
                         let id = live.as_ref().unwrap().job.update.id;
                         self.slots.insert(id, self.jobs.len() as u32);
@@ -187,7 +178,7 @@ impl State {
                     }
                 }
             }
-            Record::State(update) => match self.slots.get(&update.id).and_then(|&s| self.jobs[s as usize].as_mut()) {
+            Record::State(update) => match self.slots.get(update.id).and_then(|s| self.jobs[s as usize].as_mut()) {
                 Some(live) => live.job.update = update,
                 // The full record was in a file since deleted (the job was
                 // migrated or deleted later), unless it was lost to damage.
@@ -195,7 +186,7 @@ impl State {
                 None => {}
             },
             Record::Delete(id) => {
-                if let Some(slot) = self.slots.remove(&id) {
+                if let Some(slot) = self.slots.remove(id) {
                     self.jobs[slot as usize] = None;
                 }
             }
@@ -208,7 +199,7 @@ impl State {
         let mut dropped = self.dropped;
         dropped.sort_unstable();
         dropped.dedup();
-        for id in dropped.iter().filter(|id| !self.slots.contains_key(id)) {
+        for id in dropped.iter().filter(|&&id| self.slots.get(id).is_none()) {
             log::warn!("job {id} dropped: its full record was in a damaged, skipped region");
         }
         drop(self.slots);
