@@ -16,10 +16,10 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use super::OpenError;
-use crate::protocol::TubeName;
 use super::record::{self, Decoded, FRAME_LEN, FullJob, HEADER_LEN, Header, LoggedState, Record};
 use super::segment::sync_dir;
 use super::slots::Slots;
+use crate::protocol::TubeName;
 
 /// A live job and where its full record is.
 #[derive(Debug)]
@@ -193,7 +193,6 @@ impl State {
             Record::Padding(_) => {}
         }
     }
-
 
     fn finish(self, files: Vec<FoundFile>) -> Recovered {
         let mut dropped = self.dropped;
