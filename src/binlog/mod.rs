@@ -27,6 +27,7 @@ pub mod record;
 mod recovery;
 mod segment;
 mod slots;
+mod syncer;
 
 use std::collections::VecDeque;
 use std::io;
@@ -39,6 +40,8 @@ use crate::protocol::TubeName;
 use lock::DirLock;
 use record::{FullJob, HEADER_LEN, Header, JobUpdate, LoggedState, Record};
 use segment::Segment;
+use syncer::Syncer;
+pub use syncer::Wake;
 
 /// Bytes of a delete record, set aside for every live job.
 const DELETE_LEN: u64 = 17;
@@ -104,6 +107,12 @@ pub struct Binlog {
     last_sync: Instant,
     /// Set when a write failed: the log can no longer promise anything.
     failed: bool,
+    /// Runs the interval policy's fsyncs off the event loop, once started.
+    syncer: Option<Syncer>,
+    /// Files up to this seq may be deleted once that sync request is done:
+    /// they held no live job when it was made, so what released them was
+    /// written before it.
+    deletable_after_sync: Option<(u64, u64)>,
     encode_buf: Vec<u8>,
 }
 
@@ -140,6 +149,8 @@ impl Binlog {
             records_migrated: 0,
             last_sync: Instant::now(),
             failed: false,
+            syncer: None,
+            deletable_after_sync: None,
             encode_buf: Vec::new(),
         };
         for file in recovered.files {
@@ -171,7 +182,7 @@ impl Binlog {
                 "binlog: the disk is full; new jobs will be refused until room is freed ({need} bytes promised)"
             );
         }
-        binlog.collect_garbage();
+        binlog.collect_garbage(u64::MAX);
         let next_id = binlog.next_id;
         Ok(Opened { binlog, jobs, next_id, read_in: started.elapsed() })
     }
@@ -194,26 +205,66 @@ impl Binlog {
         result
     }
 
+    /// Moves the interval policy's fsyncs to a thread of their own; `wake`
+    /// is called after each, so the event loop can delete freed files.
+    /// Without it, they run in the loop.
+    pub fn sync_in_background(&mut self, wake: Wake) -> io::Result<()> {
+        if matches!(self.fsync, FsyncPolicy::Every { ms } if ms > 0) {
+            self.syncer = Some(Syncer::start(wake)?);
+        }
+        Ok(())
+    }
+
     fn write_and_sync(&mut self, now: Instant) -> io::Result<()> {
         for segment in self.segments.iter_mut() {
             segment.write_pending()?;
+        }
+        if self.syncer.as_ref().is_some_and(Syncer::failed) {
+            return Err(io::Error::other("fsync failed"));
         }
         let sync_due = match self.fsync {
             FsyncPolicy::Never => false,
             FsyncPolicy::Every { ms } => now.duration_since(self.last_sync) >= Duration::from_millis(ms),
         };
-        if sync_due && self.segments.iter().any(Segment::is_unsynced) {
-            for segment in self.segments.iter_mut() {
-                segment.sync()?;
+        if let (Some(syncer), Some((request, up_to))) = (&self.syncer, self.deletable_after_sync)
+            && syncer.done() >= request
+        {
+            self.deletable_after_sync = None;
+            self.collect_garbage(up_to);
+        }
+        let syncer_idle = !self.syncer.as_ref().is_some_and(Syncer::busy);
+        if sync_due && syncer_idle && self.segments.iter().any(Segment::is_unsynced) {
+            match &mut self.syncer {
+                Some(syncer) => {
+                    let mut files = Vec::new();
+                    for segment in self.segments.iter_mut().filter(|s| s.is_unsynced()) {
+                        files.push(segment.handle_to_sync()?);
+                    }
+                    let request = syncer.request(files);
+                    self.deletable_after_sync = Some((request, self.deletable_prefix()));
+                }
+                None => {
+                    for segment in self.segments.iter_mut() {
+                        segment.sync()?;
+                    }
+                }
             }
             self.last_sync = now;
         }
-        // Files may only go once what released them is on disk: a migrated
-        // job's new record, or the deletes of its old jobs.
-        if self.fsync == FsyncPolicy::Never || !self.segments.iter().any(Segment::is_unsynced) {
-            self.collect_garbage();
+        // Without the sync thread, files may go once what released them (a
+        // migrated job's new record, the deletes of its old jobs) is synced.
+        if self.syncer.is_none()
+            && (self.fsync == FsyncPolicy::Never || !self.segments.iter().any(Segment::is_unsynced))
+        {
+            self.collect_garbage(u64::MAX);
         }
         Ok(())
+    }
+
+    /// The seq of the newest file in the run of old files holding no live
+    /// job (0 if the oldest holds one).
+    fn deletable_prefix(&self) -> u64 {
+        self.segments.iter().take(self.current).take_while(|s| s.live_jobs == 0).last().map_or(0, |s| s.seq)
     }
 
     /// When the interval policy next wants an fsync of written records.
@@ -233,6 +284,9 @@ impl Binlog {
 
     /// Writes and fsyncs everything (clean shutdown).
     pub fn close(&mut self) -> io::Result<()> {
+        if let Some(mut syncer) = self.syncer.take() {
+            syncer.finish();
+        }
         for segment in self.segments.iter_mut() {
             segment.write_pending()?;
             segment.sync()?;
@@ -329,10 +383,10 @@ impl Binlog {
     /// Deletes old files that no live job needs, oldest first (a newer file
     /// may hold the delete of a job whose record is in an older one, so
     /// files go strictly in order).
-    fn collect_garbage(&mut self) {
+    fn collect_garbage(&mut self, up_to: u64) {
         while self.current > 0 {
             let oldest = self.segments[0].seq;
-            if self.segments[0].live_jobs > 0 {
+            if self.segments[0].live_jobs > 0 || oldest > up_to {
                 break;
             }
             let segment = self.segments.pop_front().expect("oldest file");

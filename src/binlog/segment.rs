@@ -116,6 +116,14 @@ impl Segment {
         Ok(())
     }
 
+    /// A second handle on the file, for syncing it on another thread; the
+    /// file counts as synced from now on (the caller makes it so).
+    pub fn handle_to_sync(&mut self) -> io::Result<File> {
+        let handle = self.file.try_clone()?;
+        self.unsynced = false;
+        Ok(handle)
+    }
+
     pub fn sync(&mut self) -> io::Result<()> {
         if self.unsynced {
             self.file.sync_data()?;

@@ -27,6 +27,8 @@ pub use listener::Listener;
 pub use user::become_user;
 
 const SIGNALS: Token = Token(usize::MAX);
+/// The binlog's sync thread wakes the loop with this.
+const WAKER: Token = Token(usize::MAX - 1);
 /// Listener `i` has token `LISTENERS + i`; connections have their slab key,
 /// far below.
 const LISTENERS: usize = usize::MAX / 2;
@@ -140,7 +142,7 @@ impl Server {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as Nanos);
         let engine_config =
             EngineConfig { max_job_size: config.max_job_size, binlog_max_size: config.binlog_size, host };
-        let engine = match opened {
+        let mut engine = match opened {
             None => Engine::with_journal(engine_config, origin_wall, None),
             Some(Opened { binlog, jobs, next_id, read_in }) => {
                 let count = jobs.len();
@@ -159,6 +161,12 @@ impl Server {
                 engine
             }
         };
+        if let Some(binlog) = engine.journal_mut() {
+            let waker = mio::Waker::new(poll.registry(), WAKER)?;
+            binlog.sync_in_background(Box::new(move || {
+                let _ = waker.wake();
+            }))?;
+        }
         for listener in &listeners {
             log::info!("listening on {}", listener.local_description());
         }
@@ -201,7 +209,7 @@ impl Server {
             }
             for event in events.iter() {
                 match event.token() {
-                    SIGNALS => {}
+                    SIGNALS | WAKER => {}
                     Token(i) if i >= LISTENERS => self.accept_all(i - LISTENERS),
                     Token(key) => {
                         let Some(conn) = self.conns.get_mut(key) else { continue };
