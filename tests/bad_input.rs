@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{Client, Server};
+use support::{Client, Rng, Server};
 
 /// Runs `$body(&Server)` against sprout and, in a sibling test, against the
 /// reference beanstalkd with the same extra flags.
@@ -121,22 +121,6 @@ fn raise_nofile_limit() -> u64 {
         lim.rlim_cur = lim.rlim_max;
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
         lim.rlim_cur
-    }
-}
-
-/// Tiny deterministic PRNG (xorshift64*), so "random" input is reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
