@@ -1,9 +1,11 @@
 //! The event loop: one thread, one mio `Poll`, sockets and buffers only.
 //!
-//! Each wake-up reads what the ready connections sent, decodes every complete
-//! command in their buffers, runs them through the engine, and writes the
-//! replies, so a batch of pipelined commands costs one read and one write.
-//! Queue state lives in the [`Engine`]; this module never looks inside it.
+//! Each wake-up (a turn) reads what the ready connections sent, decodes every
+//! complete command in their buffers and runs them through the engine; at the
+//! end of the turn the binlog writes (and with `-f 0` syncs) the changes, and
+//! only then are the replies written, so a batch of pipelined commands costs
+//! one read, one log write and one socket write. Queue state lives in the
+//! [`Engine`]; this module never looks inside it.
 
 mod connection;
 mod listener;
