@@ -1,0 +1,374 @@
+//! One handler per command: what each does to the queues and what it answers.
+
+use super::journal::JournalTag;
+use super::session::PendingPut;
+use super::timers::Timer;
+use super::tubes;
+use super::{ConnId, Engine, Job, JobCounts, JobId, JobState, Journal, Nanos, secs};
+use crate::protocol::command::NewJob;
+use crate::protocol::{Command, Op, Reply, TubeName};
+
+impl<J: Journal> Engine<J> {
+    pub(super) fn execute(&mut self, now: Nanos, conn: ConnId, command: Command) -> Option<Reply> {
+        use Command as C;
+        let reply = match command {
+            C::PutHeader { too_big } => {
+                self.start_put(conn, too_big);
+                return None;
+            }
+            C::Put(job) => self.put(now, conn, job),
+            C::PutWithoutCrlf => {
+                self.take_pending_put(conn);
+                Reply::ExpectedCrlf
+            }
+            C::PutTooBig => {
+                if self.session_mut(conn).pending_put.take().is_none() {
+                    self.count(Op::Put);
+                }
+                Reply::JobTooBig
+            }
+            C::CountedBadFormat(op) => {
+                self.count(op);
+                Reply::BadFormat
+            }
+            C::Reserve => return self.reserve(now, conn, Op::Reserve, None),
+            C::ReserveWithTimeout(timeout) => return self.reserve(now, conn, Op::ReserveWithTimeout, timeout),
+            C::ReserveJob(id) => self.reserve_job(now, conn, id),
+            C::Delete(id) => self.delete(conn, id),
+            C::Release { id, pri, delay } => self.release(now, conn, id, pri, delay),
+            C::Bury { id, pri } => self.bury(now, conn, id, pri),
+            C::Touch(id) => self.touch(now, conn, id),
+            C::Use(name) => self.use_tube(conn, &name),
+            C::Watch(name) => self.watch(conn, &name),
+            C::Ignore(name) => self.ignore(conn, &name),
+            C::Peek(id) => {
+                self.count(Op::Peek);
+                self.found(self.jobs.get(&id).map(|job| job.id))
+            }
+            C::PeekReady => {
+                self.count(Op::PeekReady);
+                let tube = &self.tubes[self.session(conn).used];
+                self.found(tube.ready.first().map(|&(_, id)| id))
+            }
+            C::PeekDelayed => {
+                self.count(Op::PeekDelayed);
+                let tube = &self.tubes[self.session(conn).used];
+                self.found(tube.delayed.first().map(|&(_, id)| id))
+            }
+            C::PeekBuried => {
+                self.count(Op::PeekBuried);
+                let tube = &self.tubes[self.session(conn).used];
+                self.found(tube.buried.first().map(|&(_, id)| id))
+            }
+            C::Kick(bound) => self.kick(now, conn, bound),
+            C::KickJob(id) => self.kick_job(now, id),
+            C::Stats => {
+                self.count(Op::Stats);
+                Reply::Ok(self.server_stats(now))
+            }
+            C::StatsJob(id) => {
+                self.count(Op::StatsJob);
+                match self.jobs.get(&id) {
+                    Some(job) => Reply::Ok(self.job_stats(now, job)),
+                    None => Reply::NotFound,
+                }
+            }
+            C::StatsTube(name) => {
+                self.count(Op::StatsTube);
+                match self.tubes.find(&name) {
+                    Some(tube) => Reply::Ok(self.tube_stats(now, tube)),
+                    None => Reply::NotFound,
+                }
+            }
+            C::ListTubes => {
+                self.count(Op::ListTubes);
+                Reply::Ok(crate::protocol::yaml::tube_list(self.tubes.iter().map(|t| t.name.as_str())))
+            }
+            C::ListTubeUsed => {
+                self.count(Op::ListTubeUsed);
+                Reply::Using(self.tubes[self.session(conn).used].name.clone())
+            }
+            C::ListTubesWatched => {
+                self.count(Op::ListTubesWatched);
+                let names = self.session(conn).watched.iter().map(|&t| self.tubes[t].name.as_str());
+                Reply::Ok(crate::protocol::yaml::tube_list(names))
+            }
+            C::PauseTube { tube, delay } => self.pause_tube(now, &tube, delay),
+        };
+        Some(reply)
+    }
+
+    // ----- commands -------------------------------------------------------
+
+    /// A put line was accepted: beanstalkd counts it, marks a producer and
+    /// assigns the id now, before the body arrives, and stats show it.
+    pub(super) fn start_put(&mut self, conn: ConnId, too_big: bool) {
+        self.count(Op::Put);
+        let pending = if too_big {
+            PendingPut::TooBig
+        } else {
+            self.mark_producer(conn);
+            let id = self.next_job_id;
+            self.next_job_id += 1;
+            PendingPut::Job(id)
+        };
+        self.session_mut(conn).pending_put = Some(pending);
+    }
+
+    /// The id of the put whose body just arrived. A put without a header
+    /// (engine tests) is started here.
+    pub(super) fn take_pending_put(&mut self, conn: ConnId) -> JobId {
+        if !matches!(self.session(conn).pending_put, Some(PendingPut::Job(_))) {
+            self.start_put(conn, false);
+        }
+        match self.session_mut(conn).pending_put.take() {
+            Some(PendingPut::Job(id)) => id,
+            _ => unreachable!("a put was just started"),
+        }
+    }
+
+    pub(super) fn put(&mut self, now: Nanos, conn: ConnId, new: NewJob) -> Reply {
+        let id = self.take_pending_put(conn);
+        if self.draining {
+            return Reply::Draining;
+        }
+        let tube = self.session(conn).used;
+        let delayed = new.delay > 0;
+        let mut job = Job {
+            id,
+            tube,
+            pri: new.pri,
+            delay: secs(new.delay),
+            // beanstalkd raises a TTR of 0 to one second.
+            ttr: secs(new.ttr.max(1)),
+            body: new.body,
+            created_at: now,
+            state: if delayed { JobState::Delayed } else { JobState::Ready },
+            deadline: if delayed { now + secs(new.delay) } else { 0 },
+            reserver: None,
+            counts: JobCounts::default(),
+            journal_tag: JournalTag::default(),
+        };
+        match self.journal.log_put(&job, &self.tubes[tube].name) {
+            Some(tag) => job.journal_tag = tag,
+            None => return Reply::OutOfMemory,
+        }
+        self.jobs.insert(id, job);
+        self.counts.total_jobs += 1;
+        self.tubes[tube].total_jobs += 1;
+        if delayed {
+            self.place_delayed(now, id, secs(new.delay));
+        } else {
+            self.place_ready(now, id);
+        }
+        Reply::Inserted(id)
+    }
+
+    /// `None` when the connection now waits for a job.
+    pub(super) fn reserve(&mut self, now: Nanos, conn: ConnId, op: Op, timeout: Option<u32>) -> Option<Reply> {
+        self.count(op);
+        self.mark_worker(conn);
+        // beanstalkd answers DEADLINE_SOON at once only when no watched tube
+        // has a ready job, paused or not.
+        let any_ready = self.session(conn).watched.iter().any(|&t| !self.tubes[t].ready.is_empty());
+        if self.session(conn).deadline_soon(now) && !any_ready {
+            return Some(Reply::DeadlineSoon);
+        }
+        if let Some(id) = self.best_reservable(conn) {
+            return Some(self.hand_out(now, conn, id));
+        }
+        if self.session(conn).deadline_soon(now) {
+            return Some(Reply::DeadlineSoon);
+        }
+        if timeout == Some(0) {
+            return Some(Reply::TimedOut);
+        }
+        self.begin_wait(now, conn, timeout);
+        None
+    }
+
+    pub(super) fn reserve_job(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
+        self.count(Op::ReserveJob);
+        match self.jobs.get(&id) {
+            Some(job) if job.state != JobState::Reserved => {
+                // Taking a job out of the buried or delayed state is logged,
+                // so that a crash brings it back ready, not buried.
+                let was_parked = job.state != JobState::Ready;
+                self.mark_worker(conn);
+                let reply = self.hand_out(now, conn, id);
+                if was_parked && self.journal.reserve_update() {
+                    self.journal.log_update(&self.jobs[&id]);
+                }
+                reply
+            }
+            _ => Reply::NotFound,
+        }
+    }
+
+    pub(super) fn delete(&mut self, conn: ConnId, id: JobId) -> Reply {
+        self.count(Op::Delete);
+        let Some(job) = self.jobs.get(&id) else { return Reply::NotFound };
+        if job.state == JobState::Reserved && job.reserver != Some(conn) {
+            return Reply::NotFound;
+        }
+        self.unplace(id);
+        self.journal.log_delete(&self.jobs[&id]);
+        let job = self.jobs.remove(&id).expect("job vanished");
+        self.tubes[job.tube].deletes += 1;
+        self.drop_tube_if_unused(job.tube);
+        Reply::Deleted
+    }
+
+    pub(super) fn release(&mut self, now: Nanos, conn: ConnId, id: JobId, pri: u32, delay: u32) -> Reply {
+        self.count(Op::Release);
+        if !self.is_reserved_by(id, conn) {
+            return Reply::NotFound;
+        }
+        if !self.journal.reserve_update() {
+            return Reply::OutOfMemory;
+        }
+        self.unplace(id);
+        let job = self.job_mut(id);
+        job.pri = pri;
+        job.delay = secs(delay);
+        job.counts.releases += 1;
+        // Logged before placing: placing a ready job may hand it straight to
+        // a waiting worker, and the log must say "ready", not "reserved".
+        if delay > 0 {
+            self.place_delayed(now, id, secs(delay));
+            self.journal.log_update(&self.jobs[&id]);
+        } else {
+            self.job_mut(id).state = JobState::Ready;
+            self.journal.log_update(&self.jobs[&id]);
+            self.place_ready(now, id);
+        }
+        Reply::Released
+    }
+
+    pub(super) fn bury(&mut self, now: Nanos, conn: ConnId, id: JobId, pri: u32) -> Reply {
+        self.count(Op::Bury);
+        if !self.is_reserved_by(id, conn) {
+            return Reply::NotFound;
+        }
+        if !self.journal.reserve_update() {
+            return Reply::InternalError;
+        }
+        self.unplace(id);
+        let job = self.job_mut(id);
+        job.pri = pri;
+        job.counts.buries += 1;
+        self.place_buried(id, now);
+        self.journal.log_update(&self.jobs[&id]);
+        Reply::Buried
+    }
+
+    pub(super) fn touch(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
+        self.count(Op::Touch);
+        if !self.is_reserved_by(id, conn) {
+            return Reply::NotFound;
+        }
+        self.unplace(id);
+        self.place_reserved(now, id, conn);
+        Reply::Touched
+    }
+
+    pub(super) fn use_tube(&mut self, conn: ConnId, name: &TubeName) -> Reply {
+        self.count(Op::Use);
+        let tube = self.tubes.get_or_create(name);
+        let old = std::mem::replace(&mut self.session_mut(conn).used, tube);
+        self.tubes[tube].using += 1;
+        self.tubes[old].using -= 1;
+        self.drop_tube_if_unused(old);
+        Reply::Using(name.clone())
+    }
+
+    pub(super) fn watch(&mut self, conn: ConnId, name: &TubeName) -> Reply {
+        self.count(Op::Watch);
+        let tube = self.tubes.get_or_create(name);
+        if !self.session(conn).watched.contains(&tube) {
+            self.session_mut(conn).watched.push(tube);
+            self.tubes[tube].watching += 1;
+        }
+        Reply::Watching(self.session(conn).watched.len())
+    }
+
+    pub(super) fn ignore(&mut self, conn: ConnId, name: &TubeName) -> Reply {
+        self.count(Op::Ignore);
+        let tube = self.tubes.find(name);
+        let watched = &self.session(conn).watched;
+        let Some(pos) = watched.iter().position(|&t| Some(t) == tube) else {
+            return Reply::Watching(watched.len());
+        };
+        if watched.len() < 2 {
+            return Reply::NotIgnored;
+        }
+        let tube = self.session_mut(conn).watched.swap_remove(pos);
+        self.tubes[tube].watching -= 1;
+        self.drop_tube_if_unused(tube);
+        Reply::Watching(self.session(conn).watched.len())
+    }
+
+    pub(super) fn found(&self, id: Option<JobId>) -> Reply {
+        match id.map(|id| &self.jobs[&id]) {
+            Some(job) => Reply::Found { id: job.id, body: job.body.clone() },
+            None => Reply::NotFound,
+        }
+    }
+
+    /// Kicks buried jobs of the used tube, oldest first, or if it has none,
+    /// delayed jobs, soonest first; never both.
+    pub(super) fn kick(&mut self, now: Nanos, conn: ConnId, bound: u32) -> Reply {
+        self.count(Op::Kick);
+        let tube = self.session(conn).used;
+        let from_buried = !self.tubes[tube].buried.is_empty();
+        let mut kicked = 0;
+        while kicked < bound {
+            let t = &self.tubes[tube];
+            let next =
+                if from_buried { t.buried.first().map(|&(_, id)| id) } else { t.delayed.first().map(|&(_, id)| id) };
+            let Some(id) = next else { break };
+            if !self.kick_one(now, id) {
+                break;
+            }
+            kicked += 1;
+        }
+        Reply::Kicked(kicked)
+    }
+
+    pub(super) fn kick_job(&mut self, now: Nanos, id: JobId) -> Reply {
+        self.count(Op::KickJob);
+        match self.jobs.get(&id).map(|job| job.state) {
+            Some(JobState::Buried | JobState::Delayed) if self.kick_one(now, id) => Reply::KickedOne,
+            _ => Reply::NotFound,
+        }
+    }
+
+    /// `false` if the kick could not be logged (disk full).
+    pub(super) fn kick_one(&mut self, now: Nanos, id: JobId) -> bool {
+        if !self.journal.reserve_update() {
+            return false;
+        }
+        self.unplace(id);
+        let job = self.job_mut(id);
+        job.counts.kicks += 1;
+        job.state = JobState::Ready;
+        self.journal.log_update(&self.jobs[&id]);
+        self.place_ready(now, id);
+        true
+    }
+
+    pub(super) fn pause_tube(&mut self, now: Nanos, name: &TubeName, delay: u32) -> Reply {
+        self.count(Op::PauseTube);
+        let Some(tube) = self.tubes.find(name) else { return Reply::NotFound };
+        // A zero pause still pauses, for a nanosecond, as in beanstalkd.
+        let duration = secs(delay).max(1);
+        if let Some(old) = self.tubes[tube].pause {
+            self.timers.remove(old.until, Timer::Unpause(tube));
+        }
+        let until = now + duration;
+        self.tubes[tube].pause = Some(tubes::Pause { duration, until });
+        self.tubes[tube].pauses += 1;
+        self.timers.insert(until, Timer::Unpause(tube));
+        Reply::Paused
+    }
+}

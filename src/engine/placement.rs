@@ -1,0 +1,106 @@
+//! Moving a job between states. Every state change is `unplace` followed by
+//! one `place_*`, so the counters and timers that go with each state are kept
+//! in one place.
+
+use super::timers::Timer;
+use super::tubes::URGENT_PRIORITY;
+use super::{ConnId, Engine, JobId, JobState, Journal, Nanos};
+use crate::protocol::Reply;
+
+impl<J: Journal> Engine<J> {
+    /// Takes the job out of the structure its state puts it in, with the
+    /// counters and timer that go with it.
+    pub(super) fn unplace(&mut self, id: JobId) {
+        let job = &self.jobs[&id];
+        let (tube, state, deadline, pri) = (job.tube, job.state, job.deadline, job.pri);
+        match state {
+            JobState::Ready => {
+                self.tubes[tube].ready.remove(&(pri, id));
+                self.counts.ready -= 1;
+                if pri < URGENT_PRIORITY {
+                    self.counts.urgent -= 1;
+                    self.tubes[tube].urgent -= 1;
+                }
+            }
+            JobState::Delayed => {
+                self.tubes[tube].delayed.remove(&(deadline, id));
+                self.timers.remove(deadline, Timer::DelayEnds(id));
+                self.counts.delayed -= 1;
+            }
+            JobState::Buried => {
+                self.tubes[tube].buried.remove(&(deadline, id));
+                self.counts.buried -= 1;
+            }
+            JobState::Reserved => {
+                let conn = self.jobs[&id].reserver.expect("reserved job without reserver");
+                self.job_mut(id).reserver = None;
+                self.session_mut(conn).reserved.remove(&(deadline, id));
+                self.timers.remove(deadline, Timer::TtrEnds(id));
+                self.tubes[tube].reserved -= 1;
+                self.counts.reserved -= 1;
+            }
+        }
+    }
+
+    /// Makes the job ready and hands it to a waiting connection if any.
+    pub(super) fn place_ready(&mut self, now: Nanos, id: JobId) {
+        let job = self.job_mut(id);
+        job.state = JobState::Ready;
+        let (tube, pri) = (job.tube, job.pri);
+        self.tubes[tube].ready.insert((pri, id));
+        self.counts.ready += 1;
+        if pri < URGENT_PRIORITY {
+            self.counts.urgent += 1;
+            self.tubes[tube].urgent += 1;
+        }
+        self.serve_waiters(now, tube);
+    }
+
+    pub(super) fn place_delayed(&mut self, now: Nanos, id: JobId, delay: Nanos) {
+        let deadline = now + delay;
+        let job = self.job_mut(id);
+        job.state = JobState::Delayed;
+        job.deadline = deadline;
+        let tube = job.tube;
+        self.tubes[tube].delayed.insert((deadline, id));
+        self.timers.insert(deadline, Timer::DelayEnds(id));
+        self.counts.delayed += 1;
+    }
+
+    /// The burial time, kept strictly increasing, orders the tube's buried
+    /// FIFO; it is kept in the job's deadline and logged, so that a restart
+    /// brings buried jobs back in the order they were buried.
+    pub(super) fn place_buried(&mut self, id: JobId, buried_at: Nanos) {
+        let buried_at = buried_at.max(self.last_buried_at + 1);
+        self.last_buried_at = buried_at;
+        let job = self.job_mut(id);
+        job.state = JobState::Buried;
+        job.deadline = buried_at;
+        let tube = job.tube;
+        self.tubes[tube].buried.insert((buried_at, id));
+        self.counts.buried += 1;
+    }
+
+    pub(super) fn place_reserved(&mut self, now: Nanos, id: JobId, conn: ConnId) {
+        let job = self.job_mut(id);
+        let deadline = now + job.ttr;
+        job.state = JobState::Reserved;
+        job.deadline = deadline;
+        job.reserver = Some(conn);
+        let tube = job.tube;
+        self.session_mut(conn).reserved.insert((deadline, id));
+        self.timers.insert(deadline, Timer::TtrEnds(id));
+        self.tubes[tube].reserved += 1;
+        self.counts.reserved += 1;
+    }
+
+    /// Reserves a job that is not reserved yet for `conn`, and makes the
+    /// reply carrying it.
+    pub(super) fn hand_out(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
+        self.unplace(id);
+        self.place_reserved(now, id, conn);
+        let job = self.job_mut(id);
+        job.counts.reserves += 1;
+        Reply::Reserved { id, body: job.body.clone() }
+    }
+}
