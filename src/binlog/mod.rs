@@ -113,7 +113,6 @@ pub struct Binlog {
     /// they held no live job when it was made, so what released them was
     /// written before it.
     deletable_after_sync: Option<(u64, u64)>,
-    encode_buf: Vec<u8>,
 }
 
 /// The log opened and read back.
@@ -151,7 +150,6 @@ impl Binlog {
             failed: false,
             syncer: None,
             deletable_after_sync: None,
-            encode_buf: Vec::new(),
         };
         for file in recovered.files {
             let segment = Segment::reopen(file.path.clone(), file.seq, file.end)
@@ -344,16 +342,12 @@ impl Binlog {
     /// Queues a record in the first file, from the current one on, that has
     /// room for it (room was ensured). Returns that file's seq.
     fn append(&mut self, record: &Record) -> u64 {
-        self.encode_buf.clear();
-        record.encode(&mut self.encode_buf);
-        let len = self.encode_buf.len() as u64;
+        let len = record.encoded_len() as u64;
         while self.segments[self.current].remaining() < len {
             assert!(self.current + 1 < self.segments.len(), "binlog room was not ensured");
             self.current += 1;
         }
-        let buf = std::mem::take(&mut self.encode_buf);
-        self.current().append(&buf);
-        self.encode_buf = buf;
+        self.current().append(record);
         self.records_written += 1;
         self.segments[self.current].seq
     }

@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::record::{HEADER_LEN, Header};
+use super::record::{HEADER_LEN, Header, Record};
 
 /// A binlog file. Its whole capacity is allocated when it is created, so a
 /// full disk is noticed when a file is made, never in the middle of a write.
@@ -94,11 +94,13 @@ impl Segment {
         self.capacity - self.end
     }
 
-    /// Queues encoded records; `bytes` must fit in the remaining capacity.
-    pub fn append(&mut self, bytes: &[u8]) {
-        debug_assert!(bytes.len() as u64 <= self.remaining());
-        self.pending.extend_from_slice(bytes);
-        self.end += bytes.len() as u64;
+    /// Queues a record, which must fit in the remaining capacity.
+    pub fn append(&mut self, record: &Record) {
+        let before = self.pending.len();
+        record.encode(&mut self.pending);
+        let len = (self.pending.len() - before) as u64;
+        debug_assert!(len <= self.remaining());
+        self.end += len;
     }
 
     /// Hands queued records to the kernel in one write.
