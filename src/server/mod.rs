@@ -10,6 +10,7 @@
 mod connection;
 mod listener;
 mod systemd;
+mod timer;
 mod user;
 
 use std::io;
@@ -26,11 +27,14 @@ use crate::engine::{Engine, EngineConfig, HostInfo, Nanos};
 use crate::protocol::Frame;
 use connection::{Connection, READ_CHUNK, ReadOutcome};
 pub use listener::Listener;
+use timer::DeadlineTimer;
 pub use user::become_user;
 
 const SIGNALS: Token = Token(usize::MAX);
 /// The binlog's sync thread wakes the loop with this.
 const WAKER: Token = Token(usize::MAX - 1);
+/// The engine's next deadline fires this.
+const TIMER: Token = Token(usize::MAX - 2);
 /// Listener `i` has token `LISTENERS + i`; connections have their slab key,
 /// far below.
 const LISTENERS: usize = usize::MAX / 2;
@@ -111,6 +115,8 @@ struct Server {
     /// monotonic clock (so it never jumps, and the binlog can store it).
     origin: Instant,
     origin_wall: Nanos,
+    /// Wakes the loop at the engine's next deadline, to the microsecond.
+    timer: DeadlineTimer,
     max_job_size: u32,
     /// One read buffer shared by all connections.
     scratch: Vec<u8>,
@@ -163,6 +169,7 @@ impl Server {
                 engine
             }
         };
+        let timer = DeadlineTimer::new(poll.registry(), TIMER)?;
         if let Some(binlog) = engine.journal_mut() {
             let waker = mio::Waker::new(poll.registry(), WAKER)?;
             binlog.sync_in_background(Box::new(move || {
@@ -180,6 +187,7 @@ impl Server {
             engine,
             origin,
             origin_wall,
+            timer,
             max_job_size: config.max_job_size,
             scratch: vec![0; READ_CHUNK],
             woken: Vec::new(),
@@ -190,6 +198,11 @@ impl Server {
         })
     }
 
+    /// The monotonic instant at which the engine's clock reads `at`.
+    fn instant_of(&self, at: Nanos) -> Instant {
+        self.origin + Duration::from_nanos(at.saturating_sub(self.origin_wall))
+    }
+
     fn now(&self) -> Nanos {
         self.origin_wall + self.origin.elapsed().as_nanos() as Nanos
     }
@@ -197,6 +210,8 @@ impl Server {
     fn serve(&mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(1024);
         while !self.stopping {
+            let deadline = self.engine.next_deadline().map(|at| self.instant_of(at));
+            self.timer.arm(deadline);
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -212,6 +227,7 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS | WAKER => {}
+                    TIMER => self.timer.clear(),
                     Token(i) if i >= LISTENERS => self.accept_all(i - LISTENERS),
                     Token(key) => {
                         let Some(conn) = self.conns.get_mut(key) else { continue };
@@ -277,6 +293,8 @@ impl Server {
         if !self.woken.is_empty() {
             return Some(Duration::ZERO);
         }
+        // The timer wakes the loop at the engine's deadline; the rounded-up
+        // poll timeout stays as a fallback.
         let now = self.now();
         let mut timeout = self.engine.next_deadline().map(|at| Duration::from_nanos(at.saturating_sub(now)));
         if let Some(binlog) = self.engine.journal() {
