@@ -7,6 +7,9 @@
 //!   injected clock; no sockets, no clock of its own.
 //! - [`server`]: the single-threaded mio event loop that owns sockets and
 //!   buffers and nothing else.
+//! - [`binlog`]: the write-ahead log (`-b DIR`): record format, files,
+//!   recovery, compaction, group commit.
+//! - [`idmap`]: the hash map keyed by job id that engine and binlog share.
 //! - [`config`]: the command line, with beanstalkd's flags and defaults.
 //! - [`host`]: facts about the process and machine for `stats`.
 
