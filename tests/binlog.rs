@@ -1092,6 +1092,34 @@ fn settle_disk_use(dir: &Path) -> (u64, u64, usize) {
     }
 }
 
+/// Prints the disk-use figures of a cycles test and checks them against
+/// the bounds: settled size at the end, peak during the run.
+fn check_disk_use(
+    cycles: &str,
+    dir: &Path,
+    started: Instant,
+    peak: (u64, u64, usize),
+    c: &mut Client,
+) -> HashMap<String, String> {
+    let elapsed = started.elapsed();
+    let (apparent, allocated, files) = settle_disk_use(dir);
+    let s = stats(c);
+    eprintln!(
+        "disk use, {CYCLES} {cycles} with -s 65536 in {elapsed:?}: at the end {apparent} bytes \
+         ({allocated} allocated) in {files} files, bound {DISK_BOUND}; peak seen {} bytes in {} files; \
+         binlog-oldest-index {}, binlog-current-index {}, binlog-records-written {}, binlog-records-migrated {}",
+        peak.0,
+        peak.2,
+        s["binlog-oldest-index"],
+        s["binlog-current-index"],
+        s["binlog-records-written"],
+        s["binlog-records-migrated"]
+    );
+    assert!(apparent <= DISK_BOUND, "binlog files take {apparent} bytes after {CYCLES} {cycles}, bound {DISK_BOUND}");
+    assert!(peak.0 <= PEAK_BOUND, "binlog files took {} bytes during {CYCLES} {cycles}, bound {PEAK_BOUND}", peak.0);
+    s
+}
+
 #[test]
 fn disk_use_stays_bounded_over_100000_put_delete_cycles() {
     let dir = TempDir::new().unwrap();
@@ -1114,29 +1142,7 @@ fn disk_use_stays_bounded_over_100000_put_delete_cycles() {
         }
         peak = peak.max(binlog_disk_use(dir.path()));
     }
-    let elapsed = started.elapsed();
-    let (apparent, allocated, files) = settle_disk_use(dir.path());
-    let s = stats(&mut c);
-    eprintln!(
-        "disk use, {CYCLES} put/delete cycles with -s 65536 in {elapsed:?}: at the end {apparent} bytes \
-         ({allocated} allocated) in {files} files, bound {DISK_BOUND}; peak seen {} bytes in {} files; \
-         binlog-oldest-index {}, binlog-current-index {}, binlog-records-written {}, binlog-records-migrated {}",
-        peak.0,
-        peak.2,
-        s["binlog-oldest-index"],
-        s["binlog-current-index"],
-        s["binlog-records-written"],
-        s["binlog-records-migrated"]
-    );
-    assert!(
-        apparent <= DISK_BOUND,
-        "binlog files take {apparent} bytes after {CYCLES} put/delete cycles, bound {DISK_BOUND}"
-    );
-    assert!(
-        peak.0 <= PEAK_BOUND,
-        "binlog files took {} bytes during {CYCLES} put/delete cycles, bound {PEAK_BOUND}",
-        peak.0
-    );
+    let s = check_disk_use("put/delete cycles", dir.path(), started, peak, &mut c);
     assert!(num(&s, "binlog-oldest-index") > 1, "binlog-oldest-index did not move: {s:?}");
     assert!(num(&s, "binlog-records-written") >= 2 * CYCLES as u64, "binlog-records-written: {s:?}");
     server.kill9();
@@ -1180,30 +1186,7 @@ fn disk_use_stays_bounded_over_100000_release_cycles() {
         }
         peak = peak.max(binlog_disk_use(dir.path()));
     }
-    let elapsed = started.elapsed();
-    let (apparent, allocated, files) = settle_disk_use(dir.path());
-    let s = stats(&mut c);
-    eprintln!(
-        "disk use, {CYCLES} reserve-job/release cycles (10 long-lived 1.2 KB jobs) with -s 65536 in {elapsed:?}: \
-         at the end {apparent} bytes ({allocated} allocated) in {files} files, bound {DISK_BOUND}; peak seen {} bytes \
-         in {} files; binlog-oldest-index {}, binlog-current-index {}, binlog-records-written {}, \
-         binlog-records-migrated {}",
-        peak.0,
-        peak.2,
-        s["binlog-oldest-index"],
-        s["binlog-current-index"],
-        s["binlog-records-written"],
-        s["binlog-records-migrated"]
-    );
-    assert!(
-        apparent <= DISK_BOUND,
-        "binlog files take {apparent} bytes after {CYCLES} release cycles, bound {DISK_BOUND}"
-    );
-    assert!(
-        peak.0 <= PEAK_BOUND,
-        "binlog files took {} bytes during {CYCLES} release cycles, bound {PEAK_BOUND}",
-        peak.0
-    );
+    let s = check_disk_use("reserve-job/release cycles (10 long-lived 1.2 KB jobs)", dir.path(), started, peak, &mut c);
     assert!(num(&s, "binlog-oldest-index") > 1, "binlog-oldest-index did not move: {s:?}");
     assert!(num(&s, "binlog-records-migrated") > 0, "no job was migrated: {s:?}");
     let before = stats_job(&mut c, cycled).unwrap();
