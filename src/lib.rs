@@ -9,7 +9,8 @@
 //!   buffers and nothing else.
 //! - [`binlog`]: the write-ahead log (`-b DIR`): record format, files,
 //!   recovery, compaction, group commit.
-//! - [`idmap`]: the hash map keyed by job id that engine and binlog share.
+//! - [`idindex`]: job id to slot in about four bytes a job (engine and
+//!   recovery); [`idmap`]: the hash map keyed by job id it falls back on.
 //! - [`config`]: the command line, with beanstalkd's flags and defaults.
 //! - [`host`]: facts about the process and machine for `stats`.
 
@@ -17,6 +18,7 @@ pub mod binlog;
 pub mod config;
 pub mod engine;
 pub mod host;
+pub mod idindex;
 pub mod idmap;
 pub mod protocol;
 pub mod server;

@@ -1,17 +1,16 @@
 //! Every live job, found by id.
 //!
-//! Jobs sit in a slab (a vector with a free list), and an id-keyed map
-//! holds only each job's slot. A map of whole jobs would keep up to twice
-//! its size in empty buckets; this way the empty buckets cost 16 bytes each.
+//! Jobs sit in a slab (a vector with a free list), and an id index holds
+//! each job's slot, in about four bytes a job (see [`IdIndex`]).
 
 use slab::Slab;
 
 use super::job::{Job, JobId};
-use crate::idmap::IdMap;
+use crate::idindex::IdIndex;
 
 #[derive(Debug, Default)]
 pub struct JobTable {
-    slots: IdMap<u32>,
+    slots: IdIndex,
     jobs: Slab<Job>,
 }
 
@@ -22,22 +21,21 @@ impl JobTable {
     }
 
     pub fn get(&self, id: &JobId) -> Option<&Job> {
-        self.slots.get(id).map(|&slot| &self.jobs[slot as usize])
+        self.slots.get(*id).map(|slot| &self.jobs[slot as usize])
     }
 
     pub fn get_mut(&mut self, id: &JobId) -> Option<&mut Job> {
-        self.slots.get(id).map(|&slot| &mut self.jobs[slot as usize])
+        self.slots.get(*id).map(|slot| &mut self.jobs[slot as usize])
     }
 
     /// Adds a job whose id is not in the table yet.
     pub fn insert(&mut self, id: JobId, job: Job) {
         let slot = u32::try_from(self.jobs.insert(job)).expect("more than 2^32 live jobs");
-        let previous = self.slots.insert(id, slot);
-        assert!(previous.is_none(), "job {id} inserted twice");
+        self.slots.insert(id, slot);
     }
 
     pub fn remove(&mut self, id: &JobId) -> Option<Job> {
-        self.slots.remove(id).map(|slot| self.jobs.remove(slot as usize))
+        self.slots.remove(*id).map(|slot| self.jobs.remove(slot as usize))
     }
 }
 
