@@ -26,7 +26,6 @@ mod lock;
 pub mod record;
 mod recovery;
 mod segment;
-mod slots;
 mod syncer;
 
 use std::collections::VecDeque;
@@ -341,7 +340,7 @@ impl Binlog {
 
     /// Queues a record in the first file, from the current one on, that has
     /// room for it (room was ensured). Returns that file's seq.
-    fn append(&mut self, record: &Record) -> u64 {
+    fn append(&mut self, record: &Record<impl AsRef<[u8]>>) -> u64 {
         let len = record.encoded_len() as u64;
         while self.segments[self.current].remaining() < len {
             assert!(self.current + 1 < self.segments.len(), "binlog room was not ensured");
@@ -409,8 +408,8 @@ impl Binlog {
 }
 
 impl Journal for Binlog {
-    fn log_put(&mut self, job: &Job, tube: &TubeName) -> Option<JournalTag> {
-        let record = Record::Job(full_job(job, tube));
+    fn log_put(&mut self, job: &Job, tube: &TubeName, body: &[u8]) -> Option<JournalTag> {
+        let record = Record::Job(full_job(job, tube, body));
         let len = record.encoded_len() as u64;
         if !self.ensure_room(len + DELETE_LEN) {
             return None;
@@ -426,7 +425,7 @@ impl Journal for Binlog {
     }
 
     fn log_update(&mut self, job: &Job) {
-        self.append(&Record::State(job_update(job)));
+        self.append(&Record::<&[u8]>::State(job_update(job)));
     }
 
     fn log_delete(&mut self, job: &Job) {
@@ -435,7 +434,7 @@ impl Journal for Binlog {
         }
         // The room was promised when the job was put.
         self.reserved -= DELETE_LEN;
-        self.append(&Record::Delete(job.id));
+        self.append(&Record::<&[u8]>::Delete(job.id));
         self.untrack(job.journal_tag);
     }
 
@@ -458,13 +457,13 @@ impl Journal for Binlog {
         oldest.placed[from..to].to_vec()
     }
 
-    fn log_migration(&mut self, job: &Job, tube: &TubeName) -> Option<JournalTag> {
+    fn log_migration(&mut self, job: &Job, tube: &TubeName, body: &[u8]) -> Option<JournalTag> {
         // Only jobs whose full record is still in the oldest file move; the
         // others were moved already.
         if u64::from(job.journal_tag.file) != self.segments[0].seq || self.current == 0 {
             return None;
         }
-        let record = Record::Job(full_job(job, tube));
+        let record = Record::Job(full_job(job, tube, body));
         let len = record.encoded_len() as u64;
         if !self.ensure_room(len) {
             return None;
@@ -495,12 +494,12 @@ fn logged_state(state: JobState) -> LoggedState {
 }
 
 fn job_update(job: &Job) -> JobUpdate {
-    let c = job.counts;
+    let c = job.history.counts();
     JobUpdate {
         id: job.id,
         pri: job.pri,
         state: logged_state(job.state),
-        delay: job.delay,
+        delay: job.delay(),
         // For delayed jobs when they become ready; for buried ones when they
         // were buried (so they come back in that order).
         ready_at: match job.state {
@@ -515,14 +514,8 @@ fn job_update(job: &Job) -> JobUpdate {
     }
 }
 
-fn full_job(job: &Job, tube: &TubeName) -> FullJob {
-    FullJob {
-        update: job_update(job),
-        tube: tube.clone(),
-        ttr: job.ttr,
-        created_at: job.created_at as i64,
-        body: job.body.clone(),
-    }
+fn full_job<'a>(job: &Job, tube: &TubeName, body: &'a [u8]) -> FullJob<&'a [u8]> {
+    FullJob { update: job_update(job), tube: tube.clone(), ttr: job.ttr(), created_at: job.created_at as i64, body }
 }
 
 fn restored_job(job: FullJob, journal_tag: JournalTag) -> RestoredJob {
@@ -555,9 +548,9 @@ fn restored_job(job: FullJob, journal_tag: JournalTag) -> RestoredJob {
 
 /// The server runs with a binlog or without one.
 impl Journal for Option<Binlog> {
-    fn log_put(&mut self, job: &Job, tube: &TubeName) -> Option<JournalTag> {
+    fn log_put(&mut self, job: &Job, tube: &TubeName, body: &[u8]) -> Option<JournalTag> {
         match self {
-            Some(b) => b.log_put(job, tube),
+            Some(b) => b.log_put(job, tube, body),
             None => Some(JournalTag::default()),
         }
     }
@@ -580,8 +573,8 @@ impl Journal for Option<Binlog> {
     fn jobs_to_migrate(&mut self) -> Vec<JobId> {
         self.as_mut().map_or_else(Vec::new, Binlog::jobs_to_migrate)
     }
-    fn log_migration(&mut self, job: &Job, tube: &TubeName) -> Option<JournalTag> {
-        self.as_mut().and_then(|b| b.log_migration(job, tube))
+    fn log_migration(&mut self, job: &Job, tube: &TubeName, body: &[u8]) -> Option<JournalTag> {
+        self.as_mut().and_then(|b| b.log_migration(job, tube, body))
     }
     fn stats(&self) -> JournalStats {
         self.as_ref().map_or_else(JournalStats::default, Binlog::stats)

@@ -70,18 +70,19 @@ pub struct JobUpdate {
 }
 
 /// A whole job: written on put and when compaction moves a job forward.
+/// Written from a borrowed body (`&[u8]`), read back into an owned one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FullJob {
+pub struct FullJob<Body = Rc<[u8]>> {
     pub update: JobUpdate,
     pub tube: TubeName,
     pub ttr: u64,
     pub created_at: i64,
-    pub body: Rc<[u8]>,
+    pub body: Body,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Record {
-    Job(FullJob),
+pub enum Record<Body = Rc<[u8]>> {
+    Job(FullJob<Body>),
     State(JobUpdate),
     Delete(u64),
     /// Filler with no meaning, written over a damaged region that
@@ -91,7 +92,7 @@ pub enum Record {
 
 const UPDATE_LEN: usize = 8 + 4 + 1 + 8 + 8 + 5 * 4;
 
-impl Record {
+impl<Body: AsRef<[u8]>> Record<Body> {
     pub fn job_id(&self) -> u64 {
         match self {
             Record::Job(job) => job.update.id,
@@ -108,7 +109,7 @@ impl Record {
 
     fn payload_len(&self) -> usize {
         1 + match self {
-            Record::Job(job) => UPDATE_LEN + 8 + 8 + 1 + job.tube.as_str().len() + 4 + job.body.len(),
+            Record::Job(job) => UPDATE_LEN + 8 + 8 + 1 + job.tube.as_str().len() + 4 + job.body.as_ref().len(),
             Record::State(_) => UPDATE_LEN,
             Record::Delete(_) => 8,
             Record::Padding(filler) => *filler,
@@ -128,8 +129,9 @@ impl Record {
                 out.extend_from_slice(&job.created_at.to_le_bytes());
                 out.push(job.tube.as_str().len() as u8);
                 out.extend_from_slice(job.tube.as_str().as_bytes());
-                out.extend_from_slice(&(job.body.len() as u32).to_le_bytes());
-                out.extend_from_slice(&job.body);
+                let body = job.body.as_ref();
+                out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                out.extend_from_slice(body);
             }
             Record::State(update) => {
                 out.push(TYPE_STATE);

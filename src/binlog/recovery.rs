@@ -18,7 +18,7 @@ use std::io::Read;
 use super::OpenError;
 use super::record::{self, Decoded, FRAME_LEN, FullJob, HEADER_LEN, Header, LoggedState, Record};
 use super::segment::sync_dir;
-use super::slots::Slots;
+use crate::idindex::IdIndex;
 use crate::protocol::TubeName;
 
 /// A live job and where its full record is.
@@ -99,7 +99,7 @@ struct State {
     /// Jobs in the order their ids first appeared (about id order), with
     /// holes where jobs were deleted; `slots` finds a job's place.
     jobs: Vec<Option<LiveJob>>,
-    slots: Slots,
+    slots: IdIndex,
     /// One shared copy of each tube name.
     tube_names: HashMap<Box<[u8]>, TubeName>,
     next_id: u64,
@@ -259,7 +259,7 @@ fn pad_over(path: &Path, from: usize, until: usize) -> Result<(), OpenError> {
         return Ok(());
     }
     let mut padding = Vec::with_capacity(len);
-    Record::Padding(len - FRAME_LEN - 1).encode(&mut padding);
+    Record::<&[u8]>::Padding(len - FRAME_LEN - 1).encode(&mut padding);
     let fail = |e: std::io::Error| OpenError::Io(format!("cannot repair {}: {e}", path.display()));
     let file = fs::OpenOptions::new().write(true).open(path).map_err(fail)?;
     file.write_all_at(&padding, from as u64).map_err(fail)?;

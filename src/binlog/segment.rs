@@ -95,7 +95,7 @@ impl Segment {
     }
 
     /// Queues a record, which must fit in the remaining capacity.
-    pub fn append(&mut self, record: &Record) {
+    pub fn append(&mut self, record: &Record<impl AsRef<[u8]>>) {
         let before = self.pending.len();
         record.encode(&mut self.pending);
         let len = (self.pending.len() - before) as u64;

@@ -194,7 +194,7 @@ fn three_jobs() -> (tempfile::TempDir, u64, u64) {
         tube: TubeName::new(b"default").unwrap(),
         ttr: 0,
         created_at: 0,
-        body: b"third".as_slice().into(),
+        body: b"third".as_slice(),
     })
     .encoded_len() as u64;
     drop(e);

@@ -1,10 +1,11 @@
 //! One handler per command: what each does to the queues and what it answers.
 
+use super::bodies::BodyRef;
 use super::journal::JournalTag;
 use super::session::PendingPut;
 use super::timers::Timer;
 use super::tubes;
-use super::{ConnId, Engine, Job, JobCounts, JobId, JobState, Journal, Nanos, secs};
+use super::{ConnId, Engine, Job, JobHistory, JobId, JobState, Journal, Nanos, secs};
 use crate::protocol::command::NewJob;
 use crate::protocol::{Command, Op, Reply, TubeName};
 
@@ -138,21 +139,23 @@ impl<J: Journal> Engine<J> {
             id,
             tube,
             pri: new.pri,
-            delay: secs(new.delay),
+            delay_secs: new.delay,
             // beanstalkd raises a TTR of 0 to one second.
-            ttr: secs(new.ttr.max(1)),
-            body: new.body,
+            ttr_secs: new.ttr.max(1),
+            // Stored once the log has taken it.
+            body: BodyRef::default(),
             created_at: now,
             state: if delayed { JobState::Delayed } else { JobState::Ready },
             deadline: if delayed { now + secs(new.delay) } else { 0 },
             reserver: None,
-            counts: JobCounts::default(),
+            history: JobHistory::default(),
             journal_tag: JournalTag::default(),
         };
-        match self.journal.log_put(&job, &self.tubes[tube].name) {
+        match self.journal.log_put(&job, &self.tubes[tube].name, &new.body) {
             Some(tag) => job.journal_tag = tag,
             None => return Reply::OutOfMemory,
         }
+        job.body = self.bodies.insert_shared(new.body);
         self.jobs.insert(id, job);
         self.counts.total_jobs += 1;
         self.tubes[tube].total_jobs += 1;
@@ -208,12 +211,13 @@ impl<J: Journal> Engine<J> {
     pub(super) fn delete(&mut self, conn: ConnId, id: JobId) -> Reply {
         self.count(Op::Delete);
         let Some(job) = self.jobs.get(&id) else { return Reply::NotFound };
-        if job.state == JobState::Reserved && job.reserver != Some(conn) {
+        if job.state == JobState::Reserved && !job.is_reserved_by(conn) {
             return Reply::NotFound;
         }
         self.unplace(id);
         self.journal.log_delete(&self.jobs[&id]);
         let job = self.jobs.remove(&id).expect("job vanished");
+        self.bodies.remove(job.body);
         self.tubes[job.tube].deletes += 1;
         self.drop_tube_if_unused(job.tube);
         Reply::Deleted
@@ -230,8 +234,8 @@ impl<J: Journal> Engine<J> {
         self.unplace(id);
         let job = self.job_mut(id);
         job.pri = pri;
-        job.delay = secs(delay);
-        job.counts.releases += 1;
+        job.delay_secs = delay;
+        job.history.counts_mut().releases += 1;
         // Logged before placing: placing a ready job may hand it straight to
         // a waiting worker, and the log must say "ready", not "reserved".
         if delay > 0 {
@@ -256,7 +260,7 @@ impl<J: Journal> Engine<J> {
         self.unplace(id);
         let job = self.job_mut(id);
         job.pri = pri;
-        job.counts.buries += 1;
+        job.history.counts_mut().buries += 1;
         self.place_buried(id, now);
         self.journal.log_update(&self.jobs[&id]);
         Reply::Buried
@@ -310,7 +314,7 @@ impl<J: Journal> Engine<J> {
 
     pub(super) fn found(&self, id: Option<JobId>) -> Reply {
         match id.map(|id| &self.jobs[&id]) {
-            Some(job) => Reply::Found { id: job.id, body: job.body.clone() },
+            Some(job) => Reply::Found { id: job.id, body: self.bodies.share(job.body) },
             None => Reply::NotFound,
         }
     }
@@ -350,7 +354,7 @@ impl<J: Journal> Engine<J> {
         }
         self.unplace(id);
         let job = self.job_mut(id);
-        job.counts.kicks += 1;
+        job.history.counts_mut().kicks += 1;
         job.state = JobState::Ready;
         self.journal.log_update(&self.jobs[&id]);
         self.place_ready(now, id);

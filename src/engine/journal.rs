@@ -13,7 +13,7 @@ pub trait Journal {
     /// tag the engine keeps with the job for the journal's later calls.
     /// `None` means the disk is full: nothing was logged and the put must be
     /// refused.
-    fn log_put(&mut self, job: &Job, tube: &TubeName) -> Option<JournalTag>;
+    fn log_put(&mut self, job: &Job, tube: &TubeName, body: &[u8]) -> Option<JournalTag>;
 
     /// Makes sure one job update can be logged; `false` if the disk is full.
     fn reserve_update(&mut self) -> bool;
@@ -34,7 +34,7 @@ pub trait Journal {
 
     /// Rewrites a job's full current state at the head of the log if
     /// compaction wants it moved; returns the job's new tag if it did.
-    fn log_migration(&mut self, job: &Job, tube: &TubeName) -> Option<JournalTag>;
+    fn log_migration(&mut self, job: &Job, tube: &TubeName, body: &[u8]) -> Option<JournalTag>;
 
     /// The `binlog-*` figures of `stats` (all zero without a binlog).
     fn stats(&self) -> JournalStats {
@@ -66,7 +66,7 @@ pub struct JournalStats {
 pub struct NoJournal;
 
 impl Journal for NoJournal {
-    fn log_put(&mut self, _: &Job, _: &TubeName) -> Option<JournalTag> {
+    fn log_put(&mut self, _: &Job, _: &TubeName, _: &[u8]) -> Option<JournalTag> {
         Some(JournalTag::default())
     }
     fn reserve_update(&mut self) -> bool {
@@ -80,7 +80,7 @@ impl Journal for NoJournal {
     fn jobs_to_migrate(&mut self) -> Vec<JobId> {
         Vec::new()
     }
-    fn log_migration(&mut self, _: &Job, _: &TubeName) -> Option<JournalTag> {
+    fn log_migration(&mut self, _: &Job, _: &TubeName, _: &[u8]) -> Option<JournalTag> {
         None
     }
 }

@@ -13,6 +13,7 @@
 //! woken by tube T has no ready job in any other tube it watches, and T's best
 //! job is the best job it could get.
 
+mod bodies;
 mod commands;
 mod job;
 mod jobs;
@@ -25,12 +26,13 @@ mod timers;
 mod tubes;
 mod waiting;
 
-pub use job::{Job, JobCounts, JobId, JobState};
+pub use job::{Job, JobCounts, JobHistory, JobId, JobState};
 pub use journal::{Journal, JournalStats, JournalTag, NoJournal};
 pub use stats::HostInfo;
-pub use time::{Nanos, SECOND, secs};
+pub use time::{Nanos, SECOND, secs, whole_secs};
 
 use crate::protocol::{Command, Op, Reply, TubeName};
+use bodies::Bodies;
 use jobs::JobTable;
 use session::Session;
 use timers::{Timer, Timers};
@@ -90,6 +92,7 @@ pub struct Engine<J: Journal = NoJournal> {
     journal: J,
     started_at: Nanos,
     jobs: JobTable,
+    bodies: Bodies,
     tubes: Tubes,
     /// Indexed by connection id; `None` for ids not connected.
     sessions: Vec<Option<Session>>,
@@ -120,6 +123,7 @@ impl<J: Journal> Engine<J> {
             journal,
             started_at: now,
             jobs: JobTable::default(),
+            bodies: Bodies::default(),
             tubes: Tubes::new(),
             sessions: Vec::new(),
             timers: Timers::default(),
@@ -153,14 +157,14 @@ impl<J: Journal> Engine<J> {
             id,
             tube,
             pri: restored.pri,
-            delay: restored.delay,
-            ttr: restored.ttr,
-            body: restored.body,
+            delay_secs: whole_secs(restored.delay),
+            ttr_secs: whole_secs(restored.ttr).max(1),
+            body: self.bodies.insert_shared(restored.body),
             created_at: restored.created_at,
             state: JobState::Ready,
             deadline: 0,
             reserver: None,
-            counts: restored.counts,
+            history: JobHistory::new(restored.counts),
             journal_tag: restored.journal_tag,
         };
         self.jobs.insert(id, job);
@@ -205,7 +209,7 @@ impl<J: Journal> Engine<J> {
     pub fn maintain_journal(&mut self) {
         for id in self.journal.jobs_to_migrate() {
             let Some(job) = self.jobs.get(&id) else { continue };
-            if let Some(tag) = self.journal.log_migration(job, &self.tubes[job.tube].name) {
+            if let Some(tag) = self.journal.log_migration(job, &self.tubes[job.tube].name, self.bodies.get(job.body)) {
                 self.job_mut(id).journal_tag = tag;
             }
         }
@@ -294,7 +298,7 @@ impl<J: Journal> Engine<J> {
                 Timer::TtrEnds(id) => {
                     self.unplace(id);
                     self.counts.job_timeouts += 1;
-                    self.job_mut(id).counts.timeouts += 1;
+                    self.job_mut(id).history.counts_mut().timeouts += 1;
                     self.place_ready(now, id);
                 }
                 Timer::Unpause(tube) => {
@@ -342,7 +346,7 @@ impl<J: Journal> Engine<J> {
     }
 
     pub(super) fn is_reserved_by(&self, id: JobId, conn: ConnId) -> bool {
-        self.jobs.get(&id).is_some_and(|job| job.state == JobState::Reserved && job.reserver == Some(conn))
+        self.jobs.get(&id).is_some_and(|job| job.is_reserved_by(conn))
     }
 
     pub(super) fn drop_tube_if_unused(&mut self, tube: TubeId) {

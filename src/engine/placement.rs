@@ -2,6 +2,7 @@
 //! one `place_*`, so the counters and timers that go with each state are kept
 //! in one place.
 
+use super::job::Holder;
 use super::timers::Timer;
 use super::tubes::URGENT_PRIORITY;
 use super::{ConnId, Engine, JobId, JobState, Journal, Nanos};
@@ -32,7 +33,7 @@ impl<J: Journal> Engine<J> {
                 self.counts.buried -= 1;
             }
             JobState::Reserved => {
-                let conn = self.jobs[&id].reserver.expect("reserved job without reserver");
+                let conn = self.jobs[&id].reserver.expect("reserved job without reserver").conn();
                 self.job_mut(id).reserver = None;
                 self.session_mut(conn).reserved.remove(&(deadline, id));
                 self.timers.remove(deadline, Timer::TtrEnds(id));
@@ -83,10 +84,10 @@ impl<J: Journal> Engine<J> {
 
     pub(super) fn place_reserved(&mut self, now: Nanos, id: JobId, conn: ConnId) {
         let job = self.job_mut(id);
-        let deadline = now + job.ttr;
+        let deadline = now + job.ttr();
         job.state = JobState::Reserved;
         job.deadline = deadline;
-        job.reserver = Some(conn);
+        job.reserver = Some(Holder::new(conn));
         let tube = job.tube;
         self.session_mut(conn).reserved.insert((deadline, id));
         self.timers.insert(deadline, Timer::TtrEnds(id));
@@ -100,7 +101,8 @@ impl<J: Journal> Engine<J> {
         self.unplace(id);
         self.place_reserved(now, id, conn);
         let job = self.job_mut(id);
-        job.counts.reserves += 1;
-        Reply::Reserved { id, body: job.body.clone() }
+        job.history.counts_mut().reserves += 1;
+        let body = self.jobs[&id].body;
+        Reply::Reserved { id, body: self.bodies.share(body) }
     }
 }

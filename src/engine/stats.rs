@@ -104,21 +104,22 @@ impl<J: Journal> Engine<J> {
             JobState::Reserved | JobState::Delayed => job.deadline.saturating_sub(now) / SECOND,
             _ => 0,
         };
+        let counts = job.history.counts();
         yaml::job_stats(&JobStats {
             id: job.id,
             tube: self.tubes[job.tube].name.to_string(),
             state: job.state.name(),
             pri: job.pri,
             age: now.saturating_sub(job.created_at) / SECOND,
-            delay: job.delay / SECOND,
-            ttr: job.ttr / SECOND,
+            delay: job.delay_secs.into(),
+            ttr: job.ttr_secs.into(),
             time_left,
             file: self.journal.job_file(job),
-            reserves: job.counts.reserves,
-            timeouts: job.counts.timeouts,
-            releases: job.counts.releases,
-            buries: job.counts.buries,
-            kicks: job.counts.kicks,
+            reserves: counts.reserves,
+            timeouts: counts.timeouts,
+            releases: counts.releases,
+            buries: counts.buries,
+            kicks: counts.kicks,
         })
     }
 }

@@ -13,3 +13,9 @@ pub const SECOND: Nanos = 1_000_000_000;
 pub fn secs(s: u32) -> Nanos {
     u64::from(s) * SECOND
 }
+
+/// A duration that holds whole seconds (a delay or TTR given by a client),
+/// back in seconds; durations beyond `u32::MAX` seconds saturate.
+pub fn whole_secs(d: Nanos) -> u32 {
+    u32::try_from(d / SECOND).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,239 @@
+//! Job bodies, packed.
+//!
+//! Most bodies are small, and a queue may hold millions: a heap allocation
+//! each would add its own header and rounding (a 100-byte body took 128
+//! bytes as an `Rc<[u8]>`), and a fat pointer in every job record. So
+//! bodies up to [`SMALL_MAX`] bytes live in cells of fixed-size pages, one
+//! page list per size class (8-byte steps), and the job keeps an 8-byte
+//! [`BodyRef`]. Larger bodies keep their own shared allocation, which
+//! replies share instead of copying.
+//!
+//! A freed cell goes on its class's free list and is reused first. A class's
+//! pages are all returned when its last body goes (a drained queue gives its
+//! memory back); partly used pages are kept, as a heap allocator keeps
+//! partly used arenas.
+
+use std::rc::Rc;
+
+use slab::Slab;
+
+/// Bodies up to this size are packed into cells.
+pub const SMALL_MAX: usize = 1024;
+
+/// Size classes are this many bytes apart.
+const CLASS_STEP: usize = 8;
+
+/// Bytes per page: small enough that one partly used page per class costs
+/// little (at most 2 MiB over all classes), large enough that a million
+/// bodies need only a few thousand pages.
+const PAGE_BYTES: usize = 16 * 1024;
+
+/// Where a job's body is: 8 bytes in the job record. The default is the
+/// empty body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BodyRef {
+    len: u32,
+    /// The cell in the length's size class, or the key of a large body.
+    at: u32,
+}
+
+impl BodyRef {
+    pub fn len(self) -> usize {
+        self.len as usize
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Bodies {
+    /// Index `k` holds the bodies of `(k - 1) * 8 + 1 ..= k * 8` bytes
+    /// (index 0, empty bodies, holds no cells).
+    classes: Vec<SizeClass>,
+    large: Slab<Rc<[u8]>>,
+}
+
+#[derive(Debug)]
+struct SizeClass {
+    cell: usize,
+    pages: Vec<Box<[u8]>>,
+    /// Cells handed out so far, freed ones included.
+    used: u32,
+    free: Vec<u32>,
+    live: usize,
+}
+
+impl SizeClass {
+    fn new(cell: usize) -> SizeClass {
+        SizeClass { cell, pages: Vec::new(), used: 0, free: Vec::new(), live: 0 }
+    }
+
+    fn cells_per_page(&self) -> usize {
+        PAGE_BYTES / self.cell
+    }
+
+    fn take_cell(&mut self) -> u32 {
+        self.live += 1;
+        if let Some(at) = self.free.pop() {
+            return at;
+        }
+        if self.used as usize == self.pages.len() * self.cells_per_page() {
+            self.pages.push(vec![0; self.cells_per_page() * self.cell].into_boxed_slice());
+        }
+        self.used += 1;
+        self.used - 1
+    }
+
+    fn release_cell(&mut self, at: u32) {
+        self.live -= 1;
+        if self.live == 0 {
+            // Everything goes at once: the free list would only point into
+            // pages nobody uses.
+            *self = SizeClass::new(self.cell);
+        } else {
+            self.free.push(at);
+        }
+    }
+
+    fn cell(&self, at: u32) -> std::ops::Range<usize> {
+        let start = (at as usize % self.cells_per_page()) * self.cell;
+        start..start + self.cell
+    }
+
+    fn page(&self, at: u32) -> usize {
+        at as usize / self.cells_per_page()
+    }
+}
+
+fn class_of(len: usize) -> usize {
+    len.div_ceil(CLASS_STEP)
+}
+
+impl Bodies {
+    /// Stores a copy of `body`.
+    pub fn insert(&mut self, body: &[u8]) -> BodyRef {
+        let len = u32::try_from(body.len()).expect("bodies are limited to -z, at most 2^32 bytes");
+        if body.is_empty() {
+            return BodyRef { len, at: 0 };
+        }
+        if body.len() > SMALL_MAX {
+            let at = u32::try_from(self.large.insert(Rc::from(body))).expect("fewer than 2^32 large bodies");
+            return BodyRef { len, at };
+        }
+        let k = class_of(body.len());
+        while self.classes.len() <= k {
+            self.classes.push(SizeClass::new(self.classes.len() * CLASS_STEP));
+        }
+        let class = &mut self.classes[k];
+        let at = class.take_cell();
+        let (page, cell) = (class.page(at), class.cell(at));
+        class.pages[page][cell][..body.len()].copy_from_slice(body);
+        BodyRef { len, at }
+    }
+
+    /// Stores a body that already has its own allocation: a large one is
+    /// kept as it is rather than copied.
+    pub fn insert_shared(&mut self, body: Rc<[u8]>) -> BodyRef {
+        if body.len() <= SMALL_MAX {
+            return self.insert(&body);
+        }
+        let len = u32::try_from(body.len()).expect("bodies are limited to -z, at most 2^32 bytes");
+        let at = u32::try_from(self.large.insert(body)).expect("fewer than 2^32 large bodies");
+        BodyRef { len, at }
+    }
+
+    pub fn get(&self, body: BodyRef) -> &[u8] {
+        match body.len() {
+            0 => &[],
+            len if len > SMALL_MAX => &self.large[body.at as usize],
+            len => {
+                let class = &self.classes[class_of(len)];
+                &class.pages[class.page(body.at)][class.cell(body.at)][..len]
+            }
+        }
+    }
+
+    /// The body as a shareable value, for a reply: large bodies are shared,
+    /// small ones copied.
+    pub fn share(&self, body: BodyRef) -> Rc<[u8]> {
+        match body.len() {
+            len if len > SMALL_MAX => Rc::clone(&self.large[body.at as usize]),
+            _ => Rc::from(self.get(body)),
+        }
+    }
+
+    pub fn remove(&mut self, body: BodyRef) {
+        match body.len() {
+            0 => {}
+            len if len > SMALL_MAX => drop(self.large.remove(body.at as usize)),
+            len => self.classes[class_of(len)].release_cell(body.at),
+        }
+    }
+
+    /// Bytes held for bodies, whole pages counted.
+    #[cfg(test)]
+    fn footprint(&self) -> usize {
+        let small: usize = self.classes.iter().flat_map(|c| &c.pages).map(|page| page.len()).sum();
+        small + self.large.iter().map(|(_, b)| b.len()).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    }
+
+    #[test]
+    fn every_size_comes_back_intact() {
+        let mut bodies = Bodies::default();
+        let sizes = [0, 1, 7, 8, 9, 100, 1023, 1024, 1025, 65_536];
+        let refs: Vec<_> = sizes.iter().enumerate().map(|(i, &len)| bodies.insert(&body(len, i as u8))).collect();
+        for (i, (&len, &r)) in sizes.iter().zip(&refs).enumerate() {
+            assert_eq!(bodies.get(r), &body(len, i as u8)[..], "{len} bytes");
+            assert_eq!(&bodies.share(r)[..], &body(len, i as u8)[..]);
+        }
+        for r in refs {
+            bodies.remove(r);
+        }
+        assert_eq!(bodies.footprint(), 0, "every page returned");
+    }
+
+    #[test]
+    fn freed_cells_are_reused_and_neighbours_untouched() {
+        let mut bodies = Bodies::default();
+        let refs: Vec<_> = (0..1000).map(|i| bodies.insert(&body(100, i as u8))).collect();
+        let footprint = bodies.footprint();
+        for r in refs.iter().step_by(2) {
+            bodies.remove(*r);
+        }
+        let again: Vec<_> = (0..500).map(|i| bodies.insert(&body(97, (200 + i) as u8))).collect();
+        assert_eq!(bodies.footprint(), footprint, "the freed cells took the new bodies");
+        for (i, r) in refs.iter().enumerate().skip(1).step_by(2) {
+            assert_eq!(bodies.get(*r), &body(100, i as u8)[..]);
+        }
+        for (i, r) in again.iter().enumerate() {
+            assert_eq!(bodies.get(*r), &body(97, (200 + i) as u8)[..]);
+        }
+    }
+
+    #[test]
+    fn a_hundred_byte_body_costs_about_a_hundred_bytes() {
+        let mut bodies = Bodies::default();
+        for i in 0..100_000 {
+            bodies.insert(&body(100, i as u8));
+        }
+        let per_body = bodies.footprint() as f64 / 100_000.0;
+        assert!(per_body < 106.0, "{per_body} bytes per body");
+    }
+
+    #[test]
+    fn large_bodies_are_shared_not_copied() {
+        let mut bodies = Bodies::default();
+        let big: Rc<[u8]> = Rc::from(body(SMALL_MAX + 1, 1));
+        let r = bodies.insert_shared(Rc::clone(&big));
+        assert!(Rc::ptr_eq(&bodies.share(r), &big));
+        bodies.remove(r);
+        assert_eq!(Rc::strong_count(&big), 1);
+    }
+}
