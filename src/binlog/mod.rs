@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::config::FsyncPolicy;
-use crate::engine::{Job, JobCounts, JobId, JobState, Journal, JournalStats, JournalTag, RestoredJob};
+use crate::engine::{Bodies, BodyRef, Job, JobCounts, JobId, JobState, Journal, JournalStats, JournalTag, RestoredJob};
 use crate::protocol::TubeName;
 use lock::DirLock;
 use record::{FullJob, HEADER_LEN, Header, JobUpdate, LoggedState, Record};
@@ -119,6 +119,8 @@ pub struct Opened {
     pub binlog: Binlog,
     /// Live jobs to restore into the engine, buried ones in burial order.
     pub jobs: Vec<RestoredJob>,
+    /// The jobs' bodies, for the engine to keep.
+    pub bodies: Bodies,
     /// No id below this may be handed out.
     pub next_id: JobId,
     /// How long reading the log took.
@@ -160,12 +162,14 @@ impl Binlog {
         // than always starting a new file, lets the server restart on a full
         // disk.
         binlog.current = binlog.segments.iter().rposition(|s| s.end > HEADER_LEN as u64).unwrap_or(0);
-        let mut jobs = Vec::with_capacity(recovered.jobs.len());
-        for live in recovered.jobs {
-            let tag = binlog.track(live.job.update.id, live.seq, live.record_len);
-            binlog.reserved += DELETE_LEN;
-            jobs.push(restored_job(live.job, tag));
-        }
+        // Collected in place, into the memory of the recovered list.
+        let jobs: Vec<RestoredJob> = (recovered.jobs.into_iter())
+            .map(|live| {
+                let tag = binlog.track(live.job.update.id, live.seq, live.record_len);
+                binlog.reserved += DELETE_LEN;
+                restored_job(live.job, tag)
+            })
+            .collect();
         if binlog.segments.is_empty() {
             binlog
                 .add_segment(0)
@@ -181,7 +185,7 @@ impl Binlog {
         }
         binlog.collect_garbage(u64::MAX);
         let next_id = binlog.next_id;
-        Ok(Opened { binlog, jobs, next_id, read_in: started.elapsed() })
+        Ok(Opened { binlog, jobs, bodies: recovered.bodies, next_id, read_in: started.elapsed() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -518,7 +522,7 @@ fn full_job<'a>(job: &Job, tube: &TubeName, body: &'a [u8]) -> FullJob<&'a [u8]>
     FullJob { update: job_update(job), tube: tube.clone(), ttr: job.ttr(), created_at: job.created_at as i64, body }
 }
 
-fn restored_job(job: FullJob, journal_tag: JournalTag) -> RestoredJob {
+fn restored_job(job: FullJob<BodyRef>, journal_tag: JournalTag) -> RestoredJob {
     let u = job.update;
     RestoredJob {
         id: u.id,

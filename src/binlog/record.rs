@@ -7,8 +7,6 @@
 //! zero bytes mark the end of the written part of a file (files are
 //! preallocated with zeros). The full layout is in protocol.md.
 
-use std::rc::Rc;
-
 use crate::protocol::TubeName;
 
 /// File magic: the first 8 bytes of every binlog file.
@@ -70,9 +68,10 @@ pub struct JobUpdate {
 }
 
 /// A whole job: written on put and when compaction moves a job forward.
-/// Written from a borrowed body (`&[u8]`), read back into an owned one.
+/// Written and read with the body borrowed (`&[u8]`, from the engine or the
+/// file); recovery keeps it as a [`BodyRef`](crate::engine::BodyRef).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FullJob<Body = Rc<[u8]>> {
+pub struct FullJob<Body> {
     pub update: JobUpdate,
     pub tube: TubeName,
     pub ttr: u64,
@@ -81,7 +80,7 @@ pub struct FullJob<Body = Rc<[u8]>> {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Record<Body = Rc<[u8]>> {
+pub enum Record<Body> {
     Job(FullJob<Body>),
     State(JobUpdate),
     Delete(u64),
@@ -164,9 +163,9 @@ fn encode_update(u: &JobUpdate, out: &mut Vec<u8>) {
 
 /// What a file holds at some offset.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Decoded {
-    /// A valid record of this many bytes.
-    Record(Record, usize),
+pub enum Decoded<'a> {
+    /// A valid record of this many bytes, borrowing from the bytes given.
+    Record(Record<&'a [u8]>, usize),
     /// Zeros: the unwritten, preallocated rest of the file (or its end).
     End,
     /// Bytes that are not a valid record: cut short, or failing the checksum
@@ -175,13 +174,13 @@ pub enum Decoded {
 }
 
 /// Decodes the record starting at `bytes[0]`.
-pub fn decode(bytes: &[u8]) -> Decoded {
+pub fn decode(bytes: &[u8]) -> Decoded<'_> {
     decode_with(bytes, &mut |name| TubeName::new(name))
 }
 
 /// [`decode`], with tube names made by `tube_name` (recovery shares one
 /// copy of each name among all its jobs).
-pub fn decode_with(bytes: &[u8], tube_name: &mut impl FnMut(&[u8]) -> Option<TubeName>) -> Decoded {
+pub fn decode_with<'a>(bytes: &'a [u8], tube_name: &mut impl FnMut(&[u8]) -> Option<TubeName>) -> Decoded<'a> {
     if bytes.len() < FRAME_LEN || bytes[..FRAME_LEN] == [0; FRAME_LEN] {
         // Fewer than a frame's bytes left can only be preallocation slack.
         let head = &bytes[..bytes.len().min(FRAME_LEN)];
@@ -241,7 +240,10 @@ fn decode_update(r: &mut Reader<'_>) -> Option<JobUpdate> {
     })
 }
 
-fn decode_payload(payload: &[u8], tube_name: &mut impl FnMut(&[u8]) -> Option<TubeName>) -> Option<Record> {
+fn decode_payload<'a>(
+    payload: &'a [u8],
+    tube_name: &mut impl FnMut(&[u8]) -> Option<TubeName>,
+) -> Option<Record<&'a [u8]>> {
     let mut r = Reader(payload);
     let record = match r.u8()? {
         TYPE_JOB => {
@@ -251,7 +253,7 @@ fn decode_payload(payload: &[u8], tube_name: &mut impl FnMut(&[u8]) -> Option<Tu
             let tube_len = r.u8()? as usize;
             let tube = tube_name(r.take(tube_len)?)?;
             let body_len = r.u32()? as usize;
-            let body = Rc::from(r.take(body_len)?);
+            let body = r.take(body_len)?;
             Record::Job(FullJob { update, tube, ttr, created_at, body })
         }
         TYPE_STATE => Record::State(decode_update(&mut r)?),
@@ -360,14 +362,14 @@ mod tests {
         }
     }
 
-    fn samples() -> Vec<Record> {
+    fn samples() -> Vec<Record<&'static [u8]>> {
         vec![
             Record::Job(FullJob {
                 update: update(1),
                 tube: TubeName::new(b"emails").unwrap(),
                 ttr: 60_000_000_000,
                 created_at: 1_600_000_000_000_000_000,
-                body: Rc::from(&b"hello\r\nworld\0"[..]),
+                body: &b"hello\r\nworld\0"[..],
             }),
             Record::State(update(2)),
             Record::Delete(3),

@@ -18,13 +18,14 @@ use std::io::Read;
 use super::OpenError;
 use super::record::{self, Decoded, FRAME_LEN, FullJob, HEADER_LEN, Header, LoggedState, Record};
 use super::segment::sync_dir;
+use crate::engine::{Bodies, BodyRef};
 use crate::idindex::IdIndex;
 use crate::protocol::TubeName;
 
 /// A live job and where its full record is.
 #[derive(Debug)]
 pub struct LiveJob {
-    pub job: FullJob,
+    pub job: FullJob<BodyRef>,
     pub seq: u64,
     pub record_len: u64,
 }
@@ -42,6 +43,9 @@ pub struct FoundFile {
 pub struct Recovered {
     /// Live jobs; buried ones in the order they were buried.
     pub jobs: Vec<LiveJob>,
+    /// Their bodies, copied once from the files to where the engine keeps
+    /// them.
+    pub bodies: Bodies,
     /// No id below this may be handed out again.
     pub next_id: u64,
     pub files: Vec<FoundFile>,
@@ -100,6 +104,7 @@ struct State {
     /// holes where jobs were deleted; `slots` finds a job's place.
     jobs: Vec<Option<LiveJob>>,
     slots: IdIndex,
+    bodies: Bodies,
     /// One shared copy of each tube name.
     tube_names: HashMap<Box<[u8]>, TubeName>,
     next_id: u64,
@@ -164,15 +169,24 @@ impl State {
         }
     }
 
-    fn apply(&mut self, record: Record, seq: u64, record_len: u64) {
+    fn apply(&mut self, record: Record<&[u8]>, seq: u64, record_len: u64) {
         self.next_id = self.next_id.max(record.job_id().saturating_add(1));
         match record {
             Record::Job(job) => {
+                let id = job.update.id;
+                let body = self.bodies.insert(job.body);
+                let job =
+                    FullJob { update: job.update, tube: job.tube, ttr: job.ttr, created_at: job.created_at, body };
                 let live = Some(LiveJob { job, seq, record_len });
-                match self.slots.get(live.as_ref().unwrap().job.update.id) {
-                    Some(slot) => self.jobs[slot as usize] = live,
+                match self.slots.get(id) {
+                    // Compaction wrote the job again further on.
+                    Some(slot) => {
+                        let old = std::mem::replace(&mut self.jobs[slot as usize], live);
+                        if let Some(old) = old {
+                            self.bodies.remove(old.job.body);
+                        }
+                    }
                     None => {
-                        let id = live.as_ref().unwrap().job.update.id;
                         self.slots.insert(id, self.jobs.len() as u32);
                         self.jobs.push(live);
                     }
@@ -186,8 +200,10 @@ impl State {
                 None => {}
             },
             Record::Delete(id) => {
-                if let Some(slot) = self.slots.remove(id) {
-                    self.jobs[slot as usize] = None;
+                if let Some(slot) = self.slots.remove(id)
+                    && let Some(gone) = self.jobs[slot as usize].take()
+                {
+                    self.bodies.remove(gone.job.body);
                 }
             }
             Record::Padding(_) => {}
@@ -206,11 +222,15 @@ impl State {
         // after the others, which stay in about id order: that way the
         // engine's ordered sets fill from one end, several times faster
         // than in random order.
-        let (mut buried, mut jobs): (Vec<LiveJob>, Vec<LiveJob>) =
-            self.jobs.into_iter().flatten().partition(|l| l.job.update.state == LoggedState::Buried);
+        // (Collected in place: a second list of a million jobs would double
+        // the memory a restart needs.)
+        let mut jobs = self.jobs;
+        jobs.retain(Option::is_some);
+        let mut jobs: Vec<LiveJob> = jobs.into_iter().map(|live| live.expect("kept above")).collect();
+        let mut buried: Vec<LiveJob> = jobs.extract_if(.., |l| l.job.update.state == LoggedState::Buried).collect();
         buried.sort_unstable_by_key(|l| (l.job.update.ready_at, l.job.update.id));
         jobs.append(&mut buried);
-        Recovered { jobs, next_id: self.next_id.max(1), files }
+        Recovered { jobs, bodies: self.bodies, next_id: self.next_id.max(1), files }
     }
 }
 

@@ -21,11 +21,9 @@ fn engine_config() -> EngineConfig {
 
 /// An engine over a binlog in `dir`, restored from what is there.
 fn open(dir: &Path, file_size: u64, now: Nanos) -> Result<Engine<Option<Binlog>>, OpenError> {
-    let Opened { binlog, jobs, next_id, .. } = Binlog::open(&config(dir, file_size))?;
+    let Opened { binlog, jobs, bodies, next_id, .. } = Binlog::open(&config(dir, file_size))?;
     let mut engine = Engine::with_journal(engine_config(), now, Some(binlog));
-    for job in jobs {
-        engine.restore(now, job);
-    }
+    engine.restore_all(now, bodies, jobs);
     engine.raise_next_job_id(next_id);
     engine.take_replies().for_each(drop);
     engine.connect(0);
@@ -255,11 +253,11 @@ fn a_flipped_byte_in_an_earlier_record_is_refused_or_skipped() {
 
     let mut skip = config(dir.path(), 1 << 16);
     skip.skip_damaged = true;
-    let Opened { binlog, jobs, next_id, .. } = Binlog::open(&skip).unwrap();
+    let Opened { binlog, jobs, bodies, next_id, .. } = Binlog::open(&skip).unwrap();
     drop(binlog);
     let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
     assert_eq!(ids, [1, 3], "job 2 is dropped, the others intact");
-    assert_eq!(&*jobs[1].body, b"third");
+    assert_eq!(bodies.get(jobs[1].body), b"third");
     assert_eq!(next_id, 4);
     // The damage was padded over: the next start needs no flag.
     let Opened { jobs, .. } = Binlog::open(&config(dir.path(), 1 << 16)).unwrap();

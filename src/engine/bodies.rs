@@ -38,7 +38,7 @@ pub struct BodyRef {
 }
 
 impl BodyRef {
-    pub fn len(self) -> usize {
+    fn len(self) -> usize {
         self.len as usize
     }
 }

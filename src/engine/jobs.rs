@@ -20,6 +20,10 @@ impl JobTable {
         self.jobs.reserve(additional);
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
     pub fn get(&self, id: &JobId) -> Option<&Job> {
         self.slots.get(*id).map(|slot| &self.jobs[slot as usize])
     }

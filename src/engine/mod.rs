@@ -26,17 +26,21 @@ mod timers;
 mod tubes;
 mod waiting;
 
+pub use bodies::{Bodies, BodyRef};
 pub use job::{Job, JobCounts, JobHistory, JobId, JobState};
 pub use journal::{Journal, JournalStats, JournalTag, NoJournal};
 pub use stats::HostInfo;
 pub use time::{Nanos, SECOND, secs, whole_secs};
 
 use crate::protocol::{Command, Op, Reply, TubeName};
-use bodies::Bodies;
 use jobs::JobTable;
 use session::Session;
 use timers::{Timer, Timers};
 use tubes::{TubeId, Tubes};
+
+/// While restoring, the list of recovered jobs gives memory back each time
+/// this many were taken from it.
+const SHRINK_EVERY: usize = 1 << 16;
 
 /// The server's handle for a client connection (its slab key).
 pub type ConnId = usize;
@@ -83,7 +87,8 @@ pub struct RestoredJob {
     /// For a delayed job, when it becomes ready.
     pub ready_at: Nanos,
     pub counts: JobCounts,
-    pub body: std::rc::Rc<[u8]>,
+    /// Where the body is, in the store given to [`Engine::restore_all`].
+    pub body: BodyRef,
     pub journal_tag: JournalTag,
 }
 
@@ -144,14 +149,10 @@ impl<J: Journal> Engine<J> {
         &mut self.journal
     }
 
-    /// Puts a job recovered from the log back in its state. Buried jobs must
-    /// be restored in the order they were buried.
-    pub fn restore(&mut self, now: Nanos, restored: RestoredJob) {
-        let tube = self.tubes.get_or_create(&restored.tube);
-        self.restore_into(now, restored, tube);
-    }
-
-    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId) {
+    /// Restores a job, except that a job that comes back ready is left for
+    /// the caller to place: its id is returned.
+    #[must_use]
+    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId) -> Option<JobId> {
         let id = restored.id;
         let job = Job {
             id,
@@ -159,7 +160,7 @@ impl<J: Journal> Engine<J> {
             pri: restored.pri,
             delay_secs: whole_secs(restored.delay),
             ttr_secs: whole_secs(restored.ttr).max(1),
-            body: self.bodies.insert_shared(restored.body),
+            body: restored.body,
             created_at: restored.created_at,
             state: JobState::Ready,
             deadline: 0,
@@ -174,15 +175,27 @@ impl<J: Journal> Engine<J> {
                 self.place_delayed(now, id, restored.ready_at - now);
             }
             JobState::Buried => self.place_buried(id, restored.ready_at),
-            _ => self.place_ready(now, id),
+            _ => return Some(id),
         }
+        None
     }
 
-    /// Restores many jobs at once (recovery), sizing tables once.
-    pub fn restore_all(&mut self, now: Nanos, jobs: Vec<RestoredJob>) {
+    /// Puts the jobs recovered from the log back in their states, with the
+    /// store holding their bodies. Buried jobs must come in the order they
+    /// were buried. Only for a fresh engine, before any job was put.
+    pub fn restore_all(&mut self, now: Nanos, bodies: Bodies, mut jobs: Vec<RestoredJob>) {
+        assert!(self.counts.total_jobs == 0 && self.jobs.is_empty(), "restore into a fresh engine only");
+        self.bodies = bodies;
         self.jobs.reserve(jobs.len());
         let mut last_tube: Option<(TubeName, TubeId)> = None;
-        for job in jobs {
+        let mut ready = Vec::new();
+        // Taken from the back, the list shrinking as the job table grows, so
+        // that a restart needs little more memory than the jobs themselves.
+        jobs.reverse();
+        while let Some(job) = jobs.pop() {
+            if jobs.len().is_multiple_of(SHRINK_EVERY) {
+                jobs.shrink_to_fit();
+            }
             // Jobs mostly come in runs of one tube: skip the name lookup.
             let tube = match &last_tube {
                 Some((name, id)) if *name == job.tube => *id,
@@ -192,8 +205,9 @@ impl<J: Journal> Engine<J> {
                     id
                 }
             };
-            self.restore_into(now, job, tube);
+            ready.extend(self.restore_into(now, job, tube));
         }
+        self.place_ready_all(now, ready);
     }
 
     /// Ids handed out from now on are at least `next`.

@@ -2,9 +2,11 @@
 //! one `place_*`, so the counters and timers that go with each state are kept
 //! in one place.
 
+use std::collections::{BTreeSet, HashMap};
+
 use super::job::Holder;
 use super::timers::Timer;
-use super::tubes::URGENT_PRIORITY;
+use super::tubes::{TubeId, URGENT_PRIORITY};
 use super::{ConnId, Engine, JobId, JobState, Journal, Nanos};
 use crate::protocol::Reply;
 
@@ -55,6 +57,28 @@ impl<J: Journal> Engine<J> {
             self.tubes[tube].urgent += 1;
         }
         self.serve_waiters(now, tube);
+    }
+
+    /// Makes many jobs ready at once (recovery). Each tube's ready set is
+    /// built in one pass from sorted keys: several times faster than
+    /// inserting keys one by one, and the set's nodes come out full.
+    pub(super) fn place_ready_all(&mut self, now: Nanos, ids: Vec<JobId>) {
+        let mut by_tube: HashMap<TubeId, Vec<(u32, JobId)>> = HashMap::new();
+        for id in ids {
+            let job = self.job_mut(id);
+            job.state = JobState::Ready;
+            let (tube, pri) = (job.tube, job.pri);
+            by_tube.entry(tube).or_default().push((pri, id));
+            self.counts.ready += 1;
+            if pri < URGENT_PRIORITY {
+                self.counts.urgent += 1;
+                self.tubes[tube].urgent += 1;
+            }
+        }
+        for (tube, keys) in by_tube {
+            self.tubes[tube].ready.append(&mut BTreeSet::from_iter(keys));
+            self.serve_waiters(now, tube);
+        }
     }
 
     pub(super) fn place_delayed(&mut self, now: Nanos, id: JobId, delay: Nanos) {

@@ -152,11 +152,11 @@ impl Server {
             EngineConfig { max_job_size: config.max_job_size, binlog_max_size: config.binlog_size, host };
         let mut engine = match opened {
             None => Engine::with_journal(engine_config, origin_wall, None),
-            Some(Opened { binlog, jobs, next_id, read_in }) => {
+            Some(Opened { binlog, jobs, bodies, next_id, read_in }) => {
                 let count = jobs.len();
                 let restoring = Instant::now();
                 let mut engine = Engine::with_journal(engine_config, origin_wall, Some(binlog));
-                engine.restore_all(origin_wall, jobs);
+                engine.restore_all(origin_wall, bodies, jobs);
                 engine.raise_next_job_id(next_id);
                 // Restored jobs were never handed to a client: nothing to send.
                 engine.take_replies().for_each(drop);
