@@ -112,6 +112,18 @@ pub struct Binlog {
     /// they held no live job when it was made, so what released them was
     /// written before it.
     deletable_after_sync: Option<(u64, u64)>,
+    /// Compaction's walk over the oldest file's jobs.
+    migration: Option<Migration>,
+}
+
+/// The jobs whose full records are in the file being emptied, read back
+/// from it when compaction starts on it (so no per-job list is kept for
+/// every file), and how far compaction got.
+#[derive(Debug)]
+struct Migration {
+    seq: u64,
+    ids: Vec<JobId>,
+    next: usize,
 }
 
 /// The log opened and read back.
@@ -151,6 +163,7 @@ impl Binlog {
             failed: false,
             syncer: None,
             deletable_after_sync: None,
+            migration: None,
         };
         for file in recovered.files {
             let segment = Segment::reopen(file.path.clone(), file.seq, file.end)
@@ -165,7 +178,7 @@ impl Binlog {
         // Collected in place, into the memory of the recovered list.
         let jobs: Vec<RestoredJob> = (recovered.jobs.into_iter())
             .map(|live| {
-                let tag = binlog.track(live.job.update.id, live.seq, live.record_len);
+                let tag = binlog.track(live.seq, live.record_len);
                 binlog.reserved += DELETE_LEN;
                 restored_job(live.job, tag)
             })
@@ -363,10 +376,9 @@ impl Binlog {
     }
 
     /// Counts a job's full record, just written to file `seq`.
-    fn track(&mut self, id: JobId, seq: u64, len: u64) -> JournalTag {
+    fn track(&mut self, seq: u64, len: u64) -> JournalTag {
         let segment = self.segment_mut(seq);
         segment.live_jobs += 1;
-        segment.placed.push(id);
         self.live_bytes += len;
         JournalTag { file: u32::try_from(seq).expect("2^32 binlog files"), len: len as u32 }
     }
@@ -421,7 +433,7 @@ impl Journal for Binlog {
         self.next_id = self.next_id.max(job.id + 1);
         let seq = self.append(&record);
         self.reserved += DELETE_LEN;
-        Some(self.track(job.id, seq, len))
+        Some(self.track(seq, len))
     }
 
     fn reserve_update(&mut self) -> bool {
@@ -450,15 +462,25 @@ impl Journal for Binlog {
         if !self.wants_compaction() {
             return Vec::new();
         }
-        let oldest = &mut self.segments[0];
-        if oldest.migrated_up_to == oldest.placed.len() {
+        let oldest = &self.segments[0];
+        let migration = match self.migration.take() {
+            Some(m) if m.seq == oldest.seq => m,
+            _ => match oldest.full_record_ids() {
+                Ok(ids) => Migration { seq: oldest.seq, ids, next: 0 },
+                Err(e) => {
+                    log::warn!("binlog: cannot read back file {} to compact it: {e}", oldest.seq);
+                    return Vec::new();
+                }
+            },
+        };
+        let m = self.migration.insert(migration);
+        if m.next == m.ids.len() {
             // Jobs remain that could not be moved (no room then): try again.
-            oldest.migrated_up_to = 0;
+            m.next = 0;
         }
-        let from = oldest.migrated_up_to;
-        let to = oldest.placed.len().min(from + MIGRATION_BATCH_JOBS);
-        oldest.migrated_up_to = to;
-        oldest.placed[from..to].to_vec()
+        let from = m.next;
+        m.next = m.ids.len().min(from + MIGRATION_BATCH_JOBS);
+        m.ids[from..m.next].to_vec()
     }
 
     fn log_migration(&mut self, job: &Job, tube: &TubeName, body: &[u8]) -> Option<JournalTag> {
@@ -475,7 +497,7 @@ impl Journal for Binlog {
         let seq = self.append(&record);
         self.untrack(job.journal_tag);
         self.records_migrated += 1;
-        Some(self.track(job.id, seq, len))
+        Some(self.track(seq, len))
     }
 
     fn stats(&self) -> JournalStats {

@@ -199,6 +199,26 @@ pub fn decode_with<'a>(bytes: &'a [u8], tube_name: &mut impl FnMut(&[u8]) -> Opt
     }
 }
 
+/// The ids of the jobs whose full records `bytes` (records our own writer
+/// wrote, back to back) holds, in order. Only the frames and the first bytes
+/// of each payload are read, without checksums: compaction uses this to know
+/// which jobs to look up, and looks each up before moving it.
+pub fn full_record_ids(bytes: &[u8]) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let mut at = 0;
+    while let Some(frame) = bytes.get(at..at + FRAME_LEN + 9) {
+        let len = u32::from_le_bytes(frame[4..8].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        if frame[FRAME_LEN] == TYPE_JOB {
+            ids.push(u64::from_le_bytes(frame[FRAME_LEN + 1..].try_into().unwrap()));
+        }
+        at += FRAME_LEN + len;
+    }
+    ids
+}
+
 /// A little-endian reader over a payload.
 struct Reader<'a>(&'a [u8]);
 
@@ -376,6 +396,22 @@ mod tests {
             Record::Padding(0),
             Record::Padding(100),
         ]
+    }
+
+    #[test]
+    fn full_record_ids_finds_the_jobs_among_other_records() {
+        let mut bytes = Vec::new();
+        for record in samples().into_iter().chain([Record::Job(FullJob {
+            update: update(9),
+            tube: TubeName::new(b"t").unwrap(),
+            ttr: 1,
+            created_at: 0,
+            body: &b""[..],
+        })]) {
+            record.encode(&mut bytes);
+        }
+        bytes.extend_from_slice(&[0; 64]);
+        assert_eq!(full_record_ids(&bytes), [1, 9]);
     }
 
     #[test]

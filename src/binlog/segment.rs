@@ -26,10 +26,6 @@ pub struct Segment {
     unsynced: bool,
     /// Live jobs whose full record is in this file; it can go at zero.
     pub live_jobs: u64,
-    /// Every job whose full record was placed here, some since deleted or
-    /// moved on; compaction walks it from `migrated_up_to`.
-    pub placed: Vec<u64>,
-    pub migrated_up_to: usize,
 }
 
 pub fn file_name(seq: u64) -> String {
@@ -66,8 +62,6 @@ impl Segment {
             pending: Vec::new(),
             unsynced: false,
             live_jobs: 0,
-            placed: Vec::new(),
-            migrated_up_to: 0,
         })
     }
 
@@ -85,8 +79,6 @@ impl Segment {
             pending: Vec::new(),
             unsynced: false,
             live_jobs: 0,
-            placed: Vec::new(),
-            migrated_up_to: 0,
         })
     }
 
@@ -101,6 +93,15 @@ impl Segment {
         let len = (self.pending.len() - before) as u64;
         debug_assert!(len <= self.remaining());
         self.end += len;
+    }
+
+    /// The ids of the jobs whose full records this file holds (some since
+    /// deleted or rewritten further on), read back from the file.
+    pub fn full_record_ids(&self) -> io::Result<Vec<u64>> {
+        let mut bytes = vec![0; (self.written - HEADER_LEN as u64) as usize];
+        self.file.read_exact_at(&mut bytes, HEADER_LEN as u64)?;
+        bytes.extend_from_slice(&self.pending);
+        Ok(super::record::full_record_ids(&bytes))
     }
 
     /// Hands queued records to the kernel in one write.
