@@ -285,26 +285,20 @@ impl<J: Journal> Engine<J> {
     pub(super) fn watch(&mut self, conn: ConnId, name: &TubeName) -> Reply {
         self.count(Op::Watch);
         let tube = self.tubes.get_or_create(name);
-        if !self.session(conn).watched.contains(&tube) {
-            self.session_mut(conn).watched.push(tube);
-            self.tubes[tube].watching += 1;
-        }
+        self.start_watching(conn, tube);
         Reply::Watching(self.session(conn).watched.len())
     }
 
     pub(super) fn ignore(&mut self, conn: ConnId, name: &TubeName) -> Reply {
         self.count(Op::Ignore);
-        let tube = self.tubes.find(name);
         let watched = &self.session(conn).watched;
-        let Some(pos) = watched.iter().position(|&t| Some(t) == tube) else {
+        let Some(tube) = self.tubes.find(name).filter(|&t| watched.contains(t)) else {
             return Reply::Watching(watched.len());
         };
         if watched.len() < 2 {
             return Reply::NotIgnored;
         }
-        let tube = self.session_mut(conn).watched.swap_remove(pos);
-        self.tubes[tube].watching -= 1;
-        self.drop_tube_if_unused(tube);
+        self.stop_watching(conn, tube);
         Reply::Watching(self.session(conn).watched.len())
     }
 

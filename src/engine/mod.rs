@@ -24,6 +24,7 @@ mod time;
 mod timers;
 mod tubes;
 mod waiting;
+mod watchlist;
 
 pub use job::{Job, JobCounts, JobId, JobState};
 pub use journal::{Journal, JournalStats, JournalTag, NoJournal};
@@ -262,9 +263,8 @@ impl<J: Journal> Engine<J> {
             self.place_ready(now, id);
         }
         let session = self.sessions[conn].take().expect("disconnect of an unknown connection");
-        for tube in session.watched {
-            self.tubes[tube].watching -= 1;
-            self.drop_tube_if_unused(tube);
+        for &tube in &session.watched {
+            self.leave_tube(conn, tube);
         }
         self.tubes[session.used].using -= 1;
         self.drop_tube_if_unused(session.used);

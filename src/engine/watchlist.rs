@@ -1,0 +1,143 @@
+//! The tubes a connection watches, and watching or ignoring one.
+//!
+//! A [`WatchList`] is kept as beanstalkd keeps it: a list in the order
+//! `list-tubes-watched` shows, where `ignore` moves the last tube into the
+//! hole. A list longer than [`BROAD`] tubes is *broad*: it also has a hash
+//! index from tube to position, so that "does this connection watch T?",
+//! and so `watch` and `ignore`, cost O(1) however many tubes it watches.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use super::tubes::TubeId;
+use super::{ConnId, Engine, Journal};
+use crate::idmap::IdHasher;
+
+/// A connection watching more tubes than this is a broad watcher.
+pub const BROAD: usize = 8;
+
+#[derive(Debug)]
+pub struct WatchList {
+    /// beanstalkd's order.
+    order: Vec<TubeId>,
+    /// Only while the list is broad (boxed: most connections watch a tube
+    /// or two, and pay a pointer for it).
+    broad: Option<Box<Broad>>,
+}
+
+#[derive(Debug)]
+struct Broad {
+    /// Each tube's position in `order`.
+    index: HashMap<TubeId, usize, BuildHasherDefault<IdHasher>>,
+}
+
+impl WatchList {
+    pub fn new(tube: TubeId) -> WatchList {
+        WatchList { order: vec![tube], broad: None }
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The tubes in `list-tubes-watched` order.
+    pub fn iter(&self) -> std::slice::Iter<'_, TubeId> {
+        self.order.iter()
+    }
+
+    /// O(1): a scan of at most [`BROAD`] tubes, or the index.
+    pub fn contains(&self, tube: TubeId) -> bool {
+        match &self.broad {
+            Some(broad) => broad.index.contains_key(&tube),
+            None => self.order.contains(&tube),
+        }
+    }
+
+    /// Whether the connection watches more than [`BROAD`] tubes.
+    pub fn is_broad(&self) -> bool {
+        self.broad.is_some()
+    }
+
+    /// Adds a tube that is not in the list, at the end.
+    fn push(&mut self, tube: TubeId) {
+        self.order.push(tube);
+        match &mut self.broad {
+            Some(broad) => {
+                broad.index.insert(tube, self.order.len() - 1);
+            }
+            None if self.order.len() > BROAD => {
+                let index = self.order.iter().enumerate().map(|(pos, &t)| (t, pos)).collect();
+                self.broad = Some(Box::new(Broad { index }));
+            }
+            None => {}
+        }
+    }
+
+    /// Removes a tube that is in the list; the last tube takes its place.
+    fn remove(&mut self, tube: TubeId) {
+        let pos = match &self.broad {
+            Some(broad) => broad.index[&tube],
+            None => self.order.iter().position(|&t| t == tube).expect("removing a tube not watched"),
+        };
+        self.order.swap_remove(pos);
+        if let Some(broad) = &mut self.broad {
+            broad.index.remove(&tube);
+            if let Some(&moved) = self.order.get(pos) {
+                broad.index.insert(moved, pos);
+            }
+            if self.order.len() <= BROAD {
+                self.broad = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+impl WatchList {
+    /// Panics unless the index (if any) matches the list.
+    pub fn check(&self) {
+        assert_eq!(self.is_broad(), self.order.len() > BROAD);
+        if let Some(broad) = &self.broad {
+            assert_eq!(broad.index.len(), self.order.len());
+            for (pos, tube) in self.order.iter().enumerate() {
+                assert_eq!(broad.index[tube], pos);
+            }
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a WatchList {
+    type Item = &'a TubeId;
+    type IntoIter = std::slice::Iter<'a, TubeId>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<J: Journal> Engine<J> {
+    /// `conn` watches `tube` too, if it did not already. Never called while
+    /// `conn` waits (a waiting connection sends no commands).
+    pub(super) fn start_watching(&mut self, conn: ConnId, tube: TubeId) {
+        let watched = &mut self.sessions[conn].as_mut().expect("unknown connection").watched;
+        if watched.contains(tube) {
+            return;
+        }
+        watched.push(tube);
+        self.tubes[tube].watching += 1;
+    }
+
+    /// `conn` stops watching `tube`, which it watches along with others.
+    /// Never called while `conn` waits.
+    pub(super) fn stop_watching(&mut self, conn: ConnId, tube: TubeId) {
+        let watched = &mut self.sessions[conn].as_mut().expect("unknown connection").watched;
+        watched.remove(tube);
+        self.leave_tube(conn, tube);
+    }
+
+    /// The count that `conn` watching `tube` held, gone, and the tube too
+    /// if nothing else holds it (ignore and hang-up).
+    pub(super) fn leave_tube(&mut self, _conn: ConnId, tube: TubeId) {
+        self.tubes[tube].watching -= 1;
+        self.drop_tube_if_unused(tube);
+    }
+}
