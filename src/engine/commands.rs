@@ -168,12 +168,11 @@ impl<J: Journal> Engine<J> {
     pub(super) fn reserve(&mut self, now: Nanos, conn: ConnId, op: Op, timeout: Option<u32>) -> Option<Reply> {
         self.count(op);
         self.mark_worker(conn);
-        // beanstalkd answers DEADLINE_SOON at once only when no watched tube
-        // has a ready job, paused or not.
-        let any_ready = self.session(conn).watched.iter().any(|&t| !self.tubes[t].ready.is_empty());
-        if self.session(conn).deadline_soon(now) && !any_ready {
-            return Some(Reply::DeadlineSoon);
-        }
+        // With a job due within a second, beanstalkd answers DEADLINE_SOON at
+        // once if no watched tube has a ready job, paused or not; else it
+        // waits, and, having no job it may hand out, answers DEADLINE_SOON
+        // at its next tick. Either way: a job if one may be handed out, else
+        // DEADLINE_SOON, so ready jobs in paused tubes need no look here.
         if let Some(id) = self.best_reservable(conn) {
             return Some(self.hand_out(now, conn, id));
         }
@@ -360,7 +359,7 @@ impl<J: Journal> Engine<J> {
             self.timers.remove(old.until, Timer::Unpause(tube));
         }
         let until = now + duration;
-        self.tubes[tube].pause = Some(tubes::Pause { duration, until });
+        self.tubes.set_pause(tube, Some(tubes::Pause { duration, until }));
         self.tubes[tube].pauses += 1;
         self.timers.insert(until, Timer::Unpause(tube));
         Reply::Paused

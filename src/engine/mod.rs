@@ -12,8 +12,14 @@
 //! tube resumes, waiters are served on the spot, earliest first. So a waiter
 //! woken by tube T has no ready job in any other tube it watches, and T's best
 //! job is the best job it could get.
+//!
+//! A reserve with a job at hand takes the first entry of the heads index
+//! (heads.rs: every unpaused tube's best ready job, in order) whose tube the
+//! connection watches; watch lists answer "watches T?" in O(1) (watchlist.rs).
+//! A worker that watches all of 10,000 tubes pays O(log n), not 10,000 looks.
 
 mod commands;
+mod heads;
 mod job;
 mod jobs;
 mod journal;
@@ -298,7 +304,7 @@ impl<J: Journal> Engine<J> {
                     self.place_ready(now, id);
                 }
                 Timer::Unpause(tube) => {
-                    self.tubes[tube].pause = None;
+                    self.tubes.set_pause(tube, None);
                     self.serve_waiters(now, tube);
                 }
                 Timer::ReserveTimeout(conn) => {

@@ -5,11 +5,48 @@ use super::timers::Timer;
 use super::tubes::TubeId;
 use super::{ConnId, Engine, JobId, Journal, Nanos, SECOND, secs};
 
+/// How a bounded walk through an ordered sequence ended.
+enum Walk<T> {
+    Found(T),
+    /// The sequence ended: nothing in it is wanted.
+    Exhausted,
+    /// The budget ran out first.
+    GaveUp,
+}
+
+/// The first item of `ordered` that is `wanted`, looking at `budget` items
+/// at most.
+fn first_within<T>(mut ordered: impl Iterator<Item = T>, budget: usize, wanted: impl Fn(&T) -> bool) -> Walk<T> {
+    for _ in 0..budget {
+        match ordered.next() {
+            Some(item) if wanted(&item) => return Walk::Found(item),
+            Some(_) => {}
+            None => return Walk::Exhausted,
+        }
+    }
+    Walk::GaveUp
+}
+
 impl<J: Journal> Engine<J> {
     /// The best ready job in the unpaused tubes `conn` watches.
+    ///
+    /// A narrow connection asks each of its tubes. A broad one takes the
+    /// first head (heads.rs) whose tube it watches: O(log n) for a worker
+    /// that watches every tube with ready jobs. Past as many heads as it has
+    /// tubes, asking each of its tubes is no dearer, so it does that:
+    /// O(min(W, 1 + r) log n) for W watched tubes and r better heads in tubes
+    /// it does not watch.
     pub(super) fn best_reservable(&self, conn: ConnId) -> Option<JobId> {
-        let session = self.session(conn);
-        session.watched.iter().filter_map(|&t| self.tubes[t].reservable()).min().map(|(_, id)| id)
+        let watched = &self.session(conn).watched;
+        let ask_each = || watched.iter().filter_map(|&t| self.tubes[t].reservable()).min().map(|(_, id)| id);
+        if !watched.is_broad() {
+            return ask_each();
+        }
+        match first_within(self.tubes.heads().iter(), watched.len(), |&(_, tube)| watched.contains(tube)) {
+            Walk::Found(((_, id), _)) => Some(id),
+            Walk::Exhausted => None,
+            Walk::GaveUp => ask_each(),
+        }
     }
 
     pub(super) fn begin_wait(&mut self, now: Nanos, conn: ConnId, timeout: Option<u32>) {
