@@ -28,6 +28,7 @@ impl Harness {
     /// Runs a command and returns every reply it produced.
     fn run(&mut self, conn: ConnId, command: Command) -> Vec<(ConnId, Reply)> {
         self.engine.apply(self.now, conn, command);
+        self.engine.check_invariants();
         self.engine.take_replies().collect()
     }
 
@@ -67,6 +68,7 @@ impl Harness {
     fn advance(&mut self, by: Nanos) -> Vec<(ConnId, Reply)> {
         self.now += by;
         self.engine.tick(self.now);
+        self.engine.check_invariants();
         self.engine.take_replies().collect()
     }
 

@@ -6,9 +6,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use slab::Slab;
 
+use super::Nanos;
 use super::heads::{Heads, ReadyKey};
 use super::job::JobId;
-use super::{ConnId, Nanos};
+use super::waiting::TubeWaiters;
 use crate::protocol::TubeName;
 
 /// Handle to a live tube. Handles are reused after a tube is dropped, so
@@ -38,9 +39,8 @@ pub struct Tube {
     /// Buried jobs by (burial time, id): burial order, since burial times
     /// only grow.
     pub buried: BTreeSet<(Nanos, JobId)>,
-    /// Connections blocked in a reserve that watch this tube, in arrival
-    /// order (a global sequence number, so order holds across tubes).
-    pub waiters: BTreeSet<(u64, ConnId)>,
+    /// Connections blocked in a reserve that watch this tube.
+    pub waiters: TubeWaiters,
     pub reserved: u64,
     pub urgent: u64,
     /// Changed only through [`Tubes::set_pause`], which keeps the heads index.
@@ -62,7 +62,7 @@ impl Tube {
             ready: BTreeSet::new(),
             delayed: BTreeSet::new(),
             buried: BTreeSet::new(),
-            waiters: BTreeSet::new(),
+            waiters: TubeWaiters::default(),
             reserved: 0,
             urgent: 0,
             pause: None,
@@ -186,6 +186,12 @@ impl Tubes {
     /// The best ready job of every tube that may hand one out, best first.
     pub fn heads(&self) -> &Heads {
         &self.heads
+    }
+
+    /// Every live tube's handle.
+    #[cfg(test)]
+    pub fn ids(&self) -> impl Iterator<Item = TubeId> + '_ {
+        self.order.iter().copied()
     }
 
     /// Tubes in listing order.

@@ -3,13 +3,22 @@
 //! A [`WatchList`] is kept as beanstalkd keeps it: a list in the order
 //! `list-tubes-watched` shows, where `ignore` moves the last tube into the
 //! hole. A list longer than [`BROAD`] tubes is *broad*: it also has a hash
-//! index from tube to position, so that "does this connection watch T?",
-//! and so `watch` and `ignore`, cost O(1) however many tubes it watches.
+//! index from tube to position, so that "does this connection watch T?"
+//! costs O(1) however many tubes it watches (a reserve asks that while it
+//! walks the heads index, a put while it walks the broad waiters), and a
+//! [`WaitMark`] that it shares with each tube it watches, so that a tube can
+//! tell which of its broad watchers are waiting without a waiter having to
+//! register with thousands of tubes (see waiting.rs).
+//!
+//! Watching, ignoring and hanging up cost O(1) (plus the log of the tube's
+//! watcher count), except when a list crosses [`BROAD`], which registers or
+//! unregisters it with each of its [`BROAD`]+1 tubes once.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
 use super::tubes::TubeId;
+use super::waiting::WaitMark;
 use super::{ConnId, Engine, Journal};
 use crate::idmap::IdHasher;
 
@@ -29,6 +38,7 @@ pub struct WatchList {
 struct Broad {
     /// Each tube's position in `order`.
     index: HashMap<TubeId, usize, BuildHasherDefault<IdHasher>>,
+    mark: WaitMark,
 }
 
 impl WatchList {
@@ -58,6 +68,11 @@ impl WatchList {
         self.broad.is_some()
     }
 
+    /// The wait mark this connection shares with its tubes, if it is broad.
+    pub fn mark(&self) -> Option<&WaitMark> {
+        self.broad.as_ref().map(|broad| &broad.mark)
+    }
+
     /// Adds a tube that is not in the list, at the end.
     fn push(&mut self, tube: TubeId) {
         self.order.push(tube);
@@ -67,7 +82,7 @@ impl WatchList {
             }
             None if self.order.len() > BROAD => {
                 let index = self.order.iter().enumerate().map(|(pos, &t)| (t, pos)).collect();
-                self.broad = Some(Box::new(Broad { index }));
+                self.broad = Some(Box::new(Broad { index, mark: WaitMark::default() }));
             }
             None => {}
         }
@@ -124,6 +139,15 @@ impl<J: Journal> Engine<J> {
         }
         watched.push(tube);
         self.tubes[tube].watching += 1;
+        let Some(mark) = watched.mark() else { return };
+        if watched.len() == BROAD + 1 {
+            // It just became broad: its tubes learn of it.
+            for &t in &watched.order {
+                self.tubes[t].waiters.add_broad(conn, mark.clone());
+            }
+        } else {
+            self.tubes[tube].waiters.add_broad(conn, mark.clone());
+        }
     }
 
     /// `conn` stops watching `tube`, which it watches along with others.
@@ -131,13 +155,20 @@ impl<J: Journal> Engine<J> {
     pub(super) fn stop_watching(&mut self, conn: ConnId, tube: TubeId) {
         let watched = &mut self.sessions[conn].as_mut().expect("unknown connection").watched;
         watched.remove(tube);
+        if watched.len() == BROAD {
+            // It just stopped being broad: its tubes forget it.
+            for &t in &watched.order {
+                self.tubes[t].waiters.remove_broad(conn);
+            }
+        }
         self.leave_tube(conn, tube);
     }
 
-    /// The count that `conn` watching `tube` held, gone, and the tube too
-    /// if nothing else holds it (ignore and hang-up).
-    pub(super) fn leave_tube(&mut self, _conn: ConnId, tube: TubeId) {
+    /// The counts and registrations that `conn` watching `tube` held, gone,
+    /// and the tube too if nothing else holds it (ignore and hang-up).
+    pub(super) fn leave_tube(&mut self, conn: ConnId, tube: TubeId) {
         self.tubes[tube].watching -= 1;
+        self.tubes[tube].waiters.remove_broad(conn);
         self.drop_tube_if_unused(tube);
     }
 }
