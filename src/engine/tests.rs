@@ -459,3 +459,5 @@ fn age_and_uptime_follow_the_clock() {
     assert_eq!(h.job_stat(id, "age"), "7");
     assert_eq!(h.server_stat("uptime"), "7");
 }
+
+mod many_tubes;
