@@ -21,6 +21,20 @@ pub struct TubeId(u32);
 /// Jobs with a priority below this count as urgent.
 pub const URGENT_PRIORITY: u32 = 1024;
 
+/// A tube's ready jobs, by (priority, id). Read-only outside this module:
+/// they change through [`Tubes::insert_ready`] and [`Tubes::remove_ready`],
+/// which keep the heads index, so a change that would bypass the index does
+/// not compile.
+#[derive(Debug, Default)]
+pub struct ReadyJobs(BTreeSet<ReadyKey>);
+
+impl std::ops::Deref for ReadyJobs {
+    type Target = BTreeSet<ReadyKey>;
+    fn deref(&self) -> &BTreeSet<ReadyKey> {
+        &self.0
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Pause {
     pub duration: Nanos,
@@ -31,9 +45,7 @@ pub struct Pause {
 pub struct Tube {
     pub name: TubeName,
     /// Ready jobs by (priority, id): the first is the next to reserve.
-    /// Changed only through [`Tubes::insert_ready`] and
-    /// [`Tubes::remove_ready`], which keep the heads index.
-    pub ready: BTreeSet<ReadyKey>,
+    pub ready: ReadyJobs,
     /// Delayed jobs by (deadline, id).
     pub delayed: BTreeSet<(Nanos, JobId)>,
     /// Buried jobs by (burial time, id): burial order, since burial times
@@ -59,7 +71,7 @@ impl Tube {
     fn new(name: TubeName, list_pos: usize) -> Tube {
         Tube {
             name,
-            ready: BTreeSet::new(),
+            ready: ReadyJobs::default(),
             delayed: BTreeSet::new(),
             buried: BTreeSet::new(),
             waiters: TubeWaiters::default(),
@@ -159,7 +171,7 @@ impl Tubes {
     pub fn insert_ready(&mut self, id: TubeId, key: ReadyKey) {
         let tube = &mut self.tubes[id.0 as usize];
         let old = tube.reservable();
-        tube.ready.insert(key);
+        tube.ready.0.insert(key);
         if !tube.is_paused() && old.is_none_or(|head| key < head) {
             self.heads.replace(id, old, Some(key));
         }
@@ -169,7 +181,7 @@ impl Tubes {
     pub fn remove_ready(&mut self, id: TubeId, key: ReadyKey) {
         let tube = &mut self.tubes[id.0 as usize];
         let old = tube.reservable();
-        tube.ready.remove(&key);
+        tube.ready.0.remove(&key);
         if old == Some(key) {
             self.heads.replace(id, old, tube.reservable());
         }
