@@ -14,6 +14,7 @@
 mod client;
 mod scenarios;
 mod server;
+mod tubes;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,12 +26,12 @@ use clap::Parser;
 use scenarios::{Metric, Variant};
 use server::{Binary, Kind};
 
-const ALL_SCENARIOS: &str = "put,put-binlog,recovery,reserve-delete,mixed,idle,delayed,big";
+const ALL_SCENARIOS: &str = "put,put-binlog,recovery,reserve-delete,mixed,idle,delayed,big,tubes";
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "race", about = "Race sprout against beanstalkd on loopback.")]
 pub struct Opts {
-    /// Scenarios to run, comma-separated: put, put-binlog, recovery, reserve-delete, mixed, idle, delayed, big
+    /// Scenarios to run, comma-separated: put, put-binlog, recovery, reserve-delete, mixed, idle, delayed, big, tubes
     #[arg(long, value_delimiter = ',', default_value = ALL_SCENARIOS)]
     pub scenarios: Vec<String>,
 
@@ -122,6 +123,18 @@ pub struct Opts {
     /// big: body size
     #[arg(long, default_value_t = 65_536)]
     pub big_body: usize,
+
+    /// tubes: the numbers of tubes (and of waiting reserves) to run at, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "10,1000,10000")]
+    pub tubes_n: Vec<usize>,
+
+    /// tubes: jobs put and reserved per run (waiters: rounded up to whole rounds of N)
+    #[arg(long, default_value_t = 5_000)]
+    pub tubes_jobs: usize,
+
+    /// tubes: times the worker watching all N tubes is woken from a blocked reserve per run
+    #[arg(long, default_value_t = 1_000)]
+    pub tubes_wakes: usize,
 
     /// Also write the result table (markdown) to this file
     #[arg(long)]

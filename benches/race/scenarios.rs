@@ -60,7 +60,7 @@ pub struct Metric {
 }
 
 impl Metric {
-    fn new(name: &str, value: f64, unit: Unit) -> Metric {
+    pub fn new(name: &str, value: f64, unit: Unit) -> Metric {
         Metric { name: name.into(), value, unit, cpu: None }
     }
 }
@@ -75,7 +75,7 @@ pub struct Env<'a> {
 }
 
 impl Env<'_> {
-    fn start(&self) -> Server {
+    pub fn start(&self) -> Server {
         Server::start(self.binary, &self.flags, &self.log)
     }
 
@@ -386,6 +386,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                     }),
                 });
             }
+            "tubes" => crate::tubes::variants(opts, &body, &mut out),
             _ => unreachable!("scenario names are checked"),
         }
     }

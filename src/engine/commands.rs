@@ -171,12 +171,11 @@ impl<J: Journal> Engine<J> {
     pub(super) fn reserve(&mut self, now: Nanos, conn: ConnId, op: Op, timeout: Option<u32>) -> Option<Reply> {
         self.count(op);
         self.mark_worker(conn);
-        // beanstalkd answers DEADLINE_SOON at once only when no watched tube
-        // has a ready job, paused or not.
-        let any_ready = self.session(conn).watched.iter().any(|&t| !self.tubes[t].ready.is_empty());
-        if self.session(conn).deadline_soon(now) && !any_ready {
-            return Some(Reply::DeadlineSoon);
-        }
+        // With a job due within a second, beanstalkd answers DEADLINE_SOON at
+        // once if no watched tube has a ready job, paused or not; else it
+        // waits, and, having no job it may hand out, answers DEADLINE_SOON
+        // at its next tick. Either way: a job if one may be handed out, else
+        // DEADLINE_SOON, so ready jobs in paused tubes need no look here.
         if let Some(id) = self.best_reservable(conn) {
             return Some(self.hand_out(now, conn, id));
         }
@@ -289,26 +288,20 @@ impl<J: Journal> Engine<J> {
     pub(super) fn watch(&mut self, conn: ConnId, name: &TubeName) -> Reply {
         self.count(Op::Watch);
         let tube = self.tubes.get_or_create(name);
-        if !self.session(conn).watched.contains(&tube) {
-            self.session_mut(conn).watched.push(tube);
-            self.tubes[tube].watching += 1;
-        }
+        self.start_watching(conn, tube);
         Reply::Watching(self.session(conn).watched.len())
     }
 
     pub(super) fn ignore(&mut self, conn: ConnId, name: &TubeName) -> Reply {
         self.count(Op::Ignore);
-        let tube = self.tubes.find(name);
         let watched = &self.session(conn).watched;
-        let Some(pos) = watched.iter().position(|&t| Some(t) == tube) else {
+        let Some(tube) = self.tubes.find(name).filter(|&t| watched.contains(t)) else {
             return Reply::Watching(watched.len());
         };
         if watched.len() < 2 {
             return Reply::NotIgnored;
         }
-        let tube = self.session_mut(conn).watched.swap_remove(pos);
-        self.tubes[tube].watching -= 1;
-        self.drop_tube_if_unused(tube);
+        self.stop_watching(conn, tube);
         Reply::Watching(self.session(conn).watched.len())
     }
 
@@ -370,7 +363,7 @@ impl<J: Journal> Engine<J> {
             self.timers.remove(old.until, Timer::Unpause(tube));
         }
         let until = now + duration;
-        self.tubes[tube].pause = Some(tubes::Pause { duration, until });
+        self.tubes.set_pause(tube, Some(tubes::Pause { duration, until }));
         self.tubes[tube].pauses += 1;
         self.timers.insert(until, Timer::Unpause(tube));
         Reply::Paused

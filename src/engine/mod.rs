@@ -8,13 +8,29 @@
 //! another client's waiting `reserve`).
 //!
 //! Invariant that makes reservation cheap: a tube that is not paused never has
-//! both ready jobs and waiting connections. Whenever a job becomes ready, or a
-//! tube resumes, waiters are served on the spot, earliest first. So a waiter
-//! woken by tube T has no ready job in any other tube it watches, and T's best
-//! job is the best job it could get.
+//! both ready jobs and a waiting connection that watches it. Whenever a job
+//! becomes ready, or a tube resumes, waiters are served on the spot, earliest
+//! first. So a waiter woken by tube T has no ready job in any other tube it
+//! watches, and T's best job is the best job it could get; a put looks at one
+//! tube, never at all the tubes its waiters watch.
+//!
+//! A put or a reserve costs O(log n) however many tubes a worker watches and
+//! however many connections wait (waiting.rs gives the bounds when workers
+//! watch many tubes but not the same ones):
+//!
+//! - A reserve with a job at hand takes the first entry of the heads index
+//!   (heads.rs: every unpaused tube's best ready job, in order) whose tube the
+//!   connection watches; watch lists answer "watches T?" in O(1)
+//!   (watchlist.rs). A worker that watches all 10,000 tubes pays O(log n).
+//! - A reserve that must wait registers with each watched tube if it watches
+//!   a few, or else in one engine-wide queue (waiting.rs): O(log n) to start
+//!   or end a wait however many tubes it watches.
+//! - A job that becomes ready finds the tube's earliest waiter in O(log n),
+//!   be it one of 10,000 waiting on that tube or a worker watching them all.
 
 mod bodies;
 mod commands;
+mod heads;
 mod job;
 mod jobs;
 mod journal;
@@ -25,12 +41,15 @@ mod time;
 mod timers;
 mod tubes;
 mod waiting;
+mod watchlist;
 
 pub use bodies::{Bodies, BodyRef};
 pub use job::{Job, JobCounts, JobHistory, JobId, JobState};
 pub use journal::{Journal, JournalStats, JournalTag, NoJournal};
 pub use stats::HostInfo;
 pub use time::{Nanos, SECOND, secs, whole_secs};
+
+use std::collections::BTreeSet;
 
 use crate::protocol::{Command, Op, Reply, TubeName};
 use jobs::JobTable;
@@ -104,6 +123,9 @@ pub struct Engine<J: Journal = NoJournal> {
     timers: Timers,
     next_job_id: JobId,
     next_wait_seq: u64,
+    /// Waiting connections that watch many tubes, by (arrival, connection);
+    /// the others wait in their tubes (waiting.rs).
+    broad_waiters: BTreeSet<(u64, ConnId)>,
     /// Burial times are kept strictly increasing, so burial order survives
     /// a restart even for jobs buried within the same nanosecond.
     last_buried_at: Nanos,
@@ -134,6 +156,7 @@ impl<J: Journal> Engine<J> {
             timers: Timers::default(),
             next_job_id: 1,
             next_wait_seq: 0,
+            broad_waiters: BTreeSet::new(),
             last_buried_at: 0,
             counts: Counts::default(),
             draining: false,
@@ -280,9 +303,8 @@ impl<J: Journal> Engine<J> {
             self.place_ready(now, id);
         }
         let session = self.sessions[conn].take().expect("disconnect of an unknown connection");
-        for tube in session.watched {
-            self.tubes[tube].watching -= 1;
-            self.drop_tube_if_unused(tube);
+        for &tube in &session.watched {
+            self.leave_tube(conn, tube);
         }
         self.tubes[session.used].using -= 1;
         self.drop_tube_if_unused(session.used);
@@ -316,7 +338,7 @@ impl<J: Journal> Engine<J> {
                     self.place_ready(now, id);
                 }
                 Timer::Unpause(tube) => {
-                    self.tubes[tube].pause = None;
+                    self.tubes.set_pause(tube, None);
                     self.serve_waiters(now, tube);
                 }
                 Timer::ReserveTimeout(conn) => {

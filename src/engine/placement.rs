@@ -18,7 +18,7 @@ impl<J: Journal> Engine<J> {
         let (tube, state, deadline, pri) = (job.tube, job.state, job.deadline, job.pri);
         match state {
             JobState::Ready => {
-                self.tubes[tube].ready.remove(&(pri, id));
+                self.tubes.remove_ready(tube, (pri, id));
                 self.counts.ready -= 1;
                 if pri < URGENT_PRIORITY {
                     self.counts.urgent -= 1;
@@ -50,7 +50,7 @@ impl<J: Journal> Engine<J> {
         let job = self.job_mut(id);
         job.state = JobState::Ready;
         let (tube, pri) = (job.tube, job.pri);
-        self.tubes[tube].ready.insert((pri, id));
+        self.tubes.insert_ready(tube, (pri, id));
         self.counts.ready += 1;
         if pri < URGENT_PRIORITY {
             self.counts.urgent += 1;

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use super::Nanos;
 use super::job::JobId;
 use super::tubes::TubeId;
+use super::watchlist::WatchList;
 
 /// A connection blocked in `reserve` or `reserve-with-timeout`.
 #[derive(Clone, Copy, Debug)]
@@ -31,7 +32,7 @@ pub struct Session {
     pub used: TubeId,
     /// Watched tubes, in beanstalkd's order (ignore swaps the last one into
     /// the hole, which `list-tubes-watched` shows).
-    pub watched: Vec<TubeId>,
+    pub watched: WatchList,
     /// Jobs this connection has reserved, by (TTR deadline, id).
     pub reserved: BTreeSet<(Nanos, JobId)>,
     pub is_producer: bool,
@@ -44,7 +45,7 @@ impl Session {
     pub fn new(default_tube: TubeId) -> Session {
         Session {
             used: default_tube,
-            watched: vec![default_tube],
+            watched: WatchList::new(default_tube),
             reserved: BTreeSet::new(),
             is_producer: false,
             is_worker: false,

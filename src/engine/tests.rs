@@ -28,6 +28,7 @@ impl Harness {
     /// Runs a command and returns every reply it produced.
     fn run(&mut self, conn: ConnId, command: Command) -> Vec<(ConnId, Reply)> {
         self.engine.apply(self.now, conn, command);
+        self.engine.check_invariants();
         self.engine.take_replies().collect()
     }
 
@@ -67,6 +68,7 @@ impl Harness {
     fn advance(&mut self, by: Nanos) -> Vec<(ConnId, Reply)> {
         self.now += by;
         self.engine.tick(self.now);
+        self.engine.check_invariants();
         self.engine.take_replies().collect()
     }
 
@@ -457,3 +459,5 @@ fn age_and_uptime_follow_the_clock() {
     assert_eq!(h.job_stat(id, "age"), "7");
     assert_eq!(h.server_stat("uptime"), "7");
 }
+
+mod many_tubes;

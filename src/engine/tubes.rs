@@ -1,12 +1,15 @@
 //! Tubes: each one's queues, and the registry that creates tubes on first
-//! use and drops them when nothing refers to them any more.
+//! use, drops them when nothing refers to them any more, and keeps the index
+//! of their best ready jobs ([`Heads`]).
 
 use std::collections::{BTreeSet, HashMap};
 
 use slab::Slab;
 
+use super::Nanos;
+use super::heads::{Heads, ReadyKey};
 use super::job::JobId;
-use super::{ConnId, Nanos};
+use super::waiting::TubeWaiters;
 use crate::protocol::TubeName;
 
 /// Handle to a live tube. Handles are reused after a tube is dropped, so
@@ -18,6 +21,20 @@ pub struct TubeId(u32);
 /// Jobs with a priority below this count as urgent.
 pub const URGENT_PRIORITY: u32 = 1024;
 
+/// A tube's ready jobs, by (priority, id). Read-only outside this module:
+/// they change through [`Tubes::insert_ready`] and [`Tubes::remove_ready`],
+/// which keep the heads index, so a change that would bypass the index does
+/// not compile.
+#[derive(Debug, Default)]
+pub struct ReadyJobs(BTreeSet<ReadyKey>);
+
+impl std::ops::Deref for ReadyJobs {
+    type Target = BTreeSet<ReadyKey>;
+    fn deref(&self) -> &BTreeSet<ReadyKey> {
+        &self.0
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Pause {
     pub duration: Nanos,
@@ -28,17 +45,17 @@ pub struct Pause {
 pub struct Tube {
     pub name: TubeName,
     /// Ready jobs by (priority, id): the first is the next to reserve.
-    pub ready: BTreeSet<(u32, JobId)>,
+    pub ready: ReadyJobs,
     /// Delayed jobs by (deadline, id).
     pub delayed: BTreeSet<(Nanos, JobId)>,
     /// Buried jobs by (burial time, id): burial order, since burial times
     /// only grow.
     pub buried: BTreeSet<(Nanos, JobId)>,
-    /// Connections blocked in a reserve that watch this tube, in arrival
-    /// order (a global sequence number, so order holds across tubes).
-    pub waiters: BTreeSet<(u64, ConnId)>,
+    /// Connections blocked in a reserve that watch this tube.
+    pub waiters: TubeWaiters,
     pub reserved: u64,
     pub urgent: u64,
+    /// Changed only through [`Tubes::set_pause`], which keeps the heads index.
     pub pause: Option<Pause>,
     /// Connections using / watching this tube.
     pub using: u64,
@@ -54,10 +71,10 @@ impl Tube {
     fn new(name: TubeName, list_pos: usize) -> Tube {
         Tube {
             name,
-            ready: BTreeSet::new(),
+            ready: ReadyJobs::default(),
             delayed: BTreeSet::new(),
             buried: BTreeSet::new(),
-            waiters: BTreeSet::new(),
+            waiters: TubeWaiters::default(),
             reserved: 0,
             urgent: 0,
             pause: None,
@@ -78,8 +95,8 @@ impl Tube {
         self.pause.is_some()
     }
 
-    /// The best ready job, if the tube may hand one out.
-    pub fn reservable(&self) -> Option<(u32, JobId)> {
+    /// The best ready job, if the tube may hand one out: its head.
+    pub fn reservable(&self) -> Option<ReadyKey> {
         if self.is_paused() { None } else { self.ready.first().copied() }
     }
 }
@@ -94,11 +111,19 @@ pub struct Tubes {
     /// tube moves the last one into its place, as beanstalkd does.
     order: Vec<TubeId>,
     default: TubeId,
+    /// The head of every unpaused tube with ready jobs.
+    heads: Heads,
 }
 
 impl Tubes {
     pub fn new() -> Tubes {
-        let mut tubes = Tubes { tubes: Slab::new(), by_name: HashMap::new(), order: Vec::new(), default: TubeId(0) };
+        let mut tubes = Tubes {
+            tubes: Slab::new(),
+            by_name: HashMap::new(),
+            order: Vec::new(),
+            default: TubeId(0),
+            heads: Heads::default(),
+        };
         tubes.default = tubes.get_or_create(&TubeName::new(b"default").unwrap());
         tubes
     }
@@ -140,6 +165,45 @@ impl Tubes {
 
     pub fn len(&self) -> usize {
         self.order.len()
+    }
+
+    /// Makes a job ready in the tube. O(log n).
+    pub fn insert_ready(&mut self, id: TubeId, key: ReadyKey) {
+        let tube = &mut self.tubes[id.0 as usize];
+        let old = tube.reservable();
+        tube.ready.0.insert(key);
+        if !tube.is_paused() && old.is_none_or(|head| key < head) {
+            self.heads.replace(id, old, Some(key));
+        }
+    }
+
+    /// Takes a ready job out of the tube. O(log n).
+    pub fn remove_ready(&mut self, id: TubeId, key: ReadyKey) {
+        let tube = &mut self.tubes[id.0 as usize];
+        let old = tube.reservable();
+        tube.ready.0.remove(&key);
+        if old == Some(key) {
+            self.heads.replace(id, old, tube.reservable());
+        }
+    }
+
+    /// Pauses the tube (`Some`) or resumes it (`None`). O(log n).
+    pub fn set_pause(&mut self, id: TubeId, pause: Option<Pause>) {
+        let tube = &mut self.tubes[id.0 as usize];
+        let old = tube.reservable();
+        tube.pause = pause;
+        self.heads.replace(id, old, tube.reservable());
+    }
+
+    /// The best ready job of every tube that may hand one out, best first.
+    pub fn heads(&self) -> &Heads {
+        &self.heads
+    }
+
+    /// Every live tube's handle.
+    #[cfg(test)]
+    pub fn ids(&self) -> impl Iterator<Item = TubeId> + '_ {
+        self.order.iter().copied()
     }
 
     /// Tubes in listing order.

@@ -1,15 +1,119 @@
 //! Connections blocked in a reserve, and handing them jobs.
+//!
+//! Where a waiter is registered depends on how many tubes it watches (its
+//! watch list, watchlist.rs):
+//!
+//! - A *narrow* waiter, watching at most [`BROAD`](super::watchlist::BROAD)
+//!   (8) tubes, sits in each of their [`TubeWaiters`] sets, by arrival:
+//!   O(log n) per tube to start or end a wait, and a job that becomes ready
+//!   in a tube finds the tube's earliest narrow waiter in O(log n), however
+//!   many wait there.
+//! - A *broad* waiter goes into one engine-wide queue by arrival, and sets
+//!   the [`WaitMark`] its watch list shares with each tube it watches: O(log
+//!   n) to start or end a wait, however many tubes it watches. A job that
+//!   becomes ready in tube T finds the earliest broad waiter watching T by
+//!   walking that queue from the front until one watches T, or, if the walk
+//!   gets longer than T's list of broad watchers, by reading their marks:
+//!   O(min(k, b) log n) for k broad waiters ahead that do not watch T and b
+//!   broad connections that watch T. A pool of workers that all watch the
+//!   same tubes costs O(log n) (the first broad waiter watches T), and so
+//!   does a tube that no broad connection watches (nothing to walk).
+//!
+//! Waiters are served in arrival order across tubes and kinds: arrival
+//! numbers are engine-wide, and a ready job goes to whichever of the tube's
+//! earliest narrow waiter and earliest broad waiter came first.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use super::session::Wait;
 use super::timers::Timer;
 use super::tubes::TubeId;
 use super::{ConnId, Engine, JobId, Journal, Nanos, SECOND, secs};
 
+/// A broad connection's wait, shared by its watch list with every tube it
+/// watches: the wait's arrival number while it waits, `None` otherwise.
+#[derive(Clone, Debug, Default)]
+pub struct WaitMark(Rc<Cell<Option<u64>>>);
+
+impl WaitMark {
+    pub fn get(&self) -> Option<u64> {
+        self.0.get()
+    }
+
+    fn set(&self, seq: Option<u64>) {
+        self.0.set(seq);
+    }
+}
+
+/// The connections blocked in a reserve that watch one tube.
+#[derive(Debug, Default)]
+pub struct TubeWaiters {
+    /// Narrow waiters by (arrival, connection).
+    narrow: BTreeSet<(u64, ConnId)>,
+    /// Every broad connection that watches the tube, waiting or not.
+    broad: BTreeMap<ConnId, WaitMark>,
+}
+
+impl TubeWaiters {
+    /// How many waiting connections watch the tube (`current-waiting` in
+    /// `stats-tube`). O(b) for b broad connections watching the tube.
+    pub fn len(&self) -> usize {
+        self.narrow.len() + self.broad.values().filter(|mark| mark.get().is_some()).count()
+    }
+
+    pub(super) fn add_broad(&mut self, conn: ConnId, mark: WaitMark) {
+        self.broad.insert(conn, mark);
+    }
+
+    pub(super) fn remove_broad(&mut self, conn: ConnId) {
+        self.broad.remove(&conn);
+    }
+}
+
+/// How a bounded walk through an ordered sequence ended.
+enum Walk<T> {
+    Found(T),
+    /// The sequence ended: nothing in it is wanted.
+    Exhausted,
+    /// The budget ran out first.
+    GaveUp,
+}
+
+/// The first item of `ordered` that is `wanted`, looking at `budget` items
+/// at most.
+fn first_within<T>(mut ordered: impl Iterator<Item = T>, budget: usize, wanted: impl Fn(&T) -> bool) -> Walk<T> {
+    for _ in 0..budget {
+        match ordered.next() {
+            Some(item) if wanted(&item) => return Walk::Found(item),
+            Some(_) => {}
+            None => return Walk::Exhausted,
+        }
+    }
+    Walk::GaveUp
+}
+
 impl<J: Journal> Engine<J> {
     /// The best ready job in the unpaused tubes `conn` watches.
+    ///
+    /// A narrow connection asks each of its tubes. A broad one takes the
+    /// first head (heads.rs) whose tube it watches: O(log n) for a worker
+    /// that watches every tube with ready jobs. Past as many heads as it has
+    /// tubes, asking each of its tubes is no dearer, so it does that:
+    /// O(min(W, 1 + r) log n) for W watched tubes and r better heads in tubes
+    /// it does not watch.
     pub(super) fn best_reservable(&self, conn: ConnId) -> Option<JobId> {
-        let session = self.session(conn);
-        session.watched.iter().filter_map(|&t| self.tubes[t].reservable()).min().map(|(_, id)| id)
+        let watched = &self.session(conn).watched;
+        let ask_each = || watched.iter().filter_map(|&t| self.tubes[t].reservable()).min().map(|(_, id)| id);
+        if !watched.is_broad() {
+            return ask_each();
+        }
+        match first_within(self.tubes.heads().iter(), watched.len(), |&(_, tube)| watched.contains(tube)) {
+            Walk::Found(((_, id), _)) => Some(id),
+            Walk::Exhausted => None,
+            Walk::GaveUp => ask_each(),
+        }
     }
 
     pub(super) fn begin_wait(&mut self, now: Nanos, conn: ConnId, timeout: Option<u32>) {
@@ -17,8 +121,17 @@ impl<J: Journal> Engine<J> {
         self.next_wait_seq += 1;
         let timeout_at = timeout.map(|t| now + secs(t));
         let deadline_soon_at = self.session(conn).soonest_deadline().map(|d| d.saturating_sub(SECOND));
-        for &tube in &self.sessions[conn].as_ref().expect("unknown connection").watched {
-            self.tubes[tube].waiters.insert((seq, conn));
+        let watched = &self.sessions[conn].as_ref().expect("unknown connection").watched;
+        match watched.mark() {
+            Some(mark) => {
+                mark.set(Some(seq));
+                self.broad_waiters.insert((seq, conn));
+            }
+            None => {
+                for &tube in watched {
+                    self.tubes[tube].waiters.narrow.insert((seq, conn));
+                }
+            }
         }
         if let Some(at) = timeout_at {
             self.timers.insert(at, Timer::ReserveTimeout(conn));
@@ -32,8 +145,19 @@ impl<J: Journal> Engine<J> {
 
     pub(super) fn end_wait(&mut self, conn: ConnId) {
         let Some(wait) = self.session_mut(conn).wait.take() else { return };
-        for &tube in &self.sessions[conn].as_ref().expect("unknown connection").watched {
-            self.tubes[tube].waiters.remove(&(wait.seq, conn));
+        // The watch list is the one begin_wait saw: a waiting connection
+        // sends no commands.
+        let watched = &self.sessions[conn].as_ref().expect("unknown connection").watched;
+        match watched.mark() {
+            Some(mark) => {
+                mark.set(None);
+                self.broad_waiters.remove(&(wait.seq, conn));
+            }
+            None => {
+                for &tube in watched {
+                    self.tubes[tube].waiters.narrow.remove(&(wait.seq, conn));
+                }
+            }
         }
         if let Some(at) = wait.timeout_at {
             self.timers.remove(at, Timer::ReserveTimeout(conn));
@@ -44,14 +168,85 @@ impl<J: Journal> Engine<J> {
         self.counts.waiting -= 1;
     }
 
-    /// Hands the tube's ready jobs to its waiters, earliest waiter first.
+    /// Hands the tube's ready jobs to the waiters that watch it, earliest
+    /// waiter first.
     pub(super) fn serve_waiters(&mut self, now: Nanos, tube: TubeId) {
-        loop {
-            let t = &self.tubes[tube];
-            let (Some(&(_, conn)), Some((_, id))) = (t.waiters.first(), t.reservable()) else { return };
+        while let Some((_, id)) = self.tubes[tube].reservable() {
+            let Some(conn) = self.first_waiter(tube) else { return };
             self.end_wait(conn);
             let reply = self.hand_out(now, conn, id);
             self.replies.push((conn, reply));
         }
+    }
+
+    /// The waiting connection that watches `tube` and arrived first.
+    fn first_waiter(&self, tube: TubeId) -> Option<ConnId> {
+        let waiters = &self.tubes[tube].waiters;
+        let narrow = waiters.narrow.first().copied();
+        if waiters.broad.is_empty() {
+            return narrow.map(|(_, conn)| conn);
+        }
+        // Broad waiters that came after the narrow one cannot win.
+        let before = narrow.map_or(u64::MAX, |(seq, _)| seq);
+        let queue = self.broad_waiters.iter().copied().take_while(|&(seq, _)| seq < before);
+        let broad = match first_within(queue, waiters.broad.len(), |(_, conn)| waiters.broad.contains_key(conn)) {
+            Walk::Found(waiter) => Some(waiter),
+            Walk::Exhausted => None,
+            Walk::GaveUp => waiters.broad.iter().filter_map(|(&conn, mark)| Some((mark.get()?, conn))).min(),
+        };
+        narrow.into_iter().chain(broad).min().map(|(_, conn)| conn)
+    }
+}
+
+#[cfg(test)]
+impl<J: Journal> Engine<J> {
+    /// Panics unless every index agrees with the state it summarises and
+    /// the invariant in mod.rs holds. Engine tests call it after each step.
+    pub(super) fn check_invariants(&self) {
+        // The heads index holds exactly the unpaused tubes' best ready jobs.
+        let mut expected: Vec<_> = self.tubes.iter().filter_map(|t| Some((t.reservable()?, t.name.clone()))).collect();
+        expected.sort();
+        let actual: Vec<_> = self.tubes.heads().iter().map(|(key, t)| (key, self.tubes[t].name.clone())).collect();
+        assert_eq!(actual, expected, "heads index");
+
+        // No unpaused tube has a ready job while a waiting connection watches it.
+        for tube in self.tubes.ids() {
+            if self.tubes[tube].reservable().is_some() {
+                assert_eq!(self.first_waiter(tube), None, "tube {} has ready jobs and a waiter", self.tubes[tube].name);
+            }
+        }
+
+        // Every waiter is registered where its kind says, and nowhere else.
+        let (mut narrow_entries, mut broad_entries, mut broad_waiting, mut waiting) = (0, 0, 0, 0);
+        for (conn, session) in self.sessions.iter().enumerate() {
+            let Some(session) = session else { continue };
+            let watched = &session.watched;
+            watched.check();
+            assert_eq!(watched.is_broad(), watched.len() > super::watchlist::BROAD);
+            let seq = session.wait.map(|w| w.seq);
+            waiting += usize::from(seq.is_some());
+            if let Some(mark) = watched.mark() {
+                assert_eq!(mark.get(), seq, "connection {conn}'s mark");
+                broad_entries += watched.len();
+                for &tube in watched {
+                    let shared = self.tubes[tube].waiters.broad.get(&conn).expect("broad watcher unknown to its tube");
+                    assert!(Rc::ptr_eq(&shared.0, &mark.0));
+                }
+                if let Some(seq) = seq {
+                    assert!(self.broad_waiters.contains(&(seq, conn)));
+                    broad_waiting += 1;
+                }
+            } else if let Some(seq) = seq {
+                narrow_entries += watched.len();
+                for &tube in watched {
+                    assert!(self.tubes[tube].waiters.narrow.contains(&(seq, conn)));
+                }
+            }
+        }
+        let ids = || self.tubes.ids().map(|t| &self.tubes[t].waiters);
+        assert_eq!(ids().map(|w| w.narrow.len()).sum::<usize>(), narrow_entries, "narrow registrations");
+        assert_eq!(ids().map(|w| w.broad.len()).sum::<usize>(), broad_entries, "broad registrations");
+        assert_eq!(self.broad_waiters.len(), broad_waiting, "broad waiters");
+        assert_eq!(self.counts.waiting, waiting as u64, "waiting count");
     }
 }

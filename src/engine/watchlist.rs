@@ -1,0 +1,174 @@
+//! The tubes a connection watches, and watching or ignoring one.
+//!
+//! A [`WatchList`] is kept as beanstalkd keeps it: a list in the order
+//! `list-tubes-watched` shows, where `ignore` moves the last tube into the
+//! hole. A list longer than [`BROAD`] tubes is *broad*: it also has a hash
+//! index from tube to position, so that "does this connection watch T?"
+//! costs O(1) however many tubes it watches (a reserve asks that while it
+//! walks the heads index, a put while it walks the broad waiters), and a
+//! [`WaitMark`] that it shares with each tube it watches, so that a tube can
+//! tell which of its broad watchers are waiting without a waiter having to
+//! register with thousands of tubes (see waiting.rs).
+//!
+//! Watching, ignoring and hanging up cost O(1) (plus the log of the tube's
+//! watcher count), except when a list crosses [`BROAD`], which registers or
+//! unregisters it with each of its [`BROAD`]+1 tubes once.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use super::tubes::TubeId;
+use super::waiting::WaitMark;
+use super::{ConnId, Engine, Journal};
+use crate::idmap::IdHasher;
+
+/// A connection watching more tubes than this is a broad watcher.
+pub const BROAD: usize = 8;
+
+#[derive(Debug)]
+pub struct WatchList {
+    /// beanstalkd's order.
+    order: Vec<TubeId>,
+    /// Only while the list is broad (boxed: most connections watch a tube
+    /// or two, and pay a pointer for it).
+    broad: Option<Box<Broad>>,
+}
+
+#[derive(Debug)]
+struct Broad {
+    /// Each tube's position in `order`.
+    index: HashMap<TubeId, usize, BuildHasherDefault<IdHasher>>,
+    mark: WaitMark,
+}
+
+impl WatchList {
+    pub fn new(tube: TubeId) -> WatchList {
+        WatchList { order: vec![tube], broad: None }
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The tubes in `list-tubes-watched` order.
+    pub fn iter(&self) -> std::slice::Iter<'_, TubeId> {
+        self.order.iter()
+    }
+
+    /// O(1): a scan of at most [`BROAD`] tubes, or the index.
+    pub fn contains(&self, tube: TubeId) -> bool {
+        match &self.broad {
+            Some(broad) => broad.index.contains_key(&tube),
+            None => self.order.contains(&tube),
+        }
+    }
+
+    /// Whether the connection watches more than [`BROAD`] tubes.
+    pub fn is_broad(&self) -> bool {
+        self.broad.is_some()
+    }
+
+    /// The wait mark this connection shares with its tubes, if it is broad.
+    pub fn mark(&self) -> Option<&WaitMark> {
+        self.broad.as_ref().map(|broad| &broad.mark)
+    }
+
+    /// Adds a tube that is not in the list, at the end.
+    fn push(&mut self, tube: TubeId) {
+        self.order.push(tube);
+        match &mut self.broad {
+            Some(broad) => {
+                broad.index.insert(tube, self.order.len() - 1);
+            }
+            None if self.order.len() > BROAD => {
+                let index = self.order.iter().enumerate().map(|(pos, &t)| (t, pos)).collect();
+                self.broad = Some(Box::new(Broad { index, mark: WaitMark::default() }));
+            }
+            None => {}
+        }
+    }
+
+    /// Removes a tube that is in the list; the last tube takes its place.
+    fn remove(&mut self, tube: TubeId) {
+        let pos = match &self.broad {
+            Some(broad) => broad.index[&tube],
+            None => self.order.iter().position(|&t| t == tube).expect("removing a tube not watched"),
+        };
+        self.order.swap_remove(pos);
+        if let Some(broad) = &mut self.broad {
+            broad.index.remove(&tube);
+            if let Some(&moved) = self.order.get(pos) {
+                broad.index.insert(moved, pos);
+            }
+            if self.order.len() <= BROAD {
+                self.broad = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+impl WatchList {
+    /// Panics unless the index (if any) matches the list.
+    pub fn check(&self) {
+        assert_eq!(self.is_broad(), self.order.len() > BROAD);
+        if let Some(broad) = &self.broad {
+            assert_eq!(broad.index.len(), self.order.len());
+            for (pos, tube) in self.order.iter().enumerate() {
+                assert_eq!(broad.index[tube], pos);
+            }
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a WatchList {
+    type Item = &'a TubeId;
+    type IntoIter = std::slice::Iter<'a, TubeId>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<J: Journal> Engine<J> {
+    /// `conn` watches `tube` too, if it did not already. Never called while
+    /// `conn` waits (a waiting connection sends no commands).
+    pub(super) fn start_watching(&mut self, conn: ConnId, tube: TubeId) {
+        let watched = &mut self.sessions[conn].as_mut().expect("unknown connection").watched;
+        if watched.contains(tube) {
+            return;
+        }
+        watched.push(tube);
+        self.tubes[tube].watching += 1;
+        let Some(mark) = watched.mark() else { return };
+        if watched.len() == BROAD + 1 {
+            // It just became broad: its tubes learn of it.
+            for &t in &watched.order {
+                self.tubes[t].waiters.add_broad(conn, mark.clone());
+            }
+        } else {
+            self.tubes[tube].waiters.add_broad(conn, mark.clone());
+        }
+    }
+
+    /// `conn` stops watching `tube`, which it watches along with others.
+    /// Never called while `conn` waits.
+    pub(super) fn stop_watching(&mut self, conn: ConnId, tube: TubeId) {
+        let watched = &mut self.sessions[conn].as_mut().expect("unknown connection").watched;
+        watched.remove(tube);
+        if watched.len() == BROAD {
+            // It just stopped being broad: its tubes forget it.
+            for &t in &watched.order {
+                self.tubes[t].waiters.remove_broad(conn);
+            }
+        }
+        self.leave_tube(conn, tube);
+    }
+
+    /// The counts and registrations that `conn` watching `tube` held, gone,
+    /// and the tube too if nothing else holds it (ignore and hang-up).
+    pub(super) fn leave_tube(&mut self, conn: ConnId, tube: TubeId) {
+        self.tubes[tube].watching -= 1;
+        self.tubes[tube].waiters.remove_broad(conn);
+        self.drop_tube_if_unused(tube);
+    }
+}
