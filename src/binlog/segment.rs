@@ -69,17 +69,7 @@ impl Segment {
     pub fn reopen(path: PathBuf, seq: u64, end: u64) -> io::Result<Segment> {
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         let capacity = file.metadata()?.len().max(end);
-        Ok(Segment {
-            seq,
-            file,
-            path,
-            capacity,
-            end,
-            written: end,
-            pending: Vec::new(),
-            unsynced: false,
-            live_jobs: 0,
-        })
+        Ok(Segment { seq, file, path, capacity, end, written: end, pending: Vec::new(), unsynced: false, live_jobs: 0 })
     }
 
     pub fn remaining(&self) -> u64 {

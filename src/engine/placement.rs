@@ -76,7 +76,7 @@ impl<J: Journal> Engine<J> {
             }
         }
         for (tube, keys) in by_tube {
-            self.tubes[tube].ready.append(&mut BTreeSet::from_iter(keys));
+            self.tubes.append_ready(tube, BTreeSet::from_iter(keys));
             self.serve_waiters(now, tube);
         }
     }
