@@ -114,6 +114,44 @@ fn every_state_survives_a_restart() {
 }
 
 #[test]
+fn recovered_jobs_reach_a_worker_watching_many_tubes() {
+    // Recovery fills ready sets in bulk; a worker watching more tubes than
+    // it asks one by one must still find the best of them, and a waiting
+    // one must be woken by the next put.
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = open(dir.path(), 1 << 20, T0).unwrap();
+    let tubes: Vec<TubeName> = (0..20).map(|i| TubeName::new(format!("t{i}").as_bytes()).unwrap()).collect();
+    let mut best = None;
+    for (i, tube) in tubes.iter().enumerate() {
+        run(&mut e, T0, 0, Command::Use(tube.clone()));
+        for j in 0..3u32 {
+            let pri = 100 + ((i as u32 * 7 + j * 5) % 23);
+            let id = put(&mut e, T0, pri, 0, format!("{i}/{j}").as_bytes());
+            if best.is_none_or(|(p, _)| pri < p) {
+                best = Some((pri, id));
+            }
+        }
+    }
+    commit(&mut e);
+    drop(e);
+
+    let mut e = open(dir.path(), 1 << 20, T0).unwrap();
+    for tube in &tubes {
+        run(&mut e, T0, 1, Command::Watch(tube.clone()));
+    }
+    run(&mut e, T0, 1, Command::Ignore(TubeName::new(b"default").unwrap()));
+    let mut reserved = Vec::new();
+    for _ in 0..60 {
+        let Reply::Reserved { id, .. } = run(&mut e, T0, 1, Command::Reserve) else { panic!("no job") };
+        let pri: u32 = job_field(&mut e, T0, id, "pri").parse().unwrap();
+        reserved.push((pri, id));
+    }
+    assert_eq!(reserved[0], best.unwrap());
+    assert!(reserved.is_sorted(), "reserved in (priority, id) order: {reserved:?}");
+    assert_eq!(run(&mut e, T0, 1, Command::ReserveWithTimeout(Some(0))), Reply::TimedOut);
+}
+
+#[test]
 fn ids_never_go_back_even_when_every_job_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = open(dir.path(), 4096, T0).unwrap();
