@@ -234,6 +234,9 @@ impl Server {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             conn.readable = true;
                         }
+                        if event.is_read_closed() || event.is_error() {
+                            conn.hung_up = true;
+                        }
                         if event.is_read_closed() && self.engine.is_waiting(key) {
                             self.engine.hang_up(key);
                             self.deliver_replies();
