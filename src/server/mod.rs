@@ -375,12 +375,14 @@ impl Server {
     }
 
     /// Moves the engine's replies into their connections' output buffers.
+    /// The connection being driven is marked dirty once, when its drive ends;
+    /// others are marked here, and woken to take up their pipelines.
     fn deliver_replies(&mut self) {
         for (key, reply) in self.engine.take_replies() {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.push_reply(&reply);
-                self.dirty.push(key);
                 if self.driving != Some(key) {
+                    self.dirty.push(key);
                     self.woken.push(key);
                 }
             }
