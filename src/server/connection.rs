@@ -50,6 +50,8 @@ pub struct Connection {
     pub broken: bool,
     /// The decoder needs more bytes than are buffered.
     pub input_stalled: bool,
+    /// Listed for the flush at the end of the turn.
+    pub flush_queued: bool,
 }
 
 impl Connection {
@@ -67,6 +69,7 @@ impl Connection {
             quitting: false,
             broken: false,
             input_stalled: false,
+            flush_queued: false,
         }
     }
 
