@@ -5,10 +5,12 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 /// The clock that timestamps in job bodies count from (shared by all threads).
@@ -198,6 +200,9 @@ pub struct Outcome {
     pub secs: f64,
     /// Latency (or lateness) samples in nanoseconds, sorted.
     pub samples: Vec<i64>,
+    /// How late paced puts left the client (sent - due), in nanoseconds,
+    /// sorted: the floor under any latency measured from the due time.
+    pub send_lateness: Vec<i64>,
     /// Client CPU seconds used inside the window (all threads).
     pub client_cpu: f64,
     /// Jobs inserted / reserved by producers / workers over the whole run.
@@ -212,9 +217,18 @@ impl Outcome {
 
     /// The q-quantile of the samples (0..=1), in nanoseconds.
     pub fn quantile(&self, q: f64) -> Option<i64> {
-        let n = self.samples.len();
-        (n > 0).then(|| self.samples[((n - 1) as f64 * q).round() as usize])
+        quantile(&self.samples, q)
     }
+
+    /// The q-quantile of the paced puts' send lateness, in nanoseconds.
+    pub fn send_lateness_quantile(&self, q: f64) -> Option<i64> {
+        quantile(&self.send_lateness, q)
+    }
+}
+
+fn quantile(sorted: &[i64], q: f64) -> Option<i64> {
+    let n = sorted.len();
+    (n > 0).then(|| sorted[((n - 1) as f64 * q).round() as usize])
 }
 
 /// Opens the connections (blocking connect, then non-blocking), splitting
@@ -294,6 +308,7 @@ pub fn run(plan: &Plan, start_signal: Option<&dyn Fn(Instant)>) -> Result<Outcom
                 total.ops += part.ops;
                 total.secs = total.secs.max(part.secs);
                 total.samples.extend(part.samples);
+                total.send_lateness.extend(part.send_lateness);
                 total.client_cpu += part.client_cpu;
                 total.inserted += part.inserted;
                 total.reserved += part.reserved;
@@ -309,6 +324,7 @@ pub fn run(plan: &Plan, start_signal: Option<&dyn Fn(Instant)>) -> Result<Outcom
         total.secs = measure.as_secs_f64();
     }
     total.samples.sort_unstable();
+    total.send_lateness.sort_unstable();
     Ok(total)
 }
 
@@ -340,6 +356,7 @@ struct Ctx {
     ops: u64,
     completed_total: u64,
     samples: Vec<i64>,
+    send_lateness: Vec<i64>,
     inserted: u64,
     reserved: u64,
 }
@@ -449,6 +466,9 @@ impl Conn {
                         Some((pad, delay)) => {
                             let size = STAMP_LEN + pad.len();
                             let stamp = nanos_since_epoch(sent_at);
+                            if *paced && (ctx.count_mode || ctx.in_window()) {
+                                ctx.send_lateness.push(ctx.now.duration_since(sent_at).as_nanos() as i64);
+                            }
                             let _ = write!(self.out, "put 0 {delay} 120 {size}\r\n{stamp:020}");
                             self.out.extend_from_slice(pad);
                             self.out.extend_from_slice(b"\r\n");
@@ -609,6 +629,61 @@ impl Conn {
     }
 }
 
+/// The pace timer's token (connections have their index).
+const PACE: Token = Token(usize::MAX);
+
+/// Wakes the poll when the next paced put is due. `epoll_wait` takes whole
+/// milliseconds (mio rounds up), so a loop that slept on the poll timeout
+/// sent paced puts up to 1 ms late; the body carries the due time, so that
+/// lateness was measured as the server's put-to-reserve latency. A timerfd
+/// fires to the microsecond.
+struct PaceTimer {
+    fd: OwnedFd,
+    armed_for: Option<Instant>,
+}
+
+impl PaceTimer {
+    fn new(poll: &Poll, token: Token) -> Result<PaceTimer, String> {
+        // SAFETY: timerfd_create returns a new descriptor or -1.
+        let raw = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(format!("timerfd_create: {}", io::Error::last_os_error()));
+        }
+        // SAFETY: `raw` is a descriptor we own from here on.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        poll.registry()
+            .register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)
+            .map_err(|e| format!("register the pace timer: {e}"))?;
+        Ok(PaceTimer { fd, armed_for: None })
+    }
+
+    /// Makes the timer fire at `at` (in the future), unless it already does.
+    fn arm(&mut self, at: Instant) -> Result<(), String> {
+        if self.armed_for == Some(at) {
+            return Ok(());
+        }
+        let value = at.saturating_duration_since(Instant::now()).max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_value: libc::timespec { tv_sec: value.as_secs() as libc::time_t, tv_nsec: value.subsec_nanos() as _ },
+        };
+        // SAFETY: timerfd_settime reads `spec` and writes nothing else.
+        if unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } != 0 {
+            return Err(format!("timerfd_settime: {}", io::Error::last_os_error()));
+        }
+        self.armed_for = Some(at);
+        Ok(())
+    }
+
+    /// Acknowledges an expiry, so the descriptor stops being readable.
+    fn clear(&mut self) {
+        let mut expirations = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into the buffer.
+        unsafe { libc::read(self.fd.as_raw_fd(), expirations.as_mut_ptr().cast(), expirations.len()) };
+        self.armed_for = None;
+    }
+}
+
 fn thread_main(mut conns: Vec<Conn>, limit: Limit, quota: u64, rate: f64, t0: Instant) -> Result<Outcome, String> {
     let far = t0 + Duration::from_secs(86400 * 365);
     let (window_start, window_end, issue_end, end, count_mode) = match limit {
@@ -632,6 +707,7 @@ fn thread_main(mut conns: Vec<Conn>, limit: Limit, quota: u64, rate: f64, t0: In
         ops: 0,
         completed_total: 0,
         samples: Vec::new(),
+        send_lateness: Vec::new(),
         inserted: 0,
         reserved: 0,
     };
@@ -644,6 +720,7 @@ fn thread_main(mut conns: Vec<Conn>, limit: Limit, quota: u64, rate: f64, t0: In
             .map_err(|e| e.to_string())?;
     }
     let any_paced = conns.iter().any(|c| c.role.is_paced());
+    let mut pace_timer = if any_paced { Some(PaceTimer::new(&poll, PACE)?) } else { None };
     let mut cpu_start = if count_mode { Some(thread_cpu()) } else { None };
     let mut cpu_end = None;
     for conn in &mut conns {
@@ -678,8 +755,14 @@ fn thread_main(mut conns: Vec<Conn>, limit: Limit, quota: u64, rate: f64, t0: In
         } else if ctx.now < ctx.window_end {
             wake = wake.min(ctx.window_end);
         }
-        if any_paced && let Some(next) = ctx.next_token_at() {
-            wake = wake.min(next.max(ctx.now));
+        if let Some(timer) = &mut pace_timer
+            && let Some(next) = ctx.next_token_at()
+        {
+            if next <= ctx.now {
+                wake = ctx.now;
+            } else {
+                timer.arm(next)?;
+            }
         }
         let timeout = wake.saturating_duration_since(ctx.now);
         match poll.poll(&mut events, Some(timeout)) {
@@ -689,6 +772,12 @@ fn thread_main(mut conns: Vec<Conn>, limit: Limit, quota: u64, rate: f64, t0: In
         }
         ctx.now = Instant::now();
         for event in events.iter() {
+            if event.token() == PACE {
+                if let Some(timer) = &mut pace_timer {
+                    timer.clear();
+                }
+                continue;
+            }
             let conn = &mut conns[event.token().0];
             if event.is_readable() || event.is_read_closed() || event.is_error() {
                 conn.read(&mut ctx).map_err(|e| format!("connection {}: {e}", event.token().0))?;
@@ -711,6 +800,7 @@ fn thread_main(mut conns: Vec<Conn>, limit: Limit, quota: u64, rate: f64, t0: In
         ops: ctx.ops,
         secs,
         samples: ctx.samples,
+        send_lateness: ctx.send_lateness,
         client_cpu: cpu_end - cpu_start.unwrap_or(cpu_end),
         inserted: ctx.inserted,
         reserved: ctx.reserved,

@@ -39,6 +39,9 @@ pub struct Connection {
     output_sent: usize,
     /// The socket may have bytes to read (edge-triggered readiness).
     pub readable: bool,
+    /// The poller reported the peer's shutdown (or an error): no further
+    /// event will come, so reads must go on until they return 0.
+    pub hung_up: bool,
     /// The client shut down its sending side.
     pub eof: bool,
     /// The client sent `quit`: no more commands, close once replies are out.
@@ -47,6 +50,8 @@ pub struct Connection {
     pub broken: bool,
     /// The decoder needs more bytes than are buffered.
     pub input_stalled: bool,
+    /// Listed for the flush at the end of the turn.
+    pub flush_queued: bool,
 }
 
 impl Connection {
@@ -59,10 +64,12 @@ impl Connection {
             output: Vec::new(),
             output_sent: 0,
             readable: true,
+            hung_up: false,
             eof: false,
             quitting: false,
             broken: false,
             input_stalled: false,
+            flush_queued: false,
         }
     }
 
@@ -108,6 +115,13 @@ impl Connection {
     }
 
     /// Reads once into `scratch` and keeps what arrived.
+    ///
+    /// A read that does not fill `scratch` has drained the socket, and with
+    /// edge-triggered readiness whatever arrives after it raises a new event
+    /// (epoll(7), question 9; netty's epoll transport relies on it too): so
+    /// the connection is marked not readable instead of spending a second
+    /// read to hear `WouldBlock`. Once the peer has hung up, no event
+    /// follows, and reads go on until they return 0.
     pub fn read_some(&mut self, scratch: &mut [u8]) -> ReadOutcome {
         loop {
             match self.stream.read(scratch) {
@@ -122,6 +136,9 @@ impl Connection {
                     }
                     self.input.extend_from_slice(&scratch[..n]);
                     self.input_stalled = false;
+                    if n < scratch.len() && !self.hung_up {
+                        self.readable = false;
+                    }
                     return ReadOutcome::Data;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -125,7 +125,9 @@ struct Server {
     woken: Vec<usize>,
     /// The connection being driven, which needs no wake-up of its own.
     driving: Option<usize>,
-    /// Connections with replies to send at the end of this turn.
+    /// Connections with replies to send at the end of this turn, in the
+    /// order their first replies were made (each is listed once, see
+    /// [`Connection::flush_queued`]).
     dirty: Vec<usize>,
     /// Set after accept failed for lack of file descriptors.
     accept_paused: bool,
@@ -234,6 +236,9 @@ impl Server {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             conn.readable = true;
                         }
+                        if event.is_read_closed() || event.is_error() {
+                            conn.hung_up = true;
+                        }
                         if event.is_read_closed() && self.engine.is_waiting(key) {
                             self.engine.hang_up(key);
                             self.deliver_replies();
@@ -258,6 +263,9 @@ impl Server {
     /// The end of a turn: log what changed, then send what was answered.
     /// Replies go out only after the changes they acknowledge were written
     /// (and with `-f 0`, synced): one write and one fsync for all clients.
+    /// Connections are written in the order their first replies were made,
+    /// so a job handed to a waiting worker goes out before the `INSERTED`
+    /// of the put that brought it.
     fn end_turn(&mut self) {
         if self.engine.journal().is_some() {
             // Compaction's rewrites go out in the same write as the turn's
@@ -268,10 +276,12 @@ impl Server {
             let _ = binlog.commit(Instant::now());
         }
         let mut dirty = std::mem::take(&mut self.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
         for key in dirty.drain(..) {
             let Some(conn) = self.conns.get_mut(key) else { continue };
+            if !std::mem::take(&mut conn.flush_queued) {
+                // Listed for a connection that closed; a new one took its key.
+                continue;
+            }
             conn.flush();
             let waiting = self.engine.is_waiting(key);
             if conn.is_finished(waiting) {
@@ -372,12 +382,16 @@ impl Server {
     }
 
     /// Moves the engine's replies into their connections' output buffers.
+    /// The connection being driven is marked dirty once, when its drive ends;
+    /// others are marked here, and woken to take up their pipelines.
     fn deliver_replies(&mut self) {
         for (key, reply) in self.engine.take_replies() {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.push_reply(&reply);
-                self.dirty.push(key);
                 if self.driving != Some(key) {
+                    if !std::mem::replace(&mut conn.flush_queued, true) {
+                        self.dirty.push(key);
+                    }
                     self.woken.push(key);
                 }
             }
@@ -430,6 +444,15 @@ impl Server {
             // same turn already count the connection as gone.
             self.close(key);
         } else {
+            self.queue_flush(key);
+        }
+    }
+
+    /// Lists the connection for the flush at the end of the turn.
+    fn queue_flush(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key)
+            && !std::mem::replace(&mut conn.flush_queued, true)
+        {
             self.dirty.push(key);
         }
     }
@@ -483,7 +506,10 @@ impl Server {
         for listener in &mut self.listeners {
             let _ = self.poll.registry().deregister(listener);
         }
-        self.dirty.extend(self.conns.iter().map(|(key, _)| key));
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.queue_flush(key);
+        }
         self.end_turn();
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         let mut events = Events::with_capacity(1024);

@@ -29,16 +29,22 @@ impl DeadlineTimer {
         Ok(DeadlineTimer { fd, armed_for: None })
     }
 
-    /// Makes the timer fire at `at` (or never), unless it already does.
+    /// Makes the timer fire at `at` or before it.
+    ///
+    /// A timer that will fire sooner is left as it is (and one that is no
+    /// longer needed, armed): it wakes the loop early, nothing is due, and it
+    /// is set for the real deadline then. The engine's next deadline moves
+    /// later at nearly every turn under load (the job whose TTR ends first is
+    /// deleted), and following it cost a `timerfd_settime` per turn.
     pub fn arm(&mut self, at: Option<Instant>) {
-        if self.armed_for == at {
+        let Some(at) = at else { return };
+        let now = Instant::now();
+        if self.armed_for.is_some_and(|armed| now < armed && armed <= at) {
             return;
         }
-        // A zero it_value disarms the timer; a deadline already past fires
-        // after one nanosecond.
-        let value = at.map_or(std::time::Duration::ZERO, |at| {
-            at.saturating_duration_since(Instant::now()).max(std::time::Duration::from_nanos(1))
-        });
+        // A deadline already past fires after one nanosecond (a zero would
+        // disarm the timer).
+        let value = at.saturating_duration_since(now).max(std::time::Duration::from_nanos(1));
         let spec = libc::itimerspec {
             it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
             it_value: libc::timespec { tv_sec: value.as_secs() as libc::time_t, tv_nsec: value.subsec_nanos() as _ },
@@ -46,7 +52,7 @@ impl DeadlineTimer {
         // SAFETY: timerfd_settime reads `spec` and writes nothing else.
         let r = unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
         if r == 0 {
-            self.armed_for = at;
+            self.armed_for = Some(at);
         } else {
             log::warn!("timerfd_settime: {}", io::Error::last_os_error());
             self.armed_for = None;
