@@ -73,6 +73,11 @@ impl Decoder {
         }
     }
 
+    /// True while a body (kept or discarded) is partly received.
+    pub fn in_body(&self) -> bool {
+        matches!(self.state, State::Body { .. } | State::Discard { .. })
+    }
+
     /// Takes one step over `input`, the bytes received and not yet consumed.
     pub fn decode(&mut self, input: &[u8]) -> Step {
         match self.state {

@@ -42,6 +42,8 @@ pub struct Connection {
     /// The poller reported the peer's shutdown (or an error): no further
     /// event will come, so reads must go on until they return 0.
     pub hung_up: bool,
+    /// The last read did not fill the buffer: the socket was empty then.
+    drained: bool,
     /// The client shut down its sending side.
     pub eof: bool,
     /// The client sent `quit`: no more commands, close once replies are out.
@@ -65,6 +67,7 @@ impl Connection {
             output_sent: 0,
             readable: true,
             hung_up: false,
+            drained: false,
             eof: false,
             quitting: false,
             broken: false,
@@ -115,13 +118,6 @@ impl Connection {
     }
 
     /// Reads once into `scratch` and keeps what arrived.
-    ///
-    /// A read that does not fill `scratch` has drained the socket, and with
-    /// edge-triggered readiness whatever arrives after it raises a new event
-    /// (epoll(7), question 9; netty's epoll transport relies on it too): so
-    /// the connection is marked not readable instead of spending a second
-    /// read to hear `WouldBlock`. Once the peer has hung up, no event
-    /// follows, and reads go on until they return 0.
     pub fn read_some(&mut self, scratch: &mut [u8]) -> ReadOutcome {
         loop {
             match self.stream.read(scratch) {
@@ -136,9 +132,7 @@ impl Connection {
                     }
                     self.input.extend_from_slice(&scratch[..n]);
                     self.input_stalled = false;
-                    if n < scratch.len() && !self.hung_up {
-                        self.readable = false;
-                    }
+                    self.drained = n < scratch.len();
                     return ReadOutcome::Data;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -153,6 +147,22 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Called once what a read brought was processed. A read that did not
+    /// fill the buffer drained the socket, and with edge-triggered readiness
+    /// whatever arrives after it raises a new event (epoll(7), question 9):
+    /// so the connection stops reading rather than spend a second read to
+    /// hear `WouldBlock`. Except in two cases: in the middle of a body, which
+    /// is arriving as we speak (a 64 KiB put comes in pieces), one more read
+    /// usually finds the next piece sooner than another turn of the loop;
+    /// and once the peer has hung up no event follows, so reads go on until
+    /// they return 0.
+    pub fn settle_after_read(&mut self) {
+        if self.drained && !self.hung_up && !self.decoder.in_body() {
+            self.readable = false;
+        }
+        self.drained = false;
     }
 
     pub fn push_reply(&mut self, reply: &Reply) {
