@@ -1,4 +1,5 @@
-//! Facts about this process and machine, read once at startup, for `stats`.
+//! Facts about this process and machine, read once at startup, for `stats`;
+//! and the one process limit sprout raises.
 
 use std::ffi::CStr;
 use std::io::Read;
@@ -52,4 +53,17 @@ fn cpu_time_micros() -> (u64, u64) {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
     (micros(ru.ru_utime), micros(ru.ru_stime))
+}
+
+/// Many clients means many sockets: use the hard limit on open files, not
+/// the (often 1024) soft one.
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }

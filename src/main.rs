@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     // beanstalkd's order: bind (perhaps to a privileged port), drop
     // privileges, then open the binlog as that user, so every file in the
     // directory belongs to the user who will write it.
-    raise_fd_limit();
+    sprout::host::raise_fd_limit();
     let listeners = match sprout::server::listen(&config) {
         Ok(listeners) => listeners,
         Err(e) => {
@@ -98,17 +98,4 @@ fn init_logging(verbose: u8) {
         _ => log::LevelFilter::Trace,
     };
     env_logger::Builder::new().filter_level(level).parse_default_env().init();
-}
-
-/// Many clients means many sockets: use the hard limit on open files, not
-/// the (often 1024) soft one.
-fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct given.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }

@@ -191,17 +191,6 @@ fn is_tmpfs(path: &Path) -> bool {
     }
 }
 
-fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct given.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 fn machine() -> String {
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -337,7 +326,7 @@ fn main() {
         .or_else(|| std::env::var_os("BEANSTALKD_BIN").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/usr/bin/beanstalkd"));
     server::install_cleanup();
-    raise_fd_limit();
+    sprout::host::raise_fd_limit();
 
     let sprout = sprout_path(&opts);
     if !sprout.exists() {

@@ -118,8 +118,7 @@ impl Bodies {
             return BodyRef { len, at: 0 };
         }
         if body.len() > SMALL_MAX {
-            let at = u32::try_from(self.large.insert(Rc::from(body))).expect("fewer than 2^32 large bodies");
-            return BodyRef { len, at };
+            return self.insert_large(Rc::from(body));
         }
         let k = class_of(body.len());
         while self.classes.len() <= k {
@@ -138,6 +137,10 @@ impl Bodies {
         if body.len() <= SMALL_MAX {
             return self.insert(&body);
         }
+        self.insert_large(body)
+    }
+
+    fn insert_large(&mut self, body: Rc<[u8]>) -> BodyRef {
         let len = u32::try_from(body.len()).expect("bodies are limited to -z, at most 2^32 bytes");
         let at = u32::try_from(self.large.insert(body)).expect("fewer than 2^32 large bodies");
         BodyRef { len, at }
