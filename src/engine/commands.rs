@@ -49,7 +49,7 @@ impl<J: Journal> Engine<J> {
             C::PeekReady => {
                 self.count(Op::PeekReady);
                 let tube = &self.tubes[self.session(conn).used];
-                self.found(tube.ready.first().map(|&(_, id)| id))
+                self.found(tube.ready.first().map(|(_, id)| id))
             }
             C::PeekDelayed => {
                 self.count(Op::PeekDelayed);

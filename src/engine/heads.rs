@@ -16,10 +16,8 @@
 use std::collections::BTreeSet;
 
 use super::job::JobId;
+use super::ready::ReadyKey;
 use super::tubes::TubeId;
-
-/// A ready job by its ordering key: (priority, id).
-pub type ReadyKey = (u32, JobId);
 
 /// Heads of the unpaused tubes that have ready jobs, best first.
 #[derive(Debug, Default)]

@@ -35,6 +35,7 @@ mod job;
 mod jobs;
 mod journal;
 mod placement;
+mod ready;
 mod session;
 mod stats;
 mod time;

@@ -2,7 +2,7 @@
 //! one `place_*`, so the counters and timers that go with each state are kept
 //! in one place.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use super::job::Holder;
 use super::timers::Timer;
@@ -59,9 +59,8 @@ impl<J: Journal> Engine<J> {
         self.serve_waiters(now, tube);
     }
 
-    /// Makes many jobs ready at once (recovery). Each tube's ready set is
-    /// built in one pass from sorted keys: several times faster than
-    /// inserting keys one by one, and the set's nodes come out full.
+    /// Makes many jobs ready at once (recovery). Each tube's ready queue is
+    /// given its keys sorted, so each one is appended at its end.
     pub(super) fn place_ready_all(&mut self, now: Nanos, ids: Vec<JobId>) {
         let mut by_tube: HashMap<TubeId, Vec<(u32, JobId)>> = HashMap::new();
         for id in ids {
@@ -75,8 +74,9 @@ impl<J: Journal> Engine<J> {
                 self.tubes[tube].urgent += 1;
             }
         }
-        for (tube, keys) in by_tube {
-            self.tubes.append_ready(tube, BTreeSet::from_iter(keys));
+        for (tube, mut keys) in by_tube {
+            keys.sort_unstable();
+            self.tubes.append_ready(tube, keys);
             self.serve_waiters(now, tube);
         }
     }
