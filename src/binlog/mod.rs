@@ -34,8 +34,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::config::FsyncPolicy;
-use crate::engine::{Bodies, BodyRef, Job, JobCounts, JobId, JobState, Journal, JournalStats, JournalTag, RestoredJob};
-use crate::protocol::TubeName;
+use crate::engine::{
+    Bodies, BodyRef, Job, JobCounts, JobId, JobState, JobView, Journal, JournalStats, JournalTag, RestoredJob,
+};
 use lock::DirLock;
 use record::{FullJob, HEADER_LEN, Header, JobUpdate, LoggedState, Record};
 use segment::Segment;
@@ -380,13 +381,14 @@ impl Binlog {
         let segment = self.segment_mut(seq);
         segment.live_jobs += 1;
         self.live_bytes += len;
-        JournalTag { file: u32::try_from(seq).expect("2^32 binlog files"), len: len as u32 }
+        JournalTag { file: u32::try_from(seq).expect("2^32 binlog files") }
     }
 
-    /// Forgets a job's full record (deleted, or rewritten elsewhere).
-    fn untrack(&mut self, tag: JournalTag) {
-        self.segment_mut(u64::from(tag.file)).live_jobs -= 1;
-        self.live_bytes -= u64::from(tag.len);
+    /// Forgets a job's full record (deleted, or rewritten elsewhere). Its
+    /// length follows from the tube name's and the body's.
+    fn untrack(&mut self, job: JobView) {
+        self.segment_mut(u64::from(job.job.journal_tag.file)).live_jobs -= 1;
+        self.live_bytes -= Record::<&[u8]>::full_job_len(job.tube.as_str().len(), job.body.len()) as u64;
     }
 
     /// Deletes old files that no live job needs, oldest first (a newer file
@@ -424,13 +426,13 @@ impl Binlog {
 }
 
 impl Journal for Binlog {
-    fn log_put(&mut self, job: &Job, tube: &TubeName, body: &[u8]) -> Option<JournalTag> {
-        let record = Record::Job(full_job(job, tube, body));
+    fn log_put(&mut self, job: JobView) -> Option<JournalTag> {
+        let record = Record::Job(full_job(job));
         let len = record.encoded_len() as u64;
         if !self.ensure_room(len + DELETE_LEN) {
             return None;
         }
-        self.next_id = self.next_id.max(job.id + 1);
+        self.next_id = self.next_id.max(job.job.id + 1);
         let seq = self.append(&record);
         self.reserved += DELETE_LEN;
         Some(self.track(seq, len))
@@ -440,18 +442,18 @@ impl Journal for Binlog {
         self.ensure_room(UPDATE_LEN)
     }
 
-    fn log_update(&mut self, job: &Job) {
+    fn log_update(&mut self, job: JobView) {
         self.append(&Record::<&[u8]>::State(job_update(job)));
     }
 
-    fn log_delete(&mut self, job: &Job) {
+    fn log_delete(&mut self, job: JobView) {
         if self.failed {
             return;
         }
         // The room was promised when the job was put.
         self.reserved -= DELETE_LEN;
-        self.append(&Record::<&[u8]>::Delete(job.id));
-        self.untrack(job.journal_tag);
+        self.append(&Record::<&[u8]>::Delete(job.job.id));
+        self.untrack(job);
     }
 
     fn job_file(&self, job: &Job) -> u64 {
@@ -483,19 +485,19 @@ impl Journal for Binlog {
         m.ids[from..m.next].to_vec()
     }
 
-    fn log_migration(&mut self, job: &Job, tube: &TubeName, body: &[u8]) -> Option<JournalTag> {
+    fn log_migration(&mut self, job: JobView) -> Option<JournalTag> {
         // Only jobs whose full record is still in the oldest file move; the
         // others were moved already.
-        if u64::from(job.journal_tag.file) != self.segments[0].seq || self.current == 0 {
+        if u64::from(job.job.journal_tag.file) != self.segments[0].seq || self.current == 0 {
             return None;
         }
-        let record = Record::Job(full_job(job, tube, body));
+        let record = Record::Job(full_job(job));
         let len = record.encoded_len() as u64;
         if !self.ensure_room(len) {
             return None;
         }
         let seq = self.append(&record);
-        self.untrack(job.journal_tag);
+        self.untrack(job);
         self.records_migrated += 1;
         Some(self.track(seq, len))
     }
@@ -519,16 +521,16 @@ fn logged_state(state: JobState) -> LoggedState {
     }
 }
 
-fn job_update(job: &Job) -> JobUpdate {
-    let c = job.history.counts();
+fn job_update(view: JobView) -> JobUpdate {
+    let (job, c) = (view.job, view.counts);
     JobUpdate {
         id: job.id,
         pri: job.pri,
-        state: logged_state(job.state),
+        state: logged_state(job.state()),
         delay: job.delay(),
         // For delayed jobs when they become ready; for buried ones when they
         // were buried (so they come back in that order).
-        ready_at: match job.state {
+        ready_at: match job.state() {
             JobState::Delayed | JobState::Buried => job.deadline as i64,
             _ => 0,
         },
@@ -540,8 +542,14 @@ fn job_update(job: &Job) -> JobUpdate {
     }
 }
 
-fn full_job<'a>(job: &Job, tube: &TubeName, body: &'a [u8]) -> FullJob<&'a [u8]> {
-    FullJob { update: job_update(job), tube: tube.clone(), ttr: job.ttr(), created_at: job.created_at as i64, body }
+fn full_job(view: JobView<'_>) -> FullJob<&[u8]> {
+    FullJob {
+        update: job_update(view),
+        tube: view.tube.clone(),
+        ttr: view.job.ttr(),
+        created_at: view.job.created_at as i64,
+        body: view.body,
+    }
 }
 
 fn restored_job(job: FullJob<BodyRef>, journal_tag: JournalTag) -> RestoredJob {
@@ -574,21 +582,21 @@ fn restored_job(job: FullJob<BodyRef>, journal_tag: JournalTag) -> RestoredJob {
 
 /// The server runs with a binlog or without one.
 impl Journal for Option<Binlog> {
-    fn log_put(&mut self, job: &Job, tube: &TubeName, body: &[u8]) -> Option<JournalTag> {
+    fn log_put(&mut self, job: JobView) -> Option<JournalTag> {
         match self {
-            Some(b) => b.log_put(job, tube, body),
+            Some(b) => b.log_put(job),
             None => Some(JournalTag::default()),
         }
     }
     fn reserve_update(&mut self) -> bool {
         self.as_mut().is_none_or(Binlog::reserve_update)
     }
-    fn log_update(&mut self, job: &Job) {
+    fn log_update(&mut self, job: JobView) {
         if let Some(b) = self {
             b.log_update(job);
         }
     }
-    fn log_delete(&mut self, job: &Job) {
+    fn log_delete(&mut self, job: JobView) {
         if let Some(b) = self {
             b.log_delete(job);
         }
@@ -599,8 +607,8 @@ impl Journal for Option<Binlog> {
     fn jobs_to_migrate(&mut self) -> Vec<JobId> {
         self.as_mut().map_or_else(Vec::new, Binlog::jobs_to_migrate)
     }
-    fn log_migration(&mut self, job: &Job, tube: &TubeName, body: &[u8]) -> Option<JournalTag> {
-        self.as_mut().and_then(|b| b.log_migration(job, tube, body))
+    fn log_migration(&mut self, job: JobView) -> Option<JournalTag> {
+        self.as_mut().and_then(|b| b.log_migration(job))
     }
     fn stats(&self) -> JournalStats {
         self.as_ref().map_or_else(JournalStats::default, Binlog::stats)

@@ -101,6 +101,12 @@ impl<Body: AsRef<[u8]>> Record<Body> {
         }
     }
 
+    /// Bytes a job's full record takes in a file, frame included, for a tube
+    /// name and a body of these lengths.
+    pub fn full_job_len(tube_len: usize, body_len: usize) -> usize {
+        FRAME_LEN + 1 + job_payload_len(tube_len, body_len)
+    }
+
     /// Bytes the record takes in a file, frame included.
     pub fn encoded_len(&self) -> usize {
         FRAME_LEN + self.payload_len()
@@ -108,7 +114,7 @@ impl<Body: AsRef<[u8]>> Record<Body> {
 
     fn payload_len(&self) -> usize {
         1 + match self {
-            Record::Job(job) => UPDATE_LEN + 8 + 8 + 1 + job.tube.as_str().len() + 4 + job.body.as_ref().len(),
+            Record::Job(job) => job_payload_len(job.tube.as_str().len(), job.body.as_ref().len()),
             Record::State(_) => UPDATE_LEN,
             Record::Delete(_) => 8,
             Record::Padding(filler) => *filler,
@@ -148,6 +154,12 @@ impl<Body: AsRef<[u8]>> Record<Body> {
         let crc = crc32fast::hash(&out[start + 4..]);
         out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
     }
+}
+
+/// A full job record's payload after its type byte: the update, TTR,
+/// creation time, tube name with its length byte, body with its length.
+fn job_payload_len(tube_len: usize, body_len: usize) -> usize {
+    UPDATE_LEN + 8 + 8 + 1 + tube_len + 4 + body_len
 }
 
 fn encode_update(u: &JobUpdate, out: &mut Vec<u8>) {
@@ -420,6 +432,10 @@ mod tests {
             let mut bytes = Vec::new();
             record.encode(&mut bytes);
             assert_eq!(bytes.len(), record.encoded_len());
+            if let Record::Job(job) = &record {
+                let len = Record::<&[u8]>::full_job_len(job.tube.as_str().len(), job.body.len());
+                assert_eq!(bytes.len(), len, "the length compaction counts for a job");
+            }
             assert_eq!(decode(&bytes), Decoded::Record(record, bytes.len()));
         }
     }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::*;
 use crate::engine::{Engine, EngineConfig, HostInfo, Nanos, SECOND};
 use crate::protocol::command::NewJob;
-use crate::protocol::{Command, Reply};
+use crate::protocol::{Command, Reply, TubeName};
 
 const T0: Nanos = 1_700_000_000 * SECOND;
 

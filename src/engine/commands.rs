@@ -5,7 +5,7 @@ use super::journal::JournalTag;
 use super::session::PendingPut;
 use super::timers::Timer;
 use super::tubes;
-use super::{ConnId, Engine, Job, JobHistory, JobId, JobState, Journal, Nanos, secs};
+use super::{ConnId, Engine, Job, JobCounts, JobId, JobState, JobView, Journal, Nanos, Place, secs};
 use crate::protocol::command::NewJob;
 use crate::protocol::{Command, Op, Reply, TubeName};
 
@@ -145,13 +145,12 @@ impl<J: Journal> Engine<J> {
             // Stored once the log has taken it.
             body: BodyRef::default(),
             created_at: now,
-            state: if delayed { JobState::Delayed } else { JobState::Ready },
+            place: Place::unheld(if delayed { JobState::Delayed } else { JobState::Ready }),
             deadline: if delayed { now + secs(new.delay) } else { 0 },
-            reserver: None,
-            history: JobHistory::default(),
             journal_tag: JournalTag::default(),
         };
-        match self.journal.log_put(&job, &self.tubes[tube].name, &new.body) {
+        let view = JobView { job: &job, counts: JobCounts::default(), tube: &self.tubes[tube].name, body: &new.body };
+        match self.journal.log_put(view) {
             Some(tag) => job.journal_tag = tag,
             None => return Reply::OutOfMemory,
         }
@@ -192,14 +191,14 @@ impl<J: Journal> Engine<J> {
     pub(super) fn reserve_job(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
         self.count(Op::ReserveJob);
         match self.jobs.get(&id) {
-            Some(job) if job.state != JobState::Reserved => {
+            Some(job) if job.state() != JobState::Reserved => {
                 // Taking a job out of the buried or delayed state is logged,
                 // so that a crash brings it back ready, not buried.
-                let was_parked = job.state != JobState::Ready;
+                let was_parked = job.state() != JobState::Ready;
                 self.mark_worker(conn);
                 let reply = self.hand_out(now, conn, id);
                 if was_parked && self.journal.reserve_update() {
-                    self.journal.log_update(&self.jobs[&id]);
+                    self.log_update(id);
                 }
                 reply
             }
@@ -210,13 +209,14 @@ impl<J: Journal> Engine<J> {
     pub(super) fn delete(&mut self, conn: ConnId, id: JobId) -> Reply {
         self.count(Op::Delete);
         let Some(job) = self.jobs.get(&id) else { return Reply::NotFound };
-        if job.state == JobState::Reserved && !job.is_reserved_by(conn) {
+        if job.state() == JobState::Reserved && !job.is_reserved_by(conn) {
             return Reply::NotFound;
         }
         self.unplace(id);
-        self.journal.log_delete(&self.jobs[&id]);
+        self.journal_sees(id, |journal, job| journal.log_delete(job));
         let job = self.jobs.remove(&id).expect("job vanished");
         self.bodies.remove(job.body);
+        self.histories.forget(id);
         self.tubes[job.tube].deletes += 1;
         self.drop_tube_if_unused(job.tube);
         Reply::Deleted
@@ -234,15 +234,15 @@ impl<J: Journal> Engine<J> {
         let job = self.job_mut(id);
         job.pri = pri;
         job.delay_secs = delay;
-        job.history.counts_mut().releases += 1;
+        self.histories.counts_mut(id).releases += 1;
         // Logged before placing: placing a ready job may hand it straight to
         // a waiting worker, and the log must say "ready", not "reserved".
         if delay > 0 {
             self.place_delayed(now, id, secs(delay));
-            self.journal.log_update(&self.jobs[&id]);
+            self.log_update(id);
         } else {
-            self.job_mut(id).state = JobState::Ready;
-            self.journal.log_update(&self.jobs[&id]);
+            self.job_mut(id).place = Place::unheld(JobState::Ready);
+            self.log_update(id);
             self.place_ready(now, id);
         }
         Reply::Released
@@ -257,11 +257,10 @@ impl<J: Journal> Engine<J> {
             return Reply::InternalError;
         }
         self.unplace(id);
-        let job = self.job_mut(id);
-        job.pri = pri;
-        job.history.counts_mut().buries += 1;
+        self.job_mut(id).pri = pri;
+        self.histories.counts_mut(id).buries += 1;
         self.place_buried(id, now);
-        self.journal.log_update(&self.jobs[&id]);
+        self.log_update(id);
         Reply::Buried
     }
 
@@ -334,7 +333,7 @@ impl<J: Journal> Engine<J> {
 
     pub(super) fn kick_job(&mut self, now: Nanos, id: JobId) -> Reply {
         self.count(Op::KickJob);
-        match self.jobs.get(&id).map(|job| job.state) {
+        match self.jobs.get(&id).map(|job| job.state()) {
             Some(JobState::Buried | JobState::Delayed) if self.kick_one(now, id) => Reply::KickedOne,
             _ => Reply::NotFound,
         }
@@ -346,10 +345,9 @@ impl<J: Journal> Engine<J> {
             return false;
         }
         self.unplace(id);
-        let job = self.job_mut(id);
-        job.history.counts_mut().kicks += 1;
-        job.state = JobState::Ready;
-        self.journal.log_update(&self.jobs[&id]);
+        self.histories.counts_mut(id).kicks += 1;
+        self.job_mut(id).place = Place::unheld(JobState::Ready);
+        self.log_update(id);
         self.place_ready(now, id);
         true
     }

@@ -6,6 +6,7 @@ use super::bodies::BodyRef;
 use super::journal::JournalTag;
 use super::tubes::TubeId;
 use super::{ConnId, Nanos, secs};
+use crate::idmap::IdMap;
 
 pub type JobId = u64;
 
@@ -41,46 +42,88 @@ pub struct JobCounts {
     pub kicks: u32,
 }
 
-/// A job's counters, kept apart until one of them moves: most jobs wait in
-/// a queue and are deleted after one reserve, and a million waiting jobs
-/// should not carry twenty bytes of zeros each.
-#[derive(Clone, Debug, Default)]
-pub struct JobHistory(Option<Box<JobCounts>>);
+/// The counters of the jobs whose counters moved, by job id. Most jobs wait
+/// in a queue and are deleted after one reserve, and a million waiting jobs
+/// should not carry twenty bytes of zeros each, nor a pointer to them.
+#[derive(Debug, Default)]
+pub struct Histories(IdMap<JobCounts>);
 
-impl JobHistory {
-    pub fn new(counts: JobCounts) -> JobHistory {
-        JobHistory((counts != JobCounts::default()).then(|| Box::new(counts)))
+impl Histories {
+    pub fn counts(&self, id: JobId) -> JobCounts {
+        self.0.get(&id).copied().unwrap_or_default()
     }
 
-    pub fn counts(&self) -> JobCounts {
-        self.0.as_deref().copied().unwrap_or_default()
+    pub fn counts_mut(&mut self, id: JobId) -> &mut JobCounts {
+        self.0.entry(id).or_default()
     }
 
-    pub fn counts_mut(&mut self) -> &mut JobCounts {
-        self.0.get_or_insert_default()
+    /// Sets a job's counters (recovery).
+    pub fn restore(&mut self, id: JobId, counts: JobCounts) {
+        if counts != JobCounts::default() {
+            self.0.insert(id, counts);
+        }
+    }
+
+    /// Forgets a deleted job.
+    pub fn forget(&mut self, id: JobId) {
+        self.0.remove(&id);
     }
 }
 
-/// The connection holding a reservation, in four bytes (`Option<Holder>`
-/// too): the server's connection ids are slab keys, far below 2^32 since
-/// each is an open file descriptor.
+/// A job's state and, while it is reserved, the connection holding it, in
+/// four bytes: the connection's id plus one (ids are slab keys, far below
+/// 2^32 since each is an open file descriptor), or one of three values above
+/// any such id. Zero is never used, so that the job table's slab can tell a
+/// free slot from a job without a tag of its own (eight bytes a job).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Holder(NonZeroU32);
+pub struct Place(NonZeroU32);
 
-impl Holder {
-    pub fn new(conn: ConnId) -> Holder {
-        let id = u32::try_from(conn + 1).expect("connection ids fit in 32 bits");
-        Holder(NonZeroU32::new(id).expect("id + 1 is not zero"))
+impl Place {
+    const READY: u32 = u32::MAX;
+    const DELAYED: u32 = u32::MAX - 1;
+    const BURIED: u32 = u32::MAX - 2;
+
+    fn new(value: u32) -> Place {
+        Place(NonZeroU32::new(value).expect("places are never zero"))
     }
 
-    pub fn conn(self) -> ConnId {
-        self.0.get() as ConnId - 1
+    /// A job that is not reserved.
+    pub fn unheld(state: JobState) -> Place {
+        Place::new(match state {
+            JobState::Ready => Place::READY,
+            JobState::Delayed => Place::DELAYED,
+            JobState::Buried => Place::BURIED,
+            JobState::Reserved => panic!("a reserved job has a holder"),
+        })
+    }
+
+    pub fn reserved_by(conn: ConnId) -> Place {
+        match u32::try_from(conn + 1) {
+            Ok(value) if value < Place::BURIED => Place::new(value),
+            _ => panic!("connection id {conn} out of range"),
+        }
+    }
+
+    pub fn state(self) -> JobState {
+        match self.0.get() {
+            Place::READY => JobState::Ready,
+            Place::DELAYED => JobState::Delayed,
+            Place::BURIED => JobState::Buried,
+            _ => JobState::Reserved,
+        }
+    }
+
+    /// The connection holding the job, while reserved.
+    pub fn holder(self) -> Option<ConnId> {
+        let value = self.0.get();
+        (value < Place::BURIED).then(|| value as ConnId - 1)
     }
 }
 
-/// The record of one live job. It is kept small (72 bytes, the body
-/// apart) because a queue may hold millions: times that only ever hold
-/// whole seconds are kept in seconds, counters live apart until used.
+/// The record of one live job. It is kept small (56 bytes, the body apart)
+/// because a queue may hold millions: times that only ever hold whole
+/// seconds are kept in seconds, the state and the holder share four bytes,
+/// counters live apart until used.
 #[derive(Debug)]
 pub struct Job {
     pub id: JobId,
@@ -99,10 +142,7 @@ pub struct Job {
     pub delay_secs: u32,
     /// Time to run in seconds, at least one.
     pub ttr_secs: u32,
-    /// The connection holding the reservation, while reserved.
-    pub reserver: Option<Holder>,
-    pub state: JobState,
-    pub history: JobHistory,
+    pub place: Place,
 }
 
 impl Job {
@@ -114,8 +154,12 @@ impl Job {
         secs(self.delay_secs)
     }
 
+    pub fn state(&self) -> JobState {
+        self.place.state()
+    }
+
     pub fn is_reserved_by(&self, conn: ConnId) -> bool {
-        self.state == JobState::Reserved && self.reserver == Some(Holder::new(conn))
+        self.place.holder() == Some(conn)
     }
 }
 
@@ -125,15 +169,38 @@ mod tests {
 
     #[test]
     fn the_record_stays_small() {
-        assert!(std::mem::size_of::<Job>() <= 72, "{} bytes", std::mem::size_of::<Job>());
+        assert!(std::mem::size_of::<Job>() <= 56, "{} bytes", std::mem::size_of::<Job>());
+        // The job table's slab keeps `Vacant(next free)` or `Occupied(job)`
+        // in each slot: with a niche in the job, no tag is added.
+        #[allow(dead_code)]
+        enum SlabEntry {
+            Vacant(usize),
+            Occupied(Job),
+        }
+        assert_eq!(std::mem::size_of::<SlabEntry>(), std::mem::size_of::<Job>());
     }
 
     #[test]
     fn counters_cost_nothing_until_used() {
-        let mut history = JobHistory::new(JobCounts::default());
-        assert!(history.0.is_none());
-        history.counts_mut().reserves += 1;
-        assert_eq!(history.counts().reserves, 1);
-        assert!(JobHistory::new(history.counts()).0.is_some());
+        let mut histories = Histories::default();
+        histories.restore(7, JobCounts::default());
+        assert!(histories.0.is_empty());
+        histories.counts_mut(7).reserves += 1;
+        assert_eq!(histories.counts(7).reserves, 1);
+        assert_eq!(histories.counts(8), JobCounts::default());
+        histories.forget(7);
+        assert!(histories.0.is_empty());
+    }
+
+    #[test]
+    fn a_place_holds_the_state_and_the_holder() {
+        for state in [JobState::Ready, JobState::Delayed, JobState::Buried] {
+            assert_eq!(Place::unheld(state).state(), state);
+            assert_eq!(Place::unheld(state).holder(), None);
+        }
+        for conn in [0, 1, 70_000, u32::MAX as usize - 4] {
+            assert_eq!(Place::reserved_by(conn).state(), JobState::Reserved);
+            assert_eq!(Place::reserved_by(conn).holder(), Some(conn));
+        }
     }
 }

@@ -28,6 +28,10 @@ impl JobTable {
         self.slots.get(*id).map(|slot| &self.jobs[slot as usize])
     }
 
+    pub fn contains(&self, id: JobId) -> bool {
+        self.slots.get(id).is_some()
+    }
+
     pub fn get_mut(&mut self, id: &JobId) -> Option<&mut Job> {
         self.slots.get(*id).map(|slot| &mut self.jobs[slot as usize])
     }

@@ -5,24 +5,34 @@
 //! full disk refuses the change (put answers `OUT_OF_MEMORY`) instead of
 //! acknowledging something that was never logged.
 
-use super::job::{Job, JobId};
+use super::job::{Job, JobCounts, JobId};
 use crate::protocol::TubeName;
+
+/// Everything the journal may write about a job: the record and what the
+/// engine keeps apart from it.
+#[derive(Clone, Copy, Debug)]
+pub struct JobView<'a> {
+    pub job: &'a Job,
+    pub counts: JobCounts,
+    pub tube: &'a TubeName,
+    pub body: &'a [u8],
+}
 
 pub trait Journal {
     /// Logs a new job, with room set aside for its delete, and returns the
     /// tag the engine keeps with the job for the journal's later calls.
     /// `None` means the disk is full: nothing was logged and the put must be
     /// refused.
-    fn log_put(&mut self, job: &Job, tube: &TubeName, body: &[u8]) -> Option<JournalTag>;
+    fn log_put(&mut self, job: JobView) -> Option<JournalTag>;
 
     /// Makes sure one job update can be logged; `false` if the disk is full.
     fn reserve_update(&mut self) -> bool;
 
     /// Logs a job's new state (after a successful `reserve_update`).
-    fn log_update(&mut self, job: &Job);
+    fn log_update(&mut self, job: JobView);
 
     /// Logs a delete. Always possible: room was set aside at put.
-    fn log_delete(&mut self, job: &Job);
+    fn log_delete(&mut self, job: JobView);
 
     /// The binlog file holding the job's full record (0 without a binlog).
     fn job_file(&self, job: &Job) -> u64;
@@ -34,7 +44,7 @@ pub trait Journal {
 
     /// Rewrites a job's full current state at the head of the log if
     /// compaction wants it moved; returns the job's new tag if it did.
-    fn log_migration(&mut self, job: &Job, tube: &TubeName, body: &[u8]) -> Option<JournalTag>;
+    fn log_migration(&mut self, job: JobView) -> Option<JournalTag>;
 
     /// The `binlog-*` figures of `stats` (all zero without a binlog).
     fn stats(&self) -> JournalStats {
@@ -43,13 +53,11 @@ pub trait Journal {
 }
 
 /// What the journal needs to remember about a job, kept in the job itself
-/// (a map from a million ids to it would cost more than the tag).
+/// (a map from a million ids to it would cost more than the tag): the file
+/// holding the job's full record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JournalTag {
-    /// The file holding the job's full record.
     pub file: u32,
-    /// That record's size in bytes.
-    pub len: u32,
 }
 
 /// What `stats` reports about the log.
@@ -66,21 +74,21 @@ pub struct JournalStats {
 pub struct NoJournal;
 
 impl Journal for NoJournal {
-    fn log_put(&mut self, _: &Job, _: &TubeName, _: &[u8]) -> Option<JournalTag> {
+    fn log_put(&mut self, _: JobView) -> Option<JournalTag> {
         Some(JournalTag::default())
     }
     fn reserve_update(&mut self) -> bool {
         true
     }
-    fn log_update(&mut self, _: &Job) {}
-    fn log_delete(&mut self, _: &Job) {}
+    fn log_update(&mut self, _: JobView) {}
+    fn log_delete(&mut self, _: JobView) {}
     fn job_file(&self, _: &Job) -> u64 {
         0
     }
     fn jobs_to_migrate(&mut self) -> Vec<JobId> {
         Vec::new()
     }
-    fn log_migration(&mut self, _: &Job, _: &TubeName, _: &[u8]) -> Option<JournalTag> {
+    fn log_migration(&mut self, _: JobView) -> Option<JournalTag> {
         None
     }
 }

@@ -45,14 +45,15 @@ mod waiting;
 mod watchlist;
 
 pub use bodies::{Bodies, BodyRef};
-pub use job::{Job, JobCounts, JobHistory, JobId, JobState};
-pub use journal::{Journal, JournalStats, JournalTag, NoJournal};
+pub use job::{Job, JobCounts, JobId, JobState, Place};
+pub use journal::{JobView, Journal, JournalStats, JournalTag, NoJournal};
 pub use stats::HostInfo;
 pub use time::{Nanos, SECOND, secs, whole_secs};
 
 use std::collections::BTreeSet;
 
 use crate::protocol::{Command, Op, Reply, TubeName};
+use job::Histories;
 use jobs::JobTable;
 use session::Session;
 use timers::{Timer, Timers};
@@ -118,6 +119,7 @@ pub struct Engine<J: Journal = NoJournal> {
     started_at: Nanos,
     jobs: JobTable,
     bodies: Bodies,
+    histories: Histories,
     tubes: Tubes,
     /// Indexed by connection id; `None` for ids not connected.
     sessions: Vec<Option<Session>>,
@@ -152,6 +154,7 @@ impl<J: Journal> Engine<J> {
             started_at: now,
             jobs: JobTable::default(),
             bodies: Bodies::default(),
+            histories: Histories::default(),
             tubes: Tubes::new(),
             sessions: Vec::new(),
             timers: Timers::default(),
@@ -186,13 +189,12 @@ impl<J: Journal> Engine<J> {
             ttr_secs: whole_secs(restored.ttr).max(1),
             body: restored.body,
             created_at: restored.created_at,
-            state: JobState::Ready,
+            place: Place::unheld(JobState::Ready),
             deadline: 0,
-            reserver: None,
-            history: JobHistory::new(restored.counts),
             journal_tag: restored.journal_tag,
         };
         self.jobs.insert(id, job);
+        self.histories.restore(id, restored.counts);
         self.next_job_id = self.next_job_id.max(id + 1);
         match restored.state {
             JobState::Delayed if restored.ready_at > now => {
@@ -246,8 +248,10 @@ impl<J: Journal> Engine<J> {
     /// Lets the journal rewrite jobs it wants moved forward (compaction).
     pub fn maintain_journal(&mut self) {
         for id in self.journal.jobs_to_migrate() {
-            let Some(job) = self.jobs.get(&id) else { continue };
-            if let Some(tag) = self.journal.log_migration(job, &self.tubes[job.tube].name, self.bodies.get(job.body)) {
+            if !self.jobs.contains(id) {
+                continue;
+            }
+            if let Some(tag) = self.journal_sees(id, |journal, job| journal.log_migration(job)) {
                 self.job_mut(id).journal_tag = tag;
             }
         }
@@ -335,7 +339,7 @@ impl<J: Journal> Engine<J> {
                 Timer::TtrEnds(id) => {
                     self.unplace(id);
                     self.counts.job_timeouts += 1;
-                    self.job_mut(id).history.counts_mut().timeouts += 1;
+                    self.histories.counts_mut(id).timeouts += 1;
                     self.place_ready(now, id);
                 }
                 Timer::Unpause(tube) => {
@@ -402,6 +406,20 @@ impl<J: Journal> Engine<J> {
 
     pub(super) fn job_mut(&mut self, id: JobId) -> &mut Job {
         self.jobs.get_mut(&id).expect("unknown job")
+    }
+
+    /// Calls `f` with the journal and everything it may write about job `id`.
+    pub(super) fn journal_sees<R>(&mut self, id: JobId, f: impl FnOnce(&mut J, JobView) -> R) -> R {
+        let Engine { journal, jobs, bodies, histories, tubes, .. } = self;
+        let job = &jobs[&id];
+        let view =
+            JobView { job, counts: histories.counts(id), tube: &tubes[job.tube].name, body: bodies.get(job.body) };
+        f(journal, view)
+    }
+
+    /// Logs job `id`'s new state (after a successful `reserve_update`).
+    pub(super) fn log_update(&mut self, id: JobId) {
+        self.journal_sees(id, |journal, job| journal.log_update(job));
     }
 }
 

@@ -4,10 +4,9 @@
 
 use std::collections::HashMap;
 
-use super::job::Holder;
 use super::timers::Timer;
 use super::tubes::{TubeId, URGENT_PRIORITY};
-use super::{ConnId, Engine, JobId, JobState, Journal, Nanos};
+use super::{ConnId, Engine, JobId, JobState, Journal, Nanos, Place};
 use crate::protocol::Reply;
 
 impl<J: Journal> Engine<J> {
@@ -15,8 +14,8 @@ impl<J: Journal> Engine<J> {
     /// counters and timer that go with it.
     pub(super) fn unplace(&mut self, id: JobId) {
         let job = &self.jobs[&id];
-        let (tube, state, deadline, pri) = (job.tube, job.state, job.deadline, job.pri);
-        match state {
+        let (tube, place, deadline, pri) = (job.tube, job.place, job.deadline, job.pri);
+        match place.state() {
             JobState::Ready => {
                 self.tubes.remove_ready(tube, (pri, id));
                 self.counts.ready -= 1;
@@ -35,8 +34,7 @@ impl<J: Journal> Engine<J> {
                 self.counts.buried -= 1;
             }
             JobState::Reserved => {
-                let conn = self.jobs[&id].reserver.expect("reserved job without reserver").conn();
-                self.job_mut(id).reserver = None;
+                let conn = place.holder().expect("a reserved job has a holder");
                 self.session_mut(conn).reserved.remove(&(deadline, id));
                 self.timers.remove(deadline, Timer::TtrEnds(id));
                 self.tubes[tube].reserved -= 1;
@@ -48,7 +46,7 @@ impl<J: Journal> Engine<J> {
     /// Makes the job ready and hands it to a waiting connection if any.
     pub(super) fn place_ready(&mut self, now: Nanos, id: JobId) {
         let job = self.job_mut(id);
-        job.state = JobState::Ready;
+        job.place = Place::unheld(JobState::Ready);
         let (tube, pri) = (job.tube, job.pri);
         self.tubes.insert_ready(tube, (pri, id));
         self.counts.ready += 1;
@@ -65,7 +63,7 @@ impl<J: Journal> Engine<J> {
         let mut by_tube: HashMap<TubeId, Vec<(u32, JobId)>> = HashMap::new();
         for id in ids {
             let job = self.job_mut(id);
-            job.state = JobState::Ready;
+            job.place = Place::unheld(JobState::Ready);
             let (tube, pri) = (job.tube, job.pri);
             by_tube.entry(tube).or_default().push((pri, id));
             self.counts.ready += 1;
@@ -84,7 +82,7 @@ impl<J: Journal> Engine<J> {
     pub(super) fn place_delayed(&mut self, now: Nanos, id: JobId, delay: Nanos) {
         let deadline = now + delay;
         let job = self.job_mut(id);
-        job.state = JobState::Delayed;
+        job.place = Place::unheld(JobState::Delayed);
         job.deadline = deadline;
         let tube = job.tube;
         self.tubes[tube].delayed.insert((deadline, id));
@@ -99,7 +97,7 @@ impl<J: Journal> Engine<J> {
         let buried_at = buried_at.max(self.last_buried_at + 1);
         self.last_buried_at = buried_at;
         let job = self.job_mut(id);
-        job.state = JobState::Buried;
+        job.place = Place::unheld(JobState::Buried);
         job.deadline = buried_at;
         let tube = job.tube;
         self.tubes[tube].buried.insert((buried_at, id));
@@ -109,9 +107,8 @@ impl<J: Journal> Engine<J> {
     pub(super) fn place_reserved(&mut self, now: Nanos, id: JobId, conn: ConnId) {
         let job = self.job_mut(id);
         let deadline = now + job.ttr();
-        job.state = JobState::Reserved;
+        job.place = Place::reserved_by(conn);
         job.deadline = deadline;
-        job.reserver = Some(Holder::new(conn));
         let tube = job.tube;
         self.session_mut(conn).reserved.insert((deadline, id));
         self.timers.insert(deadline, Timer::TtrEnds(id));
@@ -124,8 +121,7 @@ impl<J: Journal> Engine<J> {
     pub(super) fn hand_out(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
         self.unplace(id);
         self.place_reserved(now, id, conn);
-        let job = self.job_mut(id);
-        job.history.counts_mut().reserves += 1;
+        self.histories.counts_mut(id).reserves += 1;
         let body = self.jobs[&id].body;
         Reply::Reserved { id, body: self.bodies.share(body) }
     }

@@ -100,15 +100,15 @@ impl<J: Journal> Engine<J> {
     }
 
     pub(super) fn job_stats(&self, now: Nanos, job: &Job) -> Vec<u8> {
-        let time_left = match job.state {
+        let time_left = match job.state() {
             JobState::Reserved | JobState::Delayed => job.deadline.saturating_sub(now) / SECOND,
             _ => 0,
         };
-        let counts = job.history.counts();
+        let counts = self.histories.counts(job.id);
         yaml::job_stats(&JobStats {
             id: job.id,
             tube: self.tubes[job.tube].name.to_string(),
-            state: job.state.name(),
+            state: job.state().name(),
             pri: job.pri,
             age: now.saturating_sub(job.created_at) / SECOND,
             delay: job.delay_secs.into(),
