@@ -108,14 +108,17 @@ impl ReadyQueue {
     /// Removes the key; `false` if it was not in the queue.
     pub fn remove(&mut self, key: ReadyKey) -> bool {
         let key = PackedKey::pack(key);
-        let at = self.chunks.partition_point(|chunk| *chunk.back().expect("chunks are never empty") < key);
-        let Some(chunk) = self.chunks.get_mut(at) else {
-            return false;
+        let (at, pos) = if self.chunks.front().is_some_and(|chunk| chunk[0] == key) {
+            // A reserve takes the first job: no search.
+            (0, 0)
+        } else {
+            let at = self.chunks.partition_point(|chunk| *chunk.back().expect("chunks are never empty") < key);
+            let Some(Ok(pos)) = self.chunks.get(at).map(|chunk| chunk.binary_search(&key)) else {
+                return false;
+            };
+            (at, pos)
         };
-        let Ok(pos) = chunk.binary_search(&key) else {
-            return false;
-        };
-        chunk.remove(pos);
+        self.chunks[at].remove(pos);
         self.len -= 1;
         self.tidy(at);
         true
