@@ -755,7 +755,14 @@ fn thread_main(mut conns: Vec<Conn>, limit: Limit, quota: u64, rate: f64, t0: In
         } else if ctx.now < ctx.window_end {
             wake = wake.min(ctx.window_end);
         }
+        // A token is only worth waking for if a paced producer can spend it.
+        // When every one has its put in flight, the next `INSERTED` brings
+        // the wake-up (and the overdue token goes out then): waking for it
+        // now would spin on a zero timeout, taking the CPU from the server
+        // that is to send that reply.
+        let producer_free = conns.iter().any(|c| c.role.is_paced() && c.outstanding < c.role.depth);
         if let Some(timer) = &mut pace_timer
+            && producer_free
             && let Some(next) = ctx.next_token_at()
         {
             if next <= ctx.now {
