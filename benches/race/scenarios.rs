@@ -7,9 +7,9 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::Opts;
 use crate::client::{self, BodyCheck, Limit, Plan, Role, Stamp, StampTime};
 use crate::server::{self, Binary, Server};
+use crate::{Opts, floor};
 
 #[derive(Clone, Copy, Debug)]
 pub enum Unit {
@@ -390,7 +390,11 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                         roles.extend((0..10).map(|_| Role::worker(check.clone(), late, false, 1, true)));
                         let limit =
                             Limit::Time { warmup: Duration::ZERO, measure: secs(opts.duration), grace: secs(2.5) };
+                        let period = Duration::from_secs_f64(1.0 / opts.delayed_rate);
+                        let floor = floor::start(period, secs(opts.duration + 1.5));
                         let m = measure(&server, roles, limit, opts, opts.delayed_rate)?;
+                        let floor = floor.join().map_err(|_| "the timer probe panicked")?;
+                        let floor_max = client::quantile(&floor, 1.0).map_or(f64::NAN, |ns| ns as f64 / 1e6);
                         write_timelines(env, &server, &m.outcome);
                         let missing = m.outcome.inserted.saturating_sub(m.outcome.reserved);
                         Ok(vec![
@@ -399,6 +403,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                             m.quantile_ms("lateness max", 1.0),
                             m.read_lateness_ms("lateness max, as the worker read it", 1.0),
                             m.send_lateness_ms("client send lateness p99", 0.99),
+                            Metric::new("machine: bare timerfd wake-up lateness max", floor_max, Unit::Millis),
                             Metric::new("jobs", m.outcome.reserved as f64, Unit::Count),
                             Metric::new("not ready 1.5 s late", missing as f64, Unit::Count),
                         ])
@@ -556,6 +561,17 @@ pub fn targets(results: &BTreeMap<(String, String, String), [f64; 2]>) -> String
             "- mixed @ 10000 jobs/s: put-to-reserve p99 sprout/beanstalkd = {:.2} (target <= 0.7){}",
             s / b,
             check(s / b <= 0.7)
+        );
+    }
+    let delayed = |metric: &str| results.iter().find(|((sc, _, m), _)| sc == "delayed" && m == metric).map(|(_, v)| *v);
+    if let (Some([_, s]), Some([_, floor])) =
+        (delayed("lateness max"), delayed("machine: bare timerfd wake-up lateness max"))
+    {
+        let _ = writeln!(
+            out,
+            "- delayed: sprout's worst lateness {s:.2} ms (target <= 2); a bare timerfd on this machine at the same \
+             moments woke up to {floor:.2} ms late{}",
+            check(s <= 2.0)
         );
     }
     for (name, metric) in [
