@@ -23,6 +23,88 @@ fn nanos_since_epoch(t: Instant) -> u64 {
     t.duration_since(epoch()).as_nanos() as u64
 }
 
+/// `CLOCK_MONOTONIC` at [`epoch`], in nanoseconds (`Instant` is that clock
+/// on Linux), to line client timelines up with `perf` or `strace` traces.
+pub fn epoch_monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC) - epoch().elapsed().as_nanos() as u64
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    // SAFETY: clock_gettime fills the struct it is given.
+    unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(clock, &mut ts);
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+}
+
+/// `CLOCK_REALTIME` at [`epoch`], in nanoseconds: the kernel stamps
+/// received data on that clock.
+fn epoch_realtime_ns() -> u64 {
+    static AT: OnceLock<u64> = OnceLock::new();
+    *AT.get_or_init(|| clock_ns(libc::CLOCK_REALTIME) - epoch().elapsed().as_nanos() as u64)
+}
+
+/// Reads like `read`, and returns when the kernel received the last of the
+/// data read (`SO_TIMESTAMPNS` must be on), in nanoseconds since [`epoch`].
+/// On loopback that is when the server's write ran, whether or not this
+/// thread was on a CPU then.
+fn recv_stamped(sock: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut control = [0u64; 8];
+    // SAFETY: an all-zero msghdr is valid; the fields set below point at
+    // live buffers of the sizes given.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: recvmsg writes into the buffers `msg` describes.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: the CMSG_* macros walk the control buffer recvmsg filled.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                let at = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+                stamp = Some(at.saturating_sub(epoch_realtime_ns()));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
+/// Whether to record a [`Timeline`] per stamped job (`RACE_TRACE_DIR` set).
+pub fn tracing() -> bool {
+    std::env::var_os("RACE_TRACE_DIR").is_some()
+}
+
+/// One stamped job's life as the client saw it, in nanoseconds since
+/// [`epoch`]: to tell the client's delays from the server's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timeline {
+    pub id: u64,
+    /// The stamp: when the put was due to leave.
+    pub due: u64,
+    /// When the client wrote it.
+    pub sent: u64,
+    /// When the client read its `INSERTED`.
+    pub inserted: u64,
+    /// When the worker that got it wrote its `reserve`.
+    pub asked: u64,
+    /// When the `RESERVED` reached the worker's socket (the kernel's
+    /// receive stamp; 0 without one).
+    pub arrived: u64,
+    /// When the client read the `RESERVED`.
+    pub reserved: u64,
+}
+
 /// Digits of a timestamp at the start of a stamped body.
 const STAMP_LEN: usize = 20;
 
@@ -101,8 +183,33 @@ pub enum Stamp {
     None,
     /// Record reserve time - stamp (end-to-end latency).
     Latency,
-    /// Record reserve time - (stamp + delay) (how late a delayed job came).
+    /// Record arrival - (stamp + delay) (how late a delayed job came), the
+    /// arrival being when the `RESERVED` reached the worker's socket (the
+    /// kernel's receive stamp), so that the worker's own wait for a CPU is
+    /// not counted; the reply as read is kept apart
+    /// ([`Outcome::samples_read`]).
     Lateness(Duration),
+}
+
+/// Which time a producer writes at the start of a stamped body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StampTime {
+    /// When the put was due to leave (a paced put's token; else the
+    /// wake-up): latencies from it include the client's own lateness,
+    /// which is what a user waiting for the job sees.
+    Due,
+    /// The clock read just before the put is written: latencies from it
+    /// leave out how late the client was, e.g. a delayed job's lateness
+    /// counts from the put the server actually got.
+    Sent,
+}
+
+/// What a stamped producer puts: the stamp, then `pad`, with `delay`.
+#[derive(Clone, Debug)]
+pub struct Stamping {
+    pad: Arc<[u8]>,
+    delay: u32,
+    time: StampTime,
 }
 
 /// A body of `size` bytes: `a..z` repeated.
@@ -113,8 +220,8 @@ pub fn pattern(size: usize) -> Arc<[u8]> {
 #[derive(Clone, Debug)]
 pub enum RoleKind {
     /// Puts, `depth` in flight. `paced` producers spend the thread's rate
-    /// tokens; stamped bodies start with the send time.
-    Producer { cmd: Arc<[u8]>, stamped: Option<(Arc<[u8]>, u32)>, paced: bool },
+    /// tokens; stamped bodies start with a time (see [`StampTime`]).
+    Producer { cmd: Arc<[u8]>, stamped: Option<Stamping>, paced: bool },
     /// `reserve` then `delete`, `depth` reserves in flight. `limited` ones
     /// spend the thread's quota; others reserve for as long as the run lasts.
     Worker { check: BodyCheck, stamp: Stamp, limited: bool },
@@ -137,10 +244,11 @@ impl Role {
         Role { kind: RoleKind::Producer { cmd: put_cmd(body, 0), stamped: None, paced: false }, depth, counts: true }
     }
 
-    /// A producer whose bodies carry the send time (padded to `size`).
-    pub fn stamped_producer(size: usize, delay: u32, paced: bool, depth: usize, counts: bool) -> Role {
-        let pad = pattern(size.max(STAMP_LEN) - STAMP_LEN);
-        Role { kind: RoleKind::Producer { cmd: Arc::from(&[][..]), stamped: Some((pad, delay)), paced }, depth, counts }
+    /// A producer whose bodies carry a time (padded to `size`).
+    pub fn stamped_producer(size: usize, delay: u32, time: StampTime, paced: bool, depth: usize) -> Role {
+        let stamping = Stamping { pad: pattern(size.max(STAMP_LEN) - STAMP_LEN), delay, time };
+        let kind = RoleKind::Producer { cmd: Arc::from(&[][..]), stamped: Some(stamping), paced };
+        Role { kind, depth, counts: false }
     }
 
     pub fn worker(check: BodyCheck, stamp: Stamp, limited: bool, depth: usize, counts: bool) -> Role {
@@ -200,6 +308,9 @@ pub struct Outcome {
     pub secs: f64,
     /// Latency (or lateness) samples in nanoseconds, sorted.
     pub samples: Vec<i64>,
+    /// Lateness samples taken when the worker read the reply instead of
+    /// when it arrived ([`Stamp::Lateness`]), sorted.
+    pub samples_read: Vec<i64>,
     /// How late paced puts left the client (sent - due), in nanoseconds,
     /// sorted: the floor under any latency measured from the due time.
     pub send_lateness: Vec<i64>,
@@ -208,6 +319,10 @@ pub struct Outcome {
     /// Jobs inserted / reserved by producers / workers over the whole run.
     pub inserted: u64,
     pub reserved: u64,
+    /// Stamped jobs' timelines, when [`tracing`], and the client threads'
+    /// ids, to find them in a `perf` trace.
+    pub timelines: Vec<Timeline>,
+    pub thread_ids: Vec<i32>,
 }
 
 impl Outcome {
@@ -226,7 +341,7 @@ impl Outcome {
     }
 }
 
-fn quantile(sorted: &[i64], q: f64) -> Option<i64> {
+pub fn quantile(sorted: &[i64], q: f64) -> Option<i64> {
     let n = sorted.len();
     (n > 0).then(|| sorted[((n - 1) as f64 * q).round() as usize])
 }
@@ -251,7 +366,7 @@ pub fn run(plan: &Plan, start_signal: Option<&dyn Fn(Instant)>) -> Result<Outcom
             let stream = StdStream::connect(plan.addr).map_err(|e| format!("connect {}: {e}", plan.addr))?;
             stream.set_nodelay(true).map_err(|e| e.to_string())?;
             stream.set_nonblocking(true).map_err(|e| e.to_string())?;
-            conns.push(Conn::new(TcpStream::from_std(stream), role));
+            conns.push(Conn::new(TcpStream::from_std(stream), role).map_err(|e| format!("SO_TIMESTAMPNS: {e}"))?);
         }
         setups.push(conns);
     }
@@ -308,10 +423,13 @@ pub fn run(plan: &Plan, start_signal: Option<&dyn Fn(Instant)>) -> Result<Outcom
                 total.ops += part.ops;
                 total.secs = total.secs.max(part.secs);
                 total.samples.extend(part.samples);
+                total.samples_read.extend(part.samples_read);
                 total.send_lateness.extend(part.send_lateness);
                 total.client_cpu += part.client_cpu;
                 total.inserted += part.inserted;
                 total.reserved += part.reserved;
+                total.timelines.extend(part.timelines);
+                total.thread_ids.extend(part.thread_ids);
             }
             Ok(Err(e)) => first_error = first_error.or(Some(e)),
             Err(_) => first_error = first_error.or(Some("a client thread panicked".to_string())),
@@ -324,6 +442,7 @@ pub fn run(plan: &Plan, start_signal: Option<&dyn Fn(Instant)>) -> Result<Outcom
         total.secs = measure.as_secs_f64();
     }
     total.samples.sort_unstable();
+    total.samples_read.sort_unstable();
     total.send_lateness.sort_unstable();
     Ok(total)
 }
@@ -356,9 +475,19 @@ struct Ctx {
     ops: u64,
     completed_total: u64,
     samples: Vec<i64>,
+    samples_read: Vec<i64>,
     send_lateness: Vec<i64>,
     inserted: u64,
     reserved: u64,
+    /// Set when [`tracing`]: puts whose `INSERTED` came (id -> due, sent,
+    /// inserted), and finished timelines.
+    tracing: bool,
+    put_times: std::collections::HashMap<u64, (u64, u64, u64)>,
+    timelines: Vec<Timeline>,
+    /// When the last read returned data, and when the kernel received it
+    /// (on sockets with receive stamps).
+    read_at: u64,
+    arrived_at: Option<u64>,
 }
 
 impl Ctx {
@@ -429,11 +558,35 @@ struct Conn {
     /// Units started and not yet finished.
     outstanding: usize,
     last_id: u64,
+    /// When tracing: the due and send times of stamped puts in flight (a
+    /// send time of 0 until the flush that writes it), and when the last
+    /// `reserve` was written (0 until then).
+    puts: VecDeque<(u64, u64)>,
+    asked: u64,
+    /// Reads go through [`recv_stamped`] (`SO_TIMESTAMPNS` is on).
+    rx_stamps: bool,
 }
 
 impl Conn {
-    fn new(sock: TcpStream, role: Role) -> Conn {
-        Conn {
+    fn new(sock: TcpStream, role: Role) -> io::Result<Conn> {
+        let rx_stamps = matches!(role.kind, RoleKind::Worker { stamp: Stamp::Lateness(_), .. });
+        if rx_stamps {
+            let on: libc::c_int = 1;
+            // SAFETY: setsockopt reads an int from the pointer given.
+            let r = unsafe {
+                libc::setsockopt(
+                    sock.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_TIMESTAMPNS,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(Conn {
             sock,
             role,
             out: Vec::with_capacity(1 << 16),
@@ -443,7 +596,10 @@ impl Conn {
             expects: VecDeque::new(),
             outstanding: 0,
             last_id: 0,
-        }
+            puts: VecDeque::new(),
+            asked: 0,
+            rx_stamps,
+        })
     }
 
     /// Starts units until the role's depth is reached (or it may not).
@@ -463,11 +619,17 @@ impl Conn {
                     };
                     match stamped {
                         None => self.out.extend_from_slice(cmd),
-                        Some((pad, delay)) => {
+                        Some(Stamping { pad, delay, time }) => {
                             let size = STAMP_LEN + pad.len();
-                            let stamp = nanos_since_epoch(sent_at);
+                            let stamp = match time {
+                                StampTime::Due => nanos_since_epoch(sent_at),
+                                StampTime::Sent => nanos_since_epoch(Instant::now()),
+                            };
                             if *paced && (ctx.count_mode || ctx.in_window()) {
                                 ctx.send_lateness.push(ctx.now.duration_since(sent_at).as_nanos() as i64);
+                            }
+                            if ctx.tracing {
+                                self.puts.push_back((nanos_since_epoch(sent_at), 0));
                             }
                             let _ = write!(self.out, "put 0 {delay} 120 {size}\r\n{stamp:020}");
                             self.out.extend_from_slice(pad);
@@ -482,6 +644,9 @@ impl Conn {
                         return;
                     }
                     self.out.extend_from_slice(b"reserve\r\n");
+                    if ctx.tracing {
+                        self.asked = 0;
+                    }
                     self.expects.push_back(Expect::Reserved);
                 }
                 RoleKind::Cycle { cmd, .. } => {
@@ -526,6 +691,9 @@ impl Conn {
                 }
                 self.last_id = id;
                 ctx.inserted += 1;
+                if let Some((due, sent)) = self.puts.pop_front() {
+                    ctx.put_times.insert(id, (due, sent, ctx.read_at));
+                }
                 if matches!(self.role.kind, RoleKind::Producer { .. }) {
                     self.outstanding -= 1;
                     ctx.complete(self.role.counts);
@@ -539,12 +707,21 @@ impl Conn {
                 };
                 let stamped = Self::check_body(check, id, body)?;
                 ctx.reserved += 1;
+                if let Some((due, sent, inserted)) = ctx.put_times.remove(&id) {
+                    let (asked, reserved, arrived) = (self.asked, ctx.read_at, ctx.arrived_at.unwrap_or(0));
+                    ctx.timelines.push(Timeline { id, due, sent, inserted, asked, arrived, reserved });
+                }
                 if let Some(stamped) = stamped {
                     let now = nanos_since_epoch(ctx.now) as i64;
                     let sample = match stamp {
                         Stamp::None => None,
                         Stamp::Latency => Some(now - stamped as i64),
-                        Stamp::Lateness(delay) => Some(now - stamped as i64 - delay.as_nanos() as i64),
+                        Stamp::Lateness(delay) => {
+                            let due = (stamped + delay.as_nanos() as u64) as i64;
+                            ctx.samples_read.push(now - due);
+                            let arrived = ctx.arrived_at.ok_or("RESERVED without a receive timestamp")?;
+                            Some(arrived as i64 - due)
+                        }
                     };
                     if let Some(sample) = sample
                         && (ctx.count_mode || ctx.in_window() || matches!(stamp, Stamp::Lateness(_)))
@@ -577,7 +754,15 @@ impl Conn {
                 let grow = self.inb.len();
                 self.inb.resize(grow * 2, 0);
             }
-            match self.sock.read(&mut self.inb[self.in_len..]) {
+            let read = if self.rx_stamps {
+                recv_stamped(&self.sock, &mut self.inb[self.in_len..]).map(|(n, at)| {
+                    ctx.arrived_at = at;
+                    n
+                })
+            } else {
+                self.sock.read(&mut self.inb[self.in_len..])
+            };
+            match read {
                 Ok(0) => {
                     if self.expects.is_empty() {
                         return Ok(());
@@ -586,6 +771,9 @@ impl Conn {
                 }
                 Ok(n) => {
                     self.in_len += n;
+                    if ctx.tracing {
+                        ctx.read_at = nanos_since_epoch(Instant::now());
+                    }
                     self.handle_input(ctx)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -615,6 +803,15 @@ impl Conn {
     }
 
     fn flush(&mut self) -> Result<(), String> {
+        if !self.puts.is_empty() || (self.asked == 0 && matches!(self.role.kind, RoleKind::Worker { .. })) {
+            let now = nanos_since_epoch(Instant::now());
+            for put in self.puts.iter_mut().filter(|p| p.1 == 0) {
+                put.1 = now;
+            }
+            if self.asked == 0 {
+                self.asked = now;
+            }
+        }
         while self.out_pos < self.out.len() {
             match self.sock.write(&self.out[self.out_pos..]) {
                 Ok(n) => self.out_pos += n,
@@ -707,9 +904,15 @@ fn thread_main(mut conns: Vec<Conn>, limit: Limit, quota: u64, rate: f64, t0: In
         ops: 0,
         completed_total: 0,
         samples: Vec::new(),
+        samples_read: Vec::new(),
         send_lateness: Vec::new(),
         inserted: 0,
         reserved: 0,
+        tracing: tracing(),
+        put_times: std::collections::HashMap::new(),
+        timelines: Vec::new(),
+        read_at: 0,
+        arrived_at: None,
     };
     let counted_units = quota;
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
@@ -755,7 +958,14 @@ fn thread_main(mut conns: Vec<Conn>, limit: Limit, quota: u64, rate: f64, t0: In
         } else if ctx.now < ctx.window_end {
             wake = wake.min(ctx.window_end);
         }
+        // A token is only worth waking for if a paced producer can spend it.
+        // When every one has its put in flight, the next `INSERTED` brings
+        // the wake-up (and the overdue token goes out then): waking for it
+        // now would spin on a zero timeout, taking the CPU from the server
+        // that is to send that reply.
+        let producer_free = conns.iter().any(|c| c.role.is_paced() && c.outstanding < c.role.depth);
         if let Some(timer) = &mut pace_timer
+            && producer_free
             && let Some(next) = ctx.next_token_at()
         {
             if next <= ctx.now {
@@ -800,9 +1010,13 @@ fn thread_main(mut conns: Vec<Conn>, limit: Limit, quota: u64, rate: f64, t0: In
         ops: ctx.ops,
         secs,
         samples: ctx.samples,
+        samples_read: ctx.samples_read,
         send_lateness: ctx.send_lateness,
         client_cpu: cpu_end - cpu_start.unwrap_or(cpu_end),
         inserted: ctx.inserted,
         reserved: ctx.reserved,
+        timelines: ctx.timelines,
+        // SAFETY: gettid has no preconditions.
+        thread_ids: vec![unsafe { libc::gettid() }],
     })
 }

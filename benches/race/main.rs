@@ -12,6 +12,7 @@
 //! is checked; an unexpected one aborts the run. See BENCHMARKS.md.
 
 mod client;
+mod floor;
 mod scenarios;
 mod server;
 mod tubes;

@@ -27,7 +27,7 @@ use crate::engine::{Engine, EngineConfig, HostInfo, Nanos};
 use crate::protocol::Frame;
 use connection::{Connection, READ_CHUNK, ReadOutcome};
 pub use listener::Listener;
-use timer::DeadlineTimer;
+use timer::{DeadlineTimer, monotonic_now};
 pub use user::become_user;
 
 const SIGNALS: Token = Token(usize::MAX);
@@ -111,9 +111,10 @@ struct Server {
     signals: Signals,
     conns: Slab<Connection>,
     engine: Engine<Option<Binlog>>,
-    /// Engine time: wall-clock nanoseconds at start, advanced by the
-    /// monotonic clock (so it never jumps, and the binlog can store it).
-    origin: Instant,
+    /// Engine time: wall-clock nanoseconds at start, advanced by
+    /// `CLOCK_MONOTONIC` (so it never jumps, and the binlog can store it).
+    /// `origin_mono` is that clock at start; the timer is armed on it.
+    origin_mono: Nanos,
     origin_wall: Nanos,
     /// Wakes the loop at the engine's next deadline, to the microsecond.
     timer: DeadlineTimer,
@@ -149,7 +150,7 @@ impl Server {
         }
         let mut signals = Signals::new([SIGUSR1, SIGTERM, SIGINT])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let origin = Instant::now();
+        let origin_mono = monotonic_now();
         let origin_wall =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as Nanos);
         let engine_config =
@@ -189,7 +190,7 @@ impl Server {
             signals,
             conns: Slab::new(),
             engine,
-            origin,
+            origin_mono,
             origin_wall,
             timer,
             max_job_size: config.max_job_size,
@@ -203,19 +204,19 @@ impl Server {
         })
     }
 
-    /// The monotonic instant at which the engine's clock reads `at`.
-    fn instant_of(&self, at: Nanos) -> Instant {
-        self.origin + Duration::from_nanos(at.saturating_sub(self.origin_wall))
+    /// The `CLOCK_MONOTONIC` time at which the engine's clock reads `at`.
+    fn monotonic_of(&self, at: Nanos) -> Nanos {
+        self.origin_mono + at.saturating_sub(self.origin_wall)
     }
 
     fn now(&self) -> Nanos {
-        self.origin_wall + self.origin.elapsed().as_nanos() as Nanos
+        self.origin_wall + monotonic_now().saturating_sub(self.origin_mono)
     }
 
     fn serve(&mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(1024);
         while !self.stopping {
-            let deadline = self.engine.next_deadline().map(|at| self.instant_of(at));
+            let deadline = self.engine.next_deadline().map(|at| self.monotonic_of(at));
             self.timer.arm(deadline);
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
