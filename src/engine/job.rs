@@ -68,6 +68,12 @@ impl Histories {
     pub fn forget(&mut self, id: JobId) {
         self.0.remove(&id);
     }
+
+    /// The jobs with counters.
+    #[cfg(test)]
+    pub fn ids(&self) -> impl Iterator<Item = JobId> + '_ {
+        self.0.keys().copied()
+    }
 }
 
 /// A job's state and, while it is reserved, the connection holding it, in
