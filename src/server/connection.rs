@@ -6,9 +6,10 @@
 //! read from instead of growing the server. Idle connections give back large
 //! buffers.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use super::listener::Stream;
+use super::output::Output;
 use crate::protocol::decoder::Step;
 use crate::protocol::{Decoder, Reply};
 
@@ -35,8 +36,7 @@ pub struct Connection {
     pub decoder: Decoder,
     input: Vec<u8>,
     input_start: usize,
-    output: Vec<u8>,
-    output_sent: usize,
+    output: Output,
     /// The socket may have bytes to read (edge-triggered readiness).
     pub readable: bool,
     /// The poller reported the peer's shutdown (or an error): no further
@@ -63,8 +63,7 @@ impl Connection {
             decoder: Decoder::new(max_job_size),
             input: Vec::new(),
             input_start: 0,
-            output: Vec::new(),
-            output_sent: 0,
+            output: Output::default(),
             readable: true,
             hung_up: false,
             drained: false,
@@ -101,7 +100,7 @@ impl Connection {
     }
 
     pub fn output_pending(&self) -> usize {
-        self.output.len() - self.output_sent
+        self.output.pending()
     }
 
     /// True while the connection may decode and run more commands.
@@ -171,25 +170,12 @@ impl Connection {
 
     /// Writes queued output until it is all sent or the socket is full.
     pub fn flush(&mut self) {
-        while self.output_pending() > 0 && !self.broken {
-            match self.stream.write(&self.output[self.output_sent..]) {
-                Ok(0) => self.broken = true,
-                Ok(n) => self.output_sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::debug!("write failed: {e}");
-                    self.broken = true;
-                }
-            }
+        if self.broken {
+            return;
         }
-        if self.output_pending() == 0 {
-            self.output_sent = 0;
-            if self.output.capacity() > KEEP_CAPACITY {
-                self.output = Vec::new();
-            } else {
-                self.output.clear();
-            }
+        if let Err(e) = self.output.write_to(&mut self.stream) {
+            log::debug!("write failed: {e}");
+            self.broken = true;
         }
     }
 

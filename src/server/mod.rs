@@ -9,6 +9,7 @@
 
 mod connection;
 mod listener;
+mod output;
 mod systemd;
 mod timer;
 mod user;
