@@ -1,10 +1,17 @@
 //! Incoming bytes to frames: command lines, `put` bodies, and the input
 //! beanstalkd throws away (over-long lines, oversized bodies).
 //!
-//! The decoder holds no buffer of its own. The connection keeps the bytes
-//! read so far and offers them to [`Decoder::decode`], which says how many it
-//! used; so a body that arrives one byte at a time and one that arrives with
-//! a thousand commands behind it take the same path.
+//! The connection keeps the bytes read so far and offers them to
+//! [`Decoder::decode`], which says how many it used; so a body that arrives
+//! one byte at a time and one that arrives with a thousand commands behind
+//! it take the same path. The one buffer the decoder holds is a body that
+//! arrives over several reads: it is copied, as it comes, into an
+//! allocation of the announced size, which becomes the job's body. So the
+//! connection never holds more than a read of it, and a large body is
+//! copied once between the socket and the job.
+
+use std::mem::MaybeUninit;
+use std::rc::Rc;
 
 use memchr::{memchr, memmem};
 
@@ -24,12 +31,14 @@ pub enum Frame {
     Quit,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum State {
     /// Waiting for a command line.
     Line,
-    /// A `put` line was accepted; `len` bytes (body plus CRLF) follow.
-    Body { pri: u32, delay: u32, ttr: u32, len: usize },
+    /// A `put` line was accepted; `len` bytes of body, then CRLF, follow.
+    /// `partial` holds the body's first bytes once some arrived without
+    /// the rest.
+    Body { pri: u32, delay: u32, ttr: u32, len: usize, partial: Option<PartialBody> },
     /// Throwing away an oversized body; `JOB_TOO_BIG` when done.
     Discard { remaining: u64 },
     /// Throwing away an over-long line up to its CRLF; `BAD_FORMAT` then.
@@ -37,7 +46,7 @@ enum State {
 }
 
 /// Per-connection framing state.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Decoder {
     state: State,
     max_job_size: u32,
@@ -67,8 +76,8 @@ impl Decoder {
     /// step: a whole body for a `put`, at most a line otherwise. A reader
     /// that keeps this many bytes available never stalls the decoder.
     pub fn wanted(&self) -> usize {
-        match self.state {
-            State::Body { len, .. } => len,
+        match &self.state {
+            State::Body { len, partial, .. } => len + 2 - partial.as_ref().map_or(0, PartialBody::filled),
             _ => MAX_LINE,
         }
     }
@@ -82,18 +91,29 @@ impl Decoder {
     pub fn decode(&mut self, input: &[u8]) -> Step {
         match self.state {
             State::Line => self.decode_line(input),
-            State::Body { pri, delay, ttr, len } => {
-                if input.len() < len {
-                    return Step { consumed: 0, frame: None };
-                }
-                self.state = State::Line;
-                let (body, trailer) = input[..len].split_at(len - 2);
-                let command = if trailer == b"\r\n" {
-                    Command::Put(NewJob { pri, delay, ttr, body: body.into() })
+            State::Body { len, ref mut partial, .. } => {
+                let (body, consumed) = match partial {
+                    // The whole body is here: one copy, from the input.
+                    None if input.len() >= len + 2 => (Rc::from(&input[..len]), len),
+                    None if input.is_empty() => return Step { consumed: 0, frame: None },
+                    _ => {
+                        let partial = partial.get_or_insert_with(|| PartialBody::new(len));
+                        let taken = partial.fill(input);
+                        if !partial.is_full() || input.len() - taken < 2 {
+                            return Step { consumed: taken, frame: None };
+                        }
+                        (partial.take(), taken)
+                    }
+                };
+                let State::Body { pri, delay, ttr, .. } = std::mem::replace(&mut self.state, State::Line) else {
+                    unreachable!("in the body state")
+                };
+                let command = if input[consumed..consumed + 2] == *b"\r\n" {
+                    Command::Put(NewJob { pri, delay, ttr, body })
                 } else {
                     Command::PutWithoutCrlf
                 };
-                Step { consumed: len, frame: Some(Frame::Command(command)) }
+                Step { consumed: consumed + 2, frame: Some(Frame::Command(command)) }
             }
             State::Discard { remaining } => {
                 let take = remaining.min(input.len() as u64);
@@ -136,7 +156,7 @@ impl Decoder {
             Line::Reject(reply) => Some(Frame::Reply(reply)),
             Line::Quit => Some(Frame::Quit),
             Line::PutHeader { pri, delay, ttr, bytes } => {
-                self.state = State::Body { pri, delay, ttr, len: bytes as usize + 2 };
+                self.state = State::Body { pri, delay, ttr, len: bytes as usize, partial: None };
                 Some(Frame::Command(Command::PutHeader { too_big: false }))
             }
             Line::PutTooBig { bytes } => {
@@ -145,6 +165,50 @@ impl Decoder {
             }
         };
         Step { consumed: line_len, frame }
+    }
+}
+
+/// A body received in part: an allocation of the announced size, filled
+/// from the front.
+#[derive(Debug)]
+struct PartialBody {
+    /// Not shared until [`PartialBody::take`]: the decoder holds the only
+    /// reference.
+    buf: Rc<[MaybeUninit<u8>]>,
+    /// `buf[..filled]` has been written.
+    filled: usize,
+}
+
+impl PartialBody {
+    fn new(len: usize) -> PartialBody {
+        PartialBody { buf: Rc::new_uninit_slice(len), filled: 0 }
+    }
+
+    fn filled(&self) -> usize {
+        self.filled
+    }
+
+    fn is_full(&self) -> bool {
+        self.filled == self.buf.len()
+    }
+
+    /// Copies as much of `bytes` as the body still lacks; returns how much.
+    fn fill(&mut self, bytes: &[u8]) -> usize {
+        let buf = Rc::get_mut(&mut self.buf).expect("a partial body is not shared");
+        let n = bytes.len().min(buf.len() - self.filled);
+        buf[self.filled..self.filled + n].write_copy_of_slice(&bytes[..n]);
+        self.filled += n;
+        n
+    }
+
+    /// The complete body.
+    fn take(&mut self) -> Rc<[u8]> {
+        assert!(self.is_full(), "the body is complete");
+        let buf = std::mem::replace(&mut self.buf, Rc::new_uninit_slice(0));
+        self.filled = 0;
+        // SAFETY: every byte of `buf` was written (`filled == len`), by
+        // `fill`, the only writer.
+        unsafe { buf.assume_init() }
     }
 }
 
@@ -216,9 +280,24 @@ mod tests {
         let mut decoder = Decoder::new(10);
         let header = |too_big| Some(Frame::Command(Command::PutHeader { too_big }));
         assert_eq!(decoder.decode(b"put 1 0 5 3\r\nab").frame, header(false));
-        assert!(decoder.decode(b"ab").is_stalled(), "the body has not arrived");
+        assert_eq!(decoder.decode(b"ab"), Step { consumed: 2, frame: None }, "the body has not all arrived");
         let mut decoder = Decoder::new(10);
         assert_eq!(decoder.decode(b"put 1 0 5 11\r\n").frame, header(true));
+    }
+
+    #[test]
+    fn a_body_in_pieces_is_taken_as_it_comes() {
+        let mut decoder = Decoder::new(65535);
+        assert_eq!(decoder.decode(b"put 1 0 5 10\r\n").consumed, 14);
+        assert_eq!(decoder.wanted(), 12);
+        // Each piece is used at once: the connection keeps none of it.
+        assert_eq!(decoder.decode(b"0123"), Step { consumed: 4, frame: None });
+        assert_eq!(decoder.wanted(), 8);
+        assert_eq!(decoder.decode(b"456789\r"), Step { consumed: 6, frame: None });
+        assert!(decoder.decode(b"\r").is_stalled(), "the CRLF is taken whole");
+        let step = decoder.decode(b"\r\nquit\r\n");
+        assert_eq!(step, Step { consumed: 2, frame: Some(put(b"0123456789")) });
+        assert_eq!(decoder.decode(b"quit\r\n").frame, Some(Frame::Quit));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! One client socket with its input and output buffers.
 //!
 //! Memory per connection is bounded: input is read only while the decoder
-//! needs it (a line, or a whole body) and while the output is below its
-//! high-water mark, so a client that never reads its replies stops being
+//! needs it (a line, or a whole body, which the decoder collects itself)
+//! and while the output is below its high-water mark, so a client that never reads its replies stops being
 //! read from instead of growing the server. Idle connections give back large
 //! buffers.
 
@@ -19,12 +19,19 @@ const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 /// Read at least this much ahead of the decoder's needs, to batch syscalls.
 pub const READ_CHUNK: usize = 64 * 1024;
 
+/// The size of the server's read buffer, shared by all connections. A
+/// 64 KiB `put` with the commands sent along with it fits in one read.
+/// What the decoder leaves of a read is kept, so a connection buffers at
+/// most this much (or, waiting in a reserve, [`READ_CHUNK`] more than it
+/// had).
+pub const READ_BUFFER: usize = 128 * 1024;
+
 /// Buffers larger than this are freed, not kept, once empty.
 const KEEP_CAPACITY: usize = 16 * 1024;
 
 pub enum ReadOutcome {
-    /// Bytes arrived.
-    Data,
+    /// This many bytes arrived.
+    Data(usize),
     /// Nothing more for now.
     WouldBlock,
     /// The client will send nothing more.
@@ -80,11 +87,32 @@ impl Connection {
         &self.input[self.input_start..]
     }
 
-    /// Takes one decoding step over the buffered input.
-    pub fn decode_step(&mut self) -> Step {
+    /// Takes one decoding step over the buffered input, or when none is
+    /// buffered, over `fresh`: bytes just read into the server's read
+    /// buffer, decoded from there and dropped from the front of `fresh` as
+    /// they are used. (A body is copied from there into its own allocation,
+    /// once; what is left is kept with [`Connection::keep`].)
+    pub fn decode_step(&mut self, fresh: &mut &[u8]) -> Step {
+        if self.unprocessed().is_empty() {
+            let step = self.decoder.decode(fresh);
+            *fresh = &fresh[step.consumed..];
+            return step;
+        }
         let step = self.decoder.decode(&self.input[self.input_start..]);
         self.consume(step.consumed);
         step
+    }
+
+    /// Buffers bytes read and not yet decoded, after those already buffered.
+    pub fn keep(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.input_start > 0 && self.input_start >= self.input.len() / 2 {
+            self.input.drain(..self.input_start);
+            self.input_start = 0;
+        }
+        self.input.extend_from_slice(bytes);
     }
 
     fn consume(&mut self, n: usize) {
@@ -116,7 +144,8 @@ impl Connection {
             && self.unprocessed().len() < self.decoder.wanted().max(READ_CHUNK)
     }
 
-    /// Reads once into `scratch` and keeps what arrived.
+    /// Reads once into `scratch`; the bytes that arrived are left there,
+    /// for [`Connection::decode_step`].
     pub fn read_some(&mut self, scratch: &mut [u8]) -> ReadOutcome {
         loop {
             match self.stream.read(scratch) {
@@ -125,14 +154,9 @@ impl Connection {
                     return ReadOutcome::Eof;
                 }
                 Ok(n) => {
-                    if self.input_start > 0 && self.input_start >= self.input.len() / 2 {
-                        self.input.drain(..self.input_start);
-                        self.input_start = 0;
-                    }
-                    self.input.extend_from_slice(&scratch[..n]);
                     self.input_stalled = false;
                     self.drained = n < scratch.len();
-                    return ReadOutcome::Data;
+                    return ReadOutcome::Data(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
