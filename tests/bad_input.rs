@@ -439,6 +439,52 @@ fn body_framing(s: &Server) {
 }
 on_both!(body_framing, &[]);
 
+/// Large bodies, pipelined, in writes cut at every kind of place (in a
+/// header, a body, a CRLF, between commands; pieces of 1 byte to 100 kB),
+/// one of them without its CRLF: every job comes back intact, in order.
+fn large_bodies_in_pieces(s: &Server) {
+    let mut c = s.connect();
+    let sizes = [65_535, 1025, 2048, 40_000, 0, 65_535, 3, 60_001];
+    let body = |i: usize, len: usize| -> Vec<u8> { (0..len).map(|k| (k * 7 + i * 13) as u8).collect() };
+    let mut input = Vec::new();
+    let mut want = Vec::new();
+    for (i, &len) in sizes.iter().enumerate() {
+        input.extend_from_slice(format!("put 0 0 60 {len}\r\n").as_bytes());
+        input.extend_from_slice(&body(i, len));
+        input.extend_from_slice(if i == 5 { b"\r\r" } else { b"\r\n" });
+        let reply = if i == 5 { "EXPECTED_CRLF\r\n".to_string() } else { format!("INSERTED {}\r\n", i + 1) };
+        want.extend_from_slice(reply.as_bytes());
+    }
+    for (i, &len) in sizes.iter().enumerate().filter(|(i, _)| *i != 5) {
+        input.extend_from_slice(b"reserve\r\n");
+        want.extend_from_slice(format!("RESERVED {} {len}\r\n", i + 1).as_bytes());
+        want.extend_from_slice(&body(i, len));
+        want.extend_from_slice(b"\r\n");
+    }
+    let mut w = c.stream.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        let cuts = [1, 13, 65_536, 2, 100_000, 7, 4096, 30_000, 1];
+        let mut rest = &input[..];
+        for cut in cuts.iter().cycle() {
+            let (piece, tail) = rest.split_at((*cut).min(rest.len()));
+            w.write_all(piece).unwrap();
+            rest = tail;
+            if rest.is_empty() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let mut got = vec![0; want.len()];
+    // Nothing was read through `c` yet: its reader has nothing buffered.
+    c.stream.read_exact(&mut got).unwrap();
+    writer.join().unwrap();
+    let same = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+    let near = &got[same.saturating_sub(20)..(same + 40).min(got.len())];
+    assert!(got == want, "{}: replies differ from byte {same}: {}", s.name, show(near));
+}
+on_both!(large_bodies_in_pieces, &[]);
+
 // ---------------------------------------------------------------------------
 // numbers and names
 

@@ -495,9 +495,14 @@ impl Server {
                         conn.input_stalled = true;
                         break;
                     }
-                    // Buffered bytes and fresh ones make up the next frame.
-                    conn.keep(fresh);
-                    fresh = &[];
+                    // Buffered bytes and fresh ones make up the next frame:
+                    // buffer as many fresh ones as it may need (the rest of
+                    // a line, a CRLF), then go on from `fresh` once the
+                    // buffer is used up.
+                    let needed = conn.decoder.wanted().saturating_sub(conn.unprocessed().len());
+                    let (front, rest) = fresh.split_at(needed.clamp(1, fresh.len()));
+                    conn.keep(front);
+                    fresh = rest;
                 }
                 None => {}
                 Some(Frame::Reply(reply)) => conn.push_reply(&reply),
