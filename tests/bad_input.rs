@@ -485,6 +485,66 @@ fn large_bodies_in_pieces(s: &Server) {
 }
 on_both!(large_bodies_in_pieces, &[]);
 
+/// After a large put, sprout aims its next read at a body of the same
+/// shape. Whatever comes instead (a put of another size with a line of the
+/// same length, other commands, a put in pieces, a body without its CRLF),
+/// the answers are the same as beanstalkd's.
+fn puts_of_the_last_shape_and_others(s: &Server) {
+    let mut c = s.connect();
+    let body = |seed: usize, len: usize| -> Vec<u8> { (0..len).map(|k| (k * 3 + seed) as u8).collect() };
+    let put = |seed: usize, len: usize, trailer: &[u8]| -> Vec<u8> {
+        let mut v = format!("put 0 0 60 {len}\r\n").into_bytes();
+        v.extend_from_slice(&body(seed, len));
+        v.extend_from_slice(trailer);
+        v
+    };
+    let pause = || thread::sleep(Duration::from_millis(20));
+    let mut kept = Vec::new();
+    for (id, len) in [(1, 30_000), (2, 30_000), (3, 30_001), (4, 30_001)] {
+        exchange(&mut c, &put(id, len, b"\r\n"), format!("INSERTED {id}\r\n").as_bytes());
+        kept.push((id, len));
+        pause();
+    }
+    // Other commands, longer than a put line, where a put was expected.
+    let mut peek = b"stats-tube default\r\npeek 1\r\n".to_vec();
+    peek.extend_from_slice(&put(5, 30_001, b"\r\n"));
+    c.send(&peek);
+    let stats = c.read_reply();
+    assert!(stats.starts_with(b"OK "), "{}", show(&stats));
+    let mut found = b"FOUND 1 30000\r\n".to_vec();
+    found.extend_from_slice(&body(1, 30_000));
+    found.extend_from_slice(b"\r\n");
+    expect(&mut c, &found);
+    expect(&mut c, b"INSERTED 5\r\n");
+    kept.push((5, 30_001));
+    pause();
+    // A body without its CRLF, in a put of the expected shape.
+    exchange(&mut c, &put(6, 30_001, b"\r\r"), b"EXPECTED_CRLF\r\n");
+    pause();
+    // A put of the expected shape in pieces: the line alone, part of the
+    // body, the rest.
+    let whole = put(7, 30_001, b"\r\n");
+    for piece in [&whole[..19], &whole[19..10_000], &whole[10_000..]] {
+        c.send(piece);
+        pause();
+    }
+    expect(&mut c, b"INSERTED 7\r\n");
+    kept.push((7, 30_001));
+    // A small put, then one of the old shape.
+    exchange(&mut c, &put(8, 5, b"\r\n"), b"INSERTED 8\r\n");
+    kept.push((8, 5));
+    pause();
+    exchange(&mut c, &put(9, 30_001, b"\r\n"), b"INSERTED 9\r\n");
+    kept.push((9, 30_001));
+    for (id, len) in kept {
+        let mut want = format!("RESERVED {id} {len}\r\n").into_bytes();
+        want.extend_from_slice(&body(id, len));
+        want.extend_from_slice(b"\r\n");
+        exchange(&mut c, b"reserve\r\n", &want);
+    }
+}
+on_both!(puts_of_the_last_shape_and_others, &[]);
+
 // ---------------------------------------------------------------------------
 // numbers and names
 

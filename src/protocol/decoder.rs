@@ -10,12 +10,12 @@
 //! connection never holds more than a read of it, and a large body is
 //! copied once between the socket and the job.
 
-use std::mem::MaybeUninit;
 use std::rc::Rc;
 
 use memchr::{memchr, memmem};
 
 use super::MAX_LINE;
+pub use super::body::PartialBody;
 use super::command::{Command, NewJob};
 use super::parse::{Line, parse_line};
 use super::reply::Reply;
@@ -50,6 +50,9 @@ enum State {
 pub struct Decoder {
     state: State,
     max_job_size: u32,
+    /// The allocation for the body of the put on the next line, its first
+    /// bytes maybe read into it already (see [`Decoder::offer_body`]).
+    offered: Option<PartialBody>,
 }
 
 /// The result of one decoding step.
@@ -69,7 +72,7 @@ impl Step {
 
 impl Decoder {
     pub fn new(max_job_size: u32) -> Decoder {
-        Decoder { state: State::Line, max_job_size }
+        Decoder { state: State::Line, max_job_size, offered: None }
     }
 
     /// How many buffered bytes the decoder needs before it can take its next
@@ -82,9 +85,42 @@ impl Decoder {
         }
     }
 
+    /// True when the next input starts a command line.
+    pub fn is_at_line(&self) -> bool {
+        matches!(self.state, State::Line)
+    }
+
+    /// The size of the body being received, once its put line is decoded.
+    pub fn body_len(&self) -> Option<usize> {
+        match self.state {
+            State::Body { len, .. } => Some(len),
+            _ => None,
+        }
+    }
+
     /// True while a body (kept or discarded) is partly received.
     pub fn in_body(&self) -> bool {
         matches!(self.state, State::Body { .. } | State::Discard { .. })
+    }
+
+    /// The body size announced by `line` if it is exactly one `put` line,
+    /// CRLF included, that the decoder would take a body for next.
+    pub fn put_line(&self, line: &[u8]) -> Option<usize> {
+        if !matches!(self.state, State::Line) || !matches!(find_line_end(line), LineEnd::Found(n) if n == line.len()) {
+            return None;
+        }
+        match parse_line(&line[..line.len() - 2], self.max_job_size) {
+            Line::PutHeader { bytes, .. } => Some(bytes as usize),
+            _ => None,
+        }
+    }
+
+    /// Gives the decoder the allocation for the body of the put on the next
+    /// line, which [`Decoder::put_line`] has read, with the body's first
+    /// bytes already in it: a reader can aim the body straight at it.
+    pub fn offer_body(&mut self, body: PartialBody) {
+        assert!(self.offered.is_none() && matches!(self.state, State::Line), "a body is offered for the next line");
+        self.offered = Some(body);
     }
 
     /// Takes one step over `input`, the bytes received and not yet consumed.
@@ -97,12 +133,12 @@ impl Decoder {
                     None if input.len() >= len + 2 => (Rc::from(&input[..len]), len),
                     None if input.is_empty() => return Step { consumed: 0, frame: None },
                     _ => {
-                        let partial = partial.get_or_insert_with(|| PartialBody::new(len));
-                        let taken = partial.fill(input);
-                        if !partial.is_full() || input.len() - taken < 2 {
+                        let body = partial.get_or_insert_with(|| PartialBody::new(len));
+                        let taken = body.fill(input);
+                        if !body.is_full() || input.len() - taken < 2 {
                             return Step { consumed: taken, frame: None };
                         }
-                        (partial.take(), taken)
+                        (partial.take().expect("filled above").take(), taken)
                     }
                 };
                 let State::Body { pri, delay, ttr, .. } = std::mem::replace(&mut self.state, State::Line) else {
@@ -151,12 +187,19 @@ impl Decoder {
                 return Step { consumed: MAX_LINE - keep_cr, frame: None };
             }
         };
-        let frame = match parse_line(&input[..line_len - 2], self.max_job_size) {
+        let line = parse_line(&input[..line_len - 2], self.max_job_size);
+        assert!(
+            self.offered.is_none() || matches!(line, Line::PutHeader { .. }),
+            "a body is offered only for a put line"
+        );
+        let frame = match line {
             Line::Command(command) => Some(Frame::Command(command)),
             Line::Reject(reply) => Some(Frame::Reply(reply)),
             Line::Quit => Some(Frame::Quit),
             Line::PutHeader { pri, delay, ttr, bytes } => {
-                self.state = State::Body { pri, delay, ttr, len: bytes as usize, partial: None };
+                let partial = self.offered.take();
+                assert!(partial.as_ref().is_none_or(|p| p.size() == bytes as usize), "an offered body fits its put");
+                self.state = State::Body { pri, delay, ttr, len: bytes as usize, partial };
                 Some(Frame::Command(Command::PutHeader { too_big: false }))
             }
             Line::PutTooBig { bytes } => {
@@ -165,50 +208,6 @@ impl Decoder {
             }
         };
         Step { consumed: line_len, frame }
-    }
-}
-
-/// A body received in part: an allocation of the announced size, filled
-/// from the front.
-#[derive(Debug)]
-struct PartialBody {
-    /// Not shared until [`PartialBody::take`]: the decoder holds the only
-    /// reference.
-    buf: Rc<[MaybeUninit<u8>]>,
-    /// `buf[..filled]` has been written.
-    filled: usize,
-}
-
-impl PartialBody {
-    fn new(len: usize) -> PartialBody {
-        PartialBody { buf: Rc::new_uninit_slice(len), filled: 0 }
-    }
-
-    fn filled(&self) -> usize {
-        self.filled
-    }
-
-    fn is_full(&self) -> bool {
-        self.filled == self.buf.len()
-    }
-
-    /// Copies as much of `bytes` as the body still lacks; returns how much.
-    fn fill(&mut self, bytes: &[u8]) -> usize {
-        let buf = Rc::get_mut(&mut self.buf).expect("a partial body is not shared");
-        let n = bytes.len().min(buf.len() - self.filled);
-        buf[self.filled..self.filled + n].write_copy_of_slice(&bytes[..n]);
-        self.filled += n;
-        n
-    }
-
-    /// The complete body.
-    fn take(&mut self) -> Rc<[u8]> {
-        assert!(self.is_full(), "the body is complete");
-        let buf = std::mem::replace(&mut self.buf, Rc::new_uninit_slice(0));
-        self.filled = 0;
-        // SAFETY: every byte of `buf` was written (`filled == len`), by
-        // `fill`, the only writer.
-        unsafe { buf.assume_init() }
     }
 }
 

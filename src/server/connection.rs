@@ -7,11 +7,12 @@
 //! buffers.
 
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 
 use super::listener::Stream;
 use super::output::Output;
-use crate::protocol::decoder::Step;
-use crate::protocol::{Decoder, Reply};
+use crate::protocol::decoder::{PartialBody, Step};
+use crate::protocol::{Command, Decoder, Frame, Reply};
 
 /// Stop decoding commands while this much output is waiting for the client.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
@@ -25,6 +26,10 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// most this much (or, waiting in a reserve, [`READ_CHUNK`] more than it
 /// had).
 pub const READ_BUFFER: usize = 128 * 1024;
+
+/// A put of a body this large makes the next read aim for the body's own
+/// allocation (see [`Connection::read_some`]).
+const AIM_MIN: usize = 16 * 1024;
 
 /// Buffers larger than this are freed, not kept, once empty.
 const KEEP_CAPACITY: usize = 16 * 1024;
@@ -61,6 +66,8 @@ pub struct Connection {
     pub input_stalled: bool,
     /// Listed for the flush at the end of the turn.
     pub flush_queued: bool,
+    /// The sizes of the last large put's line (CRLF included) and body.
+    last_put: Option<(usize, usize)>,
 }
 
 impl Connection {
@@ -79,6 +86,7 @@ impl Connection {
             broken: false,
             input_stalled: false,
             flush_queued: false,
+            last_put: None,
         }
     }
 
@@ -93,13 +101,19 @@ impl Connection {
     /// they are used. (A body is copied from there into its own allocation,
     /// once; what is left is kept with [`Connection::keep`].)
     pub fn decode_step(&mut self, fresh: &mut &[u8]) -> Step {
-        if self.unprocessed().is_empty() {
+        let step = if self.unprocessed().is_empty() {
             let step = self.decoder.decode(fresh);
             *fresh = &fresh[step.consumed..];
-            return step;
+            step
+        } else {
+            let step = self.decoder.decode(&self.input[self.input_start..]);
+            self.consume(step.consumed);
+            step
+        };
+        if let Some(Frame::Command(Command::PutHeader { too_big: false })) = step.frame {
+            let len = self.decoder.body_len().expect("a put line starts a body");
+            self.last_put = (len >= AIM_MIN).then_some((step.consumed, len));
         }
-        let step = self.decoder.decode(&self.input[self.input_start..]);
-        self.consume(step.consumed);
         step
     }
 
@@ -145,18 +159,19 @@ impl Connection {
     }
 
     /// Reads once into `scratch`; the bytes that arrived are left there,
-    /// for [`Connection::decode_step`].
+    /// for [`Connection::decode_step`], except those of a body read straight
+    /// into its own allocation, which the decoder was given.
     pub fn read_some(&mut self, scratch: &mut [u8]) -> ReadOutcome {
         loop {
-            match self.stream.read(scratch) {
-                Ok(0) => {
+            match self.read_aimed(scratch) {
+                Ok((0, _)) => {
                     self.eof = true;
                     return ReadOutcome::Eof;
                 }
-                Ok(n) => {
+                Ok((n, kept)) => {
                     self.input_stalled = false;
                     self.drained = n < scratch.len();
-                    return ReadOutcome::Data(n);
+                    return ReadOutcome::Data(kept);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
@@ -170,6 +185,56 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Reads once. After a large put, clients tend to send the next one
+    /// alike (`put 0 0 120 65536`): then the read is aimed so that a put line
+    /// of the last one's length lands in `scratch` and the next bytes in an
+    /// allocation of the last body's size, and if the line is indeed a put
+    /// of that size the allocation is the body's: the decoder is given it,
+    /// and the body is not copied. Otherwise the bytes are put back in
+    /// order in `scratch` (a copy, as an unaimed read would have cost) and
+    /// the next reads are not aimed until the next large put. Returns the
+    /// bytes read, and how many of them are in `scratch`.
+    fn read_aimed(&mut self, scratch: &mut [u8]) -> io::Result<(usize, usize)> {
+        let aim = self.last_put.filter(|&(line, len)| {
+            self.unprocessed().is_empty() && self.decoder.is_at_line() && line + len <= scratch.len()
+        });
+        let Some((line, len)) = aim else {
+            let n = self.stream.read(scratch)?;
+            return Ok((n, n));
+        };
+        let mut body = PartialBody::new(len);
+        let (head, tail) = scratch.split_at_mut(line);
+        // No more than `scratch` holds, so the bytes fit back in it.
+        let tail_len = tail.len() - len;
+        let tail = &mut tail[..tail_len];
+        let unfilled = body.unfilled();
+        let iov = [
+            libc::iovec { iov_base: head.as_mut_ptr().cast(), iov_len: head.len() },
+            libc::iovec { iov_base: unfilled.as_mut_ptr().cast(), iov_len: unfilled.len() },
+            libc::iovec { iov_base: tail.as_mut_ptr().cast(), iov_len: tail.len() },
+        ];
+        // SAFETY: each iovec is a live, writable buffer of its length
+        // (`unfilled` may be uninitialised: readv only writes to it).
+        let n = unsafe { libc::readv(self.stream.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        if n <= line {
+            return Ok((n, n));
+        }
+        let in_body = (n - line).min(len);
+        let after = n - line - in_body;
+        // SAFETY: readv filled the iovecs in order: `in_body` bytes of the
+        // second.
+        unsafe { body.assume_filled(in_body) };
+        if self.decoder.put_line(&scratch[..line]) == Some(len) {
+            self.decoder.offer_body(body);
+            return Ok((n, line + after));
+        }
+        self.last_put = None;
+        scratch.copy_within(line..line + after, line + in_body);
+        scratch[line..line + in_body].copy_from_slice(body.received());
+        Ok((n, n))
     }
 
     /// Called once what a read brought was processed. A read that did not
