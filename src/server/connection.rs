@@ -2,9 +2,9 @@
 //!
 //! Memory per connection is bounded: input is read only while the decoder
 //! needs it (a line, or a whole body, which the decoder collects itself)
-//! and while the output is below its high-water mark, so a client that never reads its replies stops being
-//! read from instead of growing the server. Idle connections give back large
-//! buffers.
+//! and while the output is below its high-water mark, so a client that
+//! never reads its replies stops being read from instead of growing the
+//! server. Idle connections give back large buffers.
 
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
