@@ -63,6 +63,11 @@ impl PartialBody {
         self.filled += n;
     }
 
+    /// Forgets the bytes received, to fill the allocation anew.
+    pub fn clear(&mut self) {
+        self.filled = 0;
+    }
+
     /// The complete body.
     pub fn take(self) -> Rc<[u8]> {
         assert!(self.is_full(), "the body is complete");

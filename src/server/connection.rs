@@ -28,7 +28,7 @@ pub const READ_CHUNK: usize = 64 * 1024;
 pub const READ_BUFFER: usize = 128 * 1024;
 
 /// A put of a body this large makes the next read aim for the body's own
-/// allocation (see [`Connection::read_some`]).
+/// allocation (see [`Connection::read_aimed`]).
 const AIM_MIN: usize = 16 * 1024;
 
 /// Buffers larger than this are freed, not kept, once empty.
@@ -160,10 +160,12 @@ impl Connection {
 
     /// Reads once into `scratch`; the bytes that arrived are left there,
     /// for [`Connection::decode_step`], except those of a body read straight
-    /// into its own allocation, which the decoder was given.
-    pub fn read_some(&mut self, scratch: &mut [u8]) -> ReadOutcome {
+    /// into its own allocation, which the decoder was given. `spare` is an
+    /// empty body allocation to aim at, kept from an aimed read that did
+    /// not use it (see [`Connection::read_aimed`]).
+    pub fn read_some(&mut self, scratch: &mut [u8], spare: &mut Option<PartialBody>) -> ReadOutcome {
         loop {
-            match self.read_aimed(scratch) {
+            match self.read_aimed(scratch, spare) {
                 Ok((0, _)) => {
                     self.eof = true;
                     return ReadOutcome::Eof;
@@ -194,9 +196,12 @@ impl Connection {
     /// of that size the allocation is the body's: the decoder is given it,
     /// and the body is not copied. Otherwise the bytes are put back in
     /// order in `scratch` (a copy, as an unaimed read would have cost) and
-    /// the next reads are not aimed until the next large put. Returns the
-    /// bytes read, and how many of them are in `scratch`.
-    fn read_aimed(&mut self, scratch: &mut [u8]) -> io::Result<(usize, usize)> {
+    /// the next reads are not aimed until the next large put. An allocation
+    /// not used is kept in `spare` for the next aimed read (most reads
+    /// after a put are of other commands; allocating and freeing 64 KiB for
+    /// each made glibc grow and trim its heap: a `brk` every 16 jobs).
+    /// Returns the bytes read, and how many of them are in `scratch`.
+    fn read_aimed(&mut self, scratch: &mut [u8], spare: &mut Option<PartialBody>) -> io::Result<(usize, usize)> {
         let aim = self.last_put.filter(|&(line, len)| {
             self.unprocessed().is_empty() && self.decoder.is_at_line() && line + len <= scratch.len()
         });
@@ -204,7 +209,7 @@ impl Connection {
             let n = self.stream.read(scratch)?;
             return Ok((n, n));
         };
-        let mut body = PartialBody::new(len);
+        let mut body = spare.take().filter(|b| b.size() == len).unwrap_or_else(|| PartialBody::new(len));
         let (head, tail) = scratch.split_at_mut(line);
         // No more than `scratch` holds, so the bytes fit back in it.
         let tail_len = tail.len() - len;
@@ -218,8 +223,13 @@ impl Connection {
         // SAFETY: each iovec is a live, writable buffer of its length
         // (`unfilled` may be uninitialised: readv only writes to it).
         let n = unsafe { libc::readv(self.stream.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) };
-        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        let Ok(n) = usize::try_from(n) else {
+            let error = io::Error::last_os_error();
+            *spare = Some(body);
+            return Err(error);
+        };
         if n <= line {
+            *spare = Some(body);
             return Ok((n, n));
         }
         let in_body = (n - line).min(len);
@@ -234,6 +244,8 @@ impl Connection {
         self.last_put = None;
         scratch.copy_within(line..line + after, line + in_body);
         scratch[line..line + in_body].copy_from_slice(body.received());
+        body.clear();
+        *spare = Some(body);
         Ok((n, n))
     }
 

@@ -26,6 +26,7 @@ use crate::binlog::{Binlog, Opened};
 use crate::config::{Config, ListenAddr};
 use crate::engine::{Engine, EngineConfig, HostInfo, Nanos};
 use crate::protocol::Frame;
+use crate::protocol::decoder::PartialBody;
 use connection::{Connection, READ_BUFFER, READ_CHUNK, ReadOutcome};
 pub use listener::Listener;
 use timer::DeadlineTimer;
@@ -122,6 +123,8 @@ struct Server {
     /// One read buffer shared by all connections, lent to the one being
     /// driven.
     scratch: Vec<u8>,
+    /// A body allocation an aimed read did not use, for the next one.
+    spare_body: Option<PartialBody>,
     /// Connections that got replies (or still have unread input) and must be
     /// driven before the next poll.
     woken: Vec<usize>,
@@ -196,6 +199,7 @@ impl Server {
             timer,
             max_job_size: config.max_job_size,
             scratch: vec![0; READ_BUFFER],
+            spare_body: None,
             woken: Vec::new(),
             driving: None,
             handed: Vec::new(),
@@ -445,7 +449,7 @@ impl Server {
             // A connection waiting in a reserve keeps what it reads: it reads
             // no more than a chunk at a time then.
             let room = if self.engine.is_waiting(key) { READ_CHUNK } else { scratch.len() };
-            match conn.read_some(&mut scratch[..room]) {
+            match conn.read_some(&mut scratch[..room], &mut self.spare_body) {
                 ReadOutcome::Data(n) => fresh = n,
                 ReadOutcome::WouldBlock => break,
                 ReadOutcome::Eof => {
