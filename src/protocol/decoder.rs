@@ -300,6 +300,22 @@ mod tests {
     }
 
     #[test]
+    fn an_offered_body_becomes_the_puts_body() {
+        let mut decoder = Decoder::new(65535);
+        assert_eq!(decoder.put_line(b"put 1 0 5 10\r\n"), Some(10));
+        assert_eq!(decoder.put_line(b"put 1 0 5 10\r\nx"), None, "exactly one line");
+        assert_eq!(decoder.put_line(b"put 1 0 5 1"), None, "a whole line");
+        assert_eq!(decoder.put_line(b"peek 1234567\r\n"), None);
+        assert_eq!(decoder.put_line(b"put 1 0 5 99999\r\n"), None, "too big: no body is kept");
+        let mut body = PartialBody::new(10);
+        body.fill(b"012345");
+        decoder.offer_body(body);
+        assert_eq!(decoder.decode(b"put 1 0 5 10\r\n6789\r\n").consumed, 14);
+        assert_eq!(decoder.wanted(), 6);
+        assert_eq!(decoder.decode(b"6789\r\n"), Step { consumed: 6, frame: Some(put(b"0123456789")) });
+    }
+
+    #[test]
     fn body_containing_crlf_and_nul() {
         let frames = every_chunking(b"put 1 0 5 4\r\n\r\n\0x\r\n", 65535);
         assert_eq!(frames, vec![put(b"\r\n\0x")]);
