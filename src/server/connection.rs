@@ -100,6 +100,7 @@ impl Connection {
     /// buffer, decoded from there and dropped from the front of `fresh` as
     /// they are used. (A body is copied from there into its own allocation,
     /// once; what is left is kept with [`Connection::keep`].)
+    #[inline]
     pub fn decode_step(&mut self, fresh: &mut &[u8]) -> Step {
         let step = if self.unprocessed().is_empty() {
             let step = self.decoder.decode(fresh);

@@ -63,9 +63,15 @@ impl Output {
     /// that fails for another reason, or writes nothing, is an error.
     pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<()> {
         while self.pending > 0 {
-            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let count = self.slices(&mut slices);
-            match sink.write_vectored(&slices[..count]) {
+            let written = if self.bodies.is_empty() {
+                // Most flushes: a few replies, no large body.
+                sink.write(&self.bytes[self.bytes_sent..])
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let count = self.slices(&mut slices);
+                sink.write_vectored(&slices[..count])
+            };
+            match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
