@@ -439,6 +439,112 @@ fn body_framing(s: &Server) {
 }
 on_both!(body_framing, &[]);
 
+/// Large bodies, pipelined, in writes cut at every kind of place (in a
+/// header, a body, a CRLF, between commands; pieces of 1 byte to 100 kB),
+/// one of them without its CRLF: every job comes back intact, in order.
+fn large_bodies_in_pieces(s: &Server) {
+    let mut c = s.connect();
+    let sizes = [65_535, 1025, 2048, 40_000, 0, 65_535, 3, 60_001];
+    let body = |i: usize, len: usize| -> Vec<u8> { (0..len).map(|k| (k * 7 + i * 13) as u8).collect() };
+    let mut input = Vec::new();
+    let mut want = Vec::new();
+    for (i, &len) in sizes.iter().enumerate() {
+        input.extend_from_slice(format!("put 0 0 60 {len}\r\n").as_bytes());
+        input.extend_from_slice(&body(i, len));
+        input.extend_from_slice(if i == 5 { b"\r\r" } else { b"\r\n" });
+        let reply = if i == 5 { "EXPECTED_CRLF\r\n".to_string() } else { format!("INSERTED {}\r\n", i + 1) };
+        want.extend_from_slice(reply.as_bytes());
+    }
+    for (i, &len) in sizes.iter().enumerate().filter(|(i, _)| *i != 5) {
+        input.extend_from_slice(b"reserve\r\n");
+        want.extend_from_slice(format!("RESERVED {} {len}\r\n", i + 1).as_bytes());
+        want.extend_from_slice(&body(i, len));
+        want.extend_from_slice(b"\r\n");
+    }
+    let mut w = c.stream.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        let cuts = [1, 13, 65_536, 2, 100_000, 7, 4096, 30_000, 1];
+        let mut rest = &input[..];
+        for cut in cuts.iter().cycle() {
+            let (piece, tail) = rest.split_at((*cut).min(rest.len()));
+            w.write_all(piece).unwrap();
+            rest = tail;
+            if rest.is_empty() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let mut got = vec![0; want.len()];
+    // Nothing was read through `c` yet: its reader has nothing buffered.
+    c.stream.read_exact(&mut got).unwrap();
+    writer.join().unwrap();
+    let same = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+    let near = &got[same.saturating_sub(20)..(same + 40).min(got.len())];
+    assert!(got == want, "{}: replies differ from byte {same}: {}", s.name, show(near));
+}
+on_both!(large_bodies_in_pieces, &[]);
+
+/// After a large put, sprout aims its next read at a body of the same
+/// shape. Whatever comes instead (a put of another size with a line of the
+/// same length, other commands, a put in pieces, a body without its CRLF),
+/// the answers are the same as beanstalkd's.
+fn puts_of_the_last_shape_and_others(s: &Server) {
+    let mut c = s.connect();
+    let body = |seed: usize, len: usize| -> Vec<u8> { (0..len).map(|k| (k * 3 + seed) as u8).collect() };
+    let put = |seed: usize, len: usize, trailer: &[u8]| -> Vec<u8> {
+        let mut v = format!("put 0 0 60 {len}\r\n").into_bytes();
+        v.extend_from_slice(&body(seed, len));
+        v.extend_from_slice(trailer);
+        v
+    };
+    let pause = || thread::sleep(Duration::from_millis(20));
+    let mut kept = Vec::new();
+    for (id, len) in [(1, 30_000), (2, 30_000), (3, 30_001), (4, 30_001)] {
+        exchange(&mut c, &put(id, len, b"\r\n"), format!("INSERTED {id}\r\n").as_bytes());
+        kept.push((id, len));
+        pause();
+    }
+    // Other commands, longer than a put line, where a put was expected.
+    let mut peek = b"stats-tube default\r\npeek 1\r\n".to_vec();
+    peek.extend_from_slice(&put(5, 30_001, b"\r\n"));
+    c.send(&peek);
+    let stats = c.read_reply();
+    assert!(stats.starts_with(b"OK "), "{}", show(&stats));
+    let mut found = b"FOUND 1 30000\r\n".to_vec();
+    found.extend_from_slice(&body(1, 30_000));
+    found.extend_from_slice(b"\r\n");
+    expect(&mut c, &found);
+    expect(&mut c, b"INSERTED 5\r\n");
+    kept.push((5, 30_001));
+    pause();
+    // A body without its CRLF, in a put of the expected shape.
+    exchange(&mut c, &put(6, 30_001, b"\r\r"), b"EXPECTED_CRLF\r\n");
+    pause();
+    // A put of the expected shape in pieces: the line alone, part of the
+    // body, the rest.
+    let whole = put(7, 30_001, b"\r\n");
+    for piece in [&whole[..19], &whole[19..10_000], &whole[10_000..]] {
+        c.send(piece);
+        pause();
+    }
+    expect(&mut c, b"INSERTED 7\r\n");
+    kept.push((7, 30_001));
+    // A small put, then one of the old shape.
+    exchange(&mut c, &put(8, 5, b"\r\n"), b"INSERTED 8\r\n");
+    kept.push((8, 5));
+    pause();
+    exchange(&mut c, &put(9, 30_001, b"\r\n"), b"INSERTED 9\r\n");
+    kept.push((9, 30_001));
+    for (id, len) in kept {
+        let mut want = format!("RESERVED {id} {len}\r\n").into_bytes();
+        want.extend_from_slice(&body(id, len));
+        want.extend_from_slice(b"\r\n");
+        exchange(&mut c, b"reserve\r\n", &want);
+    }
+}
+on_both!(puts_of_the_last_shape_and_others, &[]);
+
 // ---------------------------------------------------------------------------
 // numbers and names
 

@@ -1,14 +1,21 @@
 //! Incoming bytes to frames: command lines, `put` bodies, and the input
 //! beanstalkd throws away (over-long lines, oversized bodies).
 //!
-//! The decoder holds no buffer of its own. The connection keeps the bytes
-//! read so far and offers them to [`Decoder::decode`], which says how many it
-//! used; so a body that arrives one byte at a time and one that arrives with
-//! a thousand commands behind it take the same path.
+//! The connection keeps the bytes read so far and offers them to
+//! [`Decoder::decode`], which says how many it used; so a body that arrives
+//! one byte at a time and one that arrives with a thousand commands behind
+//! it take the same path. The one buffer the decoder holds is a body that
+//! arrives over several reads: it is copied, as it comes, into an
+//! allocation of the announced size, which becomes the job's body. So the
+//! connection never holds more than a read of it, and a large body is
+//! copied once between the socket and the job.
+
+use std::rc::Rc;
 
 use memchr::{memchr, memmem};
 
 use super::MAX_LINE;
+pub use super::body::PartialBody;
 use super::command::{Command, NewJob};
 use super::parse::{Line, parse_line};
 use super::reply::Reply;
@@ -24,12 +31,14 @@ pub enum Frame {
     Quit,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum State {
     /// Waiting for a command line.
     Line,
-    /// A `put` line was accepted; `len` bytes (body plus CRLF) follow.
-    Body { pri: u32, delay: u32, ttr: u32, len: usize },
+    /// A `put` line was accepted; `len` bytes of body, then CRLF, follow.
+    /// `partial` holds the body's first bytes once some arrived without
+    /// the rest.
+    Body { pri: u32, delay: u32, ttr: u32, len: usize, partial: Option<PartialBody> },
     /// Throwing away an oversized body; `JOB_TOO_BIG` when done.
     Discard { remaining: u64 },
     /// Throwing away an over-long line up to its CRLF; `BAD_FORMAT` then.
@@ -37,10 +46,13 @@ enum State {
 }
 
 /// Per-connection framing state.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Decoder {
     state: State,
     max_job_size: u32,
+    /// The allocation for the body of the put on the next line, its first
+    /// bytes maybe read into it already (see [`Decoder::offer_body`]).
+    offered: Option<PartialBody>,
 }
 
 /// The result of one decoding step.
@@ -60,16 +72,29 @@ impl Step {
 
 impl Decoder {
     pub fn new(max_job_size: u32) -> Decoder {
-        Decoder { state: State::Line, max_job_size }
+        Decoder { state: State::Line, max_job_size, offered: None }
     }
 
     /// How many buffered bytes the decoder needs before it can take its next
     /// step: a whole body for a `put`, at most a line otherwise. A reader
     /// that keeps this many bytes available never stalls the decoder.
     pub fn wanted(&self) -> usize {
-        match self.state {
-            State::Body { len, .. } => len,
+        match &self.state {
+            State::Body { len, partial, .. } => len + 2 - partial.as_ref().map_or(0, PartialBody::filled),
             _ => MAX_LINE,
+        }
+    }
+
+    /// True when the next input starts a command line.
+    pub fn is_at_line(&self) -> bool {
+        matches!(self.state, State::Line)
+    }
+
+    /// The size of the body being received, once its put line is decoded.
+    pub fn body_len(&self) -> Option<usize> {
+        match self.state {
+            State::Body { len, .. } => Some(len),
+            _ => None,
         }
     }
 
@@ -78,22 +103,53 @@ impl Decoder {
         matches!(self.state, State::Body { .. } | State::Discard { .. })
     }
 
+    /// The body size announced by `line` if it is exactly one `put` line,
+    /// CRLF included, that the decoder would take a body for next.
+    pub fn put_line(&self, line: &[u8]) -> Option<usize> {
+        if !matches!(self.state, State::Line) || !matches!(find_line_end(line), LineEnd::Found(n) if n == line.len()) {
+            return None;
+        }
+        match parse_line(&line[..line.len() - 2], self.max_job_size) {
+            Line::PutHeader { bytes, .. } => Some(bytes as usize),
+            _ => None,
+        }
+    }
+
+    /// Gives the decoder the allocation for the body of the put on the next
+    /// line, which [`Decoder::put_line`] has read, with the body's first
+    /// bytes already in it: a reader can aim the body straight at it.
+    pub fn offer_body(&mut self, body: PartialBody) {
+        assert!(self.offered.is_none() && matches!(self.state, State::Line), "a body is offered for the next line");
+        self.offered = Some(body);
+    }
+
     /// Takes one step over `input`, the bytes received and not yet consumed.
     pub fn decode(&mut self, input: &[u8]) -> Step {
         match self.state {
             State::Line => self.decode_line(input),
-            State::Body { pri, delay, ttr, len } => {
-                if input.len() < len {
-                    return Step { consumed: 0, frame: None };
-                }
-                self.state = State::Line;
-                let (body, trailer) = input[..len].split_at(len - 2);
-                let command = if trailer == b"\r\n" {
-                    Command::Put(NewJob { pri, delay, ttr, body: body.into() })
+            State::Body { len, ref mut partial, .. } => {
+                let (body, consumed) = match partial {
+                    // The whole body is here: one copy, from the input.
+                    None if input.len() >= len + 2 => (Rc::from(&input[..len]), len),
+                    None if input.is_empty() => return Step { consumed: 0, frame: None },
+                    _ => {
+                        let body = partial.get_or_insert_with(|| PartialBody::new(len));
+                        let taken = body.fill(input);
+                        if !body.is_full() || input.len() - taken < 2 {
+                            return Step { consumed: taken, frame: None };
+                        }
+                        (partial.take().expect("filled above").take(), taken)
+                    }
+                };
+                let State::Body { pri, delay, ttr, .. } = std::mem::replace(&mut self.state, State::Line) else {
+                    unreachable!("in the body state")
+                };
+                let command = if input[consumed..consumed + 2] == *b"\r\n" {
+                    Command::Put(NewJob { pri, delay, ttr, body })
                 } else {
                     Command::PutWithoutCrlf
                 };
-                Step { consumed: len, frame: Some(Frame::Command(command)) }
+                Step { consumed: consumed + 2, frame: Some(Frame::Command(command)) }
             }
             State::Discard { remaining } => {
                 let take = remaining.min(input.len() as u64);
@@ -131,12 +187,19 @@ impl Decoder {
                 return Step { consumed: MAX_LINE - keep_cr, frame: None };
             }
         };
-        let frame = match parse_line(&input[..line_len - 2], self.max_job_size) {
+        let line = parse_line(&input[..line_len - 2], self.max_job_size);
+        assert!(
+            self.offered.is_none() || matches!(line, Line::PutHeader { .. }),
+            "a body is offered only for a put line"
+        );
+        let frame = match line {
             Line::Command(command) => Some(Frame::Command(command)),
             Line::Reject(reply) => Some(Frame::Reply(reply)),
             Line::Quit => Some(Frame::Quit),
             Line::PutHeader { pri, delay, ttr, bytes } => {
-                self.state = State::Body { pri, delay, ttr, len: bytes as usize + 2 };
+                let partial = self.offered.take();
+                assert!(partial.as_ref().is_none_or(|p| p.size() == bytes as usize), "an offered body fits its put");
+                self.state = State::Body { pri, delay, ttr, len: bytes as usize, partial };
                 Some(Frame::Command(Command::PutHeader { too_big: false }))
             }
             Line::PutTooBig { bytes } => {
@@ -216,9 +279,40 @@ mod tests {
         let mut decoder = Decoder::new(10);
         let header = |too_big| Some(Frame::Command(Command::PutHeader { too_big }));
         assert_eq!(decoder.decode(b"put 1 0 5 3\r\nab").frame, header(false));
-        assert!(decoder.decode(b"ab").is_stalled(), "the body has not arrived");
+        assert_eq!(decoder.decode(b"ab"), Step { consumed: 2, frame: None }, "the body has not all arrived");
         let mut decoder = Decoder::new(10);
         assert_eq!(decoder.decode(b"put 1 0 5 11\r\n").frame, header(true));
+    }
+
+    #[test]
+    fn a_body_in_pieces_is_taken_as_it_comes() {
+        let mut decoder = Decoder::new(65535);
+        assert_eq!(decoder.decode(b"put 1 0 5 10\r\n").consumed, 14);
+        assert_eq!(decoder.wanted(), 12);
+        // Each piece is used at once: the connection keeps none of it.
+        assert_eq!(decoder.decode(b"0123"), Step { consumed: 4, frame: None });
+        assert_eq!(decoder.wanted(), 8);
+        assert_eq!(decoder.decode(b"456789\r"), Step { consumed: 6, frame: None });
+        assert!(decoder.decode(b"\r").is_stalled(), "the CRLF is taken whole");
+        let step = decoder.decode(b"\r\nquit\r\n");
+        assert_eq!(step, Step { consumed: 2, frame: Some(put(b"0123456789")) });
+        assert_eq!(decoder.decode(b"quit\r\n").frame, Some(Frame::Quit));
+    }
+
+    #[test]
+    fn an_offered_body_becomes_the_puts_body() {
+        let mut decoder = Decoder::new(65535);
+        assert_eq!(decoder.put_line(b"put 1 0 5 10\r\n"), Some(10));
+        assert_eq!(decoder.put_line(b"put 1 0 5 10\r\nx"), None, "exactly one line");
+        assert_eq!(decoder.put_line(b"put 1 0 5 1"), None, "a whole line");
+        assert_eq!(decoder.put_line(b"peek 1234567\r\n"), None);
+        assert_eq!(decoder.put_line(b"put 1 0 5 99999\r\n"), None, "too big: no body is kept");
+        let mut body = PartialBody::new(10);
+        body.fill(b"012345");
+        decoder.offer_body(body);
+        assert_eq!(decoder.decode(b"put 1 0 5 10\r\n6789\r\n").consumed, 14);
+        assert_eq!(decoder.wanted(), 6);
+        assert_eq!(decoder.decode(b"6789\r\n"), Step { consumed: 6, frame: Some(put(b"0123456789")) });
     }
 
     #[test]

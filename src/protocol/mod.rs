@@ -8,6 +8,7 @@
 //! - [`reply`] is every answer the server can send, and its bytes.
 //! - [`yaml`] formats the stats and list bodies in beanstalkd's key order.
 
+mod body;
 pub mod command;
 pub mod decoder;
 pub mod parse;

@@ -44,9 +44,27 @@ pub enum Reply {
     UnknownCommand,
 }
 
+/// Where a reply's bytes go. A job's body is offered apart, as the job's
+/// own shared allocation, so that a sink may send it from there (with
+/// `writev`) instead of copying it.
+pub trait ReplySink {
+    fn extend_from_slice(&mut self, bytes: &[u8]);
+
+    /// A job's body, in its place among the reply's bytes.
+    fn push_body(&mut self, body: &Rc<[u8]>) {
+        self.extend_from_slice(body);
+    }
+}
+
+impl ReplySink for Vec<u8> {
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        Vec::extend_from_slice(self, bytes);
+    }
+}
+
 impl Reply {
     /// Appends the reply's bytes, CRLFs included, to `out`.
-    pub fn write_to(&self, out: &mut Vec<u8>) {
+    pub fn write_to(&self, out: &mut impl ReplySink) {
         let word: &[u8] = match self {
             Reply::Inserted(id) => return write_line(out, b"INSERTED", &[*id]),
             Reply::BuriedId(id) => return write_line(out, b"BURIED", &[*id]),
@@ -99,7 +117,7 @@ impl Reply {
 /// `WORD n1 n2...` and CRLF, assembled on the stack and appended at once.
 /// Numbers are formatted by hand: `write!` costs more than the rest of an
 /// `INSERTED` reply, and most replies are those.
-fn write_line(out: &mut Vec<u8>, word: &[u8], numbers: &[u64]) {
+fn write_line(out: &mut impl ReplySink, word: &[u8], numbers: &[u64]) {
     // Room for the longest word and two 20-digit numbers.
     let mut line = [0u8; 64];
     let mut len = word.len();
@@ -112,9 +130,9 @@ fn write_line(out: &mut Vec<u8>, word: &[u8], numbers: &[u64]) {
     out.extend_from_slice(&line[..len + 2]);
 }
 
-fn write_job(out: &mut Vec<u8>, word: &[u8], id: u64, body: &[u8]) {
+fn write_job(out: &mut impl ReplySink, word: &[u8], id: u64, body: &Rc<[u8]>) {
     write_line(out, word, &[id, body.len() as u64]);
-    out.extend_from_slice(body);
+    out.push_body(body);
     out.extend_from_slice(b"\r\n");
 }
 

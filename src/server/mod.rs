@@ -9,6 +9,7 @@
 
 mod connection;
 mod listener;
+mod output;
 mod systemd;
 mod timer;
 mod user;
@@ -25,7 +26,8 @@ use crate::binlog::{Binlog, Opened};
 use crate::config::{Config, ListenAddr};
 use crate::engine::{Engine, EngineConfig, HostInfo, Nanos};
 use crate::protocol::Frame;
-use connection::{Connection, READ_CHUNK, ReadOutcome};
+use crate::protocol::decoder::PartialBody;
+use connection::{Connection, READ_BUFFER, READ_CHUNK, ReadOutcome};
 pub use listener::Listener;
 use timer::{DeadlineTimer, monotonic_now};
 pub use user::become_user;
@@ -119,8 +121,11 @@ struct Server {
     /// Wakes the loop at the engine's next deadline, to the microsecond.
     timer: DeadlineTimer,
     max_job_size: u32,
-    /// One read buffer shared by all connections.
+    /// One read buffer shared by all connections, lent to the one being
+    /// driven.
     scratch: Vec<u8>,
+    /// A body allocation an aimed read did not use, for the next one.
+    spare_body: Option<PartialBody>,
     /// Connections that got replies (or still have unread input) and must be
     /// driven before the next poll.
     woken: Vec<usize>,
@@ -194,7 +199,8 @@ impl Server {
             origin_wall,
             timer,
             max_job_size: config.max_job_size,
-            scratch: vec![0; READ_CHUNK],
+            scratch: vec![0; READ_BUFFER],
+            spare_body: None,
             woken: Vec::new(),
             driving: None,
             handed: Vec::new(),
@@ -423,9 +429,13 @@ impl Server {
     /// nothing more to do this turn. Replies are sent at the end of the turn.
     fn drive(&mut self, key: usize) {
         let outer = self.driving.replace(key);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        assert!(!scratch.is_empty(), "drives do not nest: the read buffer is lent to one");
+        let mut fresh = 0;
         let mut reads = 0;
         loop {
-            self.process_input(key);
+            self.process_input(key, &scratch[..fresh]);
+            fresh = 0;
             let conn = &mut self.conns[key];
             conn.settle_after_read();
             if !conn.wants_input() {
@@ -437,8 +447,11 @@ impl Server {
                 break;
             }
             reads += 1;
-            match conn.read_some(&mut self.scratch) {
-                ReadOutcome::Data => {}
+            // A connection waiting in a reserve keeps what it reads: it reads
+            // no more than a chunk at a time then.
+            let room = if self.engine.is_waiting(key) { READ_CHUNK } else { scratch.len() };
+            match conn.read_some(&mut scratch[..room], &mut self.spare_body) {
+                ReadOutcome::Data(n) => fresh = n,
                 ReadOutcome::WouldBlock => break,
                 ReadOutcome::Eof => {
                     if self.engine.is_waiting(key) {
@@ -448,6 +461,7 @@ impl Server {
                 }
             }
         }
+        self.scratch = scratch;
         self.driving = outer;
         let waiting = self.engine.is_waiting(key);
         if self.conns[key].is_finished(waiting) {
@@ -468,20 +482,32 @@ impl Server {
         }
     }
 
-    /// Decodes and runs every complete command the connection has buffered,
-    /// stopping while it waits in a reserve or its output is backed up.
-    fn process_input(&mut self, key: usize) {
+    /// Decodes and runs every complete command the connection has buffered
+    /// and `fresh` (bytes it just sent, in the read buffer), stopping while it
+    /// waits in a reserve or its output is backed up. What is not decoded is
+    /// kept for later.
+    fn process_input(&mut self, key: usize, mut fresh: &[u8]) {
         let now = self.now();
         loop {
             let conn = &mut self.conns[key];
             if !conn.can_process() || self.engine.is_waiting(key) {
-                return;
+                break;
             }
-            let step = conn.decode_step();
+            let step = conn.decode_step(&mut fresh);
             match step.frame {
                 None if step.consumed == 0 => {
-                    conn.input_stalled = true;
-                    return;
+                    if fresh.is_empty() {
+                        conn.input_stalled = true;
+                        break;
+                    }
+                    // Buffered bytes and fresh ones make up the next frame:
+                    // buffer as many fresh ones as it may need (the rest of
+                    // a line, a CRLF), then go on from `fresh` once the
+                    // buffer is used up.
+                    let needed = conn.decoder.wanted().saturating_sub(conn.unprocessed().len());
+                    let (front, rest) = fresh.split_at(needed.clamp(1, fresh.len()));
+                    conn.keep(front);
+                    fresh = rest;
                 }
                 None => {}
                 Some(Frame::Reply(reply)) => conn.push_reply(&reply),
@@ -497,6 +523,7 @@ impl Server {
                 }
             }
         }
+        self.conns[key].keep(fresh);
     }
 
     fn close(&mut self, key: usize) {
