@@ -1,0 +1,70 @@
+//! What holding jobs costs in memory, counted by the allocator. A field
+//! added to every job, or an index that stops packing, shows up here as
+//! bytes, not as a benchmark number somebody has to notice.
+//!
+//! The counting allocator belongs to this test binary, which holds one
+//! test: tests in one binary run in parallel and would count each other's
+//! allocations.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sprout::engine::{Engine, EngineConfig, HostInfo};
+use sprout::protocol::Command;
+use sprout::protocol::command::NewJob;
+
+/// Bytes allocated and not freed yet.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+struct Counting;
+
+// SAFETY: every call is passed on to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let moved = unsafe { System.realloc(ptr, layout, new_size) };
+        if !moved.is_null() {
+            LIVE.fetch_add(new_size, Ordering::Relaxed);
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        moved
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Where the bytes of a ready job with a 100-byte body go (BENCHMARKS.md):
+/// the body 100, the record 56, the tube's ready order ~12, the id index 4.
+/// The bound leaves a few bytes of slack and no room for another field.
+#[test]
+fn a_ready_job_with_a_100_byte_body_costs_under_180_bytes() {
+    // 2^18 jobs: the job table and the id index grow by doubling, so at a
+    // power of two they hold as many jobs as they have room for (the
+    // allocator counts room; the kernel counts only the pages touched).
+    const JOBS: u64 = 1 << 18;
+    let config = EngineConfig { max_job_size: 65535, binlog_max_size: 10 << 20, host: HostInfo::fake() };
+    let mut engine = Engine::new(config, 0);
+    engine.connect(0);
+    let body: Rc<[u8]> = Rc::from(&[b'x'; 100][..]);
+    let before = LIVE.load(Ordering::Relaxed);
+    for now in 0..JOBS {
+        let put = NewJob { pri: 1024, delay: 0, ttr: 120, body: Rc::clone(&body) };
+        engine.apply(now, 0, Command::Put(put));
+        engine.take_replies().for_each(drop);
+    }
+    let per_job = (LIVE.load(Ordering::Relaxed) - before) as f64 / JOBS as f64;
+    eprintln!("{per_job:.1} bytes a job");
+    assert!(per_job > 100.0, "the bodies are kept: {per_job:.1} bytes a job");
+    assert!(per_job < 180.0, "{per_job:.1} bytes a job");
+}
