@@ -37,8 +37,9 @@ enum State {
     Line,
     /// A `put` line was accepted; `len` bytes of body, then CRLF, follow.
     /// `partial` holds the body's first bytes once some arrived without
-    /// the rest.
-    Body { pri: u32, delay: u32, ttr: u32, len: usize, partial: Option<PartialBody> },
+    /// the rest (boxed, as is `Decoder::offered`: every connection, idle
+    /// ones too, carries this state, and few receive large bodies).
+    Body { pri: u32, delay: u32, ttr: u32, len: usize, partial: Option<Box<PartialBody>> },
     /// Throwing away an oversized body; `JOB_TOO_BIG` when done.
     Discard { remaining: u64 },
     /// Throwing away an over-long line up to its CRLF; `BAD_FORMAT` then.
@@ -52,7 +53,7 @@ pub struct Decoder {
     max_job_size: u32,
     /// The allocation for the body of the put on the next line, its first
     /// bytes maybe read into it already (see [`Decoder::offer_body`]).
-    offered: Option<PartialBody>,
+    offered: Option<Box<PartialBody>>,
 }
 
 /// The result of one decoding step.
@@ -80,7 +81,7 @@ impl Decoder {
     /// that keeps this many bytes available never stalls the decoder.
     pub fn wanted(&self) -> usize {
         match &self.state {
-            State::Body { len, partial, .. } => len + 2 - partial.as_ref().map_or(0, PartialBody::filled),
+            State::Body { len, partial, .. } => len + 2 - partial.as_ref().map_or(0, |p| p.filled()),
             _ => MAX_LINE,
         }
     }
@@ -120,7 +121,7 @@ impl Decoder {
     /// bytes already in it: a reader can aim the body straight at it.
     pub fn offer_body(&mut self, body: PartialBody) {
         assert!(self.offered.is_none() && matches!(self.state, State::Line), "a body is offered for the next line");
-        self.offered = Some(body);
+        self.offered = Some(Box::new(body));
     }
 
     /// Takes one step over `input`, the bytes received and not yet consumed.
@@ -133,7 +134,7 @@ impl Decoder {
                     None if input.len() >= len + 2 => (Rc::from(&input[..len]), len),
                     None if input.is_empty() => return Step { consumed: 0, frame: None },
                     _ => {
-                        let body = partial.get_or_insert_with(|| PartialBody::new(len));
+                        let body = partial.get_or_insert_with(|| Box::new(PartialBody::new(len)));
                         let taken = body.fill(input);
                         if !body.is_full() || input.len() - taken < 2 {
                             return Step { consumed: taken, frame: None };

@@ -66,8 +66,10 @@ pub struct Connection {
     pub input_stalled: bool,
     /// Listed for the flush at the end of the turn.
     pub flush_queued: bool,
-    /// The sizes of the last large put's line (CRLF included) and body.
-    last_put: Option<(usize, usize)>,
+    /// The sizes of the last large put's line (CRLF included) and body
+    /// (a line is at most 224 bytes and a body at most `-z`, so 32 bits
+    /// each: every connection carries this).
+    last_put: Option<(u32, u32)>,
 }
 
 impl Connection {
@@ -113,7 +115,7 @@ impl Connection {
         };
         if let Some(Frame::Command(Command::PutHeader { too_big: false })) = step.frame {
             let len = self.decoder.body_len().expect("a put line starts a body");
-            self.last_put = (len >= AIM_MIN).then_some((step.consumed, len));
+            self.last_put = (len >= AIM_MIN).then_some((step.consumed as u32, len as u32));
         }
         step
     }
@@ -203,7 +205,7 @@ impl Connection {
     /// each made glibc grow and trim its heap: a `brk` every 16 jobs).
     /// Returns the bytes read, and how many of them are in `scratch`.
     fn read_aimed(&mut self, scratch: &mut [u8], spare: &mut Option<PartialBody>) -> io::Result<(usize, usize)> {
-        let aim = self.last_put.filter(|&(line, len)| {
+        let aim = self.last_put.map(|(line, len)| (line as usize, len as usize)).filter(|&(line, len)| {
             self.unprocessed().is_empty() && self.decoder.is_at_line() && line + len <= scratch.len()
         });
         let Some((line, len)) = aim else {
