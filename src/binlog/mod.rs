@@ -610,6 +610,9 @@ impl Journal for Option<Binlog> {
     fn log_migration(&mut self, job: JobView) -> Option<JournalTag> {
         self.as_mut().and_then(|b| b.log_migration(job))
     }
+    fn keeps_anything(&self) -> bool {
+        self.is_some()
+    }
     fn stats(&self) -> JournalStats {
         self.as_ref().map_or_else(JournalStats::default, Binlog::stats)
     }

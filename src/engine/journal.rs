@@ -46,6 +46,13 @@ pub trait Journal {
     /// compaction wants it moved; returns the job's new tag if it did.
     fn log_migration(&mut self, job: JobView) -> Option<JournalTag>;
 
+    /// `false` for a journal that forgets everything: the engine then does
+    /// not gather what a [`JobView`] holds (a counter lookup on every
+    /// delete) only for it to be dropped.
+    fn keeps_anything(&self) -> bool {
+        true
+    }
+
     /// The `binlog-*` figures of `stats` (all zero without a binlog).
     fn stats(&self) -> JournalStats {
         JournalStats::default()
@@ -74,6 +81,9 @@ pub struct JournalStats {
 pub struct NoJournal;
 
 impl Journal for NoJournal {
+    fn keeps_anything(&self) -> bool {
+        false
+    }
     fn log_put(&mut self, _: JobView) -> Option<JournalTag> {
         Some(JournalTag::default())
     }
