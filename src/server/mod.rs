@@ -429,8 +429,8 @@ impl Server {
     /// nothing more to do this turn. Replies are sent at the end of the turn.
     fn drive(&mut self, key: usize) {
         let outer = self.driving.replace(key);
+        assert!(outer.is_none(), "drives do not nest: the read buffer is lent to one connection");
         let mut scratch = std::mem::take(&mut self.scratch);
-        assert!(!scratch.is_empty(), "drives do not nest: the read buffer is lent to one");
         let mut fresh = 0;
         let mut reads = 0;
         loop {
@@ -462,7 +462,7 @@ impl Server {
             }
         }
         self.scratch = scratch;
-        self.driving = outer;
+        self.driving = None;
         let waiting = self.engine.is_waiting(key);
         if self.conns[key].is_finished(waiting) {
             // Nothing left to send: close now, so that stats taken in this
