@@ -432,7 +432,7 @@ impl Journal for Binlog {
         if !self.ensure_room(len + DELETE_LEN) {
             return None;
         }
-        self.next_id = self.next_id.max(job.job.id + 1);
+        self.next_id = self.next_id.max(job.id + 1);
         let seq = self.append(&record);
         self.reserved += DELETE_LEN;
         Some(self.track(seq, len))
@@ -452,7 +452,7 @@ impl Journal for Binlog {
         }
         // The room was promised when the job was put.
         self.reserved -= DELETE_LEN;
-        self.append(&Record::<&[u8]>::Delete(job.job.id));
+        self.append(&Record::<&[u8]>::Delete(job.id));
         self.untrack(job);
     }
 
@@ -522,16 +522,16 @@ fn logged_state(state: JobState) -> LoggedState {
 }
 
 fn job_update(view: JobView) -> JobUpdate {
-    let (job, c) = (view.job, view.counts);
+    let (job, extras, c) = (view.job, view.extras, view.extras.counts);
     JobUpdate {
-        id: job.id,
+        id: view.id,
         pri: job.pri,
         state: logged_state(job.state()),
-        delay: job.delay(),
+        delay: extras.delay(),
         // For delayed jobs when they become ready; for buried ones when they
         // were buried (so they come back in that order).
         ready_at: match job.state() {
-            JobState::Delayed | JobState::Buried => job.deadline as i64,
+            JobState::Delayed | JobState::Buried => extras.deadline as i64,
             _ => 0,
         },
         reserves: c.reserves,

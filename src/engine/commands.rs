@@ -5,7 +5,7 @@ use super::journal::JournalTag;
 use super::session::PendingPut;
 use super::timers::Timer;
 use super::tubes;
-use super::{ConnId, Engine, Job, JobCounts, JobId, JobState, JobView, Journal, Nanos, Place, secs};
+use super::{ConnId, Engine, Job, JobExtras, JobId, JobState, JobView, Journal, Nanos, Place, secs};
 use crate::protocol::command::NewJob;
 use crate::protocol::{Command, Op, Reply, TubeName};
 
@@ -44,7 +44,7 @@ impl<J: Journal> Engine<J> {
             C::Ignore(name) => self.ignore(conn, &name),
             C::Peek(id) => {
                 self.count(Op::Peek);
-                self.found(self.jobs.get(&id).map(|job| job.id))
+                self.found(self.jobs.contains(id).then_some(id))
             }
             C::PeekReady => {
                 self.count(Op::PeekReady);
@@ -70,7 +70,7 @@ impl<J: Journal> Engine<J> {
             C::StatsJob(id) => {
                 self.count(Op::StatsJob);
                 match self.jobs.get(&id) {
-                    Some(job) => Reply::Ok(self.job_stats(now, job)),
+                    Some(job) => Reply::Ok(self.job_stats(now, id, job)),
                     None => Reply::NotFound,
                 }
             }
@@ -136,26 +136,31 @@ impl<J: Journal> Engine<J> {
         let tube = self.session(conn).used;
         let delayed = new.delay > 0;
         let mut job = Job {
-            id,
             tube,
             pri: new.pri,
-            delay_secs: new.delay,
             // beanstalkd raises a TTR of 0 to one second.
             ttr_secs: new.ttr.max(1),
             // Stored once the log has taken it.
             body: BodyRef::default(),
             created_at: now,
             place: Place::unheld(if delayed { JobState::Delayed } else { JobState::Ready }),
-            deadline: if delayed { now + secs(new.delay) } else { 0 },
             journal_tag: JournalTag::default(),
         };
-        let view = JobView { job: &job, counts: JobCounts::default(), tube: &self.tubes[tube].name, body: &new.body };
+        let extras = JobExtras {
+            delay_secs: new.delay,
+            deadline: if delayed { now + secs(new.delay) } else { 0 },
+            ..JobExtras::default()
+        };
+        let view = JobView { id, job: &job, extras, tube: &self.tubes[tube].name, body: &new.body };
         match self.journal.log_put(view) {
             Some(tag) => job.journal_tag = tag,
             None => return Reply::OutOfMemory,
         }
         job.body = self.bodies.insert_shared(new.body);
         self.jobs.insert(id, job);
+        if delayed {
+            self.extras.get_mut(id).delay_secs = new.delay;
+        }
         self.counts.total_jobs += 1;
         self.tubes[tube].total_jobs += 1;
         if delayed {
@@ -216,7 +221,7 @@ impl<J: Journal> Engine<J> {
         self.journal_sees(id, |journal, job| journal.log_delete(job));
         let job = self.jobs.remove(&id).expect("job vanished");
         self.bodies.remove(job.body);
-        self.histories.forget(id);
+        self.extras.forget(id);
         self.tubes[job.tube].deletes += 1;
         self.drop_tube_if_unused(job.tube);
         Reply::Deleted
@@ -231,10 +236,10 @@ impl<J: Journal> Engine<J> {
             return Reply::OutOfMemory;
         }
         self.unplace(id);
-        let job = self.job_mut(id);
-        job.pri = pri;
-        job.delay_secs = delay;
-        self.histories.counts_mut(id).releases += 1;
+        self.job_mut(id).pri = pri;
+        let extras = self.extras.get_mut(id);
+        extras.delay_secs = delay;
+        extras.counts.releases += 1;
         // Logged before placing: placing a ready job may hand it straight to
         // a waiting worker, and the log must say "ready", not "reserved".
         if delay > 0 {
@@ -258,7 +263,7 @@ impl<J: Journal> Engine<J> {
         }
         self.unplace(id);
         self.job_mut(id).pri = pri;
-        self.histories.counts_mut(id).buries += 1;
+        self.extras.get_mut(id).counts.buries += 1;
         self.place_buried(id, now);
         self.log_update(id);
         Reply::Buried
@@ -305,8 +310,8 @@ impl<J: Journal> Engine<J> {
     }
 
     pub(super) fn found(&self, id: Option<JobId>) -> Reply {
-        match id.map(|id| &self.jobs[&id]) {
-            Some(job) => Reply::Found { id: job.id, body: self.bodies.share(job.body) },
+        match id.map(|id| (id, &self.jobs[&id])) {
+            Some((id, job)) => Reply::Found { id, body: self.bodies.share(job.body) },
             None => Reply::NotFound,
         }
     }
@@ -345,7 +350,7 @@ impl<J: Journal> Engine<J> {
             return false;
         }
         self.unplace(id);
-        self.histories.counts_mut(id).kicks += 1;
+        self.extras.get_mut(id).counts.kicks += 1;
         self.job_mut(id).place = Place::unheld(JobState::Ready);
         self.log_update(id);
         self.place_ready(now, id);

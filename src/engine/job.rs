@@ -42,25 +42,44 @@ pub struct JobCounts {
     pub kicks: u32,
 }
 
-/// The counters of the jobs whose counters moved, by job id. Most jobs wait
-/// in a queue and are deleted after one reserve, and a million waiting jobs
-/// should not carry twenty bytes of zeros each, nor a pointer to them.
-#[derive(Debug, Default)]
-pub struct Histories(IdMap<JobCounts>);
+/// What a job carries only once something has happened to it: its counters,
+/// the delay it was last given, and the deadline of its state. A job put
+/// ready without a delay has none of these (all zero), and it is the job a
+/// queue holds millions of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JobExtras {
+    pub counts: JobCounts,
+    /// The delay last given by put or release, in seconds (reported by
+    /// stats-job).
+    pub delay_secs: u32,
+    /// Delayed: when the job becomes ready. Reserved: when its TTR runs out.
+    /// Buried: when it was buried. Meaningless when ready.
+    pub deadline: Nanos,
+}
 
-impl Histories {
-    pub fn counts(&self, id: JobId) -> JobCounts {
+impl JobExtras {
+    pub fn delay(&self) -> Nanos {
+        secs(self.delay_secs)
+    }
+}
+
+/// The extras of the jobs that have any, by job id.
+#[derive(Debug, Default)]
+pub struct Extras(IdMap<JobExtras>);
+
+impl Extras {
+    pub fn get(&self, id: JobId) -> JobExtras {
         self.0.get(&id).copied().unwrap_or_default()
     }
 
-    pub fn counts_mut(&mut self, id: JobId) -> &mut JobCounts {
+    pub fn get_mut(&mut self, id: JobId) -> &mut JobExtras {
         self.0.entry(id).or_default()
     }
 
-    /// Sets a job's counters (recovery).
-    pub fn restore(&mut self, id: JobId, counts: JobCounts) {
-        if counts != JobCounts::default() {
-            self.0.insert(id, counts);
+    /// Sets a job's extras (recovery).
+    pub fn restore(&mut self, id: JobId, extras: JobExtras) {
+        if extras != JobExtras::default() {
+            self.0.insert(id, extras);
         }
     }
 
@@ -69,7 +88,7 @@ impl Histories {
         self.0.remove(&id);
     }
 
-    /// The jobs with counters.
+    /// The jobs with extras.
     #[cfg(test)]
     pub fn ids(&self) -> impl Iterator<Item = JobId> + '_ {
         self.0.keys().copied()
@@ -126,26 +145,22 @@ impl Place {
     }
 }
 
-/// The record of one live job. It is kept small (56 bytes, the body apart)
-/// because a queue may hold millions: times that only ever hold whole
-/// seconds are kept in seconds, the state and the holder share four bytes,
-/// counters live apart until used.
+/// The record of one live job, 36 bytes (the body apart), because a queue
+/// may hold millions: its id is the key it is found by, times that only
+/// ever hold whole seconds are kept in seconds, the state and the holder
+/// share four bytes, and whatever a waiting job does not need yet lives in
+/// its [`JobExtras`]. Packed to 4-byte alignment: `created_at` is its only
+/// 8-byte field, and would otherwise cost every job 4 bytes of padding.
 #[derive(Debug)]
+#[repr(C, packed(4))]
 pub struct Job {
-    pub id: JobId,
     pub created_at: Nanos,
-    /// Delayed: when the job becomes ready. Reserved: when its TTR runs out.
-    /// Buried: when it was buried. Meaningless when ready.
-    pub deadline: Nanos,
     /// Where [`Engine`](super::Engine)'s body store keeps the body.
     pub body: BodyRef,
     /// Where the journal keeps the job.
     pub journal_tag: JournalTag,
     pub tube: TubeId,
     pub pri: u32,
-    /// The delay last given by put or release, in seconds (reported by
-    /// stats-job).
-    pub delay_secs: u32,
     /// Time to run in seconds, at least one.
     pub ttr_secs: u32,
     pub place: Place,
@@ -154,10 +169,6 @@ pub struct Job {
 impl Job {
     pub fn ttr(&self) -> Nanos {
         secs(self.ttr_secs)
-    }
-
-    pub fn delay(&self) -> Nanos {
-        secs(self.delay_secs)
     }
 
     pub fn state(&self) -> JobState {
@@ -175,27 +186,19 @@ mod tests {
 
     #[test]
     fn the_record_stays_small() {
-        assert!(std::mem::size_of::<Job>() <= 56, "{} bytes", std::mem::size_of::<Job>());
-        // The job table's slab keeps `Vacant(next free)` or `Occupied(job)`
-        // in each slot: with a niche in the job, no tag is added.
-        #[allow(dead_code)]
-        enum SlabEntry {
-            Vacant(usize),
-            Occupied(Job),
-        }
-        assert_eq!(std::mem::size_of::<SlabEntry>(), std::mem::size_of::<Job>());
+        assert_eq!(std::mem::size_of::<Job>(), 36);
     }
 
     #[test]
-    fn counters_cost_nothing_until_used() {
-        let mut histories = Histories::default();
-        histories.restore(7, JobCounts::default());
-        assert!(histories.0.is_empty());
-        histories.counts_mut(7).reserves += 1;
-        assert_eq!(histories.counts(7).reserves, 1);
-        assert_eq!(histories.counts(8), JobCounts::default());
-        histories.forget(7);
-        assert!(histories.0.is_empty());
+    fn extras_cost_nothing_until_used() {
+        let mut extras = Extras::default();
+        extras.restore(7, JobExtras::default());
+        assert!(extras.0.is_empty());
+        extras.get_mut(7).counts.reserves += 1;
+        assert_eq!(extras.get(7).counts.reserves, 1);
+        assert_eq!(extras.get(8), JobExtras::default());
+        extras.forget(7);
+        assert!(extras.0.is_empty());
     }
 
     #[test]

@@ -5,15 +5,16 @@
 //! full disk refuses the change (put answers `OUT_OF_MEMORY`) instead of
 //! acknowledging something that was never logged.
 
-use super::job::{Job, JobCounts, JobId};
+use super::job::{Job, JobExtras, JobId};
 use crate::protocol::TubeName;
 
 /// Everything the journal may write about a job: the record and what the
 /// engine keeps apart from it.
 #[derive(Clone, Copy, Debug)]
 pub struct JobView<'a> {
+    pub id: JobId,
     pub job: &'a Job,
-    pub counts: JobCounts,
+    pub extras: JobExtras,
     pub tube: &'a TubeName,
     pub body: &'a [u8],
 }

@@ -45,7 +45,7 @@ mod waiting;
 mod watchlist;
 
 pub use bodies::{Bodies, BodyRef};
-pub use job::{Job, JobCounts, JobId, JobState, Place};
+pub use job::{Job, JobCounts, JobExtras, JobId, JobState, Place};
 pub use journal::{JobView, Journal, JournalStats, JournalTag, NoJournal};
 pub use stats::HostInfo;
 pub use time::{Nanos, SECOND, secs, whole_secs};
@@ -53,7 +53,7 @@ pub use time::{Nanos, SECOND, secs, whole_secs};
 use std::collections::BTreeSet;
 
 use crate::protocol::{Command, Op, Reply, TubeName};
-use job::Histories;
+use job::Extras;
 use jobs::JobTable;
 use session::Session;
 use timers::{Timer, Timers};
@@ -119,7 +119,7 @@ pub struct Engine<J: Journal = NoJournal> {
     started_at: Nanos,
     jobs: JobTable,
     bodies: Bodies,
-    histories: Histories,
+    extras: Extras,
     tubes: Tubes,
     /// Indexed by connection id; `None` for ids not connected.
     sessions: Vec<Option<Session>>,
@@ -154,7 +154,7 @@ impl<J: Journal> Engine<J> {
             started_at: now,
             jobs: JobTable::default(),
             bodies: Bodies::default(),
-            histories: Histories::default(),
+            extras: Extras::default(),
             tubes: Tubes::new(),
             sessions: Vec::new(),
             timers: Timers::default(),
@@ -182,19 +182,17 @@ impl<J: Journal> Engine<J> {
     fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId) -> Option<JobId> {
         let id = restored.id;
         let job = Job {
-            id,
             tube,
             pri: restored.pri,
-            delay_secs: whole_secs(restored.delay),
             ttr_secs: whole_secs(restored.ttr).max(1),
             body: restored.body,
             created_at: restored.created_at,
             place: Place::unheld(JobState::Ready),
-            deadline: 0,
             journal_tag: restored.journal_tag,
         };
         self.jobs.insert(id, job);
-        self.histories.restore(id, restored.counts);
+        let extras = JobExtras { counts: restored.counts, delay_secs: whole_secs(restored.delay), deadline: 0 };
+        self.extras.restore(id, extras);
         self.next_job_id = self.next_job_id.max(id + 1);
         match restored.state {
             JobState::Delayed if restored.ready_at > now => {
@@ -339,7 +337,7 @@ impl<J: Journal> Engine<J> {
                 Timer::TtrEnds(id) => {
                     self.unplace(id);
                     self.counts.job_timeouts += 1;
-                    self.histories.counts_mut(id).timeouts += 1;
+                    self.extras.get_mut(id).counts.timeouts += 1;
                     self.place_ready(now, id);
                 }
                 Timer::Unpause(tube) => {
@@ -414,10 +412,9 @@ impl<J: Journal> Engine<J> {
         if !self.journal.keeps_anything() {
             return R::default();
         }
-        let Engine { journal, jobs, bodies, histories, tubes, .. } = self;
+        let Engine { journal, jobs, bodies, extras, tubes, .. } = self;
         let job = &jobs[&id];
-        let view =
-            JobView { job, counts: histories.counts(id), tube: &tubes[job.tube].name, body: bodies.get(job.body) };
+        let view = JobView { id, job, extras: extras.get(id), tube: &tubes[job.tube].name, body: bodies.get(job.body) };
         f(journal, view)
     }
 

@@ -14,7 +14,9 @@ impl<J: Journal> Engine<J> {
     /// counters and timer that go with it.
     pub(super) fn unplace(&mut self, id: JobId) {
         let job = &self.jobs[&id];
-        let (tube, place, deadline, pri) = (job.tube, job.place, job.deadline, job.pri);
+        let (tube, place, pri) = (job.tube, job.place, job.pri);
+        // Every state but ready has a deadline, in the job's extras.
+        let deadline = || self.extras.get(id).deadline;
         match place.state() {
             JobState::Ready => {
                 self.tubes.remove_ready(tube, (pri, id));
@@ -25,16 +27,19 @@ impl<J: Journal> Engine<J> {
                 }
             }
             JobState::Delayed => {
+                let deadline = deadline();
                 self.tubes[tube].delayed.remove(&(deadline, id));
                 self.timers.remove(deadline, Timer::DelayEnds(id));
                 self.counts.delayed -= 1;
             }
             JobState::Buried => {
+                let deadline = deadline();
                 self.tubes[tube].buried.remove(&(deadline, id));
                 self.counts.buried -= 1;
             }
             JobState::Reserved => {
                 let conn = place.holder().expect("a reserved job has a holder");
+                let deadline = deadline();
                 self.session_mut(conn).reserved.remove(&(deadline, id));
                 self.timers.remove(deadline, Timer::TtrEnds(id));
                 self.tubes[tube].reserved -= 1;
@@ -83,23 +88,23 @@ impl<J: Journal> Engine<J> {
         let deadline = now + delay;
         let job = self.job_mut(id);
         job.place = Place::unheld(JobState::Delayed);
-        job.deadline = deadline;
         let tube = job.tube;
+        self.extras.get_mut(id).deadline = deadline;
         self.tubes[tube].delayed.insert((deadline, id));
         self.timers.insert(deadline, Timer::DelayEnds(id));
         self.counts.delayed += 1;
     }
 
     /// The burial time, kept strictly increasing, orders the tube's buried
-    /// FIFO; it is kept in the job's deadline and logged, so that a restart
+    /// FIFO; it is kept as the job's deadline and logged, so that a restart
     /// brings buried jobs back in the order they were buried.
     pub(super) fn place_buried(&mut self, id: JobId, buried_at: Nanos) {
         let buried_at = buried_at.max(self.last_buried_at + 1);
         self.last_buried_at = buried_at;
         let job = self.job_mut(id);
         job.place = Place::unheld(JobState::Buried);
-        job.deadline = buried_at;
         let tube = job.tube;
+        self.extras.get_mut(id).deadline = buried_at;
         self.tubes[tube].buried.insert((buried_at, id));
         self.counts.buried += 1;
     }
@@ -108,8 +113,8 @@ impl<J: Journal> Engine<J> {
         let job = self.job_mut(id);
         let deadline = now + job.ttr();
         job.place = Place::reserved_by(conn);
-        job.deadline = deadline;
         let tube = job.tube;
+        self.extras.get_mut(id).deadline = deadline;
         self.session_mut(conn).reserved.insert((deadline, id));
         self.timers.insert(deadline, Timer::TtrEnds(id));
         self.tubes[tube].reserved += 1;
@@ -121,7 +126,7 @@ impl<J: Journal> Engine<J> {
     pub(super) fn hand_out(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
         self.unplace(id);
         self.place_reserved(now, id, conn);
-        self.histories.counts_mut(id).reserves += 1;
+        self.extras.get_mut(id).counts.reserves += 1;
         let body = self.jobs[&id].body;
         Reply::Reserved { id, body: self.bodies.share(body) }
     }

@@ -1,6 +1,6 @@
 //! Turning the engine's state into the `stats*` documents.
 
-use super::job::Job;
+use super::job::{Job, JobId};
 use super::tubes::TubeId;
 use super::{Engine, JobState, Journal, Nanos, SECOND};
 use crate::protocol::yaml::{self, BinlogStats, JobStats, ServerStats, TubeStats};
@@ -99,19 +99,20 @@ impl<J: Journal> Engine<J> {
         })
     }
 
-    pub(super) fn job_stats(&self, now: Nanos, job: &Job) -> Vec<u8> {
+    pub(super) fn job_stats(&self, now: Nanos, id: JobId, job: &Job) -> Vec<u8> {
+        let extras = self.extras.get(id);
         let time_left = match job.state() {
-            JobState::Reserved | JobState::Delayed => job.deadline.saturating_sub(now) / SECOND,
+            JobState::Reserved | JobState::Delayed => extras.deadline.saturating_sub(now) / SECOND,
             _ => 0,
         };
-        let counts = self.histories.counts(job.id);
+        let counts = extras.counts;
         yaml::job_stats(&JobStats {
-            id: job.id,
+            id,
             tube: self.tubes[job.tube].name.to_string(),
             state: job.state().name(),
             pri: job.pri,
             age: now.saturating_sub(job.created_at) / SECOND,
-            delay: job.delay_secs.into(),
+            delay: extras.delay_secs.into(),
             ttr: job.ttr_secs.into(),
             time_left,
             file: self.journal.job_file(job),

@@ -249,19 +249,20 @@ impl<J: Journal> Engine<J> {
         assert_eq!(self.broad_waiters.len(), broad_waiting, "broad waiters");
         assert_eq!(self.counts.waiting, waiting as u64, "waiting count");
 
-        // Reservations and the jobs' places agree; counters are kept only
-        // for live jobs.
+        // Reservations and the jobs' places agree; extras are kept only for
+        // live jobs.
         let mut reserved = 0;
         for (conn, session) in self.sessions.iter().enumerate() {
             for &(deadline, id) in session.iter().flat_map(|s| &s.reserved) {
                 let job = &self.jobs[&id];
-                assert!(job.is_reserved_by(conn) && job.deadline == deadline, "job {id} reserved by {conn}");
+                let held = job.is_reserved_by(conn) && self.extras.get(id).deadline == deadline;
+                assert!(held, "job {id} reserved by {conn}");
                 reserved += 1;
             }
         }
         assert_eq!(self.counts.reserved, reserved, "reserved count");
-        for id in self.histories.ids() {
-            assert!(self.jobs.contains(id), "counters kept for deleted job {id}");
+        for id in self.extras.ids() {
+            assert!(self.jobs.contains(id), "extras kept for deleted job {id}");
         }
     }
 }
