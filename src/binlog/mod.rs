@@ -231,8 +231,14 @@ impl Binlog {
     }
 
     fn write_and_sync(&mut self, now: Instant) -> io::Result<()> {
-        for segment in self.segments.iter_mut() {
+        for (i, segment) in self.segments.iter_mut().enumerate() {
             segment.write_pending()?;
+            if i < self.current {
+                // Nothing is appended to a file before the current one
+                // again: its buffer (as large as a busy turn's records)
+                // would only sit there until the file is deleted.
+                segment.drop_buffer();
+            }
         }
         if self.syncer.as_ref().is_some_and(Syncer::failed) {
             return Err(io::Error::other("fsync failed"));

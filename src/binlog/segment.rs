@@ -109,6 +109,18 @@ impl Segment {
         Ok(())
     }
 
+    /// Frees the buffer of queued records, all written (a file that takes
+    /// no more records).
+    pub fn drop_buffer(&mut self) {
+        debug_assert!(self.pending.is_empty(), "records still queued");
+        self.pending = Vec::new();
+    }
+
+    #[cfg(test)]
+    pub fn buffer_capacity(&self) -> usize {
+        self.pending.capacity()
+    }
+
     /// A second handle on the file, for syncing it on another thread; the
     /// file counts as synced from now on (the caller makes it so).
     pub fn handle_to_sync(&mut self) -> io::Result<File> {

@@ -203,6 +203,26 @@ fn disk_use_stays_bounded_by_live_jobs() {
     assert_eq!(job_field(&mut e, T0, keeper, "releases"), "30000");
 }
 
+#[test]
+fn files_no_longer_written_keep_no_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let file_size = 64 * 1024;
+    let mut e = open(dir.path(), file_size, T0).unwrap();
+    // Each turn queues more than a file holds, so every file's buffer grows
+    // past a file's worth of records before it is written.
+    for _ in 0..4 {
+        for _ in 0..1000 {
+            put(&mut e, T0, 1, 0, &[b'x'; 100]);
+        }
+        commit(&mut e);
+    }
+    let binlog = e.journal().as_ref().unwrap();
+    assert!(binlog.current > 4, "{} files filled", binlog.current);
+    for segment in binlog.segments.range(..binlog.current) {
+        assert_eq!(segment.buffer_capacity(), 0, "file {}", segment.seq);
+    }
+}
+
 /// Builds a log with three jobs and returns the directory and where the
 /// last record starts and ends in the only file.
 fn three_jobs() -> (tempfile::TempDir, u64, u64) {
