@@ -98,8 +98,8 @@ impl Extras {
 /// A job's state and, while it is reserved, the connection holding it, in
 /// four bytes: the connection's id plus one (ids are slab keys, far below
 /// 2^32 since each is an open file descriptor), or one of three values above
-/// any such id. Zero is never used, so that the job table's slab can tell a
-/// free slot from a job without a tag of its own (eight bytes a job).
+/// any such id. Zero is never used, so that the job table can tell a free
+/// slot from a job without a tag of its own (four bytes a job).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Place(NonZeroU32);
 
