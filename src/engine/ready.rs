@@ -240,54 +240,94 @@ mod tests {
         assert!(!queue.remove((0, 20)), "gone already");
     }
 
-    /// Random inserts and removals, some in order and some not, against a
-    /// `BTreeSet`; checks the order, the layout and the memory bounds.
+    /// Random inserts and removals against a `BTreeSet`, in phases that grow
+    /// and then drain the queue, so that chunks split, merge and shrink.
+    /// Keys come as a tube sees them: new jobs in id order, mostly at one
+    /// priority that changes now and then, some at a priority of their own
+    /// (a timestamp, or anything); old ids released or kicked, some just
+    /// below the newest (below the smallest id of the chunk they land in),
+    /// some from long ago; and now and then a jump of 2^32 or more in the ids,
+    /// so that keys that far apart meet in one chunk. Checks the first key
+    /// after every step, and the order and the layout every 256 steps.
     #[test]
     fn matches_an_ordered_set_under_random_changes() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut queue = ReadyQueue::default();
         let mut model = BTreeSet::new();
         let mut next_id = 1u64;
+        let mut stream_pri = 1024;
+        let mut clock = 0u32;
+        let mut largest = 0;
         for step in 0..200_000 {
-            match rng.below(10) {
-                // New jobs: mostly one priority, as in most queues.
-                0..=3 => {
-                    let pri = if rng.below(4) == 0 { rng.below(5) as u32 } else { 1024 };
-                    queue.insert((pri, next_id));
-                    model.insert((pri, next_id));
-                    next_id += 1 + rng.below(3);
-                }
-                // A released or kicked job: an old id, any priority.
-                4 => {
-                    let key = (rng.below(2000) as u32, rng.below(next_id));
-                    if model.insert(key) {
-                        queue.insert(key);
+            // 20k steps of growing (7 in 10 steps add), then 20k of draining.
+            let adding = if step / 20_000 % 2 == 0 { 7 } else { 2 };
+            if rng.below(10) < adding {
+                let key = match rng.below(20) {
+                    // A new job: mostly the stream's priority.
+                    0..=14 => {
+                        let pri = match rng.below(10) {
+                            0 => {
+                                clock += 1 + rng.below(3) as u32;
+                                clock
+                            }
+                            1 => rng.below(1 << 32) as u32,
+                            _ => stream_pri,
+                        };
+                        next_id += 1 + rng.below(3);
+                        (pri, next_id)
                     }
+                    // Released: a recent id, often at the stream's priority.
+                    15..=17 => {
+                        let pri = if rng.below(2) == 0 { stream_pri } else { rng.below(2000) as u32 };
+                        (pri, next_id.saturating_sub(rng.below(3000)))
+                    }
+                    // Kicked: any old id, or one near the largest id there is.
+                    18 => (rng.below(2000) as u32, rng.below(next_id)),
+                    _ => (stream_pri, u64::MAX - rng.below(100)),
+                };
+                if model.insert(key) {
+                    queue.insert(key);
                 }
+            } else if rng.below(5) < 3 {
                 // Reserve: the first job.
-                5..=7 => {
-                    let first = model.pop_first();
-                    assert_eq!(queue.first(), first);
-                    if let Some(key) = first {
-                        assert!(queue.remove(key));
-                    }
+                let first = model.pop_first();
+                assert_eq!(queue.first(), first);
+                if let Some(key) = first {
+                    assert!(queue.remove(key));
                 }
+            } else {
                 // Delete by id: any key, present or not.
-                _ => {
-                    let probe = (rng.below(1025) as u32, rng.below(next_id + 1));
-                    let key = match model.range(probe..).next() {
-                        Some(&key) if rng.below(4) > 0 => key,
-                        _ => probe,
-                    };
-                    assert_eq!(queue.remove(key), model.remove(&key), "remove {key:?}");
-                }
+                let pri = match rng.below(3) {
+                    0 => stream_pri,
+                    1 => rng.below(2000) as u32,
+                    _ => rng.below(1 << 32) as u32,
+                };
+                let probe = (pri, rng.below(next_id + 1));
+                let key = match model.range(probe..).next() {
+                    Some(&key) if rng.below(4) > 0 => key,
+                    _ => probe,
+                };
+                assert_eq!(queue.remove(key), model.remove(&key), "remove {key:?}");
             }
-            if step % 1000 == 0 {
+            // Now and then the stream's priority changes, or the ids jump.
+            match rng.below(2000) {
+                0 => stream_pri = [0, 1023, 1024, u32::MAX, rng.below(1 << 32) as u32][rng.below(5) as usize],
+                1 => next_id += (1 << 32) + rng.below(1 << 34),
+                _ => {}
+            }
+            assert_eq!(queue.first(), model.first().copied());
+            largest = largest.max(model.len());
+            if step % 256 == 0 {
                 queue.check();
                 assert!(queue.iter().eq(model.iter().copied()));
-                assert_eq!(queue.first(), model.first().copied());
             }
         }
+        assert!(largest > 20 * CHUNK, "the queue grew to only {largest} keys");
+        while let Some(key) = model.pop_first() {
+            assert_eq!(queue.first(), Some(key));
+            assert!(queue.remove(key));
+        }
+        assert!(queue.is_empty() && queue.chunks.is_empty());
     }
 
     #[test]
