@@ -4,16 +4,21 @@
 //! matter as much as the speed. A `BTreeSet<(u32, u64)>` costs about 30
 //! bytes a job when jobs arrive in id order, the usual case: its nodes split
 //! in the middle and so stay two-thirds empty, and its keys are padded to 16
-//! bytes. This queue keeps 12-byte keys in sorted chunks of up to
-//! [`CHUNK`] keys. A key larger than every other one (a new job, in the usual
-//! case) goes at the end of the last chunk, so chunks fill up completely:
-//! about 12.2 bytes a job.
+//! bytes. This queue keeps keys in sorted chunks of up to [`CHUNK`] keys,
+//! and each chunk writes its keys down as narrowly as they allow (see
+//! [`Chunk`]): ids as 4-byte offsets from the chunk's base id, and the
+//! priority once for the chunk when all its keys share it. A key larger than
+//! every other one (a new job, in the usual case) goes at the end of the last
+//! chunk, so chunks fill up completely. A tube whose jobs all have one
+//! priority costs about 4.2 bytes a job; a priority for every job (a
+//! timestamp, say) 8.2; a key never takes more than 12 bytes.
 //!
 //! Every operation is O(log n + CHUNK): a binary search for the chunk, one for
-//! the key, and a shift of at most one chunk's keys. Taking the first job
-//! (what reserve does) shifts nothing. Chunks that get too empty are merged
-//! with a neighbour and give spare capacity back, so removals cannot leave
-//! memory behind (see [`ReadyQueue::tidy`]).
+//! the key, and a shift of at most one chunk's keys, or a rewrite of them in
+//! a wider coding when the key does not fit the chunk's. Taking the first
+//! job (what reserve does) shifts nothing. Chunks that get too empty are
+//! merged with a neighbour and give spare capacity back, so removals cannot
+//! leave memory behind (see [`ReadyQueue::tidy`]).
 
 use std::collections::VecDeque;
 
@@ -22,32 +27,262 @@ use super::job::JobId;
 /// A ready job by its ordering key: (priority, id).
 pub type ReadyKey = (u32, JobId);
 
-/// The most keys a chunk holds: a power of two, so that a growing chunk's
-/// capacity (doubled each time) lands on it exactly. 256 keys shift in
-/// about as long as a cache miss or two takes.
+/// The most keys a chunk holds. 256 keys shift in about as long as a cache
+/// miss or two takes. A power of two, and so is every chunk's capacity (a
+/// growing `VecDeque` doubles it; where this module picks one, it picks a
+/// power of two): a growing chunk's capacity lands on `CHUNK` exactly and
+/// never goes past it.
 const CHUNK: usize = 256;
 
-/// (priority, id) in 12 bytes instead of 16: the fields compare in order,
-/// so the derived order is (priority, id).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A key as a chunk writes it down: relative to the chunk's frame, what all
+/// of the chunk's keys have in common, which the chunk keeps once.
+trait Code: Copy {
+    type Frame: Copy;
+
+    /// `None` if the key does not fit the frame; otherwise `decode` gives
+    /// it back.
+    fn encode(key: ReadyKey, frame: Self::Frame) -> Option<Self>;
+
+    fn decode(self, frame: Self::Frame) -> ReadyKey;
+}
+
+/// `id` as an offset from `base`, if it is at most `u32::MAX` above it.
+fn offset(id: JobId, base: JobId) -> Option<u32> {
+    id.checked_sub(base).and_then(|offset| u32::try_from(offset).ok())
+}
+
+/// The key's id as an offset from the chunk's base id; the chunk holds the
+/// priority. 4 bytes.
+#[derive(Clone, Copy, Debug)]
+struct IdOffset(u32);
+
+impl Code for IdOffset {
+    /// The chunk's priority and base id.
+    type Frame = (u32, JobId);
+
+    fn encode((pri, id): ReadyKey, (chunk_pri, base): (u32, JobId)) -> Option<IdOffset> {
+        if pri != chunk_pri {
+            return None;
+        }
+        offset(id, base).map(IdOffset)
+    }
+
+    fn decode(self, (pri, base): (u32, JobId)) -> ReadyKey {
+        (pri, base + u64::from(self.0))
+    }
+}
+
+/// The priority, and the id as an offset from the chunk's base id. 8 bytes.
+#[derive(Clone, Copy, Debug)]
+struct NearKey {
+    pri: u32,
+    offset: u32,
+}
+
+impl Code for NearKey {
+    /// The chunk's base id.
+    type Frame = JobId;
+
+    fn encode((pri, id): ReadyKey, base: JobId) -> Option<NearKey> {
+        offset(id, base).map(|offset| NearKey { pri, offset })
+    }
+
+    fn decode(self, base: JobId) -> ReadyKey {
+        (self.pri, base + u64::from(self.offset))
+    }
+}
+
+/// The whole key, in 12 bytes instead of 16.
+#[derive(Clone, Copy, Debug)]
 struct PackedKey {
     pri: u32,
     id_high: u32,
     id_low: u32,
 }
 
-impl PackedKey {
-    fn pack((pri, id): ReadyKey) -> PackedKey {
-        PackedKey { pri, id_high: (id >> 32) as u32, id_low: id as u32 }
+impl Code for PackedKey {
+    type Frame = ();
+
+    fn encode((pri, id): ReadyKey, (): ()) -> Option<PackedKey> {
+        Some(PackedKey { pri, id_high: (id >> 32) as u32, id_low: id as u32 })
     }
 
-    fn unpack(self) -> ReadyKey {
+    fn decode(self, (): ()) -> ReadyKey {
         (self.pri, u64::from(self.id_high) << 32 | u64::from(self.id_low))
     }
 }
 
-/// Sorted keys; never empty while it is in the queue.
-type Chunk = VecDeque<PackedKey>;
+/// Sorted keys, at most [`CHUNK`]; never empty while it is in the queue.
+/// Each variant is a coding, narrower to wider; `base` is at most every id
+/// in the chunk. The frame's fields sit in the variants themselves, next to
+/// the tag, so a chunk takes 48 bytes, not 56.
+#[derive(Debug)]
+enum Chunk {
+    /// Every key has priority `pri`; ids are less than 2^32 above `base`.
+    OnePriority { pri: u32, base: JobId, codes: VecDeque<IdOffset> },
+    /// Ids are less than 2^32 above `base`.
+    NearIds { base: JobId, codes: VecDeque<NearKey> },
+    /// Any keys: a job buried 2^32 jobs ago may be kicked next to new ones.
+    FarIds { codes: VecDeque<PackedKey> },
+}
+
+/// Evaluates `$body` with `$frame` and `$codes` bound to the chunk's frame
+/// and codes, whatever its coding: the body is compiled once per coding, so
+/// that the methods that do not care which coding it is are written once.
+macro_rules! with_codes {
+    ($chunk:expr, |$frame:pat, $codes:ident| $body:expr) => {
+        match $chunk {
+            Chunk::OnePriority { pri, base, codes: $codes } => {
+                let $frame = (*pri, *base);
+                $body
+            }
+            Chunk::NearIds { base, codes: $codes } => {
+                let $frame = *base;
+                $body
+            }
+            Chunk::FarIds { codes: $codes } => {
+                let $frame = ();
+                $body
+            }
+        }
+    };
+}
+
+impl Chunk {
+    /// The keys (sorted, at least one) in the narrowest coding that fits
+    /// them all, with room for `capacity` of them.
+    fn narrowest(keys: &[ReadyKey], capacity: usize) -> Chunk {
+        let (pri, _) = keys[0];
+        let one_priority = keys.iter().all(|&(key_pri, _)| key_pri == pri);
+        let lowest = keys.iter().map(|&(_, id)| id).min().expect("a chunk has keys");
+        let highest = keys.iter().map(|&(_, id)| id).max().expect("a chunk has keys");
+        if offset(highest, lowest).is_none() {
+            Chunk::FarIds { codes: encode_all(keys, (), capacity) }
+        } else if one_priority {
+            Chunk::OnePriority { pri, base: lowest, codes: encode_all(keys, (pri, lowest), capacity) }
+        } else {
+            Chunk::NearIds { base: lowest, codes: encode_all(keys, lowest, capacity) }
+        }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        with_codes!(self, |_, codes| codes.len())
+    }
+
+    fn capacity(&self) -> usize {
+        with_codes!(self, |_, codes| codes.capacity())
+    }
+
+    // `first`, `last` and `insert` are on the path of every put and
+    // reserve, and the compiler would call them out of line (about 20 more
+    // instructions a put and a reserve, counted with callgrind).
+    #[inline(always)]
+    fn first(&self) -> ReadyKey {
+        with_codes!(self, |frame, codes| codes.front().expect("a chunk has keys").decode(frame))
+    }
+
+    #[inline(always)]
+    fn last(&self) -> ReadyKey {
+        with_codes!(self, |frame, codes| codes.back().expect("a chunk has keys").decode(frame))
+    }
+
+    /// The keys, decoded, with room for one more.
+    fn keys(&self) -> Vec<ReadyKey> {
+        let mut keys = Vec::with_capacity(self.len() + 1);
+        with_codes!(self, |frame, codes| keys.extend(codes.iter().map(|code| code.decode(frame))));
+        keys
+    }
+
+    /// The keys, decoded, with `key` inserted at `pos`.
+    fn keys_with(&self, pos: usize, key: ReadyKey) -> Vec<ReadyKey> {
+        let mut keys = self.keys();
+        keys.insert(pos, key);
+        keys
+    }
+
+    /// Where the key is (`Ok`), or where it would go (`Err`).
+    fn search(&self, key: ReadyKey) -> Result<usize, usize> {
+        with_codes!(self, |frame, codes| codes.binary_search_by(|code| code.decode(frame).cmp(&key)))
+    }
+
+    /// Inserts the key at `pos`, which keeps the keys sorted, into a chunk
+    /// that is not full. A key that does not fit the chunk's coding has the
+    /// chunk rewritten in one that fits them all.
+    #[inline(always)]
+    fn insert(&mut self, pos: usize, key: ReadyKey) {
+        debug_assert!(self.len() < CHUNK, "a full chunk is split, not grown");
+        let fits = with_codes!(self, |frame, codes| insert_code(codes, pos, key, frame));
+        if !fits {
+            self.rewrite_with(pos, key);
+        }
+    }
+
+    /// Rewrites the chunk with `key` inserted at `pos`, in the narrowest
+    /// coding for them all. Cold: it happens once a change of coding, and
+    /// kept out of [`Chunk::insert`] it leaves that small.
+    #[cold]
+    fn rewrite_with(&mut self, pos: usize, key: ReadyKey) {
+        let capacity = if self.len() < self.capacity() { self.capacity() } else { 2 * self.capacity() };
+        *self = Chunk::narrowest(&self.keys_with(pos, key), capacity);
+    }
+
+    #[inline]
+    fn remove(&mut self, pos: usize) {
+        with_codes!(self, |_, codes| {
+            if pos == 0 {
+                // A reserve, the usual removal: cheaper than the general one.
+                codes.pop_front();
+            } else {
+                codes.remove(pos);
+            }
+        })
+    }
+
+    fn shrink_to(&mut self, capacity: usize) {
+        with_codes!(self, |_, codes| codes.shrink_to(capacity))
+    }
+
+    /// A full chunk with `key` inserted at `pos`, split in two halves, each
+    /// in its narrowest coding. Capacities are powers of two: the lower
+    /// half's 129 keys keep the full chunk's room.
+    fn split_with(&self, pos: usize, key: ReadyKey) -> (Chunk, Chunk) {
+        let keys = self.keys_with(pos, key);
+        let (lower, upper) = keys.split_at(CHUNK / 2 + 1);
+        (Chunk::narrowest(lower, CHUNK), Chunk::narrowest(upper, CHUNK / 2))
+    }
+
+    /// Bytes the chunk's codes take on the heap, spare room included.
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
+        fn of<C>(codes: &VecDeque<C>) -> usize {
+            codes.capacity() * std::mem::size_of::<C>()
+        }
+        with_codes!(self, |_, codes| of(codes))
+    }
+}
+
+/// The keys written in `frame`, which fits them all.
+fn encode_all<C: Code>(keys: &[ReadyKey], frame: C::Frame, capacity: usize) -> VecDeque<C> {
+    let mut codes = VecDeque::with_capacity(capacity);
+    codes.extend(keys.iter().map(|&key| C::encode(key, frame).expect("the frame fits every key")));
+    codes
+}
+
+/// Inserts the key at `pos` if it fits `frame`; `false` if it does not.
+#[inline]
+fn insert_code<C: Code>(codes: &mut VecDeque<C>, pos: usize, key: ReadyKey, frame: C::Frame) -> bool {
+    let Some(code) = C::encode(key, frame) else {
+        return false;
+    };
+    if pos == codes.len() {
+        // An append, the usual insert: cheaper than the general insert.
+        codes.push_back(code);
+    } else {
+        codes.insert(pos, code);
+    }
+    true
+}
 
 #[derive(Debug, Default)]
 pub struct ReadyQueue {
@@ -66,54 +301,49 @@ impl ReadyQueue {
     }
 
     /// The job to reserve next.
+    #[inline]
     pub fn first(&self) -> Option<ReadyKey> {
-        self.chunks.front().map(|chunk| chunk[0].unpack())
+        self.chunks.front().map(Chunk::first)
     }
 
     /// Adds a key that is not in the queue yet.
     pub fn insert(&mut self, key: ReadyKey) {
-        let key = PackedKey::pack(key);
         self.len += 1;
         let Some(last) = self.chunks.back_mut() else {
-            self.chunks.push_back(Chunk::from([key]));
+            self.chunks.push_back(Chunk::narrowest(&[key], 1));
             return;
         };
-        if *last.back().expect("chunks are never empty") < key {
+        if last.last() < key {
             if last.len() < CHUNK {
-                last.push_back(key);
+                last.insert(last.len(), key);
             } else {
-                self.chunks.push_back(Chunk::from([key]));
+                self.chunks.push_back(Chunk::narrowest(&[key], 1));
             }
             return;
         }
         // Some chunk's last key is larger: the first such chunk takes it.
-        let at = self.chunks.partition_point(|chunk| *chunk.back().expect("chunks are never empty") < key);
+        let at = self.chunks.partition_point(|chunk| chunk.last() < key);
         let chunk = &mut self.chunks[at];
-        let mut pos = chunk.partition_point(|k| *k < key);
-        debug_assert!(chunk.get(pos) != Some(&key), "{:?} is ready already", key.unpack());
+        let found = chunk.search(key);
+        debug_assert!(found.is_err(), "{key:?} is ready already");
+        let pos = found.unwrap_or_else(|pos| pos);
         if chunk.len() < CHUNK {
             chunk.insert(pos, key);
             return;
         }
-        let upper = chunk.split_off(CHUNK / 2);
-        let mut target = at;
-        if pos > CHUNK / 2 {
-            target = at + 1;
-            pos -= CHUNK / 2;
-        }
+        let (lower, upper) = chunk.split_with(pos, key);
+        *chunk = lower;
         self.chunks.insert(at + 1, upper);
-        self.chunks[target].insert(pos, key);
     }
 
     /// Removes the key; `false` if it was not in the queue.
     pub fn remove(&mut self, key: ReadyKey) -> bool {
-        let key = PackedKey::pack(key);
-        let (at, pos) = if self.chunks.front().is_some_and(|chunk| chunk[0] == key) {
+        let (at, pos) = if self.first() == Some(key) {
             // A reserve takes the first job: no search.
             (0, 0)
         } else {
-            let at = self.chunks.partition_point(|chunk| *chunk.back().expect("chunks are never empty") < key);
-            let Some(Ok(pos)) = self.chunks.get(at).map(|chunk| chunk.binary_search(&key)) else {
+            let at = self.chunks.partition_point(|chunk| chunk.last() < key);
+            let Some(Ok(pos)) = self.chunks.get(at).map(|chunk| chunk.search(key)) else {
                 return false;
             };
             (at, pos)
@@ -128,8 +358,9 @@ impl ReadyQueue {
     /// rules, which every change keeps: any two neighbouring chunks hold
     /// more than `CHUNK / 4` keys between them, and a chunk's capacity is
     /// less than four times its keys (or at most 4). An empty chunk goes;
-    /// a small one joins a neighbour it fits with; then spare capacity goes
-    /// back.
+    /// a small one joins a neighbour it fits with, in the narrowest coding
+    /// for both (so a key that made a chunk wider does not keep it wide for
+    /// good once it has gone); then spare capacity goes back.
     fn tidy(&mut self, at: usize) {
         let len = self.chunks[at].len();
         if len == 0 {
@@ -139,38 +370,51 @@ impl ReadyQueue {
             return;
         }
         let fits = |chunk: Option<&Chunk>| chunk.is_some_and(|c| c.len() + len <= CHUNK / 4);
-        let mut merged = at;
-        if at > 0 && fits(self.chunks.get(at - 1)) {
-            let mut chunk = self.chunks.remove(at).expect("chunk exists");
-            self.chunks[at - 1].append(&mut chunk);
-            merged = at - 1;
-        } else if fits(self.chunks.get(at + 1)) {
-            let mut next = self.chunks.remove(at + 1).expect("chunk exists");
-            self.chunks[at].append(&mut next);
-        }
         // One merge is enough: if both neighbours were small, each still had
         // more than CHUNK / 4 - len keys, so the merged chunk and the other
         // neighbour hold more than CHUNK / 4 together.
-        let chunk = &mut self.chunks[merged];
-        if chunk.capacity() >= 4 * chunk.len() && chunk.capacity() > 4 {
-            chunk.shrink_to(2 * chunk.len());
+        if at > 0 && fits(self.chunks.get(at - 1)) {
+            self.merge_with_next(at - 1);
+        } else if fits(self.chunks.get(at + 1)) {
+            self.merge_with_next(at);
+        } else {
+            let chunk = &mut self.chunks[at];
+            if chunk.capacity() >= 4 * len && chunk.capacity() > 4 {
+                chunk.shrink_to((2 * len).next_power_of_two());
+            }
         }
+    }
+
+    /// Joins chunk `at + 1` onto chunk `at`.
+    fn merge_with_next(&mut self, at: usize) {
+        let next = self.chunks.remove(at + 1).expect("chunk exists");
+        let chunk = &mut self.chunks[at];
+        let len = chunk.len() + next.len();
+        *chunk = Chunk::narrowest(&[chunk.keys(), next.keys()].concat(), len.next_power_of_two());
     }
 
     /// Every key, in order.
     #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = ReadyKey> + '_ {
-        self.chunks.iter().flatten().map(|k| k.unpack())
+        self.chunks.iter().flat_map(Chunk::keys)
+    }
+
+    /// Bytes the queue takes on the heap: a header for every chunk there is
+    /// room for, and every chunk's codes, spare room included (tests only).
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
+        self.chunks.capacity() * std::mem::size_of::<Chunk>() + self.chunks.iter().map(Chunk::heap_bytes).sum::<usize>()
     }
 
     /// Checks the layout that the operations rely on (tests only).
     #[cfg(test)]
     fn check(&self) {
-        let keys: Vec<PackedKey> = self.chunks.iter().flatten().copied().collect();
+        let keys: Vec<ReadyKey> = self.iter().collect();
         assert_eq!(keys.len(), self.len);
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys out of order");
         for chunk in &self.chunks {
-            assert!(!chunk.is_empty() && chunk.len() <= CHUNK);
+            assert!(chunk.len() > 0 && chunk.len() <= CHUNK);
+            assert!(chunk.capacity().is_power_of_two() && chunk.capacity() <= CHUNK, "capacity {}", chunk.capacity());
             assert!(
                 chunk.capacity() < 4 * chunk.len() || chunk.capacity() <= 4,
                 "{} of {}",
@@ -203,13 +447,97 @@ mod tests {
     }
 
     #[test]
-    fn keys_pack_into_twelve_bytes_in_order() {
+    fn codes_keep_keys_that_fit_their_frame_and_only_those() {
+        assert_eq!(std::mem::size_of::<IdOffset>(), 4);
+        assert_eq!(std::mem::size_of::<NearKey>(), 8);
         assert_eq!(std::mem::size_of::<PackedKey>(), 12);
-        let keys = [(0, 0), (0, 1), (0, u64::from(u32::MAX)), (0, 1 << 32), (1, 0), (u32::MAX, u64::MAX)];
-        for pair in keys.windows(2) {
-            assert!(PackedKey::pack(pair[0]) < PackedKey::pack(pair[1]), "{pair:?}");
-            assert_eq!(PackedKey::pack(pair[1]).unpack(), pair[1]);
+        assert!(std::mem::size_of::<Chunk>() <= 48);
+        let top = u64::from(u32::MAX);
+        for (key, frame) in [((7, 10), (7, 10)), ((7, 10 + top), (7, 10)), ((0, u64::MAX), (0, u64::MAX - top))] {
+            assert_eq!(IdOffset::encode(key, frame).map(|code| code.decode(frame)), Some(key));
         }
+        for (key, frame) in [((6, 10), (7, 10)), ((7, 9), (7, 10)), ((7, 11 + top), (7, 10))] {
+            assert!(IdOffset::encode(key, frame).is_none(), "{key:?} in {frame:?}");
+        }
+        for (key, base) in [((7, 10), 10), ((u32::MAX, 10 + top), 10), ((0, u64::MAX), u64::MAX)] {
+            assert_eq!(NearKey::encode(key, base).map(|code| code.decode(base)), Some(key));
+        }
+        for (key, base) in [((7, 9), 10), ((7, 11 + top), 10), ((7, 0), u64::MAX)] {
+            assert!(NearKey::encode(key, base).is_none(), "{key:?} from {base}");
+        }
+        for key in [(0, 0), (0, top), (1, top + 1), (u32::MAX, u64::MAX)] {
+            assert_eq!(PackedKey::encode(key, ()).map(|code| code.decode(())), Some(key));
+        }
+    }
+
+    /// Inserts the keys into a new queue, checks it and its codings (one
+    /// letter a chunk: One, Near, Far).
+    fn queue_of(keys: impl IntoIterator<Item = ReadyKey>, codings: &str) -> ReadyQueue {
+        let mut queue = ReadyQueue::default();
+        keys.into_iter().for_each(|key| queue.insert(key));
+        queue.check();
+        assert_eq!(queue.codings(), codings);
+        queue
+    }
+
+    impl ReadyQueue {
+        fn codings(&self) -> String {
+            let letter = |chunk: &Chunk| match chunk {
+                Chunk::OnePriority { .. } => 'O',
+                Chunk::NearIds { .. } => 'N',
+                Chunk::FarIds { .. } => 'F',
+            };
+            self.chunks.iter().map(letter).collect()
+        }
+    }
+
+    #[test]
+    fn a_chunk_widens_its_coding_only_for_a_key_that_does_not_fit() {
+        let far = 1 << 40;
+        // An id below the base: the base moves down, the coding stays.
+        let mut queue = queue_of([(5, 100), (5, 101), (5, 3)], "O");
+        assert!(matches!(queue.chunks[0], Chunk::OnePriority { pri: 5, base: 3, .. }));
+        queue.insert((5, 3 + u64::from(u32::MAX)));
+        assert_eq!(queue.codings(), "O");
+        // Another priority; then an id 2^32 above the base.
+        queue.insert((4, 200));
+        assert_eq!(queue.codings(), "N");
+        queue.insert((5, far));
+        assert_eq!(queue.codings(), "F");
+        assert!(queue.iter().eq([(4, 200), (5, 3), (5, 100), (5, 101), (5, 3 + u64::from(u32::MAX)), (5, far)]));
+        // A far id below the base, at one priority.
+        queue_of([(5, far), (5, 1)], "F");
+        queue_of([(5, far), (5, far - u64::from(u32::MAX))], "O");
+    }
+
+    #[test]
+    fn splits_and_merges_write_chunks_in_their_narrowest_coding() {
+        // A full chunk at one priority but for its last key: splitting it
+        // leaves the lower half at one priority.
+        let keys = (1..CHUNK as u64).map(|id| (9, id)).chain([(10, 0)]);
+        let mut queue = queue_of(keys, "N");
+        queue.insert((9, 0));
+        queue.check();
+        assert_eq!(queue.codings(), "ON");
+        // A far key inserted into a full chunk lands in one half only.
+        let mut queue = queue_of((1..=CHUNK as u64).map(|id| (9, id)), "O");
+        queue.insert((0, 1 << 40));
+        queue.check();
+        assert_eq!(queue.codings(), "FO");
+        // The far key's chunk stays wide when the key goes, and shrinking
+        // keeps the coding; merging with its neighbour narrows it.
+        assert!(queue.remove((0, 1 << 40)));
+        for id in 2..=100 {
+            assert!(queue.remove((9, id)));
+        }
+        queue.check();
+        assert_eq!(queue.codings(), "FO");
+        for id in 129..=240 {
+            assert!(queue.remove((9, id)));
+        }
+        queue.check();
+        assert_eq!(queue.codings(), "O");
+        assert!(queue.iter().eq([1].into_iter().chain(101..=128).chain(241..=256).map(|id| (9, id))));
     }
 
     #[test]
@@ -221,7 +549,39 @@ mod tests {
         queue.check();
         assert_eq!(queue.chunks.len(), 10);
         assert!(queue.chunks.iter().all(|c| c.len() == CHUNK && c.capacity() == CHUNK));
+        assert_eq!(queue.codings(), "O".repeat(10));
         assert_eq!(queue.first(), Some((1024, 1)));
+    }
+
+    /// What a queue of `n` keys costs a key, all chunk headers and spare
+    /// room counted.
+    fn bytes_a_key(keys: impl Iterator<Item = ReadyKey>) -> f64 {
+        let mut queue = ReadyQueue::default();
+        keys.for_each(|key| queue.insert(key));
+        queue.check();
+        let cost = queue.heap_bytes() as f64 / queue.len() as f64;
+        eprintln!("{cost:.3} bytes a key");
+        cost
+    }
+
+    #[test]
+    fn jobs_at_one_priority_in_id_order_cost_about_four_bytes() {
+        let cost = bytes_a_key((1..=1_000_000).map(|id| (1024, id)));
+        assert!(cost <= 4.2, "{cost:.3} bytes a key");
+        // Ids with gaps (jobs of other tubes between them) cost the same.
+        let cost = bytes_a_key((1..=1_000_000).map(|n| (1024, n * 1000)));
+        assert!(cost <= 4.2, "{cost:.3} bytes a key");
+    }
+
+    #[test]
+    fn jobs_at_a_priority_each_cost_at_most_twelve_and_a_half_bytes() {
+        // In order (the priority is a timestamp): 8 bytes a key.
+        let cost = bytes_a_key((1..=1_000_000).map(|id| (id as u32, id)));
+        assert!(cost <= 8.2, "{cost:.3} bytes a key");
+        // In random order, chunks split and are three-quarters full or so.
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let cost = bytes_a_key((1..=1_000_000).map(|id| (rng.below(1 << 32) as u32, id)));
+        assert!(cost <= 12.5, "{cost:.3} bytes a key");
     }
 
     #[test]
