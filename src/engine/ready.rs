@@ -9,9 +9,11 @@
 //! [`Chunk`]): ids as 4-byte offsets from the chunk's base id, and the
 //! priority once for the chunk when all its keys share it. A key larger than
 //! every other one (a new job, in the usual case) goes at the end of the last
-//! chunk, so chunks fill up completely. A tube whose jobs all have one
-//! priority costs about 4.2 bytes a job; a priority for every job (a
-//! timestamp, say) 8.2; a key never takes more than 12 bytes.
+//! chunk, so chunks fill up completely; so do new jobs at a priority that is
+//! not the largest, which go at the end of a chunk in the middle (see
+//! [`ReadyQueue::insert`]). A tube whose jobs have one priority, or a few,
+//! costs about 4.2 bytes a job; a priority for every job (a timestamp, say)
+//! 8.2; a key never takes more than 12 bytes.
 //!
 //! Every operation is O(log n + CHUNK): a binary search for the chunk, one for
 //! the key, and a shift of at most one chunk's keys, or a rewrite of them in
@@ -243,13 +245,24 @@ impl Chunk {
         with_codes!(self, |_, codes| codes.shrink_to(capacity))
     }
 
-    /// A full chunk with `key` inserted at `pos`, split in two halves, each
-    /// in its narrowest coding. Capacities are powers of two: the lower
-    /// half's 129 keys keep the full chunk's room.
+    /// A full chunk with `key` inserted at `pos` (not after its last key),
+    /// split in two, each part in its narrowest coding. Where the key is
+    /// the last of its priority in the chunk, the split goes right after
+    /// it, if both parts keep more than `CHUNK / 4` keys: the keys of that
+    /// priority that come next, in id order, then go between the parts, at
+    /// the end of the lower one, which fills up (see
+    /// [`ReadyQueue::insert`]). Elsewhere the split goes in the middle.
     fn split_with(&self, pos: usize, key: ReadyKey) -> (Chunk, Chunk) {
         let keys = self.keys_with(pos, key);
-        let (lower, upper) = keys.split_at(CHUNK / 2 + 1);
-        (Chunk::narrowest(lower, CHUNK), Chunk::narrowest(upper, CHUNK / 2))
+        let ends_its_priority = keys[pos + 1].0 != key.0;
+        let balanced = CHUNK / 4 < pos + 1 && CHUNK / 4 < keys.len() - (pos + 1);
+        let at = if ends_its_priority && balanced { pos + 1 } else { CHUNK / 2 + 1 };
+        let (lower, upper) = keys.split_at(at);
+        // Capacities are powers of two (see CHUNK).
+        (
+            Chunk::narrowest(lower, lower.len().next_power_of_two()),
+            Chunk::narrowest(upper, upper.len().next_power_of_two()),
+        )
     }
 
     /// Bytes the chunk's codes take on the heap, spare room included.
@@ -323,10 +336,20 @@ impl ReadyQueue {
         }
         // Some chunk's last key is larger: the first such chunk takes it.
         let at = self.chunks.partition_point(|chunk| chunk.last() < key);
-        let chunk = &mut self.chunks[at];
-        let found = chunk.search(key);
+        let found = self.chunks[at].search(key);
         debug_assert!(found.is_err(), "{key:?} is ready already");
         let pos = found.unwrap_or_else(|pos| pos);
+        // Unless the key goes between two chunks and the one before has
+        // room: there it is an append. So keys that come in order in the
+        // middle of the queue (new jobs of one priority, while a lower one
+        // has ready jobs) fill chunks up as the last chunk's do, rather than
+        // half of each (what splits leave).
+        if pos == 0 && at > 0 && self.chunks[at - 1].len() < CHUNK {
+            let before = &mut self.chunks[at - 1];
+            before.insert(before.len(), key);
+            return;
+        }
+        let chunk = &mut self.chunks[at];
         if chunk.len() < CHUNK {
             chunk.insert(pos, key);
             return;
@@ -571,6 +594,17 @@ mod tests {
         // Ids with gaps (jobs of other tubes between them) cost the same.
         let cost = bytes_a_key((1..=1_000_000).map(|n| (1024, n * 1000)));
         assert!(cost <= 4.2, "{cost:.3} bytes a key");
+    }
+
+    #[test]
+    fn jobs_at_a_few_priorities_in_id_order_cost_about_four_bytes() {
+        // Each priority's keys come in order, and all but the largest
+        // priority's go in the middle of the queue.
+        let cost = bytes_a_key((1..=1_000_000).map(|id| ([0, 1024, 2048][id as usize % 3], id)));
+        assert!(cost <= 4.25, "{cost:.3} bytes a key");
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let cost = bytes_a_key((1..=1_000_000).map(|id| ([0, 1024, 2048][rng.below(3) as usize], id)));
+        assert!(cost <= 4.25, "{cost:.3} bytes a key");
     }
 
     #[test]
