@@ -167,6 +167,12 @@ impl Chunk {
         }
     }
 
+    /// A chunk of one key: the first, or one past a full last chunk. (What
+    /// `narrowest` would write, without its work.)
+    fn single((pri, id): ReadyKey) -> Chunk {
+        Chunk::OnePriority { pri, base: id, codes: VecDeque::from([IdOffset(0)]) }
+    }
+
     #[inline]
     fn len(&self) -> usize {
         with_codes!(self, |_, codes| codes.len())
@@ -323,14 +329,14 @@ impl ReadyQueue {
     pub fn insert(&mut self, key: ReadyKey) {
         self.len += 1;
         let Some(last) = self.chunks.back_mut() else {
-            self.chunks.push_back(Chunk::narrowest(&[key], 1));
+            self.chunks.push_back(Chunk::single(key));
             return;
         };
         if last.last() < key {
             if last.len() < CHUNK {
                 last.insert(last.len(), key);
             } else {
-                self.chunks.push_back(Chunk::narrowest(&[key], 1));
+                self.chunks.push_back(Chunk::single(key));
             }
             return;
         }
