@@ -45,10 +45,11 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 /// Where the bytes of a ready job with a 100-byte body go (BENCHMARKS.md):
-/// the body 100, the record 56, the tube's ready order ~12, the id index 4.
-/// The bound leaves a few bytes of slack and no room for another field.
+/// the body 100, the record 36, the tube's ready order ~4.2, the id index 4
+/// (144.4). The bound leaves a few bytes of slack and no room for another
+/// field, even a 4-byte one.
 #[test]
-fn a_ready_job_with_a_100_byte_body_costs_under_180_bytes() {
+fn a_ready_job_with_a_100_byte_body_costs_under_148_bytes() {
     // 2^18 jobs: the job table and the id index grow by doubling, so at a
     // power of two they hold as many jobs as they have room for (the
     // allocator counts room; the kernel counts only the pages touched).
@@ -66,5 +67,5 @@ fn a_ready_job_with_a_100_byte_body_costs_under_180_bytes() {
     let per_job = (LIVE.load(Ordering::Relaxed) - before) as f64 / JOBS as f64;
     eprintln!("{per_job:.1} bytes a job");
     assert!(per_job > 100.0, "the bodies are kept: {per_job:.1} bytes a job");
-    assert!(per_job < 180.0, "{per_job:.1} bytes a job");
+    assert!(per_job < 148.0, "{per_job:.1} bytes a job");
 }
