@@ -158,9 +158,7 @@ impl<J: Journal> Engine<J> {
         }
         job.body = self.bodies.insert_shared(new.body);
         self.jobs.insert(id, job);
-        if delayed {
-            self.extras.get_mut(id).delay_secs = new.delay;
-        }
+        self.extras.set(id, extras);
         self.counts.total_jobs += 1;
         self.tubes[tube].total_jobs += 1;
         if delayed {

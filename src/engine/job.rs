@@ -76,8 +76,9 @@ impl Extras {
         self.0.entry(id).or_default()
     }
 
-    /// Sets a job's extras (recovery).
-    pub fn restore(&mut self, id: JobId, extras: JobExtras) {
+    /// Sets the extras of a job that has none yet (all-zero ones are not
+    /// kept).
+    pub fn set(&mut self, id: JobId, extras: JobExtras) {
         if extras != JobExtras::default() {
             self.0.insert(id, extras);
         }
@@ -192,7 +193,7 @@ mod tests {
     #[test]
     fn extras_cost_nothing_until_used() {
         let mut extras = Extras::default();
-        extras.restore(7, JobExtras::default());
+        extras.set(7, JobExtras::default());
         assert!(extras.0.is_empty());
         extras.get_mut(7).counts.reserves += 1;
         assert_eq!(extras.get(7).counts.reserves, 1);

@@ -192,7 +192,7 @@ impl<J: Journal> Engine<J> {
         };
         self.jobs.insert(id, job);
         let extras = JobExtras { counts: restored.counts, delay_secs: whole_secs(restored.delay), deadline: 0 };
-        self.extras.restore(id, extras);
+        self.extras.set(id, extras);
         self.next_job_id = self.next_job_id.max(id + 1);
         match restored.state {
             JobState::Delayed if restored.ready_at > now => {
