@@ -92,6 +92,12 @@ impl IdIndex {
         self.outliers.remove(&id)
     }
 
+    /// Every id with a slot, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        let in_window = self.window.iter().enumerate().filter(|&(_, &slot)| slot != EMPTY);
+        in_window.map(|(i, _)| self.base + i as u64).chain(self.outliers.keys().copied())
+    }
+
     fn window_index(&self, id: u64) -> Option<usize> {
         let i = usize::try_from(id.checked_sub(self.base)?).ok()?;
         (i < self.window.len()).then_some(i)

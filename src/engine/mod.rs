@@ -32,12 +32,12 @@ mod bodies;
 mod commands;
 mod heads;
 mod job;
-mod jobs;
 mod journal;
 mod placement;
 mod ready;
 mod session;
 mod stats;
+mod table;
 mod time;
 mod timers;
 mod tubes;
@@ -54,8 +54,8 @@ use std::collections::BTreeSet;
 
 use crate::protocol::{Command, Op, Reply, TubeName};
 use job::Extras;
-use jobs::JobTable;
 use session::Session;
+use table::IdTable;
 use timers::{Timer, Timers};
 use tubes::{TubeId, Tubes};
 
@@ -117,7 +117,7 @@ pub struct Engine<J: Journal = NoJournal> {
     config: EngineConfig,
     journal: J,
     started_at: Nanos,
-    jobs: JobTable,
+    jobs: IdTable<Job>,
     bodies: Bodies,
     extras: Extras,
     tubes: Tubes,
@@ -152,7 +152,7 @@ impl<J: Journal> Engine<J> {
             config,
             journal,
             started_at: now,
-            jobs: JobTable::default(),
+            jobs: IdTable::default(),
             bodies: Bodies::default(),
             extras: Extras::default(),
             tubes: Tubes::new(),

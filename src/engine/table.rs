@@ -1,40 +1,41 @@
-//! Every live job, found by id.
+//! Records found by job id: the job table, and the extras of the jobs that
+//! have any.
 //!
 //! Records sit in a vector whose free slots are chained into a list, and an
-//! id index holds each job's slot, in about four bytes a job (see
-//! [`IdIndex`]). A slot costs what a record costs, 36 bytes: a free slot's
-//! link is a 32-bit slot number, which fits beside the record's niche (the
-//! `slab` crate's link is a `usize`, which would align every slot to 8 and
-//! pad it to 40).
+//! id index holds each record's slot, in about four bytes a record (see
+//! [`IdIndex`]); a hash map would cost about as much again as a small
+//! record, and twice that while it grows. A free slot's link is a 32-bit
+//! slot number, which fits beside a record's niche where it has one (the
+//! `slab` crate's link is a `usize`, which would align every slot to 8).
 
-use super::job::{Job, JobId};
+use super::job::JobId;
 use crate::idindex::IdIndex;
 
 /// No free slot.
 const NO_SLOT: u32 = u32::MAX;
 
 #[derive(Debug)]
-enum Slot {
+enum Slot<T> {
     /// Free; holds the next free slot.
     Free(u32),
-    Taken(Job),
+    Taken(T),
 }
 
 #[derive(Debug)]
-pub struct JobTable {
+pub struct IdTable<T> {
     slots: IdIndex,
-    records: Vec<Slot>,
+    records: Vec<Slot<T>>,
     /// The free slot to reuse first.
     free: u32,
 }
 
-impl Default for JobTable {
-    fn default() -> JobTable {
-        JobTable { slots: IdIndex::default(), records: Vec::new(), free: NO_SLOT }
+impl<T> Default for IdTable<T> {
+    fn default() -> IdTable<T> {
+        IdTable { slots: IdIndex::default(), records: Vec::new(), free: NO_SLOT }
     }
 }
 
-impl JobTable {
+impl<T> IdTable<T> {
     pub fn reserve(&mut self, additional: usize) {
         self.slots.reserve(additional);
         self.records.reserve(additional);
@@ -44,10 +45,10 @@ impl JobTable {
         self.slots.is_empty()
     }
 
-    pub fn get(&self, id: &JobId) -> Option<&Job> {
+    pub fn get(&self, id: &JobId) -> Option<&T> {
         self.slots.get(*id).map(|slot| match &self.records[slot as usize] {
-            Slot::Taken(job) => job,
-            Slot::Free(_) => unreachable!("job {id} indexed at a free slot"),
+            Slot::Taken(record) => record,
+            Slot::Free(_) => unreachable!("id {id} indexed at a free slot"),
         })
     }
 
@@ -55,22 +56,22 @@ impl JobTable {
         self.slots.get(id).is_some()
     }
 
-    pub fn get_mut(&mut self, id: &JobId) -> Option<&mut Job> {
+    pub fn get_mut(&mut self, id: &JobId) -> Option<&mut T> {
         self.slots.get(*id).map(|slot| match &mut self.records[slot as usize] {
-            Slot::Taken(job) => job,
-            Slot::Free(_) => unreachable!("job {id} indexed at a free slot"),
+            Slot::Taken(record) => record,
+            Slot::Free(_) => unreachable!("id {id} indexed at a free slot"),
         })
     }
 
-    /// Adds a job whose id is not in the table yet.
-    pub fn insert(&mut self, id: JobId, job: Job) {
+    /// Adds a record for an id that has none yet.
+    pub fn insert(&mut self, id: JobId, record: T) {
         let slot = if self.free == NO_SLOT {
-            let slot = u32::try_from(self.records.len()).ok().filter(|&s| s != NO_SLOT).expect("2^32 live jobs");
-            self.records.push(Slot::Taken(job));
+            let slot = u32::try_from(self.records.len()).ok().filter(|&s| s != NO_SLOT).expect("2^32 records");
+            self.records.push(Slot::Taken(record));
             slot
         } else {
             let slot = self.free;
-            match std::mem::replace(&mut self.records[slot as usize], Slot::Taken(job)) {
+            match std::mem::replace(&mut self.records[slot as usize], Slot::Taken(record)) {
                 Slot::Free(next) => self.free = next,
                 Slot::Taken(_) => unreachable!("slot {slot} on the free list is taken"),
             }
@@ -79,28 +80,40 @@ impl JobTable {
         self.slots.insert(id, slot);
     }
 
-    pub fn remove(&mut self, id: &JobId) -> Option<Job> {
+    pub fn remove(&mut self, id: &JobId) -> Option<T> {
         let slot = self.slots.remove(*id)?;
-        let job = match std::mem::replace(&mut self.records[slot as usize], Slot::Free(self.free)) {
-            Slot::Taken(job) => job,
-            Slot::Free(_) => unreachable!("job {id} indexed at a free slot"),
+        let record = match std::mem::replace(&mut self.records[slot as usize], Slot::Free(self.free)) {
+            Slot::Taken(record) => record,
+            Slot::Free(_) => unreachable!("id {id} indexed at a free slot"),
         };
         self.free = slot;
-        Some(job)
+        Some(record)
+    }
+
+    /// The ids that have a record.
+    #[cfg(test)]
+    pub fn ids(&self) -> impl Iterator<Item = JobId> + '_ {
+        self.slots.ids()
+    }
+
+    /// Bytes a slot takes.
+    #[cfg(test)]
+    pub const fn slot_bytes() -> usize {
+        std::mem::size_of::<Slot<T>>()
     }
 }
 
-impl std::ops::Index<&JobId> for JobTable {
-    type Output = Job;
-    fn index(&self, id: &JobId) -> &Job {
-        self.get(id).unwrap_or_else(|| panic!("no job {id}"))
+impl<T> std::ops::Index<&JobId> for IdTable<T> {
+    type Output = T;
+    fn index(&self, id: &JobId) -> &T {
+        self.get(id).unwrap_or_else(|| panic!("no record for id {id}"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{JobState, Place};
+    use crate::engine::{Job, JobState, Place};
 
     fn job(pri: u32) -> Job {
         let tube = crate::engine::tubes::Tubes::new().default_tube();
@@ -117,12 +130,12 @@ mod tests {
 
     #[test]
     fn a_slot_costs_what_a_record_costs() {
-        assert_eq!(std::mem::size_of::<Slot>(), std::mem::size_of::<Job>());
+        assert_eq!(IdTable::<Job>::slot_bytes(), std::mem::size_of::<Job>());
     }
 
     #[test]
     fn freed_slots_are_reused_and_jobs_stay_found() {
-        let mut table = JobTable::default();
+        let mut table = IdTable::default();
         for id in 1..=100 {
             table.insert(id, job(id as u32));
         }
