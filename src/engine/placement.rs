@@ -2,7 +2,7 @@
 //! one `place_*`, so the counters and timers that go with each state are kept
 //! in one place.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::timers::Timer;
 use super::tubes::{TubeId, URGENT_PRIORITY};
@@ -28,8 +28,7 @@ impl<J: Journal> Engine<J> {
             }
             JobState::Delayed => {
                 let deadline = deadline();
-                self.tubes[tube].delayed.remove(&(deadline, id));
-                self.timers.remove(deadline, Timer::DelayEnds(id));
+                self.change_delayed(tube, |delayed| delayed.remove(&(deadline, id)));
                 self.counts.delayed -= 1;
             }
             JobState::Buried => {
@@ -90,9 +89,28 @@ impl<J: Journal> Engine<J> {
         job.place = Place::unheld(JobState::Delayed);
         let tube = job.tube;
         self.extras.get_mut(id).deadline = deadline;
-        self.tubes[tube].delayed.insert((deadline, id));
-        self.timers.insert(deadline, Timer::DelayEnds(id));
+        self.change_delayed(tube, |delayed| delayed.insert((deadline, id)));
         self.counts.delayed += 1;
+    }
+
+    /// Changes a tube's delayed jobs, and keeps a timer for its first one
+    /// only: the earliest of the tubes' first jobs is the earliest of all, so
+    /// delayed jobs still come ready one at a time in (deadline, id) order,
+    /// and a million delayed jobs do not each cost an entry in the timers.
+    fn change_delayed(&mut self, tube: TubeId, change: impl FnOnce(&mut BTreeSet<(Nanos, JobId)>) -> bool) {
+        let delayed = &mut self.tubes[tube].delayed;
+        let first = delayed.first().copied();
+        assert!(change(delayed), "a delayed job added twice or removed twice");
+        let new_first = delayed.first().copied();
+        if new_first != first {
+            // A popped timer is gone already: removing it again is harmless.
+            if let Some((at, id)) = first {
+                self.timers.remove(at, Timer::DelayEnds(id));
+            }
+            if let Some((at, id)) = new_first {
+                self.timers.insert(at, Timer::DelayEnds(id));
+            }
+        }
     }
 
     /// The burial time, kept strictly increasing, orders the tube's buried

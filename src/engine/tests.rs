@@ -126,6 +126,34 @@ fn delayed_job_becomes_ready_at_its_deadline() {
     assert_eq!(h.advance(1), vec![(1, reserved(id, "later"))]);
 }
 
+/// Delayed jobs in several tubes come ready one at a time in (deadline, id)
+/// order across all tubes, though only each tube's first has a timer.
+#[test]
+fn delayed_jobs_of_many_tubes_come_ready_in_deadline_then_id_order() {
+    let mut h = Harness::new();
+    h.call(0, Command::Use(tube("a")));
+    let a_late = h.put(0, 0, 3, 10, "a at 3 s");
+    let a_early = h.put(0, 0, 2, 10, "a at 2 s");
+    h.call(0, Command::Use(tube("b")));
+    let b_early = h.put(0, 0, 2, 10, "b at 2 s");
+    let b_first = h.put(0, 0, 1, 10, "b at 1 s");
+    for conn in 1..=3 {
+        h.call(conn, Command::Watch(tube("a")));
+        h.call(conn, Command::Watch(tube("b")));
+        assert_eq!(h.reserve(conn, None), None, "waits");
+    }
+    // Each waiter, in the order they came, gets the next job to come ready.
+    assert_eq!(h.advance(SECOND), vec![(1, reserved(b_first, "b at 1 s"))]);
+    assert_eq!(
+        h.advance(SECOND),
+        vec![(2, reserved(a_early, "a at 2 s")), (3, reserved(b_early, "b at 2 s"))],
+        "equal deadlines: the lower id first"
+    );
+    assert_eq!(h.reserve(1, None), None);
+    assert_eq!(h.advance(SECOND), vec![(1, reserved(a_late, "a at 3 s"))]);
+    assert_eq!(h.engine.next_deadline().map(|at| at > h.now), Some(true), "only TTRs are left");
+}
+
 #[test]
 fn ttr_expiry_returns_the_job_exactly_at_the_deadline() {
     let mut h = Harness::new();

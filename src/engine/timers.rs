@@ -12,7 +12,8 @@ use super::{ConnId, Nanos};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
-    /// A delayed job becomes ready.
+    /// A delayed job becomes ready: the first of its tube's delayed jobs
+    /// (placement.rs keeps one such timer per tube).
     DelayEnds(JobId),
     /// A reserved job's time to run is over.
     TtrEnds(JobId),
@@ -37,6 +38,17 @@ impl Timers {
 
     pub fn remove(&mut self, at: Nanos, timer: Timer) {
         self.due.remove(&(at, timer));
+    }
+
+    #[cfg(test)]
+    pub fn contains(&self, at: Nanos, timer: Timer) -> bool {
+        self.due.contains(&(at, timer))
+    }
+
+    /// How many timers are of a kind.
+    #[cfg(test)]
+    pub fn count(&self, kind: impl Fn(&Timer) -> bool) -> usize {
+        self.due.iter().filter(|(_, timer)| kind(timer)).count()
     }
 
     /// The earliest due time, if anything is scheduled.

@@ -209,6 +209,13 @@ impl<J: Journal> Engine<J> {
         let actual: Vec<_> = self.tubes.heads().iter().map(|(key, t)| (key, self.tubes[t].name.clone())).collect();
         assert_eq!(actual, expected, "heads index");
 
+        // The timers hold a tube's first delayed job, and no other.
+        let firsts: Vec<_> = self.tubes.ids().filter_map(|t| self.tubes[t].delayed.first().copied()).collect();
+        for &(at, id) in &firsts {
+            assert!(self.timers.contains(at, Timer::DelayEnds(id)), "no timer for delayed job {id}");
+        }
+        assert_eq!(self.timers.count(|t| matches!(t, Timer::DelayEnds(_))), firsts.len(), "delay timers");
+
         // No unpaused tube has a ready job while a waiting connection watches it.
         for tube in self.tubes.ids() {
             if self.tubes[tube].reservable().is_some() {
