@@ -241,7 +241,13 @@ pub struct Role {
 impl Role {
     /// `put 0 0 120 <size>` with a fixed body.
     pub fn putter(body: &[u8], depth: usize) -> Role {
-        Role { kind: RoleKind::Producer { cmd: put_cmd(body, 0), stamped: None, paced: false }, depth, counts: true }
+        Role::delayed_putter(body, 0, depth)
+    }
+
+    /// `put 0 <delay> 120 <size>` with a fixed body.
+    pub fn delayed_putter(body: &[u8], delay: u32, depth: usize) -> Role {
+        let cmd = put_cmd(body, delay);
+        Role { kind: RoleKind::Producer { cmd, stamped: None, paced: false }, depth, counts: true }
     }
 
     /// A producer whose bodies carry a time (padded to `size`).

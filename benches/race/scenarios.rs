@@ -207,16 +207,24 @@ fn shapes(opts: &Opts, default: &[(usize, usize)]) -> Vec<(usize, usize)> {
 }
 
 /// Loads `total` jobs of `body` through 4 connections x 100 pipelined.
-fn preload(server: &Server, body: &[u8], total: u64, opts: &Opts) -> Result<Measured, String> {
+/// Puts `total` jobs (ready, or delayed by `delay` seconds) over a few
+/// pipelined connections, and checks that stats counts them all.
+fn preload(server: &Server, body: &[u8], total: u64, delay: u32, opts: &Opts) -> Result<Measured, String> {
     let conns = if total >= 400 { 4 } else { 1 };
     let limit = Limit::Count { total, timeout: Duration::from_secs(900) };
-    let loaded = measure(server, putters(body, conns, 100), limit, opts, 0.0)?;
+    let roles = (0..conns).map(|_| Role::delayed_putter(body, delay, 100)).collect();
+    let loaded = measure(server, roles, limit, opts, 0.0)?;
     let stats = server::stats(server.addr).map_err(|e| format!("stats after preload: {e}"))?;
-    let ready = server::stat(&stats, "current-jobs-ready");
-    if ready != Some(total) {
-        return Err(format!("after loading {total} jobs, stats says current-jobs-ready: {ready:?}"));
+    let held = server::stat(&stats, held_stat(delay));
+    if held != Some(total) {
+        return Err(format!("after loading {total} jobs, stats says {}: {held:?}", held_stat(delay)));
     }
     Ok(loaded)
+}
+
+/// The stats key counting jobs put with `delay`.
+fn held_stat(delay: u32) -> &'static str {
+    if delay > 0 { "current-jobs-delayed" } else { "current-jobs-ready" }
 }
 
 fn policy_flags(policy: &str) -> Result<Vec<String>, String> {
@@ -284,13 +292,19 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                     }
                 }
             }
-            "recovery" => out.push(Variant {
-                scenario: "recovery",
-                label: format!("{} x {} B", opts.recovery_jobs, opts.recovery_body),
-                flags: vec![],
-                binlog: true,
-                run: Box::new(recovery),
-            }),
+            "recovery" => {
+                // Ready jobs, then jobs delayed an hour: a delayed job has a
+                // deadline and a timer that a ready one does not.
+                for (delay, what) in [(0, ""), (3600, ", delayed 1 h")] {
+                    out.push(Variant {
+                        scenario: "recovery",
+                        label: format!("{} x {} B{what}", opts.recovery_jobs, opts.recovery_body),
+                        flags: vec![],
+                        binlog: true,
+                        run: Box::new(move |env| recovery(env, delay)),
+                    });
+                }
+            }
             "reserve-delete" => {
                 for (c, d) in shapes(opts, &[(1, 100), (50, 1)]) {
                     let body = body.clone();
@@ -302,7 +316,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                         run: Box::new(move |env| {
                             let server = env.start();
                             let total = env.opts.preload;
-                            preload(&server, &body, total, env.opts)?;
+                            preload(&server, &body, total, 0, env.opts)?;
                             let check = BodyCheck::Exact(body.clone());
                             let roles =
                                 (0..c).map(|_| Role::worker(check.clone(), Stamp::None, true, d, true)).collect();
@@ -439,13 +453,14 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
 }
 
 /// Loads the jobs, notes peak RSS, SIGKILLs the server, restarts it on the
-/// same binlog and times until `stats` shows every job ready.
-fn recovery(env: &Env) -> Result<Vec<Metric>, String> {
+/// same binlog and times until `stats` shows every job back (ready, or
+/// delayed if put with a delay).
+fn recovery(env: &Env, delay: u32) -> Result<Vec<Metric>, String> {
     let opts = env.opts;
     let total = opts.recovery_jobs;
     let body = client::pattern(opts.recovery_body);
     let server = env.start();
-    let loaded = preload(&server, &body, total, opts)?;
+    let loaded = preload(&server, &body, total, delay, opts)?;
     let hwm = server.status_bytes("VmHWM");
     let disk = env.binlog_dir().map_or(0, dir_size);
     server.kill();
@@ -458,12 +473,12 @@ fn recovery(env: &Env) -> Result<Vec<Metric>, String> {
         if let Ok(stream) = TcpStream::connect(addr) {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(600)));
             let stats = server::stats_on(&stream).map_err(|e| format!("stats after restart: {e}"))?;
-            let ready = server::stat(&stats, "current-jobs-ready");
-            if ready == Some(total) {
+            let held = server::stat(&stats, held_stat(delay));
+            if held == Some(total) {
                 break t0.elapsed();
             }
-            if ready.is_some_and(|r| r > total) {
-                return Err(format!("after restart: current-jobs-ready: {ready:?}, expected {total}"));
+            if held.is_some_and(|r| r > total) {
+                return Err(format!("after restart: {}: {held:?}, expected {total}", held_stat(delay)));
             }
         }
         restarted.check_alive();
@@ -481,7 +496,7 @@ fn recovery(env: &Env) -> Result<Vec<Metric>, String> {
         },
         Metric::new("peak RSS after load (VmHWM)", hwm as f64, Unit::Bytes),
         Metric::new("binlog on disk", disk as f64, Unit::Bytes),
-        Metric::new("restart until stats shows all ready", elapsed.as_secs_f64(), Unit::Secs),
+        Metric::new("restart until stats counts every job", elapsed.as_secs_f64(), Unit::Secs),
         Metric::new("RSS after restart", rss as f64, Unit::Bytes),
     ])
 }
@@ -574,16 +589,17 @@ pub fn targets(results: &BTreeMap<(String, String, String), [f64; 2]>) -> String
             check(s <= 2.0)
         );
     }
-    for (name, metric) in [
-        ("restart time", "restart until stats shows all ready"),
-        ("peak RSS after load", "peak RSS after load (VmHWM)"),
+    // The targets are for ready jobs, the first recovery variant.
+    for (name, metric, target) in [
+        ("restart time", "restart until stats counts every job", 0.33),
+        ("peak RSS after load", "peak RSS after load (VmHWM)", 0.5),
     ] {
         if let Some(((_, v, _), [b, s])) = results.iter().find(|((sc, _, m), _)| sc == "recovery" && m == metric) {
             let _ = writeln!(
                 out,
-                "- recovery {v}: {name} sprout/beanstalkd = {:.2} (target <= 0.5){}",
+                "- recovery {v}: {name} sprout/beanstalkd = {:.2} (target <= {target}){}",
                 s / b,
-                check(s / b <= 0.5)
+                check(s / b <= target)
             );
         }
     }
