@@ -23,9 +23,10 @@ const MIN_WINDOW: usize = 1024;
 /// starts out in the map rather than stretching the window over the gap.
 const MAX_GAP: usize = 4096;
 
-/// The window holds at least one live id per this many slots; when it gets
-/// sparser its oldest ids move to the map (4 bytes per slot against about 24
-/// per map entry).
+/// The window holds at least one live id per this many slots (once longer
+/// than [`MIN_WINDOW`]): when removals make it sparser its oldest ids move
+/// to the map, and an id that would stretch it sparser goes to the map (4
+/// bytes per slot against about 24 per map entry).
 const MAX_SLOTS_PER_ID: usize = 8;
 
 #[derive(Debug, Default)]
@@ -74,6 +75,13 @@ impl IdIndex {
         }
         let i = (id - self.base) as usize;
         if i >= self.window.len() {
+            // Not over a gap that would leave the window mostly holes: ids
+            // that are never removed would never thin it out again.
+            let too_sparse = i + 1 > MIN_WINDOW && (self.in_window + 1) * MAX_SLOTS_PER_ID < i + 1;
+            if too_sparse {
+                self.outliers.insert(id, slot);
+                return;
+            }
             self.window.resize(i + 1, EMPTY);
         }
         self.window[i] = slot;
@@ -172,6 +180,16 @@ mod tests {
         assert!(index.window.len() < 2 * MIN_WINDOW, "window of {} slots", index.window.len());
         assert_eq!(index.get(1), Some(0), "the old job moved to the map");
         assert_eq!(index.outliers.len(), 1);
+    }
+
+    /// The extras table indexes only the jobs something happened to: a few
+    /// ids far apart, which may never be removed (jobs delayed once and
+    /// then left ready). The window must not stretch over the gaps.
+    #[test]
+    fn sparse_ids_that_stay_do_not_stretch_the_window() {
+        let index = check_against_a_map((1..=1000i64).map(|n| n * 1000));
+        assert!(index.window.len() <= MIN_WINDOW, "window of {} slots for 1000 ids", index.window.len());
+        assert_eq!(index.len(), 1000);
     }
 
     #[test]
