@@ -14,6 +14,11 @@ use crate::idindex::IdIndex;
 /// No free slot.
 const NO_SLOT: u32 = u32::MAX;
 
+/// A table emptied with more slots than this gives them back (a drained
+/// queue returns its memory); a smaller one keeps them, so that a queue
+/// that keeps emptying does not allocate again for every job.
+const KEPT_WHEN_EMPTY: usize = 1024;
+
 #[derive(Debug)]
 enum Slot<T> {
     /// Free; holds the next free slot.
@@ -87,6 +92,9 @@ impl<T> IdTable<T> {
             Slot::Free(_) => unreachable!("id {id} indexed at a free slot"),
         };
         self.free = slot;
+        if self.slots.is_empty() && self.records.len() > KEPT_WHEN_EMPTY {
+            *self = IdTable::default();
+        }
         Some(record)
     }
 
@@ -151,5 +159,24 @@ mod tests {
             let expected = (id > 100 || id % 3 != 1).then_some(id as u32);
             assert_eq!(table.get(&id).map(|j| j.pri), expected, "job {id}");
         }
+    }
+
+    #[test]
+    fn a_drained_table_gives_its_memory_back_and_a_small_one_keeps_it() {
+        let mut table = IdTable::default();
+        for id in 1..=10 {
+            table.insert(id, job(0));
+        }
+        (1..=10).for_each(|id| assert!(table.remove(&id).is_some()));
+        assert_eq!(table.records.len(), 10, "kept");
+        let n = KEPT_WHEN_EMPTY as u64 + 1;
+        for id in 11..11 + n {
+            table.insert(id, job(0));
+        }
+        (11..11 + n).for_each(|id| assert!(table.remove(&id).is_some()));
+        assert!(table.is_empty());
+        assert_eq!(table.records.capacity(), 0, "given back");
+        table.insert(5, job(7));
+        assert_eq!(table.get(&5).map(|j| j.pri), Some(7));
     }
 }
