@@ -524,3 +524,58 @@ fn sigterm_and_sigint_exit_zero() {
         assert!(waiter.is_closed(), "waiter not disconnected after signal {sig}");
     }
 }
+
+/// VmRSS of a process, in bytes.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmRSS in kB");
+    kib * 1024
+}
+
+/// After a burst of jobs is drained, sprout gives the memory back to the
+/// kernel (beanstalkd keeps it: 288 MiB after a million jobs came and went).
+#[test]
+fn memory_goes_back_to_the_kernel_after_a_drain() {
+    const JOBS: usize = 100_000;
+    const BATCH: usize = 1000;
+    let s = Server::sprout(&[]);
+    let mut c = s.connect();
+    let put = format!("put 0 0 60 200\r\n{}\r\n", "x".repeat(200)).repeat(BATCH);
+    for _ in 0..JOBS / BATCH {
+        c.send(put.as_bytes());
+        for _ in 0..BATCH {
+            let reply = c.read_reply();
+            assert!(reply.starts_with(b"INSERTED "), "{}", String::from_utf8_lossy(&reply));
+        }
+    }
+    let loaded = resident_bytes(s.pid());
+    let reserve = "reserve-with-timeout 0\r\n".repeat(BATCH);
+    for _ in 0..JOBS / BATCH {
+        c.send(reserve.as_bytes());
+        let mut deletes = String::new();
+        for _ in 0..BATCH {
+            let reply = String::from_utf8(c.read_reply()).unwrap();
+            let id = reply.strip_prefix("RESERVED ").and_then(|r| r.split(' ').next()).expect("RESERVED");
+            deletes.push_str(&format!("delete {id}\r\n"));
+        }
+        c.send(deletes.as_bytes());
+        for _ in 0..BATCH {
+            assert_eq!(c.read_reply(), b"DELETED\r\n");
+        }
+    }
+    // Memory goes back at the end of the last delete's turn, just after its
+    // reply went out.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut drained = resident_bytes(s.pid());
+    while drained >= loaded / 2 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+        drained = resident_bytes(s.pid());
+    }
+    assert!(
+        drained < loaded / 2,
+        "{} MiB resident with {JOBS} jobs, {} MiB after they were deleted",
+        loaded >> 20,
+        drained >> 20
+    );
+}

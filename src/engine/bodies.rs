@@ -50,6 +50,8 @@ pub struct Bodies {
     /// (index 0, empty bodies, holds no cells).
     classes: Vec<SizeClass>,
     large: Slab<Rc<[u8]>>,
+    /// Bytes of pages given back when their class emptied, so far.
+    pages_freed: u64,
 }
 
 #[derive(Debug)]
@@ -83,17 +85,21 @@ impl SizeClass {
         self.used - 1
     }
 
-    fn release_cell(&mut self, at: u32) {
+    /// Frees a cell; returns the bytes of pages given back with it.
+    fn release_cell(&mut self, at: u32) -> usize {
         self.live -= 1;
         if self.live == 0 {
             // Everything goes at once (the free list would only point into
             // pages nobody uses), but the first page: a queue that keeps
             // emptying would otherwise get and zero a page for every job.
+            let freed = self.pages.iter().skip(1).map(|page| page.len()).sum();
             self.pages.truncate(1);
             self.free = Vec::new();
             self.used = 0;
+            freed
         } else {
             self.free.push(at);
+            0
         }
     }
 
@@ -171,8 +177,14 @@ impl Bodies {
         match body.len() {
             0 => {}
             len if len > SMALL_MAX => drop(self.large.remove(body.at as usize)),
-            len => self.classes[class_of(len)].release_cell(body.at),
+            len => self.pages_freed += self.classes[class_of(len)].release_cell(body.at) as u64,
         }
+    }
+
+    /// Bytes of pages given back so far, each time a size class emptied:
+    /// memory freed in bulk, which the server may hand back to the kernel.
+    pub fn pages_freed(&self) -> u64 {
+        self.pages_freed
     }
 
     /// Bytes held for bodies, whole pages counted.
@@ -203,6 +215,7 @@ mod tests {
         for r in refs {
             bodies.remove(r);
         }
+        assert_eq!(bodies.pages_freed(), 0, "no class had a second page");
         // One page is kept per class used: 4-, 8-, 12-, 100- and 1024-byte
         // cells.
         let kept: usize = [4, 8, 12, 100, 1024].iter().map(|cell| PAGE_BYTES / cell * cell).sum();
@@ -225,6 +238,19 @@ mod tests {
         for (i, r) in again.iter().enumerate() {
             assert_eq!(bodies.get(*r), &body(97, (200 + i) as u8)[..]);
         }
+    }
+
+    #[test]
+    fn an_emptied_class_counts_the_pages_it_gave_back() {
+        let mut bodies = Bodies::default();
+        let per_page = PAGE_BYTES / 100;
+        let refs: Vec<_> = (0..3 * per_page).map(|i| bodies.insert(&body(100, i as u8))).collect();
+        for r in &refs[1..] {
+            bodies.remove(*r);
+        }
+        assert_eq!(bodies.pages_freed(), 0, "the class still has a body");
+        bodies.remove(refs[0]);
+        assert_eq!(bodies.pages_freed(), 2 * (per_page * 100) as u64, "all pages but one");
     }
 
     #[test]

@@ -269,6 +269,13 @@ impl<J: Journal> Engine<J> {
         self.draining
     }
 
+    /// Bytes the engine has freed in bulk so far (the pages of body size
+    /// classes that emptied): what a drain gives back, which the allocator
+    /// keeps until asked to return it.
+    pub fn bulk_freed(&self) -> u64 {
+        self.bodies.pages_freed()
+    }
+
     /// When [`Engine::tick`] next has work to do.
     pub fn next_deadline(&self) -> Option<Nanos> {
         self.timers.next()

@@ -9,6 +9,7 @@
 
 mod connection;
 mod listener;
+mod memory;
 mod output;
 mod systemd;
 mod timer;
@@ -140,6 +141,8 @@ struct Server {
     /// Set after accept failed for lack of file descriptors.
     accept_paused: bool,
     stopping: bool,
+    /// Gives freed memory back to the kernel after a large drain.
+    memory: memory::Reclaim,
 }
 
 impl Server {
@@ -207,6 +210,7 @@ impl Server {
             dirty: Vec::new(),
             accept_paused: false,
             stopping: false,
+            memory: memory::Reclaim::default(),
         })
     }
 
@@ -265,6 +269,7 @@ impl Server {
             self.deliver_replies();
             self.drive_woken();
             self.end_turn();
+            self.memory.after_turn(self.engine.bulk_freed());
         }
         self.shut_down();
         Ok(())
