@@ -77,10 +77,7 @@ impl Extras {
     }
 
     pub fn get_mut(&mut self, id: JobId) -> &mut JobExtras {
-        if !self.0.contains(id) {
-            self.0.insert(id, JobExtras::default());
-        }
-        self.0.get_mut(&id).expect("just inserted")
+        self.0.get_or_insert_with(id, JobExtras::default)
     }
 
     /// Sets the extras of a job that has none yet (all-zero ones are not

@@ -68,8 +68,20 @@ impl<T> IdTable<T> {
         })
     }
 
-    /// Adds a record for an id that has none yet.
-    pub fn insert(&mut self, id: JobId, record: T) {
+    /// The id's record, made with `make` if it has none.
+    pub fn get_or_insert_with(&mut self, id: JobId, make: impl FnOnce() -> T) -> &mut T {
+        let slot = match self.slots.get(id) {
+            Some(slot) => slot,
+            None => self.insert(id, make()),
+        };
+        match &mut self.records[slot as usize] {
+            Slot::Taken(record) => record,
+            Slot::Free(_) => unreachable!("id {id} indexed at a free slot"),
+        }
+    }
+
+    /// Adds a record for an id that has none yet; returns its slot.
+    pub fn insert(&mut self, id: JobId, record: T) -> u32 {
         let slot = if self.free == NO_SLOT {
             let slot = u32::try_from(self.records.len()).ok().filter(|&s| s != NO_SLOT).expect("2^32 records");
             self.records.push(Slot::Taken(record));
@@ -83,6 +95,7 @@ impl<T> IdTable<T> {
             slot
         };
         self.slots.insert(id, slot);
+        slot
     }
 
     pub fn remove(&mut self, id: &JobId) -> Option<T> {
