@@ -14,7 +14,8 @@ use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use sprout::engine::{Engine, EngineConfig, HostInfo};
+use sprout::engine::{Engine, EngineConfig};
+use sprout::host::HostInfo;
 use sprout::protocol::command::NewJob;
 use sprout::protocol::parse::parse_line;
 use sprout::protocol::yaml::{ServerStats, server_stats};

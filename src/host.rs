@@ -1,15 +1,43 @@
-//! Facts about this process and machine, read once at startup, for `stats`;
-//! and the one process limit sprout raises.
+//! Facts about this process and machine, read once at startup, for `stats`
+//! ([`HostInfo`]); and the one process limit sprout raises.
 
 use std::ffi::CStr;
 use std::io::Read;
-
-use crate::engine::HostInfo;
 
 /// The protocol version sprout reports in `stats`. Admin tools compare it to
 /// decide which commands exist, so it names the beanstalkd release whose
 /// protocol sprout speaks.
 pub const PROTOCOL_VERSION: &str = "1.12";
+
+/// Facts about the process and machine that `stats` reports. The server
+/// fills them in; tests use fixed values.
+#[derive(Clone, Debug)]
+pub struct HostInfo {
+    pub pid: u32,
+    pub version: String,
+    /// 16 hex digits, random per process start.
+    pub instance_id: String,
+    pub hostname: String,
+    pub os: String,
+    pub platform: String,
+    /// User and system CPU time used so far, in microseconds.
+    pub rusage: fn() -> (u64, u64),
+}
+
+impl HostInfo {
+    /// Fixed values for tests.
+    pub fn fake() -> HostInfo {
+        HostInfo {
+            pid: 1,
+            version: "1.12".into(),
+            instance_id: "0123456789abcdef".into(),
+            hostname: "test".into(),
+            os: "#1 SMP".into(),
+            platform: "x86_64".into(),
+            rusage: || (0, 0),
+        }
+    }
+}
 
 /// Reads pid, uname and a fresh instance id.
 pub fn host_info() -> HostInfo {

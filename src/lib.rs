@@ -11,14 +11,17 @@
 //!   recovery, compaction, group commit.
 //! - [`idindex`]: job id to slot in about four bytes a job (engine and
 //!   recovery); [`idmap`]: the hash map keyed by job id it falls back on.
-//! - [`config`]: the command line, with beanstalkd's flags and defaults.
+//! - [`settings`]: the settings the server runs with, as plain values;
+//!   [`cli`]: the command line (beanstalkd's flags and defaults) that fills
+//!   them in.
 //! - [`host`]: facts about the process and machine for `stats`.
 
 pub mod binlog;
-pub mod config;
+pub mod cli;
 pub mod engine;
 pub mod host;
 pub mod idindex;
 pub mod idmap;
 pub mod protocol;
 pub mod server;
+pub mod settings;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sprout::config::Args;
+use sprout::cli::Args;
 
 /// beanstalkd's exit status for bad usage.
 const EXIT_USAGE: u8 = 5;
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
 const EXIT_LOCKED: u8 = 10;
 
 /// Locks and replays `-b DIR`, if given. Errors carry beanstalkd's exit code.
-fn open_binlog(config: &sprout::config::Config) -> Result<Option<sprout::binlog::Opened>, (String, u8)> {
+fn open_binlog(config: &sprout::settings::Config) -> Result<Option<sprout::binlog::Opened>, (String, u8)> {
     let Some(dir) = &config.binlog_dir else { return Ok(None) };
     let binlog_config = sprout::binlog::BinlogConfig {
         dir: dir.clone(),

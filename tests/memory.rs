@@ -10,7 +10,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sprout::engine::{Engine, EngineConfig, HostInfo};
+use sprout::engine::{Engine, EngineConfig};
+use sprout::host::HostInfo;
 use sprout::protocol::Command;
 use sprout::protocol::command::NewJob;
 

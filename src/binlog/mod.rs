@@ -30,13 +30,13 @@ mod syncer;
 
 use std::collections::VecDeque;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::config::FsyncPolicy;
 use crate::engine::{
     Bodies, BodyRef, Job, JobCounts, JobId, JobState, JobView, Journal, JournalStats, JournalTag, RestoredJob,
 };
+use crate::settings::FsyncPolicy;
 use lock::DirLock;
 use record::{FullJob, HEADER_LEN, Header, JobUpdate, LoggedState, Record};
 use segment::Segment;
@@ -202,10 +202,6 @@ impl Binlog {
         Ok(Opened { binlog, jobs, bodies: recovered.bodies, next_id, read_in: started.elapsed() })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Writes every queued record, and fsyncs if the policy says so now.
     /// Called once per turn of the event loop, before replies are sent.
     pub fn commit(&mut self, now: Instant) -> io::Result<()> {
@@ -296,11 +292,6 @@ impl Binlog {
             }
             _ => None,
         }
-    }
-
-    /// True if records are queued but not yet written.
-    pub fn has_pending(&self) -> bool {
-        self.segments.iter().any(Segment::has_unwritten)
     }
 
     /// Writes and fsyncs everything (clean shutdown).

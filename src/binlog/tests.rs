@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::*;
-use crate::engine::{Engine, EngineConfig, HostInfo, Nanos, SECOND};
+use crate::engine::{Engine, EngineConfig, Nanos, SECOND};
+use crate::host::HostInfo;
 use crate::protocol::command::NewJob;
 use crate::protocol::{Command, Reply, TubeName};
 

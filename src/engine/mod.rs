@@ -47,11 +47,11 @@ mod watchlist;
 pub use bodies::{Bodies, BodyRef};
 pub use job::{Job, JobCounts, JobExtras, JobId, JobState, Place};
 pub use journal::{JobView, Journal, JournalStats, JournalTag, NoJournal};
-pub use stats::HostInfo;
 pub use time::{Nanos, SECOND, secs, whole_secs};
 
 use std::collections::BTreeSet;
 
+use crate::host::HostInfo;
 use crate::protocol::{Command, Op, Reply, TubeName};
 use job::Extras;
 use session::Session;
@@ -263,10 +263,6 @@ impl<J: Journal> Engine<J> {
     /// Drain mode (SIGUSR1): puts are refused with `DRAINING` from now on.
     pub fn set_draining(&mut self) {
         self.draining = true;
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining
     }
 
     /// Bytes the engine has freed in bulk so far (the pages of body size

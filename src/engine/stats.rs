@@ -5,36 +5,6 @@ use super::tubes::TubeId;
 use super::{Engine, JobState, Journal, Nanos, SECOND};
 use crate::protocol::yaml::{self, BinlogStats, JobStats, ServerStats, TubeStats};
 
-/// Facts about the process and machine that `stats` reports. The server
-/// fills them in; tests use fixed values.
-#[derive(Clone, Debug)]
-pub struct HostInfo {
-    pub pid: u32,
-    pub version: String,
-    /// 16 hex digits, random per process start.
-    pub instance_id: String,
-    pub hostname: String,
-    pub os: String,
-    pub platform: String,
-    /// User and system CPU time used so far, in microseconds.
-    pub rusage: fn() -> (u64, u64),
-}
-
-impl HostInfo {
-    /// Fixed values for tests.
-    pub fn fake() -> HostInfo {
-        HostInfo {
-            pid: 1,
-            version: "1.12".into(),
-            instance_id: "0123456789abcdef".into(),
-            hostname: "test".into(),
-            os: "#1 SMP".into(),
-            platform: "x86_64".into(),
-            rusage: || (0, 0),
-        }
-    }
-}
-
 impl<J: Journal> Engine<J> {
     pub(super) fn server_stats(&self, now: Nanos) -> Vec<u8> {
         let c = &self.counts;

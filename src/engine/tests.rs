@@ -2,6 +2,7 @@
 //! delays and pauses are tested without sleeping.
 
 use super::*;
+use crate::host::HostInfo;
 use crate::protocol::command::NewJob;
 
 const MS: Nanos = 1_000_000;

@@ -2,13 +2,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::ToSocketAddrs;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
-use crate::config::ListenAddr;
+use crate::settings::ListenAddr;
 
 pub enum Listener {
     Tcp(TcpListener),
@@ -44,16 +45,13 @@ impl Listener {
     }
 
     /// Wraps an inherited, already listening socket (systemd passes fd 3).
-    pub fn from_inherited_fd(fd: std::os::fd::RawFd) -> io::Result<Listener> {
-        use std::os::fd::FromRawFd;
-        // SAFETY: the caller owns `fd` (systemd handed it to this process).
-        let domain = socket_domain(fd)?;
-        if domain == libc::AF_UNIX {
-            let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    pub fn from_inherited_fd(fd: OwnedFd) -> io::Result<Listener> {
+        if socket_domain(fd.as_fd())? == libc::AF_UNIX {
+            let std_listener = std::os::unix::net::UnixListener::from(fd);
             std_listener.set_nonblocking(true)?;
             Ok(Listener::Unix(UnixListener::from_std(std_listener)))
         } else {
-            let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+            let std_listener = std::net::TcpListener::from(fd);
             std_listener.set_nonblocking(true)?;
             Ok(Listener::Tcp(TcpListener::from_std(std_listener)))
         }
@@ -83,12 +81,19 @@ impl Listener {
     }
 }
 
-fn socket_domain(fd: std::os::fd::RawFd) -> io::Result<libc::c_int> {
+fn socket_domain(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     let mut domain: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `domain`.
+    // SAFETY: getsockopt writes at most `len` bytes into `domain`; `fd` is
+    // open for the duration of the call.
     let r = unsafe {
-        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_DOMAIN, (&mut domain as *mut libc::c_int).cast(), &mut len)
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut domain as *mut libc::c_int).cast(),
+            &mut len,
+        )
     };
     if r != 0 {
         return Err(io::Error::last_os_error());
@@ -158,7 +163,7 @@ impl Write for Stream {
     }
 }
 
-impl std::os::fd::AsRawFd for Stream {
+impl AsRawFd for Stream {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         match self {
             Stream::Tcp(s) => s.as_raw_fd(),

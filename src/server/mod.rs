@@ -24,10 +24,11 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::binlog::{Binlog, Opened};
-use crate::config::{Config, ListenAddr};
-use crate::engine::{Engine, EngineConfig, HostInfo, Nanos};
+use crate::engine::{Engine, EngineConfig, Nanos};
+use crate::host::HostInfo;
 use crate::protocol::Frame;
 use crate::protocol::decoder::PartialBody;
+use crate::settings::{Config, ListenAddr};
 use connection::{Connection, READ_BUFFER, READ_CHUNK, ReadOutcome};
 pub use listener::Listener;
 use timer::{DeadlineTimer, monotonic_now};

@@ -1,14 +1,15 @@
 //! The two systemd protocols sprout speaks, without libsystemd: socket
 //! activation (`LISTEN_FDS`) and readiness notification (`NOTIFY_SOCKET`).
 
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// The first descriptor systemd passes.
 const LISTEN_FDS_START: RawFd = 3;
 
-/// The listening sockets systemd passed to this process, if any. The
-/// variables are removed so that child processes do not inherit them.
-pub fn listen_fds() -> Vec<RawFd> {
+/// The listening sockets systemd passed to this process, if any, owned from
+/// now on. The variables are removed, so that a second call (or a child
+/// process) cannot claim the same descriptors again.
+pub fn listen_fds() -> Vec<OwnedFd> {
     let pid = std::env::var("LISTEN_PID").ok().and_then(|v| v.parse::<u32>().ok());
     let count = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<i32>().ok());
     // SAFETY: called at startup, before any other thread exists.
@@ -18,9 +19,14 @@ pub fn listen_fds() -> Vec<RawFd> {
         std::env::remove_var("LISTEN_FDNAMES");
     }
     match (pid, count) {
-        (Some(pid), Some(count)) if pid == std::process::id() && count > 0 => {
-            (LISTEN_FDS_START..LISTEN_FDS_START + count).collect()
-        }
+        (Some(pid), Some(count)) if pid == std::process::id() && count > 0 => (LISTEN_FDS_START
+            ..LISTEN_FDS_START + count)
+            // SAFETY: systemd passed these descriptors to this process (the
+            // pid says so), open, for it alone; nothing else in the process
+            // refers to them, and the variables naming them are gone, so
+            // each is owned exactly once.
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+            .collect(),
         _ => Vec::new(),
     }
 }

@@ -1,17 +1,15 @@
-//! The command line: beanstalkd's flags, names and defaults, plus long forms.
+//! The command line: beanstalkd's flags, names and defaults, plus long
+//! forms, turned into [`Config`]. The only module that knows about `clap`.
 
 use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
 
 use crate::protocol::{DEFAULT_MAX_JOB_SIZE, MAX_JOB_SIZE_LIMIT};
+use crate::settings::{Config, DEFAULT_BINLOG_SIZE, DEFAULT_FSYNC_MS, DEFAULT_PORT, FsyncPolicy, ListenAddr};
 
-/// Default `-s`: the size of each binlog file.
-pub const DEFAULT_BINLOG_SIZE: u64 = 10_485_760;
-
-/// Default `-f`: fsync at most every 50 ms.
-pub const DEFAULT_FSYNC_MS: u64 = 50;
-
+/// The flags as given. Help texts say each default in beanstalkd's words
+/// ("(default is ...)"), so clap's own `[default: ...]` is hidden.
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "sprout",
@@ -35,11 +33,11 @@ pub struct Args {
     pub never_fsync: bool,
 
     /// Listen on address (default is 0.0.0.0); unix:PATH for a UNIX socket
-    #[arg(short = 'l', long = "listen", value_name = "ADDR", default_value = "0.0.0.0")]
+    #[arg(short = 'l', long = "listen", value_name = "ADDR", default_value = "0.0.0.0", hide_default_value = true)]
     pub listen: String,
 
     /// Listen on port (default is 11300)
-    #[arg(short = 'p', long = "port", value_name = "PORT", default_value_t = 11300)]
+    #[arg(short = 'p', long = "port", value_name = "PORT", default_value_t = DEFAULT_PORT, hide_default_value = true)]
     pub port: u16,
 
     /// On startup, drop binlog records that fail their checksum (each dropped
@@ -52,11 +50,11 @@ pub struct Args {
     pub user: Option<String>,
 
     /// Set the maximum job size in bytes (default is 65535); max allowed is 1073741824 bytes
-    #[arg(short = 'z', long = "max-job-size", value_name = "BYTES", value_parser = parse_size, default_value_t = u64::from(DEFAULT_MAX_JOB_SIZE))]
+    #[arg(short = 'z', long = "max-job-size", value_name = "BYTES", value_parser = parse_size, default_value_t = u64::from(DEFAULT_MAX_JOB_SIZE), hide_default_value = true)]
     pub max_job_size: u64,
 
     /// Set the size of each write-ahead log file (default is 10485760); will be rounded up to a multiple of 4096 bytes
-    #[arg(short = 's', long = "binlog-size", value_name = "BYTES", value_parser = parse_size, default_value_t = DEFAULT_BINLOG_SIZE)]
+    #[arg(short = 's', long = "binlog-size", value_name = "BYTES", value_parser = parse_size, default_value_t = DEFAULT_BINLOG_SIZE, hide_default_value = true)]
     pub binlog_size: u64,
 
     /// Removed in beanstalkd (the binlog is always compacted); accepted and ignored
@@ -95,48 +93,7 @@ impl Args {
             .and_then(|a| a.get_short())
             .map(|c| format!("-{c}"))
     }
-}
 
-/// beanstalkd reads sizes with `%zu` and rejects trailing characters.
-fn parse_size(s: &str) -> Result<u64, String> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("invalid size: {s}"));
-    }
-    s.parse().map_err(|_| format!("invalid size: {s}"))
-}
-
-/// Where to listen.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ListenAddr {
-    /// A host name or address, resolved with the port.
-    Tcp { host: String, port: u16 },
-    /// `-l unix:PATH`.
-    Unix(PathBuf),
-}
-
-/// How the binlog syncs to disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FsyncPolicy {
-    /// `-F`.
-    Never,
-    /// `-f MS`: at most once every MS milliseconds; 0 syncs every change.
-    Every { ms: u64 },
-}
-
-/// The settings the server runs with, after defaults and clamping.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub listen: ListenAddr,
-    pub max_job_size: u32,
-    pub binlog_dir: Option<PathBuf>,
-    pub binlog_size: u64,
-    pub fsync: FsyncPolicy,
-    pub skip_damaged_records: bool,
-    pub user: Option<String>,
-    pub verbose: u8,
-}
-
-impl Args {
     /// Turns flags into a config, with the warnings beanstalkd would print.
     pub fn into_config(self) -> (Config, Vec<String>) {
         let mut warnings = Vec::new();
@@ -172,6 +129,14 @@ impl Args {
         };
         (config, warnings)
     }
+}
+
+/// beanstalkd reads sizes with `%zu` and rejects trailing characters.
+fn parse_size(s: &str) -> Result<u64, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("invalid size: {s}"));
+    }
+    s.parse().map_err(|_| format!("invalid size: {s}"))
 }
 
 #[cfg(test)]
@@ -233,6 +198,16 @@ mod tests {
         assert_eq!(parse(&["-l", "unix:/tmp/x.sock"]).listen, ListenAddr::Unix("/tmp/x.sock".into()));
         let args = Args::try_parse_from(["sprout", "-c", "-n"]).unwrap();
         assert_eq!(args.into_config().1.len(), 2);
+    }
+
+    #[test]
+    fn help_states_each_default_once() {
+        use clap::CommandFactory;
+        let help = Args::command().render_help().to_string();
+        assert!(!help.contains("[default:"), "clap's default notes repeat ours:\n{help}");
+        for default in ["(default is 50ms)", "(default is 0.0.0.0)", "(default is 11300)", "(default is 65535)"] {
+            assert_eq!(help.matches(default).count(), 1, "{default} in:\n{help}");
+        }
     }
 
     #[test]
