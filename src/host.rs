@@ -56,11 +56,14 @@ pub fn host_info() -> HostInfo {
 /// Node name, kernel version (not release, as beanstalkd reports) and
 /// machine.
 fn uname() -> (String, String, String) {
-    // SAFETY: uname fills the zeroed struct with NUL-terminated strings.
+    // SAFETY: utsname is plain C data (arrays of chars), valid when zeroed.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname writes into the struct it is given and nothing else.
     if unsafe { libc::uname(&mut u) } != 0 {
         return (String::new(), String::new(), String::new());
     }
+    // SAFETY: uname left each field NUL-terminated within its array (and a
+    // zeroed field is an empty string), and `u` outlives the borrow.
     let field = |f: &[libc::c_char]| unsafe { CStr::from_ptr(f.as_ptr()) }.to_string_lossy().into_owned();
     (field(&u.nodename), field(&u.version), field(&u.machine))
 }
@@ -76,8 +79,10 @@ fn instance_id() -> String {
 
 /// User and system CPU time of this process, in microseconds.
 fn cpu_time_micros() -> (u64, u64) {
-    // SAFETY: getrusage writes into the zeroed struct.
+    // SAFETY: rusage is plain C data (integers and timevals), valid when
+    // zeroed.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct it is given and nothing else.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
     (micros(ru.ru_utime), micros(ru.ru_stime))

@@ -12,7 +12,12 @@ pub fn become_user(name: &str) -> Result<(), String> {
     if pw.is_null() {
         return Err("no such user".into());
     }
+    // SAFETY: `pw` is not null, so it points to getpwnam's passwd record,
+    // valid until the next getpw* call (there is none in between).
     let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    // SAFETY: `cname` is a live NUL-terminated string; these calls change
+    // the process's credentials and touch no memory of ours. They run at
+    // startup on the one thread there is, so no thread runs as the old user.
     unsafe {
         if libc::initgroups(cname.as_ptr(), gid) != 0 {
             return Err(format!("initgroups: {}", std::io::Error::last_os_error()));
