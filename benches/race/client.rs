@@ -5,13 +5,14 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use sprout::timerfd::{Reads, TimerFd, monotonic_now};
 
 /// The clock that timestamps in job bodies count from (shared by all threads).
 fn epoch() -> Instant {
@@ -26,23 +27,21 @@ fn nanos_since_epoch(t: Instant) -> u64 {
 /// `CLOCK_MONOTONIC` at [`epoch`], in nanoseconds (`Instant` is that clock
 /// on Linux), to line client timelines up with `perf` or `strace` traces.
 pub fn epoch_monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC) - epoch().elapsed().as_nanos() as u64
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    // SAFETY: clock_gettime fills the struct it is given.
-    unsafe {
-        let mut ts: libc::timespec = std::mem::zeroed();
-        libc::clock_gettime(clock, &mut ts);
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    }
+    monotonic_now() - epoch().elapsed().as_nanos() as u64
 }
 
 /// `CLOCK_REALTIME` at [`epoch`], in nanoseconds: the kernel stamps
 /// received data on that clock.
 fn epoch_realtime_ns() -> u64 {
     static AT: OnceLock<u64> = OnceLock::new();
-    *AT.get_or_init(|| clock_ns(libc::CLOCK_REALTIME) - epoch().elapsed().as_nanos() as u64)
+    *AT.get_or_init(|| {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes the struct it is given and nothing
+        // else.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+        let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        now - epoch().elapsed().as_nanos() as u64
+    })
 }
 
 /// Reads like `read`, and returns when the kernel received the last of the
@@ -841,23 +840,17 @@ const PACE: Token = Token(usize::MAX);
 /// lateness was measured as the server's put-to-reserve latency. A timerfd
 /// fires to the microsecond.
 struct PaceTimer {
-    fd: OwnedFd,
+    timer: TimerFd,
     armed_for: Option<Instant>,
 }
 
 impl PaceTimer {
     fn new(poll: &Poll, token: Token) -> Result<PaceTimer, String> {
-        // SAFETY: timerfd_create returns a new descriptor or -1.
-        let raw = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(format!("timerfd_create: {}", io::Error::last_os_error()));
-        }
-        // SAFETY: `raw` is a descriptor we own from here on.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let timer = TimerFd::new(Reads::NonBlocking).map_err(|e| format!("timerfd_create: {e}"))?;
         poll.registry()
-            .register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)
+            .register(&mut SourceFd(&timer.as_raw_fd()), token, Interest::READABLE)
             .map_err(|e| format!("register the pace timer: {e}"))?;
-        Ok(PaceTimer { fd, armed_for: None })
+        Ok(PaceTimer { timer, armed_for: None })
     }
 
     /// Makes the timer fire at `at` (in the future), unless it already does.
@@ -865,24 +858,18 @@ impl PaceTimer {
         if self.armed_for == Some(at) {
             return Ok(());
         }
-        let value = at.saturating_duration_since(Instant::now()).max(Duration::from_nanos(1));
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-            it_value: libc::timespec { tv_sec: value.as_secs() as libc::time_t, tv_nsec: value.subsec_nanos() as _ },
-        };
-        // SAFETY: timerfd_settime reads `spec` and writes nothing else.
-        if unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } != 0 {
-            return Err(format!("timerfd_settime: {}", io::Error::last_os_error()));
-        }
+        // `Instant` reads CLOCK_MONOTONIC too, but has no public value on
+        // it: the timer is set for the same span from now.
+        let after = at.saturating_duration_since(Instant::now()).max(Duration::from_nanos(1));
+        self.timer.set_at(monotonic_now() + after.as_nanos() as u64).map_err(|e| format!("timerfd_settime: {e}"))?;
         self.armed_for = Some(at);
         Ok(())
     }
 
     /// Acknowledges an expiry, so the descriptor stops being readable.
     fn clear(&mut self) {
-        let mut expirations = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into the buffer.
-        unsafe { libc::read(self.fd.as_raw_fd(), expirations.as_mut_ptr().cast(), expirations.len()) };
+        // WouldBlock when it did not expire after all: nothing to clear.
+        let _ = self.timer.take_expiry();
         self.armed_for = None;
     }
 }
