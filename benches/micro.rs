@@ -93,14 +93,14 @@ fn main() {
         for _ in 0..n {
             let mut decoder = Decoder::new(65535);
             let mut rest = &input[..];
-            let mut frames = 0;
+            let mut events = 0;
             while !rest.is_empty() {
                 let step = decoder.decode(rest);
                 assert!(!step.is_stalled(), "decoder stalled on complete input");
-                frames += usize::from(step.frame.is_some());
+                events += usize::from(step.event.is_some());
                 rest = &rest[step.consumed..];
             }
-            black_box(frames);
+            black_box(events);
         }
     });
 
@@ -118,6 +118,7 @@ fn main() {
         let mut e = engine();
         e.connect(0);
         for i in 0..n {
+            e.begin_put(0);
             e.apply(i, 0, put());
             black_box(e.take_replies().count());
         }
@@ -128,6 +129,7 @@ fn main() {
         e.connect(0);
         let mut ids = Vec::with_capacity(1);
         for i in 0..n {
+            e.begin_put(0);
             e.apply(i, 0, put());
             e.take_replies().for_each(drop);
             e.apply(i, 0, Command::Reserve);
@@ -147,6 +149,7 @@ fn main() {
             let mut e = engine();
             e.connect(0);
             for i in 0..10_000 {
+                e.begin_put(0);
                 e.apply(i, 0, put());
             }
             e.take_replies().for_each(drop);

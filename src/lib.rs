@@ -15,6 +15,8 @@
 //!   [`cli`]: the command line (beanstalkd's flags and defaults) that fills
 //!   them in.
 //! - [`host`]: facts about the process and machine for `stats`.
+//! - [`timerfd`]: a timer on `CLOCK_MONOTONIC` that fires to the nanosecond
+//!   (the server's deadline timer; the benchmarks use it too).
 
 pub mod binlog;
 pub mod cli;
@@ -25,3 +27,4 @@ pub mod idmap;
 pub mod protocol;
 pub mod server;
 pub mod settings;
+pub mod timerfd;

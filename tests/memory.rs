@@ -58,6 +58,7 @@ fn bytes_a_job(delay: u32) -> f64 {
     let before = LIVE.load(Ordering::Relaxed);
     for now in 0..JOBS {
         let put = NewJob { pri: 1024, delay, ttr: 120, body: Rc::clone(&body) };
+        engine.begin_put(0);
         engine.apply(now, 0, Command::Put(put));
         engine.take_replies().for_each(drop);
     }

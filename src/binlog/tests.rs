@@ -32,7 +32,12 @@ fn open(dir: &Path, file_size: u64, now: Nanos) -> Result<Engine<Option<Binlog>>
     Ok(engine)
 }
 
+/// Runs a command (announcing a put's line first, as the server does) and
+/// returns its reply to `conn`.
 fn run(engine: &mut Engine<Option<Binlog>>, now: Nanos, conn: usize, command: Command) -> Reply {
+    if matches!(command, Command::Put(_)) {
+        engine.begin_put(conn);
+    }
     engine.apply(now, conn, command);
     let replies: Vec<_> = engine.take_replies().collect();
     replies.into_iter().find(|(c, _)| *c == conn).map(|(_, r)| r).expect("no reply")

@@ -2,7 +2,6 @@
 
 use super::bodies::BodyRef;
 use super::journal::JournalTag;
-use super::session::PendingPut;
 use super::timers::Timer;
 use super::tubes;
 use super::{ConnId, Engine, Job, JobExtras, JobId, JobState, JobView, Journal, Nanos, Place, secs};
@@ -13,25 +12,7 @@ impl<J: Journal> Engine<J> {
     pub(super) fn execute(&mut self, now: Nanos, conn: ConnId, command: Command) -> Option<Reply> {
         use Command as C;
         let reply = match command {
-            C::PutHeader { too_big } => {
-                self.start_put(conn, too_big);
-                return None;
-            }
             C::Put(job) => self.put(now, conn, job),
-            C::PutWithoutCrlf => {
-                self.take_pending_put(conn);
-                Reply::ExpectedCrlf
-            }
-            C::PutTooBig => {
-                if self.session_mut(conn).pending_put.take().is_none() {
-                    self.count(Op::Put);
-                }
-                Reply::JobTooBig
-            }
-            C::CountedBadFormat(op) => {
-                self.count(op);
-                Reply::BadFormat
-            }
             C::Reserve => return self.reserve(now, conn, Op::Reserve, None),
             C::ReserveWithTimeout(timeout) => return self.reserve(now, conn, Op::ReserveWithTimeout, timeout),
             C::ReserveJob(id) => self.reserve_job(now, conn, id),
@@ -101,31 +82,10 @@ impl<J: Journal> Engine<J> {
 
     // ----- commands -------------------------------------------------------
 
-    /// A put line was accepted: beanstalkd counts it, marks a producer and
-    /// assigns the id now, before the body arrives, and stats show it.
-    pub(super) fn start_put(&mut self, conn: ConnId, too_big: bool) {
-        self.count(Op::Put);
-        let pending = if too_big {
-            PendingPut::TooBig
-        } else {
-            self.mark_producer(conn);
-            let id = self.next_job_id;
-            self.next_job_id += 1;
-            PendingPut::Job(id)
-        };
-        self.session_mut(conn).pending_put = Some(pending);
-    }
-
-    /// The id of the put whose body just arrived. A put without a header
-    /// (engine tests) is started here.
+    /// The id of the put whose body just arrived, assigned when its line
+    /// was ([`Engine::begin_put`]).
     pub(super) fn take_pending_put(&mut self, conn: ConnId) -> JobId {
-        if !matches!(self.session(conn).pending_put, Some(PendingPut::Job(_))) {
-            self.start_put(conn, false);
-        }
-        match self.session_mut(conn).pending_put.take() {
-            Some(PendingPut::Job(id)) => id,
-            _ => unreachable!("a put was just started"),
-        }
+        self.session_mut(conn).pending_put.take().expect("a put's body comes after its line (Engine::begin_put)")
     }
 
     pub(super) fn put(&mut self, now: Nanos, conn: ConnId, new: NewJob) -> Reply {

@@ -361,10 +361,36 @@ impl<J: Journal> Engine<J> {
 
     /// Carries out one command from `conn`. Its reply, if it has one yet,
     /// and any replies to other connections it caused, go to the outbox.
+    /// A [`Command::Put`] comes after [`Engine::begin_put`] for its line.
     pub fn apply(&mut self, now: Nanos, conn: ConnId, command: Command) {
         if let Some(reply) = self.execute(now, conn, command) {
             self.replies.push((conn, reply));
         }
+    }
+
+    /// A `put` line from `conn` was accepted and its body is on its way.
+    /// As in beanstalkd, the put is counted, the connection becomes a
+    /// producer and the job's id is assigned now: `stats` shows them while
+    /// the body arrives, and another connection's put takes the next id.
+    pub fn begin_put(&mut self, conn: ConnId) {
+        self.count(Op::Put);
+        self.mark_producer(conn);
+        let id = self.next_job_id;
+        self.next_job_id += 1;
+        self.session_mut(conn).pending_put = Some(id);
+    }
+
+    /// The body of `conn`'s put did not end in CRLF: the put fails
+    /// (the server answers `EXPECTED_CRLF`), and its id stays spent.
+    pub fn abandon_put(&mut self, conn: ConnId) {
+        self.take_pending_put(conn);
+    }
+
+    /// Counts a line under `op` in the `cmd-*` stats that brings the engine
+    /// no command: beanstalkd counts a put over `-z`, and a put or
+    /// pause-tube line with bad arguments, before it rejects them.
+    pub fn count_rejected(&mut self, op: Op) {
+        self.count(op);
     }
 
     // ----- helpers --------------------------------------------------------------

@@ -18,15 +18,6 @@ pub struct Wait {
     pub deadline_soon_at: Option<Nanos>,
 }
 
-/// A put whose line was accepted and whose body is still arriving.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PendingPut {
-    /// The job's id, assigned when the line was accepted.
-    Job(u64),
-    /// Larger than `-z`: its body is being discarded.
-    TooBig,
-}
-
 #[derive(Debug)]
 pub struct Session {
     pub used: TubeId,
@@ -38,7 +29,9 @@ pub struct Session {
     pub is_producer: bool,
     pub is_worker: bool,
     pub wait: Option<Wait>,
-    pub pending_put: Option<PendingPut>,
+    /// The id of the put whose line was accepted and whose body is still
+    /// arriving (assigned at the line, as beanstalkd does).
+    pub pending_put: Option<JobId>,
 }
 
 impl Session {

@@ -26,8 +26,12 @@ impl Harness {
         Harness { engine, now: 0 }
     }
 
-    /// Runs a command and returns every reply it produced.
+    /// Runs a command and returns every reply it produced. A put's line is
+    /// announced first, as the server does when the decoder reads it.
     fn run(&mut self, conn: ConnId, command: Command) -> Vec<(ConnId, Reply)> {
+        if matches!(command, Command::Put(_)) {
+            self.engine.begin_put(conn);
+        }
         self.engine.apply(self.now, conn, command);
         self.engine.check_invariants();
         self.engine.take_replies().collect()
@@ -109,9 +113,14 @@ fn ready_order_is_priority_then_id() {
 fn ids_only_grow_even_when_a_put_fails() {
     let mut h = Harness::new();
     assert_eq!(h.put(0, 0, 0, 1, "x"), 1);
-    assert_eq!(h.call(0, Command::PutWithoutCrlf), Reply::ExpectedCrlf);
+    // A put whose body ends without CRLF: its line took id 2.
+    h.engine.begin_put(0);
+    assert_eq!(h.server_stat("current-producers"), "1");
+    h.engine.abandon_put(0);
     assert_eq!(h.put(0, 0, 0, 1, "x"), 3);
-    assert_eq!(h.call(0, Command::PutTooBig), Reply::JobTooBig);
+    // A put over -z is counted, and takes no id.
+    h.engine.count_rejected(Op::Put);
+    assert_eq!(h.engine.take_replies().count(), 0, "the decoder answers JOB_TOO_BIG");
     assert_eq!(h.put(0, 0, 0, 1, "x"), 4);
     assert_eq!(h.server_stat("cmd-put"), "5");
 }

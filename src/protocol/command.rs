@@ -128,22 +128,17 @@ pub struct NewJob {
     pub body: Rc<[u8]>,
 }
 
-/// A command ready for the engine. Lines the engine never sees (unknown
-/// commands, bad numbers) are answered by the decoder directly.
+/// A command of the protocol, whole and well-formed, for the engine: the
+/// protocol's command set but `quit`, which only closes the connection.
+/// How a command arrives (a `put` line, then its body; a line the engine
+/// never sees because it is malformed) is the decoder's business: see
+/// [`crate::protocol::Event`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// A `put` line was accepted; its body is on its way. beanstalkd counts
-    /// the put (and, unless it is too big, marks the connection a producer
-    /// and assigns the job's id) at this point, before the body arrives.
-    PutHeader {
-        too_big: bool,
-    },
-    /// The body of the put announced by the last `PutHeader`.
+    /// A `put` with its whole body. Its line was announced to the engine
+    /// first ([`crate::protocol::Event::PutStarted`]), which is when
+    /// beanstalkd assigns the job's id.
     Put(NewJob),
-    /// The put's body did not end in CRLF; its id is spent.
-    PutWithoutCrlf,
-    /// The put's size exceeded `-z`; its body has been discarded.
-    PutTooBig,
     Use(TubeName),
     Reserve,
     /// `None` waits forever, as `reserve` does.
@@ -178,7 +173,4 @@ pub enum Command {
         tube: TubeName,
         delay: u32,
     },
-    /// A line beanstalkd counts under `op` and then answers `BAD_FORMAT`
-    /// (a put with trailing garbage, a pause-tube name starting with `-`).
-    CountedBadFormat(Op),
 }

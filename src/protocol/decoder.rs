@@ -1,5 +1,9 @@
-//! Incoming bytes to frames: command lines, `put` bodies, and the input
+//! Incoming bytes to [`Event`]s: command lines, `put` bodies, and the input
 //! beanstalkd throws away (over-long lines, oversized bodies).
+//!
+//! Framing is apart from commands: an [`Event`] says what the input amounts
+//! to (a whole [`Command`], the start or failure of a put, a reply that
+//! needs no queue, `quit`), and only [`Event::Command`] carries a command.
 //!
 //! The connection keeps the bytes read so far and offers them to
 //! [`Decoder::decode`], which says how many it used; so a body that arrives
@@ -16,16 +20,33 @@ use memchr::{memchr, memmem};
 
 use super::MAX_LINE;
 pub use super::body::PartialBody;
-use super::command::{Command, NewJob};
+use super::command::{Command, NewJob, Op};
 use super::parse::{Line, parse_line};
 use super::reply::Reply;
 
 /// What a connection's input amounts to, one step at a time.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Frame {
-    /// A command for the engine.
+pub enum Event {
+    /// A whole command for the engine (a put with its body).
     Command(Command),
-    /// A reply to send as is (malformed or unknown commands).
+    /// A `put` line within `-z` was accepted, and its body is on its way.
+    /// beanstalkd counts the put, marks the connection a producer and
+    /// assigns the job's id now, before the body arrives: `stats` shows the
+    /// count meanwhile, and a put from another connection takes the next id.
+    PutStarted,
+    /// The body of the put just started did not end in CRLF. It is
+    /// answered `EXPECTED_CRLF`, and the id assigned at its line is spent.
+    PutWithoutCrlf,
+    /// A `put` line asking for more than `-z`. beanstalkd counts it now; its
+    /// body is discarded as it arrives, and then `JOB_TOO_BIG` follows as an
+    /// [`Event::Reply`].
+    PutTooBig,
+    /// A line beanstalkd counts under `op` in the `cmd-*` stats, and then
+    /// answers `BAD_FORMAT` (a put with trailing garbage, a pause-tube name
+    /// starting with `-`).
+    CountedBadFormat(Op),
+    /// A reply to send as is: to a malformed or unknown line, or
+    /// `JOB_TOO_BIG` once an oversized body is discarded.
     Reply(Reply),
     /// The client asked to close the connection.
     Quit,
@@ -37,9 +58,10 @@ enum State {
     Line,
     /// A `put` line was accepted; `len` bytes of body, then CRLF, follow.
     /// `partial` holds the body's first bytes once some arrived without
-    /// the rest (boxed, as is `Decoder::offered`: every connection, idle
-    /// ones too, carries this state, and few receive large bodies).
-    Body { pri: u32, delay: u32, ttr: u32, len: usize, partial: Option<Box<PartialBody>> },
+    /// the rest (boxed: every connection, idle ones too, carries this state,
+    /// and few receive large bodies). `announced` is false only after
+    /// [`Decoder::start_aimed_put`], until [`Event::PutStarted`] is given.
+    Body { pri: u32, delay: u32, ttr: u32, len: usize, partial: Option<Box<PartialBody>>, announced: bool },
     /// Throwing away an oversized body; `JOB_TOO_BIG` when done.
     Discard { remaining: u64 },
     /// Throwing away an over-long line up to its CRLF; `BAD_FORMAT` then.
@@ -51,9 +73,6 @@ enum State {
 pub struct Decoder {
     state: State,
     max_job_size: u32,
-    /// The allocation for the body of the put on the next line, its first
-    /// bytes maybe read into it already (see [`Decoder::offer_body`]).
-    offered: Option<Box<PartialBody>>,
 }
 
 /// The result of one decoding step.
@@ -61,19 +80,22 @@ pub struct Decoder {
 pub struct Step {
     /// Bytes of the input that were used and can be dropped.
     pub consumed: usize,
-    pub frame: Option<Frame>,
+    /// What those bytes amounted to, if anything yet.
+    pub event: Option<Event>,
 }
 
 impl Step {
     /// True when the decoder needs more input to go on.
     pub fn is_stalled(&self) -> bool {
-        self.consumed == 0 && self.frame.is_none()
+        self.consumed == 0 && self.event.is_none()
     }
 }
 
 impl Decoder {
+    /// A decoder waiting for a command line, taking bodies up to
+    /// `max_job_size` (`-z`) bytes.
     pub fn new(max_job_size: u32) -> Decoder {
-        Decoder { state: State::Line, max_job_size, offered: None }
+        Decoder { state: State::Line, max_job_size }
     }
 
     /// How many buffered bytes the decoder needs before it can take its next
@@ -104,40 +126,46 @@ impl Decoder {
         matches!(self.state, State::Body { .. } | State::Discard { .. })
     }
 
-    /// The body size announced by `line` if it is exactly one `put` line,
-    /// CRLF included, that the decoder would take a body for next.
-    pub fn put_line(&self, line: &[u8]) -> Option<usize> {
-        if !matches!(self.state, State::Line) || !matches!(find_line_end(line), LineEnd::Found(n) if n == line.len()) {
-            return None;
+    /// Takes `line` as the next command line if it is exactly one `put`
+    /// line (CRLF included) of a body of `body`'s size, with `body` as that
+    /// put's body allocation, its first bytes already in it: so a reader can
+    /// aim a body straight at its allocation. The line is parsed here, once,
+    /// and [`Event::PutStarted`] is the next step's event. Anything else
+    /// leaves the decoder as it was and gives `body` back (a put line of
+    /// another size is then parsed again by [`Decoder::decode`]).
+    pub fn start_aimed_put(&mut self, line: &[u8], body: PartialBody) -> Result<(), PartialBody> {
+        let is_one_line = matches!(find_line_end(line), LineEnd::Found(n) if n == line.len());
+        if !matches!(self.state, State::Line) || !is_one_line || !line.starts_with(b"put ") {
+            return Err(body);
         }
         match parse_line(&line[..line.len() - 2], self.max_job_size) {
-            Line::PutHeader { bytes, .. } => Some(bytes as usize),
-            _ => None,
+            Line::PutHeader { pri, delay, ttr, bytes } if bytes as usize == body.size() => {
+                let partial = Some(Box::new(body));
+                self.state = State::Body { pri, delay, ttr, len: bytes as usize, partial, announced: false };
+                Ok(())
+            }
+            _ => Err(body),
         }
-    }
-
-    /// Gives the decoder the allocation for the body of the put on the next
-    /// line, which [`Decoder::put_line`] has read, with the body's first
-    /// bytes already in it: a reader can aim the body straight at it.
-    pub fn offer_body(&mut self, body: PartialBody) {
-        assert!(self.offered.is_none() && matches!(self.state, State::Line), "a body is offered for the next line");
-        self.offered = Some(Box::new(body));
     }
 
     /// Takes one step over `input`, the bytes received and not yet consumed.
     pub fn decode(&mut self, input: &[u8]) -> Step {
         match self.state {
             State::Line => self.decode_line(input),
+            State::Body { announced: ref mut announced @ false, .. } => {
+                *announced = true;
+                Step { consumed: 0, event: Some(Event::PutStarted) }
+            }
             State::Body { len, ref mut partial, .. } => {
                 let (body, consumed) = match partial {
                     // The whole body is here: one copy, from the input.
                     None if input.len() >= len + 2 => (Rc::from(&input[..len]), len),
-                    None if input.is_empty() => return Step { consumed: 0, frame: None },
+                    None if input.is_empty() => return Step { consumed: 0, event: None },
                     _ => {
                         let body = partial.get_or_insert_with(|| Box::new(PartialBody::new(len)));
                         let taken = body.fill(input);
                         if !body.is_full() || input.len() - taken < 2 {
-                            return Step { consumed: taken, frame: None };
+                            return Step { consumed: taken, event: None };
                         }
                         (partial.take().expect("filled above").take(), taken)
                     }
@@ -145,31 +173,31 @@ impl Decoder {
                 let State::Body { pri, delay, ttr, .. } = std::mem::replace(&mut self.state, State::Line) else {
                     unreachable!("in the body state")
                 };
-                let command = if input[consumed..consumed + 2] == *b"\r\n" {
-                    Command::Put(NewJob { pri, delay, ttr, body })
+                let event = if input[consumed..consumed + 2] == *b"\r\n" {
+                    Event::Command(Command::Put(NewJob { pri, delay, ttr, body }))
                 } else {
-                    Command::PutWithoutCrlf
+                    Event::PutWithoutCrlf
                 };
-                Step { consumed: consumed + 2, frame: Some(Frame::Command(command)) }
+                Step { consumed: consumed + 2, event: Some(event) }
             }
             State::Discard { remaining } => {
                 let take = remaining.min(input.len() as u64);
                 if take == remaining {
                     self.state = State::Line;
-                    Step { consumed: take as usize, frame: Some(Frame::Command(Command::PutTooBig)) }
+                    Step { consumed: take as usize, event: Some(Event::Reply(Reply::JobTooBig)) }
                 } else {
                     self.state = State::Discard { remaining: remaining - take };
-                    Step { consumed: take as usize, frame: None }
+                    Step { consumed: take as usize, event: None }
                 }
             }
             State::SkipLine => match memmem::find(input, b"\r\n") {
                 Some(at) => {
                     self.state = State::Line;
-                    Step { consumed: at + 2, frame: Some(Frame::Reply(Reply::BadFormat)) }
+                    Step { consumed: at + 2, event: Some(Event::Reply(Reply::BadFormat)) }
                 }
                 // Keep a trailing CR: its LF may be in the next read. (Losing
                 // it is how beanstalkd comes to swallow the next command.)
-                None => Step { consumed: input.len() - usize::from(input.ends_with(b"\r")), frame: None },
+                None => Step { consumed: input.len() - usize::from(input.ends_with(b"\r")), event: None },
             },
         }
     }
@@ -177,7 +205,7 @@ impl Decoder {
     fn decode_line(&mut self, input: &[u8]) -> Step {
         let line_len = match find_line_end(input) {
             LineEnd::Found(len) => len,
-            LineEnd::NeedMore => return Step { consumed: 0, frame: None },
+            LineEnd::NeedMore => return Step { consumed: 0, event: None },
             LineEnd::TooLong => {
                 // Like beanstalkd, drop the first MAX_LINE bytes and skip to
                 // the next CRLF. Unlike it, keep a CR in the last position:
@@ -185,30 +213,24 @@ impl Decoder {
                 // beanstalkd comes to swallow the next command.
                 self.state = State::SkipLine;
                 let keep_cr = usize::from(input[MAX_LINE - 1] == b'\r');
-                return Step { consumed: MAX_LINE - keep_cr, frame: None };
+                return Step { consumed: MAX_LINE - keep_cr, event: None };
             }
         };
-        let line = parse_line(&input[..line_len - 2], self.max_job_size);
-        assert!(
-            self.offered.is_none() || matches!(line, Line::PutHeader { .. }),
-            "a body is offered only for a put line"
-        );
-        let frame = match line {
-            Line::Command(command) => Some(Frame::Command(command)),
-            Line::Reject(reply) => Some(Frame::Reply(reply)),
-            Line::Quit => Some(Frame::Quit),
+        let event = match parse_line(&input[..line_len - 2], self.max_job_size) {
+            Line::Command(command) => Event::Command(command),
+            Line::Reject(reply) => Event::Reply(reply),
+            Line::CountedBadFormat(op) => Event::CountedBadFormat(op),
+            Line::Quit => Event::Quit,
             Line::PutHeader { pri, delay, ttr, bytes } => {
-                let partial = self.offered.take();
-                assert!(partial.as_ref().is_none_or(|p| p.size() == bytes as usize), "an offered body fits its put");
-                self.state = State::Body { pri, delay, ttr, len: bytes as usize, partial };
-                Some(Frame::Command(Command::PutHeader { too_big: false }))
+                self.state = State::Body { pri, delay, ttr, len: bytes as usize, partial: None, announced: true };
+                Event::PutStarted
             }
             Line::PutTooBig { bytes } => {
                 self.state = State::Discard { remaining: u64::from(bytes) + 2 };
-                Some(Frame::Command(Command::PutHeader { too_big: true }))
+                Event::PutTooBig
             }
         };
-        Step { consumed: line_len, frame }
+        Step { consumed: line_len, event: Some(event) }
     }
 }
 
@@ -237,7 +259,7 @@ mod tests {
     use super::*;
 
     /// Feeds `input` in chunks of `chunk` bytes, as a connection would.
-    fn frames(input: &[u8], chunk: usize, max_job_size: u32) -> Vec<Frame> {
+    fn events(input: &[u8], chunk: usize, max_job_size: u32) -> Vec<Event> {
         let mut decoder = Decoder::new(max_job_size);
         let mut buffered = Vec::new();
         let mut out = Vec::new();
@@ -247,8 +269,8 @@ mod tests {
                 let step = decoder.decode(&buffered);
                 buffered.drain(..step.consumed);
                 let stalled = step.is_stalled();
-                // Headers are checked in `put_headers_come_first`.
-                out.extend(step.frame.filter(|f| !matches!(f, Frame::Command(Command::PutHeader { .. }))));
+                // Put lines are checked in `put_lines_come_first`.
+                out.extend(step.event.filter(|e| !matches!(e, Event::PutStarted | Event::PutTooBig)));
                 if stalled {
                     break;
                 }
@@ -257,32 +279,31 @@ mod tests {
         out
     }
 
-    fn every_chunking(input: &[u8], max_job_size: u32) -> Vec<Frame> {
-        let whole = frames(input, input.len().max(1), max_job_size);
+    fn every_chunking(input: &[u8], max_job_size: u32) -> Vec<Event> {
+        let whole = events(input, input.len().max(1), max_job_size);
         for chunk in [1, 2, 3, 7, 100, 223, 224, 225] {
-            assert_eq!(frames(input, chunk, max_job_size), whole, "chunk {chunk}");
+            assert_eq!(events(input, chunk, max_job_size), whole, "chunk {chunk}");
         }
         whole
     }
 
-    fn put(body: &[u8]) -> Frame {
-        Frame::Command(Command::Put(NewJob { pri: 1, delay: 0, ttr: 5, body: body.into() }))
+    fn put(body: &[u8]) -> Event {
+        Event::Command(Command::Put(NewJob { pri: 1, delay: 0, ttr: 5, body: body.into() }))
     }
 
     #[test]
     fn put_with_body_in_any_chunking() {
-        let frames = every_chunking(b"put 1 0 5 3\r\nabc\r\nput 1 0 5 0\r\n\r\nquit\r\n", 65535);
-        assert_eq!(frames, vec![put(b"abc"), put(b""), Frame::Quit]);
+        let events = every_chunking(b"put 1 0 5 3\r\nabc\r\nput 1 0 5 0\r\n\r\nquit\r\n", 65535);
+        assert_eq!(events, vec![put(b"abc"), put(b""), Event::Quit]);
     }
 
     #[test]
-    fn put_headers_come_first() {
+    fn put_lines_come_first() {
         let mut decoder = Decoder::new(10);
-        let header = |too_big| Some(Frame::Command(Command::PutHeader { too_big }));
-        assert_eq!(decoder.decode(b"put 1 0 5 3\r\nab").frame, header(false));
-        assert_eq!(decoder.decode(b"ab"), Step { consumed: 2, frame: None }, "the body has not all arrived");
+        assert_eq!(decoder.decode(b"put 1 0 5 3\r\nab").event, Some(Event::PutStarted));
+        assert_eq!(decoder.decode(b"ab"), Step { consumed: 2, event: None }, "the body has not all arrived");
         let mut decoder = Decoder::new(10);
-        assert_eq!(decoder.decode(b"put 1 0 5 11\r\n").frame, header(true));
+        assert_eq!(decoder.decode(b"put 1 0 5 11\r\n").event, Some(Event::PutTooBig));
     }
 
     #[test]
@@ -291,51 +312,62 @@ mod tests {
         assert_eq!(decoder.decode(b"put 1 0 5 10\r\n").consumed, 14);
         assert_eq!(decoder.wanted(), 12);
         // Each piece is used at once: the connection keeps none of it.
-        assert_eq!(decoder.decode(b"0123"), Step { consumed: 4, frame: None });
+        assert_eq!(decoder.decode(b"0123"), Step { consumed: 4, event: None });
         assert_eq!(decoder.wanted(), 8);
-        assert_eq!(decoder.decode(b"456789\r"), Step { consumed: 6, frame: None });
+        assert_eq!(decoder.decode(b"456789\r"), Step { consumed: 6, event: None });
         assert!(decoder.decode(b"\r").is_stalled(), "the CRLF is taken whole");
         let step = decoder.decode(b"\r\nquit\r\n");
-        assert_eq!(step, Step { consumed: 2, frame: Some(put(b"0123456789")) });
-        assert_eq!(decoder.decode(b"quit\r\n").frame, Some(Frame::Quit));
+        assert_eq!(step, Step { consumed: 2, event: Some(put(b"0123456789")) });
+        assert_eq!(decoder.decode(b"quit\r\n").event, Some(Event::Quit));
     }
 
     #[test]
-    fn an_offered_body_becomes_the_puts_body() {
+    fn an_aimed_body_becomes_the_puts_body() {
         let mut decoder = Decoder::new(65535);
-        assert_eq!(decoder.put_line(b"put 1 0 5 10\r\n"), Some(10));
-        assert_eq!(decoder.put_line(b"put 1 0 5 10\r\nx"), None, "exactly one line");
-        assert_eq!(decoder.put_line(b"put 1 0 5 1"), None, "a whole line");
-        assert_eq!(decoder.put_line(b"peek 1234567\r\n"), None);
-        assert_eq!(decoder.put_line(b"put 1 0 5 99999\r\n"), None, "too big: no body is kept");
-        let mut body = PartialBody::new(10);
-        body.fill(b"012345");
-        decoder.offer_body(body);
-        assert_eq!(decoder.decode(b"put 1 0 5 10\r\n6789\r\n").consumed, 14);
+        let body = |filled: &[u8]| {
+            let mut body = PartialBody::new(10);
+            body.fill(filled);
+            body
+        };
+        for (line, why) in [
+            (&b"put 1 0 5 10\r\nx"[..], "exactly one line"),
+            (b"put 1 0 5 1", "a whole line"),
+            (b"put 1 0 5 11\r\n", "a put of another size"),
+            (b"peek 1234567\r\n", "a put"),
+            (b"put 1 0 5 99999\r\n", "a body within -z"),
+        ] {
+            let refused = decoder.start_aimed_put(line, body(b"0123"));
+            assert_eq!(refused.map_err(|b| b.received().to_vec()), Err(b"0123".to_vec()), "{why}");
+        }
+        assert!(decoder.is_at_line(), "a refused aim leaves the decoder as it was");
+        assert!(decoder.start_aimed_put(b"put 1 0 5 10\r\n", body(b"012345")).is_ok());
+        // The line was parsed once, above: its event comes first, from no input.
+        assert_eq!(decoder.decode(b"6789\r\n"), Step { consumed: 0, event: Some(Event::PutStarted) });
         assert_eq!(decoder.wanted(), 6);
-        assert_eq!(decoder.decode(b"6789\r\n"), Step { consumed: 6, frame: Some(put(b"0123456789")) });
+        assert_eq!(decoder.decode(b"6789\r\n"), Step { consumed: 6, event: Some(put(b"0123456789")) });
+        assert!(decoder.is_at_line());
     }
 
     #[test]
     fn body_containing_crlf_and_nul() {
-        let frames = every_chunking(b"put 1 0 5 4\r\n\r\n\0x\r\n", 65535);
-        assert_eq!(frames, vec![put(b"\r\n\0x")]);
+        let events = every_chunking(b"put 1 0 5 4\r\n\r\n\0x\r\n", 65535);
+        assert_eq!(events, vec![put(b"\r\n\0x")]);
     }
 
     #[test]
     fn body_without_crlf() {
-        let frames = every_chunking(b"put 1 0 5 1\r\nxy\r\nlist-tube-used\r\n", 65535);
+        let events = every_chunking(b"put 1 0 5 1\r\nxy\r\nlist-tube-used\r\n", 65535);
         // The byte after the declared body is not CRLF; what follows is read
         // as a new command line (here "\n" glued to the next command).
-        assert_eq!(frames, vec![Frame::Command(Command::PutWithoutCrlf), Frame::Reply(Reply::UnknownCommand)]);
+        assert_eq!(events, vec![Event::PutWithoutCrlf, Event::Reply(Reply::UnknownCommand)]);
     }
 
     #[test]
     fn oversized_body_is_discarded_as_it_streams() {
         let mut input = b"put 0 0 1 11\r\n".to_vec();
         input.extend_from_slice(b"hello world\r\nlist-tube-used\r\n");
-        let frames = every_chunking(&input, 10);
-        assert_eq!(frames, vec![Frame::Command(Command::PutTooBig), Frame::Command(Command::ListTubeUsed)]);
+        let events = every_chunking(&input, 10);
+        assert_eq!(events, vec![Event::Reply(Reply::JobTooBig), Event::Command(Command::ListTubeUsed)]);
     }
 
     #[test]
@@ -344,13 +376,13 @@ mod tests {
         let ok = format!("use {name}\r\n");
         assert_eq!(ok.len(), MAX_LINE);
         // The name is too long for a tube, but the line itself is fine.
-        assert_eq!(every_chunking(ok.as_bytes(), 65535), vec![Frame::Reply(Reply::BadFormat)]);
+        assert_eq!(every_chunking(ok.as_bytes(), 65535), vec![Event::Reply(Reply::BadFormat)]);
 
         let long = format!("use {name}a\r\nlist-tube-used\r\n");
         // Unlike beanstalkd, the command after a 225-byte line is answered.
         assert_eq!(
             every_chunking(long.as_bytes(), 65535),
-            vec![Frame::Reply(Reply::BadFormat), Frame::Command(Command::ListTubeUsed)]
+            vec![Event::Reply(Reply::BadFormat), Event::Command(Command::ListTubeUsed)]
         );
     }
 
@@ -363,24 +395,24 @@ mod tests {
             let mut rest = &junk[..];
             while !rest.is_empty() {
                 let step = decoder.decode(rest);
-                assert!(step.consumed > 0 && step.frame.is_none());
+                assert!(step.consumed > 0 && step.event.is_none());
                 rest = &rest[step.consumed..];
             }
         }
         let step = decoder.decode(b"x\r");
         assert_eq!(step.consumed, 1);
         let step = decoder.decode(b"\r\nstats\r\n");
-        assert_eq!(step, Step { consumed: 2, frame: Some(Frame::Reply(Reply::BadFormat)) });
+        assert_eq!(step, Step { consumed: 2, event: Some(Event::Reply(Reply::BadFormat)) });
     }
 
     #[test]
     fn lone_cr_hides_the_line_end_like_beanstalkd() {
         assert_eq!(every_chunking(b"use a\rb\r\n", 65535), vec![]);
-        assert_eq!(every_chunking(b"list-tube-used\nlist-tube-used\r\n", 65535), vec![Frame::Reply(Reply::BadFormat)]);
+        assert_eq!(every_chunking(b"list-tube-used\nlist-tube-used\r\n", 65535), vec![Event::Reply(Reply::BadFormat)]);
     }
 
     #[test]
     fn quit_then_more() {
-        assert_eq!(every_chunking(b"quit\r\nstats\r\n", 65535)[0], Frame::Quit);
+        assert_eq!(every_chunking(b"quit\r\nstats\r\n", 65535)[0], Event::Quit);
     }
 }

@@ -1,10 +1,12 @@
 //! The beanstalk wire protocol as beanstalkd 1.12 speaks it, with no I/O.
 //!
-//! - [`decoder`] turns a connection's incoming bytes into [`Frame`]s: it finds
-//!   command lines, enforces the line cap, collects `put` bodies and discards
-//!   oversized ones as they stream.
-//! - [`parse`] reads one command line into a [`Command`] with beanstalkd's
-//!   number and tube-name grammar.
+//! - [`decoder`] turns a connection's incoming bytes into [`Event`]s: it
+//!   finds command lines, enforces the line cap, collects `put` bodies and
+//!   discards oversized ones as they stream. Framing is its business alone:
+//!   a put's line and its body are separate events, and only a whole
+//!   command is a [`Command`].
+//! - [`parse`] reads one command line with beanstalkd's number and
+//!   tube-name grammar.
 //! - [`reply`] is every answer the server can send, and its bytes.
 //! - [`yaml`] formats the stats and list bodies in beanstalkd's key order.
 
@@ -16,7 +18,7 @@ pub mod reply;
 pub mod yaml;
 
 pub use command::{Command, Op, TubeName};
-pub use decoder::{Decoder, Frame};
+pub use decoder::{Decoder, Event};
 pub use reply::Reply;
 
 /// Longest command line accepted, CRLF included (beanstalkd's `LINE_BUF_SIZE`).

@@ -32,6 +32,10 @@ pub enum Line {
     Quit,
     /// A line answered at once, without touching the queues.
     Reject(Reply),
+    /// A line beanstalkd counts under `op` in the `cmd-*` stats and then
+    /// answers `BAD_FORMAT` (a put with trailing garbage, a pause-tube name
+    /// starting with `-`): it checks these after counting the command.
+    CountedBadFormat(Op),
 }
 
 /// Parses one line, CRLF already removed.
@@ -165,7 +169,7 @@ fn parse_put(args: &[u8], max_job_size: u32) -> Option<Line> {
         return Some(Line::PutTooBig { bytes });
     }
     if !rest.is_empty() {
-        return Some(Line::Command(Command::CountedBadFormat(Op::Put)));
+        return Some(Line::CountedBadFormat(Op::Put));
     }
     Some(Line::PutHeader { pri, delay, ttr, bytes })
 }
@@ -180,11 +184,10 @@ fn parse_pause_tube(args: &[u8]) -> Option<Line> {
         return None;
     }
     let delay = only(u32_arg(rest))?;
-    let command = match TubeName::new(name) {
-        Some(tube) => Command::PauseTube { tube, delay },
-        None => Command::CountedBadFormat(Op::PauseTube),
-    };
-    Some(Line::Command(command))
+    Some(match TubeName::new(name) {
+        Some(tube) => Line::Command(Command::PauseTube { tube, delay }),
+        None => Line::CountedBadFormat(Op::PauseTube),
+    })
 }
 
 fn name_chars(input: &[u8]) -> IResult<&[u8], &[u8]> {
@@ -331,7 +334,7 @@ mod tests {
         assert!(bad("put 0 0 1"));
         assert!(unknown("put"));
         assert!(bad("put "));
-        assert_eq!(parse_line(b"put 0 0 1 1 ", Z), Line::Command(Command::CountedBadFormat(Op::Put)));
+        assert_eq!(parse_line(b"put 0 0 1 1 ", Z), Line::CountedBadFormat(Op::Put));
         assert_eq!(parse_line(b"put 0 0 1 70000 junk", Z), Line::PutTooBig { bytes: 70000 });
         assert_eq!(parse_line(b"put 0 0 1 65536", Z), Line::PutTooBig { bytes: 65536 });
         assert_eq!(parse_line(b"put 0 0 1 65535", Z), Line::PutHeader { pri: 0, delay: 0, ttr: 1, bytes: 65535 });
@@ -399,7 +402,7 @@ mod tests {
         assert!(bad("pause-tube default 4294967296"));
         assert!(bad("pause-tube default\t1"));
         assert!(bad("pause-tube *x 1"));
-        assert_eq!(cmd("pause-tube -x 1"), Command::CountedBadFormat(Op::PauseTube));
+        assert_eq!(parse_line(b"pause-tube -x 1", Z), Line::CountedBadFormat(Op::PauseTube));
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //! server. Idle connections give back large buffers.
 
 use std::io::{self, Read};
+use std::ops::Range;
 use std::os::fd::AsRawFd;
 
+use super::conn_state::ConnState;
 use super::listener::Stream;
 use super::output::Output;
-use crate::protocol::decoder::{PartialBody, Step};
-use crate::protocol::{Command, Decoder, Frame, Reply};
+use crate::protocol::decoder::PartialBody;
+use crate::protocol::{Decoder, Event, Reply};
 
 /// Stop decoding commands while this much output is waiting for the client.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
@@ -34,38 +36,26 @@ const AIM_MIN: usize = 16 * 1024;
 /// Buffers larger than this are freed, not kept, once empty.
 const KEEP_CAPACITY: usize = 16 * 1024;
 
+/// What one read of a connection's socket brought.
 pub enum ReadOutcome {
-    /// This many bytes arrived.
-    Data(usize),
+    /// Bytes arrived; this range of the read buffer holds those the decoder
+    /// has not taken yet.
+    Data(Range<usize>),
     /// Nothing more for now.
     WouldBlock,
     /// The client will send nothing more.
     Eof,
 }
 
+/// One client: its socket, the bytes it sent that are not decoded yet, its
+/// replies on their way out, and where it stands ([`ConnState`]).
 pub struct Connection {
-    pub stream: Stream,
-    pub decoder: Decoder,
+    stream: Stream,
+    decoder: Decoder,
     input: Vec<u8>,
     input_start: usize,
     output: Output,
-    /// The socket may have bytes to read (edge-triggered readiness).
-    pub readable: bool,
-    /// The poller reported the peer's shutdown (or an error): no further
-    /// event will come, so reads must go on until they return 0.
-    pub hung_up: bool,
-    /// The last read did not fill the buffer: the socket was empty then.
-    drained: bool,
-    /// The client shut down its sending side.
-    pub eof: bool,
-    /// The client sent `quit`: no more commands, close once replies are out.
-    pub quitting: bool,
-    /// A read or write failed: close at once.
-    pub broken: bool,
-    /// The decoder needs more bytes than are buffered.
-    pub input_stalled: bool,
-    /// Listed for the flush at the end of the turn.
-    pub flush_queued: bool,
+    state: ConnState,
     /// The sizes of the last large put's line (CRLF included) and body
     /// (a line is at most 224 bytes and a body at most `-z`, so 32 bits
     /// each: every connection carries this).
@@ -73,6 +63,8 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A new client on `stream`, whose puts may carry up to `max_job_size`
+    /// bytes.
     pub fn new(stream: Stream, max_job_size: u32) -> Connection {
         Connection {
             stream,
@@ -80,47 +72,80 @@ impl Connection {
             input: Vec::new(),
             input_start: 0,
             output: Output::default(),
-            readable: true,
-            hung_up: false,
-            drained: false,
-            eof: false,
-            quitting: false,
-            broken: false,
-            input_stalled: false,
-            flush_queued: false,
+            state: ConnState::default(),
             last_put: None,
         }
     }
 
+    /// The socket, to register with the poller or take it off.
+    pub fn stream_mut(&mut self) -> &mut Stream {
+        &mut self.stream
+    }
+
+    /// The poller reported the socket readable, or closed by the peer.
+    pub fn on_readiness(&mut self, readable: bool, closed: bool) {
+        self.state.on_readiness(readable, closed);
+    }
+
+    /// True once the client ended its input (a read returned 0).
+    pub fn input_ended(&self) -> bool {
+        self.state.input_ended()
+    }
+
     /// Bytes received and not yet decoded.
-    pub fn unprocessed(&self) -> &[u8] {
+    fn unprocessed(&self) -> &[u8] {
         &self.input[self.input_start..]
     }
 
-    /// Takes one decoding step over the buffered input, or when none is
-    /// buffered, over `fresh`: bytes just read into the server's read
-    /// buffer, decoded from there and dropped from the front of `fresh` as
-    /// they are used. (A body is copied from there into its own allocation,
-    /// once; what is left is kept with [`Connection::keep`].)
+    /// The next event the client's input amounts to, decoded from the
+    /// buffered input and then from `fresh` (bytes just read into the
+    /// server's read buffer, dropped from the front of `fresh` as they are
+    /// used), or `None` when the decoder needs bytes that have not arrived.
+    /// Bytes of `fresh` the decoder needs together with buffered ones are
+    /// buffered first; what is left of `fresh` is for [`Connection::keep`].
     #[inline]
-    pub fn decode_step(&mut self, fresh: &mut &[u8]) -> Step {
-        let step = if self.unprocessed().is_empty() {
-            let step = self.decoder.decode(fresh);
-            *fresh = &fresh[step.consumed..];
-            step
-        } else {
-            let step = self.decoder.decode(&self.input[self.input_start..]);
-            self.consume(step.consumed);
-            step
-        };
-        if let Some(Frame::Command(Command::PutHeader { too_big: false })) = step.frame {
-            let len = self.decoder.body_len().expect("a put line starts a body");
-            self.last_put = (len >= AIM_MIN).then_some((step.consumed as u32, len as u32));
+    pub fn next_event(&mut self, fresh: &mut &[u8]) -> Option<Event> {
+        loop {
+            let buffered = !self.unprocessed().is_empty();
+            let step = if buffered {
+                let step = self.decoder.decode(&self.input[self.input_start..]);
+                self.consume(step.consumed);
+                step
+            } else {
+                let step = self.decoder.decode(fresh);
+                *fresh = &fresh[step.consumed..];
+                step
+            };
+            match step.event {
+                // A put line that was not aimed at (an aimed one was taken
+                // before it was decoded, and has the last one's shape).
+                Some(Event::PutStarted) if step.consumed > 0 => {
+                    let len = self.decoder.body_len().expect("a put line starts a body");
+                    self.last_put = (len >= AIM_MIN).then_some((step.consumed as u32, len as u32));
+                    return Some(Event::PutStarted);
+                }
+                Some(event) => return Some(event),
+                None if step.consumed > 0 => {}
+                None if fresh.is_empty() || !buffered => {
+                    self.state.stall();
+                    return None;
+                }
+                None => {
+                    // Buffered bytes and fresh ones make up the next step:
+                    // buffer as many fresh ones as it may need (the rest of
+                    // a line, a CRLF), then go on from `fresh` once the
+                    // buffer is used up.
+                    let needed = self.decoder.wanted().saturating_sub(self.unprocessed().len());
+                    let (front, rest) = fresh.split_at(needed.clamp(1, fresh.len()));
+                    self.keep(front);
+                    *fresh = rest;
+                }
+            }
         }
-        step
     }
 
     /// Buffers bytes read and not yet decoded, after those already buffered.
+    /// (What a connection buffers is bounded: see `READ_BUFFER`.)
     pub fn keep(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
@@ -144,21 +169,43 @@ impl Connection {
         }
     }
 
-    pub fn output_pending(&self) -> usize {
-        self.output.pending()
+    /// True while replies are waiting for a socket that still works.
+    pub fn has_unsent_output(&self) -> bool {
+        self.output.pending() > 0 && !self.state.is_broken()
     }
 
-    /// True while the connection may decode and run more commands.
+    /// True while the connection may decode and run more commands: it did
+    /// not quit or fail, and the client reads its replies.
     pub fn can_process(&self) -> bool {
-        !self.quitting && !self.broken && self.output_pending() < OUTPUT_HIGH_WATER
+        self.state.takes_commands() && self.output.pending() < OUTPUT_HIGH_WATER
     }
 
     /// True if reading more would be useful now.
     pub fn wants_input(&self) -> bool {
-        self.readable
-            && !self.eof
-            && self.can_process()
-            && self.unprocessed().len() < self.decoder.wanted().max(READ_CHUNK)
+        self.state.may_read() && self.can_process() && self.unprocessed().len() < self.decoder.wanted().max(READ_CHUNK)
+    }
+
+    /// True if the connection has work left for another drive once its
+    /// output drained: commands buffered, or input to read. `waiting`: it
+    /// is blocked in a reserve, and has nothing to do until it is answered.
+    pub fn has_work_left(&self, waiting: bool) -> bool {
+        self.can_process() && !waiting && (!self.state.is_stalled() || self.wants_input())
+    }
+
+    /// Lists the connection for the end of the turn's flush; false if it
+    /// was listed already.
+    pub fn list_for_flush(&mut self) -> bool {
+        self.state.list_for_flush()
+    }
+
+    /// Takes the connection off the flush list; false if it was not on it.
+    pub fn take_flush_listing(&mut self) -> bool {
+        self.state.take_flush_listing()
+    }
+
+    /// The client sent `quit`.
+    pub fn quit(&mut self) {
+        self.state.quit();
     }
 
     /// Reads once into `scratch`; the bytes that arrived are left there,
@@ -170,22 +217,21 @@ impl Connection {
         loop {
             match self.read_aimed(scratch, spare) {
                 Ok((0, _)) => {
-                    self.eof = true;
+                    self.state.read_end();
                     return ReadOutcome::Eof;
                 }
                 Ok((n, kept)) => {
-                    self.input_stalled = false;
-                    self.drained = n < scratch.len();
+                    self.state.read_bytes(n == scratch.len());
                     return ReadOutcome::Data(kept);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
+                    self.state.read_would_block();
                     return ReadOutcome::WouldBlock;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::debug!("read failed: {e}");
-                    self.broken = true;
+                    self.state.fail();
                     return ReadOutcome::Eof;
                 }
             }
@@ -196,21 +242,23 @@ impl Connection {
     /// alike (`put 0 0 120 65536`): then the read is aimed so that a put line
     /// of the last one's length lands in `scratch` and the next bytes in an
     /// allocation of the last body's size, and if the line is indeed a put
-    /// of that size the allocation is the body's: the decoder is given it,
-    /// and the body is not copied. Otherwise the bytes are put back in
+    /// of that size the allocation is the body's: the decoder takes the line
+    /// (parsing it, once) and the allocation, and the body is not copied.
+    /// Otherwise the bytes are put back in
     /// order in `scratch` (a copy, as an unaimed read would have cost) and
     /// the next reads are not aimed until the next large put. An allocation
     /// not used is kept in `spare` for the next aimed read (most reads
     /// after a put are of other commands; allocating and freeing 64 KiB for
     /// each made glibc grow and trim its heap: a `brk` every 16 jobs).
-    /// Returns the bytes read, and how many of them are in `scratch`.
-    fn read_aimed(&mut self, scratch: &mut [u8], spare: &mut Option<PartialBody>) -> io::Result<(usize, usize)> {
+    /// Returns the bytes read, and the range of `scratch` holding those the
+    /// decoder has not taken.
+    fn read_aimed(&mut self, scratch: &mut [u8], spare: &mut Option<PartialBody>) -> io::Result<(usize, Range<usize>)> {
         let aim = self.last_put.map(|(line, len)| (line as usize, len as usize)).filter(|&(line, len)| {
             self.unprocessed().is_empty() && self.decoder.is_at_line() && line + len <= scratch.len()
         });
         let Some((line, len)) = aim else {
             let n = self.stream.read(scratch)?;
-            return Ok((n, n));
+            return Ok((n, 0..n));
         };
         let mut body = spare.take().filter(|b| b.size() == len).unwrap_or_else(|| PartialBody::new(len));
         let (head, tail) = scratch.split_at_mut(line);
@@ -233,62 +281,51 @@ impl Connection {
         };
         if n <= line {
             *spare = Some(body);
-            return Ok((n, n));
+            return Ok((n, 0..n));
         }
         let in_body = (n - line).min(len);
         let after = n - line - in_body;
         // SAFETY: readv filled the iovecs in order: `in_body` bytes of the
         // second.
         unsafe { body.assume_filled(in_body) };
-        if self.decoder.put_line(&scratch[..line]) == Some(len) {
-            self.decoder.offer_body(body);
-            return Ok((n, line + after));
-        }
+        let mut body = match self.decoder.start_aimed_put(&scratch[..line], body) {
+            Ok(()) => return Ok((n, line..line + after)),
+            Err(body) => body,
+        };
         self.last_put = None;
         scratch.copy_within(line..line + after, line + in_body);
         scratch[line..line + in_body].copy_from_slice(body.received());
         body.clear();
         *spare = Some(body);
-        Ok((n, n))
+        Ok((n, 0..n))
     }
 
-    /// Called once what a read brought was processed. A read that did not
-    /// fill the buffer drained the socket, and with edge-triggered readiness
-    /// whatever arrives after it raises a new event (epoll(7), question 9):
-    /// so the connection stops reading rather than spend a second read to
-    /// hear `WouldBlock`. Except in two cases: in the middle of a body, which
-    /// is arriving as we speak (a 64 KiB put comes in pieces), one more read
-    /// usually finds the next piece sooner than another turn of the loop;
-    /// and once the peer has hung up no event follows, so reads go on until
-    /// they return 0.
+    /// Called once what a read brought was processed: see
+    /// [`ConnState::settle_after_read`].
     pub fn settle_after_read(&mut self) {
-        if self.drained && !self.hung_up && !self.decoder.in_body() {
-            self.readable = false;
-        }
-        self.drained = false;
+        self.state.settle_after_read(self.decoder.in_body());
     }
 
+    /// Queues a reply, sent by the next [`Connection::flush`].
     pub fn push_reply(&mut self, reply: &Reply) {
         reply.write_to(&mut self.output);
     }
 
     /// Writes queued output until it is all sent or the socket is full.
     pub fn flush(&mut self) {
-        if self.broken {
+        if self.state.is_broken() {
             return;
         }
         if let Err(e) = self.output.write_to(&mut self.stream) {
             log::debug!("write failed: {e}");
-            self.broken = true;
+            self.state.fail();
         }
     }
 
-    /// True when nothing more will happen on this connection.
+    /// True when nothing more will happen on this connection: it failed, or
+    /// it takes no more input and every reply was sent. `waiting`: it is
+    /// blocked in a reserve.
     pub fn is_finished(&self, waiting: bool) -> bool {
-        if self.broken {
-            return true;
-        }
-        let done_with_input = self.quitting || (self.eof && self.input_stalled && !waiting);
-        done_with_input && self.output_pending() == 0
+        self.state.is_broken() || (self.state.done_with_input(waiting) && self.output.pending() == 0)
     }
 }

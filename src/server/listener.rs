@@ -11,14 +11,19 @@ use mio::{Interest, Registry, Token};
 
 use crate::settings::ListenAddr;
 
+/// A listening socket, bound by sprout or inherited from systemd.
 pub enum Listener {
+    /// TCP, over IPv4 or IPv6.
     Tcp(TcpListener),
+    /// A UNIX stream socket (`-l unix:PATH`, or one systemd passed).
     Unix(UnixListener),
 }
 
 /// An accepted client connection.
 pub enum Stream {
+    /// From a TCP listener.
     Tcp(TcpStream),
+    /// From a UNIX listener.
     Unix(UnixStream),
 }
 
@@ -57,6 +62,8 @@ impl Listener {
         }
     }
 
+    /// The address it listens on, as a log line should name it
+    /// (`127.0.0.1:11300`, `unix:/run/sprout.sock`).
     pub fn local_description(&self) -> String {
         match self {
             Listener::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -68,6 +75,8 @@ impl Listener {
         }
     }
 
+    /// Accepts one waiting connection; `WouldBlock` when none is waiting.
+    /// TCP connections get `TCP_NODELAY`.
     pub fn accept(&self) -> io::Result<Stream> {
         match self {
             Listener::Tcp(l) => {

@@ -1,0 +1,32 @@
+//! The engine the server starts with: empty, or holding the jobs the binlog
+//! read back, before the first client is served.
+
+use std::time::Instant;
+
+use crate::binlog::{Binlog, Opened};
+use crate::engine::{Engine, EngineConfig, Nanos};
+use crate::host::HostInfo;
+use crate::settings::Config;
+
+/// Builds the engine at `now`, restoring the opened binlog's jobs (and
+/// logging how long reading and restoring them took).
+pub fn engine(config: &Config, host: HostInfo, now: Nanos, opened: Option<Opened>) -> Engine<Option<Binlog>> {
+    let engine_config = EngineConfig { max_job_size: config.max_job_size, binlog_max_size: config.binlog_size, host };
+    let Some(Opened { binlog, jobs, bodies, next_id, read_in }) = opened else {
+        return Engine::with_journal(engine_config, now, None);
+    };
+    let count = jobs.len();
+    let restoring = Instant::now();
+    let mut engine = Engine::with_journal(engine_config, now, Some(binlog));
+    engine.restore_all(now, bodies, jobs);
+    engine.raise_next_job_id(next_id);
+    // Restored jobs were never handed to a client: nothing to send.
+    engine.take_replies().for_each(drop);
+    log::info!(
+        "binlog: recovered {count} jobs (read in {} ms, restored in {} ms); next job id {}",
+        read_in.as_millis(),
+        restoring.elapsed().as_millis(),
+        engine.next_job_id()
+    );
+    engine
+}
