@@ -329,3 +329,18 @@ impl Connection {
         self.state.is_broken() || (self.state.done_with_input(waiting) && self.output.pending() == 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection, idle ones too, carries this: 10,000 idle clients
+    /// are 10,000 of these. (208 bytes until the decoder stopped keeping an
+    /// offered body of its own: an aimed put now enters the body state
+    /// directly.)
+    #[test]
+    fn a_connection_stays_small() {
+        let size = std::mem::size_of::<Connection>();
+        assert!(size <= 200, "Connection grew to {size} bytes");
+    }
+}
