@@ -3,12 +3,10 @@
 use std::num::NonZeroU32;
 
 use super::bodies::BodyRef;
+use super::ids::{ConnId, JobId, TubeId};
 use super::journal::JournalTag;
 use super::table::IdTable;
-use super::tubes::TubeId;
-use super::{ConnId, Nanos, secs};
-
-pub type JobId = u64;
+use super::time::{Nanos, secs};
 
 /// Where a job is. Every state has exactly one home: ready and delayed jobs
 /// in their tube's ordered sets, buried jobs in the tube's FIFO, reserved jobs

@@ -5,7 +5,8 @@
 //! full disk refuses the change (put answers `OUT_OF_MEMORY`) instead of
 //! acknowledging something that was never logged.
 
-use super::job::{Job, JobExtras, JobId};
+use super::ids::JobId;
+use super::job::{Job, JobExtras};
 use crate::protocol::TubeName;
 
 /// Everything the journal may write about a job: the record and what the

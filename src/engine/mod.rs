@@ -31,6 +31,7 @@
 mod bodies;
 mod commands;
 mod heads;
+mod ids;
 mod job;
 mod journal;
 mod placement;
@@ -45,7 +46,8 @@ mod waiting;
 mod watchlist;
 
 pub use bodies::{Bodies, BodyRef};
-pub use job::{Job, JobCounts, JobExtras, JobId, JobState, Place};
+pub use ids::{ConnId, JobId};
+pub use job::{Job, JobCounts, JobExtras, JobState, Place};
 pub use journal::{JobView, Journal, JournalStats, JournalTag, NoJournal};
 pub use time::{Nanos, SECOND, secs, whole_secs};
 
@@ -53,18 +55,16 @@ use std::collections::BTreeSet;
 
 use crate::host::HostInfo;
 use crate::protocol::{Command, Op, Reply, TubeName};
+use ids::TubeId;
 use job::Extras;
 use session::Session;
 use table::IdTable;
 use timers::{Timer, Timers};
-use tubes::{TubeId, Tubes};
+use tubes::Tubes;
 
 /// While restoring, the list of recovered jobs gives memory back each time
 /// this many were taken from it.
 const SHRINK_EVERY: usize = 1 << 16;
-
-/// The server's handle for a client connection (its slab key).
-pub type ConnId = usize;
 
 /// Settings the engine needs from the command line and the host.
 #[derive(Clone, Debug)]

@@ -2,9 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use super::Nanos;
-use super::job::JobId;
-use super::tubes::TubeId;
+use super::ids::{JobId, TubeId};
+use super::time::{Nanos, SECOND};
 use super::watchlist::WatchList;
 
 /// A connection blocked in `reserve` or `reserve-with-timeout`.
@@ -61,6 +60,6 @@ impl Session {
 
     /// beanstalkd's safety margin: a reserved job is due within a second.
     pub fn deadline_soon(&self, now: Nanos) -> bool {
-        self.soonest_deadline().is_some_and(|d| now >= d.saturating_sub(super::SECOND))
+        self.soonest_deadline().is_some_and(|d| now >= d.saturating_sub(SECOND))
     }
 }

@@ -8,7 +8,7 @@
 //! slot number, which fits beside a record's niche where it has one (the
 //! `slab` crate's link is a `usize`, which would align every slot to 8).
 
-use super::job::JobId;
+use super::ids::JobId;
 use crate::idindex::IdIndex;
 
 /// No free slot.

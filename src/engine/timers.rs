@@ -6,9 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use super::job::JobId;
-use super::tubes::TubeId;
-use super::{ConnId, Nanos};
+use super::ids::{ConnId, JobId, TubeId};
+use super::time::Nanos;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {

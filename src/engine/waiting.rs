@@ -27,10 +27,12 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
+use super::Engine;
+use super::ids::{ConnId, JobId, TubeId};
+use super::journal::Journal;
 use super::session::Wait;
+use super::time::{Nanos, SECOND, secs};
 use super::timers::Timer;
-use super::tubes::TubeId;
-use super::{ConnId, Engine, JobId, Journal, Nanos, SECOND, secs};
 
 /// A broad connection's wait, shared by its watch list with every tube it
 /// watches: the wait's arrival number while it waits, `None` otherwise.

@@ -17,9 +17,10 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use super::tubes::TubeId;
+use super::Engine;
+use super::ids::{ConnId, TubeId};
+use super::journal::Journal;
 use super::waiting::WaitMark;
-use super::{ConnId, Engine, Journal};
 use crate::idmap::IdHasher;
 
 /// A connection watching more tubes than this is a broad watcher.

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 use super::ReadyKey;
-use crate::engine::job::JobId;
+use crate::engine::ids::JobId;
 
 /// The most keys a chunk holds. 256 keys shift in about as long as a cache
 /// miss or two takes. A power of two, and so is every chunk's capacity (a

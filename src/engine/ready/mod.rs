@@ -24,7 +24,7 @@
 
 use std::collections::VecDeque;
 
-use super::job::JobId;
+use super::ids::JobId;
 
 mod chunk;
 
