@@ -3,8 +3,8 @@
 use super::Engine;
 use super::bodies::BodyRef;
 use super::ids::{ConnId, JobId};
-use super::job::{Job, JobExtras, JobState, Place};
-use super::journal::{JobView, Journal, JournalTag};
+use super::job::{Job, JobExtras, JobState, JournalTag, Place};
+use super::journal::{JobView, Journal};
 use super::session::PendingPut;
 use super::time::{Nanos, secs};
 use super::timers::Timer;

@@ -4,7 +4,6 @@ use std::num::NonZeroU32;
 
 use super::bodies::BodyRef;
 use super::ids::{ConnId, JobId, TubeId};
-use super::journal::JournalTag;
 use super::table::IdTable;
 use super::time::{Nanos, secs};
 
@@ -151,6 +150,14 @@ impl Place {
         let value = self.0.get();
         (value < Place::BURIED).then(|| value as ConnId - 1)
     }
+}
+
+/// What the journal needs to remember about a job, kept in the job itself
+/// (a map from a million ids to it would cost more than the tag): the file
+/// holding the job's full record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalTag {
+    pub file: u32,
 }
 
 /// The record of one live job, 36 bytes (the body apart), because a queue

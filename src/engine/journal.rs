@@ -6,7 +6,7 @@
 //! acknowledging something that was never logged.
 
 use super::ids::JobId;
-use super::job::{Job, JobExtras};
+use super::job::{Job, JobExtras, JournalTag};
 use crate::protocol::TubeName;
 
 /// Everything the journal may write about a job: the record and what the
@@ -59,14 +59,6 @@ pub trait Journal {
     fn stats(&self) -> JournalStats {
         JournalStats::default()
     }
-}
-
-/// What the journal needs to remember about a job, kept in the job itself
-/// (a map from a million ids to it would cost more than the tag): the file
-/// holding the job's full record.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct JournalTag {
-    pub file: u32,
 }
 
 /// What `stats` reports about the log.

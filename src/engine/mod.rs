@@ -47,8 +47,8 @@ mod watchlist;
 
 pub use bodies::{Bodies, BodyRef};
 pub use ids::{ConnId, JobId};
-pub use job::{Job, JobCounts, JobExtras, JobState, Place};
-pub use journal::{JobView, Journal, JournalStats, JournalTag, NoJournal};
+pub use job::{Job, JobCounts, JobExtras, JobState, JournalTag, Place};
+pub use journal::{JobView, Journal, JournalStats, NoJournal};
 pub use time::{Nanos, SECOND, secs, whole_secs};
 
 use std::collections::BTreeSet;
