@@ -2,8 +2,9 @@
 
 use super::Engine;
 use super::bodies::BodyRef;
+use super::extras::JobExtras;
 use super::ids::{ConnId, JobId};
-use super::job::{Job, JobExtras, JobState, JournalTag, Place};
+use super::job::{Job, JobState, JournalTag, Place};
 use super::journal::{JobView, Journal};
 use super::session::PendingPut;
 use super::time::{Nanos, secs};

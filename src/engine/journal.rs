@@ -5,8 +5,9 @@
 //! full disk refuses the change (put answers `OUT_OF_MEMORY`) instead of
 //! acknowledging something that was never logged.
 
+use super::extras::JobExtras;
 use super::ids::JobId;
-use super::job::{Job, JobExtras, JournalTag};
+use super::job::{Job, JournalTag};
 use crate::protocol::TubeName;
 
 /// Everything the journal may write about a job: the record and what the

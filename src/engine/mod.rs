@@ -30,6 +30,7 @@
 
 mod bodies;
 mod commands;
+mod extras;
 mod heads;
 mod ids;
 mod job;
@@ -46,8 +47,9 @@ mod waiting;
 mod watchlist;
 
 pub use bodies::{Bodies, BodyRef};
+pub use extras::{JobCounts, JobExtras};
 pub use ids::{ConnId, JobId};
-pub use job::{Job, JobCounts, JobExtras, JobState, JournalTag, Place};
+pub use job::{Job, JobState, JournalTag, Place};
 pub use journal::{JobView, Journal, JournalStats, NoJournal};
 pub use time::{Nanos, SECOND, secs, whole_secs};
 
@@ -55,8 +57,8 @@ use std::collections::BTreeSet;
 
 use crate::host::HostInfo;
 use crate::protocol::{Command, Op, Reply, TubeName};
+use extras::Extras;
 use ids::TubeId;
-use job::Extras;
 use session::Session;
 use table::IdTable;
 use timers::{Timer, Timers};
