@@ -18,7 +18,7 @@ pub struct JobCounts {
 /// What a job carries only once something has happened to it: its counters,
 /// the delay it was last given, and the deadline of its state. A job put
 /// ready without a delay has none of these (all zero), and it is the job a
-/// queue holds millions of. Packed to 4-byte alignment, like [`Job`]: 32
+/// queue holds millions of. Packed to 4-byte alignment, like [`Job`](super::job::Job): 32
 /// bytes, and 36 in the table with its slot's tag.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C, packed(4))]
