@@ -43,6 +43,7 @@ mod table;
 mod time;
 mod timers;
 mod tubes;
+mod waiters;
 mod waiting;
 mod watchlist;
 

@@ -10,7 +10,7 @@ use super::heads::Heads;
 use super::ids::{JobId, TubeId};
 use super::ready::{ReadyKey, ReadyQueue};
 use super::time::Nanos;
-use super::waiting::TubeWaiters;
+use super::waiters::TubeWaiters;
 use crate::protocol::TubeName;
 
 /// Jobs with a priority below this count as urgent.

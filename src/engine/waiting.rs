@@ -4,12 +4,13 @@
 //! watch list, watchlist.rs):
 //!
 //! - A *narrow* waiter, watching at most [`BROAD`](super::watchlist::BROAD)
-//!   (8) tubes, sits in each of their [`TubeWaiters`] sets, by arrival:
+//!   (8) tubes, sits in each of their
+//!   [`TubeWaiters`](super::waiters::TubeWaiters) sets, by arrival:
 //!   O(log n) per tube to start or end a wait, and a job that becomes ready
 //!   in a tube finds the tube's earliest narrow waiter in O(log n), however
 //!   many wait there.
 //! - A *broad* waiter goes into one engine-wide queue by arrival, and sets
-//!   the [`WaitMark`] its watch list shares with each tube it watches: O(log
+//!   the [`WaitMark`](super::waiters::WaitMark) its watch list shares with each tube it watches: O(log
 //!   n) to start or end a wait, however many tubes it watches. A job that
 //!   becomes ready in tube T finds the earliest broad waiter watching T by
 //!   walking that queue from the front until one watches T, or, if the walk
@@ -23,56 +24,12 @@
 //! numbers are engine-wide, and a ready job goes to whichever of the tube's
 //! earliest narrow waiter and earliest broad waiter came first.
 
-use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
-
 use super::Engine;
 use super::ids::{ConnId, JobId, TubeId};
 use super::journal::Journal;
 use super::session::Wait;
 use super::time::{Nanos, SECOND, secs};
 use super::timers::Timer;
-
-/// A broad connection's wait, shared by its watch list with every tube it
-/// watches: the wait's arrival number while it waits, `None` otherwise.
-#[derive(Clone, Debug, Default)]
-pub struct WaitMark(Rc<Cell<Option<u64>>>);
-
-impl WaitMark {
-    pub fn get(&self) -> Option<u64> {
-        self.0.get()
-    }
-
-    fn set(&self, seq: Option<u64>) {
-        self.0.set(seq);
-    }
-}
-
-/// The connections blocked in a reserve that watch one tube.
-#[derive(Debug, Default)]
-pub struct TubeWaiters {
-    /// Narrow waiters by (arrival, connection).
-    narrow: BTreeSet<(u64, ConnId)>,
-    /// Every broad connection that watches the tube, waiting or not.
-    broad: BTreeMap<ConnId, WaitMark>,
-}
-
-impl TubeWaiters {
-    /// How many waiting connections watch the tube (`current-waiting` in
-    /// `stats-tube`). O(b) for b broad connections watching the tube.
-    pub fn len(&self) -> usize {
-        self.narrow.len() + self.broad.values().filter(|mark| mark.get().is_some()).count()
-    }
-
-    pub(super) fn add_broad(&mut self, conn: ConnId, mark: WaitMark) {
-        self.broad.insert(conn, mark);
-    }
-
-    pub(super) fn remove_broad(&mut self, conn: ConnId) {
-        self.broad.remove(&conn);
-    }
-}
 
 /// How a bounded walk through an ordered sequence ended.
 enum Walk<T> {
@@ -239,7 +196,7 @@ impl<J: Journal> Engine<J> {
                 broad_entries += watched.len();
                 for &tube in watched {
                     let shared = self.tubes[tube].waiters.broad.get(&conn).expect("broad watcher unknown to its tube");
-                    assert!(Rc::ptr_eq(&shared.0, &mark.0));
+                    assert!(shared.is_shared_with(mark));
                 }
                 if let Some(seq) = seq {
                     assert!(self.broad_waiters.contains(&(seq, conn)));

@@ -20,7 +20,7 @@ use std::hash::BuildHasherDefault;
 use super::Engine;
 use super::ids::{ConnId, TubeId};
 use super::journal::Journal;
-use super::waiting::WaitMark;
+use super::waiters::WaitMark;
 use crate::idmap::IdHasher;
 
 /// A connection watching more tubes than this is a broad watcher.
