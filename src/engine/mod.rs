@@ -45,6 +45,7 @@ mod timers;
 mod tubes;
 mod waiters;
 mod waiting;
+mod watching;
 mod watchlist;
 
 pub use bodies::{Bodies, BodyRef};

@@ -33,7 +33,7 @@ impl WaitMark {
 
 /// The connections blocked in a reserve that watch one tube. Its fields are
 /// open to the engine, which changes them only where it changes the waits
-/// (waiting.rs) and the watch lists (watchlist.rs) they mirror.
+/// (waiting.rs) and the watch lists (watching.rs) they mirror.
 #[derive(Debug, Default)]
 pub struct TubeWaiters {
     /// Narrow waiters by (arrival, connection).
