@@ -489,4 +489,5 @@ fn age_and_uptime_follow_the_clock() {
     assert_eq!(h.server_stat("uptime"), "7");
 }
 
+mod invariants;
 mod many_tubes;
