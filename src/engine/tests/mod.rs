@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::host::HostInfo;
+use crate::protocol::TubeName;
 use crate::protocol::command::NewJob;
 
 const MS: Nanos = 1_000_000;
