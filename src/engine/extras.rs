@@ -8,10 +8,15 @@ use super::time::{Nanos, secs};
 /// The per-job counters `stats-job` reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JobCounts {
+    /// Times the job was reserved.
     pub reserves: u32,
+    /// Times its TTR ran out while reserved (a disconnect does not count).
     pub timeouts: u32,
+    /// Times it was released.
     pub releases: u32,
+    /// Times it was buried.
     pub buries: u32,
+    /// Times it was kicked.
     pub kicks: u32,
 }
 
@@ -23,6 +28,7 @@ pub struct JobCounts {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C, packed(4))]
 pub struct JobExtras {
+    /// What `stats-job` counts for the job.
     pub counts: JobCounts,
     /// The delay last given by put or release, in seconds (reported by
     /// stats-job).
@@ -33,6 +39,7 @@ pub struct JobExtras {
 }
 
 impl JobExtras {
+    /// The delay last given by put or release.
     pub fn delay(&self) -> Nanos {
         secs(self.delay_secs)
     }

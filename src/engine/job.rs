@@ -11,13 +11,19 @@ use super::time::{Nanos, secs};
 /// in their connection's reservation set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobState {
+    /// Waiting in its tube to be reserved.
     Ready,
+    /// Held by one connection until it deletes, releases or buries the job,
+    /// hangs up, or lets the job's TTR run out.
     Reserved,
+    /// Waiting in its tube for its delay to end.
     Delayed,
+    /// Set aside in its tube until kicked.
     Buried,
 }
 
 impl JobState {
+    /// The state as `stats-job` names it.
     pub fn name(self) -> &'static str {
         match self {
             JobState::Ready => "ready",
@@ -55,6 +61,7 @@ impl Place {
         })
     }
 
+    /// A job reserved by `conn`.
     pub fn reserved_by(conn: ConnId) -> Place {
         match u32::try_from(conn + 1) {
             Ok(value) if value < Place::BURIED => Place::new(value),
@@ -62,6 +69,7 @@ impl Place {
         }
     }
 
+    /// The state of a job in this place.
     pub fn state(self) -> JobState {
         match self.0.get() {
             Place::READY => JobState::Ready,
@@ -83,6 +91,7 @@ impl Place {
 /// holding the job's full record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JournalTag {
+    /// The binlog file's number (0 without a binlog).
     pub file: u32,
 }
 
@@ -95,27 +104,34 @@ pub struct JournalTag {
 #[derive(Debug)]
 #[repr(C, packed(4))]
 pub struct Job {
+    /// When the job was put (`age` in `stats-job`).
     pub created_at: Nanos,
     /// Where [`Engine`](super::Engine)'s body store keeps the body.
     pub body: BodyRef,
     /// Where the journal keeps the job.
     pub journal_tag: JournalTag,
+    /// The tube the job was put in; a job never changes tubes.
     pub tube: TubeId,
+    /// Lower is more urgent; equal priorities go out in id order.
     pub pri: u32,
     /// Time to run in seconds, at least one.
     pub ttr_secs: u32,
+    /// The job's state, and its holder while reserved.
     pub place: Place,
 }
 
 impl Job {
+    /// The time to run: how long a reservation lasts without a touch.
     pub fn ttr(&self) -> Nanos {
         secs(self.ttr_secs)
     }
 
+    /// Where the job is.
     pub fn state(&self) -> JobState {
         self.place.state()
     }
 
+    /// Whether `conn` holds the job.
     pub fn is_reserved_by(&self, conn: ConnId) -> bool {
         self.place.holder() == Some(conn)
     }

@@ -27,6 +27,71 @@
 //!   or end a wait however many tubes it watches.
 //! - A job that becomes ready finds the tube's earliest waiter in O(log n),
 //!   be it one of 10,000 waiting on that tube or a worker watching them all.
+//!
+//! # Map
+//!
+//! Files import only from the layers below their own, so each can be read
+//! knowing only those:
+//!
+//! 1. Leaves, which import nothing from the engine: ids.rs (`JobId`,
+//!    `TubeId`, `ConnId`) and time.rs (`Nanos` and its helpers).
+//! 2. Data structures, which know nothing of `Engine`: bodies.rs (job bodies,
+//!    packed), table.rs (records by job id), extras.rs (a job's counters and
+//!    deadline, once it has any), ready/ (a tube's ready jobs, packed),
+//!    heads.rs (every tube's best ready job), timers.rs (all that is due at
+//!    a time), waiters.rs (how a tube finds its waiting connections),
+//!    watchlist.rs (the tubes a connection watches).
+//! 3. Records and registries: job.rs (the 36-byte job record), tubes.rs
+//!    (the tube registry and each tube's queues), session.rs (one
+//!    connection's state), journal.rs (what the write-ahead log is told).
+//! 4. `Engine`, defined here, with one `impl` block per concern, because a
+//!    concern needs most of the engine's state (jobs, tubes, sessions,
+//!    timers, counters) at once and so cannot be a type of its own:
+//!    - mod.rs: construction, the calls the server drives the engine with
+//!      (`connect`, `apply`, `tick`, `take_replies`, ...), the journal's
+//!      upkeep, and the helpers every block uses (`count`, `session`,
+//!      `job_mut`, `journal_sees`, `drop_tube_if_unused`, ...).
+//!    - commands.rs: `execute` and one handler per command: what a command
+//!      does, in the protocol's terms.
+//!    - placement.rs: `unplace` and the `place_*` calls, the only code that
+//!      moves a job between states, so that the counters and timers of each
+//!      state change in one place; `hand_out`, which reserves.
+//!    - waiting.rs: reserves that wait (`best_reservable`, `begin_wait`,
+//!      `end_wait`, `serve_waiters`): the reservation invariant and its costs.
+//!    - watching.rs: `start_watching`, `stop_watching`, `leave_tube`: watch
+//!      lists, the tubes' watcher counts and broad registrations in step.
+//!    - stats.rs: the `stats`, `stats-tube` and `stats-job` documents.
+//!    - restore.rs: startup from the log (`restore_all`), ids resuming.
+//! 5. tests/: engine tests on a fake clock, and `check_invariants`
+//!    (tests/invariants.rs), which they run after every step.
+//!
+//! What the blocks rely on one another to keep (`check_invariants` checks
+//! those it can):
+//!
+//! - A job is in exactly one home, the one its [`Place`] names: its tube's
+//!   ready queue, delayed set or buried FIFO, or its holder's reserved set.
+//!   Only `unplace` and `place_*` move it, keeping the state counters, the
+//!   urgent counts, the tube's reserved count and the timers in step.
+//! - The heads index holds exactly the unpaused tubes' best ready jobs: only
+//!   the tube registry changes ready jobs and pauses, and it updates heads.
+//! - A tube's first delayed job has a timer, and no other delayed job does.
+//! - A waiting connection is registered as its watch list's kind says:
+//!   narrow, in each watched tube; broad, in `broad_waiters` with its mark
+//!   set, and every tube a broad list watches knows the list's mark. A
+//!   waiting connection sends no commands, so its watch list holds still.
+//! - The reservation invariant above: whatever makes a job ready or resumes
+//!   a tube calls `serve_waiters` (placement.rs, `tick`).
+//! - A tube lives while a connection uses or watches it or it holds a job;
+//!   whatever lets go of one of these calls `drop_tube_if_unused`.
+//! - A job has extras only while it lives.
+//! - What a restart must see (puts, deletes, releases, burials, kicks)
+//!   reaches the journal before it is acknowledged, and room for it is
+//!   checked (`log_put`, `reserve_update`) before the job changes, so a full
+//!   disk refuses the command and leaves the job as it was. Reservations
+//!   are not logged (a restart brings reserved jobs back ready); reserve-job
+//!   logs taking a job out of buried or delayed if there is room.
+
+#![warn(missing_docs)]
 
 mod bodies;
 mod commands;
@@ -75,6 +140,8 @@ pub struct EngineConfig {
     pub max_job_size: u32,
     /// `-s`, reported by stats as `binlog-max-size`.
     pub binlog_max_size: u64,
+    /// The process and machine facts `stats` reports, and how to read its
+    /// CPU time (tests pass fixed ones).
     pub host: HostInfo,
 }
 
@@ -96,6 +163,27 @@ struct Counts {
     waiting: u64,
 }
 
+/// The queue engine: every job, tube, reservation and waiting reserve of one
+/// server, and the counters `stats` reports. See the module docs for how
+/// the server drives it.
+///
+/// What it promises its caller:
+/// - Replies are the ones beanstalkd 1.12 gives, in the order it gives
+///   them, each for the connection it is meant for, which need not be the
+///   one whose command caused it.
+/// - What a restart must see (a put, delete, release, burial or kick) is
+///   in the journal `J` before it is acknowledged, and a command the
+///   journal has no room for is refused and leaves its job as it was. With
+///   [`NoJournal`] every change is accepted and forgotten.
+/// - It reads no clock: every call that needs the time takes `now`, which
+///   must never go backwards, and [`Engine::tick`] at
+///   [`Engine::next_deadline`] is all it needs to act on time.
+/// - A put or a reserve costs O(log n), however many tubes and connections
+///   there are (see the module docs for the bounds).
+///
+/// In return the caller calls [`Engine::connect`] before a connection's
+/// first command and [`Engine::disconnect`] once after its last, and sends
+/// no command for a connection while [`Engine::is_waiting`] says it waits.
 pub struct Engine<J: Journal = NoJournal> {
     config: EngineConfig,
     journal: J,
@@ -151,10 +239,13 @@ impl<J: Journal> Engine<J> {
         }
     }
 
+    /// The journal, for the server to read its figures and state.
     pub fn journal(&self) -> &J {
         &self.journal
     }
 
+    /// The journal, for the server to commit and sync what the engine
+    /// logged; what to log stays the engine's decision.
     pub fn journal_mut(&mut self) -> &mut J {
         &mut self.journal
     }

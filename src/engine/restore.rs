@@ -17,19 +17,27 @@ const SHRINK_EVERY: usize = 1 << 16;
 /// A job read back from the write-ahead log at startup.
 #[derive(Clone, Debug)]
 pub struct RestoredJob {
+    /// The job's id, kept across the restart.
     pub id: JobId,
+    /// Its tube, created if no other job brought it back first.
     pub tube: TubeName,
+    /// Its priority.
     pub pri: u32,
+    /// The delay last given to it (whole seconds).
     pub delay: Nanos,
+    /// Its time to run (whole seconds; 0 comes back as one second).
     pub ttr: Nanos,
+    /// When it was first put.
     pub created_at: Nanos,
     /// Ready, delayed or buried (reserved jobs come back ready).
     pub state: JobState,
     /// For a delayed job, when it becomes ready.
     pub ready_at: Nanos,
+    /// Its `stats-job` counters.
     pub counts: JobCounts,
     /// Where the body is, in the store given to [`Engine::restore_all`].
     pub body: BodyRef,
+    /// Where the journal keeps it.
     pub journal_tag: JournalTag,
 }
 
@@ -97,6 +105,7 @@ impl<J: Journal> Engine<J> {
         self.next_job_id = self.next_job_id.max(next);
     }
 
+    /// The id the next put will get.
     pub fn next_job_id(&self) -> JobId {
         self.next_job_id
     }
