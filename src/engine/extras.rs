@@ -52,10 +52,12 @@ impl JobExtras {
 pub struct Extras(IdTable<JobExtras>);
 
 impl Extras {
+    /// The job's extras, all zero if it has none.
     pub fn get(&self, id: JobId) -> JobExtras {
         self.0.get(&id).copied().unwrap_or_default()
     }
 
+    /// The job's extras, to change: kept from now on.
     pub fn get_mut(&mut self, id: JobId) -> &mut JobExtras {
         self.0.get_or_insert_with(id, JobExtras::default)
     }

@@ -26,21 +26,29 @@ pub enum PendingPut {
     TooBig,
 }
 
+/// One connection's part of the engine's state, from `connect` to
+/// `disconnect`.
 #[derive(Debug)]
 pub struct Session {
+    /// The tube its puts go to (`use`).
     pub used: TubeId,
     /// Watched tubes, in beanstalkd's order (ignore swaps the last one into
     /// the hole, which `list-tubes-watched` shows).
     pub watched: WatchList,
     /// Jobs this connection has reserved, by (TTR deadline, id).
     pub reserved: BTreeSet<(Nanos, JobId)>,
+    /// Whether it ever sent a put (`current-producers` counts it).
     pub is_producer: bool,
+    /// Whether it ever sent a reserve (`current-workers` counts it).
     pub is_worker: bool,
+    /// While it is blocked in a reserve.
     pub wait: Option<Wait>,
+    /// Between a put's line and its body.
     pub pending_put: Option<PendingPut>,
 }
 
 impl Session {
+    /// A new connection, using and watching `default_tube` only.
     pub fn new(default_tube: TubeId) -> Session {
         Session {
             used: default_tube,

@@ -26,6 +26,7 @@ enum Slot<T> {
     Taken(T),
 }
 
+/// A record per job id, found in O(1); see the module docs for the cost.
 #[derive(Debug)]
 pub struct IdTable<T> {
     slots: IdIndex,
@@ -41,15 +42,18 @@ impl<T> Default for IdTable<T> {
 }
 
 impl<T> IdTable<T> {
+    /// Makes room for `additional` more records without growing.
     pub fn reserve(&mut self, additional: usize) {
         self.slots.reserve(additional);
         self.records.reserve(additional);
     }
 
+    /// Whether no id has a record.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
 
+    /// The id's record, if it has one.
     pub fn get(&self, id: &JobId) -> Option<&T> {
         self.slots.get(*id).map(|slot| match &self.records[slot as usize] {
             Slot::Taken(record) => record,
@@ -57,10 +61,12 @@ impl<T> IdTable<T> {
         })
     }
 
+    /// Whether the id has a record.
     pub fn contains(&self, id: JobId) -> bool {
         self.slots.get(id).is_some()
     }
 
+    /// The id's record, to change, if it has one.
     pub fn get_mut(&mut self, id: &JobId) -> Option<&mut T> {
         self.slots.get(*id).map(|slot| match &mut self.records[slot as usize] {
             Slot::Taken(record) => record,
@@ -98,6 +104,7 @@ impl<T> IdTable<T> {
         slot
     }
 
+    /// Takes the id's record out; its slot is reused first.
     pub fn remove(&mut self, id: &JobId) -> Option<T> {
         let slot = self.slots.remove(*id)?;
         let record = match std::mem::replace(&mut self.records[slot as usize], Slot::Free(self.free)) {

@@ -30,14 +30,19 @@ impl std::ops::Deref for ReadyJobs {
     }
 }
 
+/// A paused tube's pause (`pause-tube`).
 #[derive(Clone, Copy, Debug)]
 pub struct Pause {
+    /// As asked for (`pause` in `stats-tube`).
     pub duration: Nanos,
+    /// When it ends; a timer resumes the tube then.
     pub until: Nanos,
 }
 
+/// One tube: its jobs by state, its waiters, and what `stats-tube` counts.
 #[derive(Debug)]
 pub struct Tube {
+    /// Its name, unique among live tubes.
     pub name: TubeName,
     /// Ready jobs by (priority, id): the first is the next to reserve.
     pub ready: ReadyJobs,
@@ -48,15 +53,21 @@ pub struct Tube {
     pub buried: BTreeSet<(Nanos, JobId)>,
     /// Connections blocked in a reserve that watch this tube.
     pub waiters: TubeWaiters,
+    /// Its jobs that are reserved (they are held by their sessions).
     pub reserved: u64,
+    /// Its ready jobs with a priority below [`URGENT_PRIORITY`].
     pub urgent: u64,
     /// Changed only through [`Tubes::set_pause`], which keeps the heads index.
     pub pause: Option<Pause>,
-    /// Connections using / watching this tube.
+    /// Connections using this tube: each keeps it alive.
     pub using: u64,
+    /// Connections watching this tube: each keeps it alive.
     pub watching: u64,
+    /// Jobs ever put into it (`total-jobs`).
     pub total_jobs: u64,
+    /// Its jobs deleted (`cmd-delete`).
     pub deletes: u64,
+    /// Times it was paused (`cmd-pause-tube`).
     pub pauses: u64,
     /// Position in the registry's listing order.
     list_pos: usize,
@@ -82,10 +93,12 @@ impl Tube {
         }
     }
 
+    /// Its jobs in every state: while there are any, it lives.
     pub fn job_count(&self) -> u64 {
         (self.ready.len() + self.delayed.len() + self.buried.len()) as u64 + self.reserved
     }
 
+    /// Whether a pause holds back its ready jobs from reserves.
     pub fn is_paused(&self) -> bool {
         self.pause.is_some()
     }
@@ -111,6 +124,7 @@ pub struct Tubes {
 }
 
 impl Tubes {
+    /// A registry holding only `default`.
     pub fn new() -> Tubes {
         let mut tubes = Tubes {
             tubes: Slab::new(),
@@ -123,14 +137,18 @@ impl Tubes {
         tubes
     }
 
+    /// `default`, which always lives.
     pub fn default_tube(&self) -> TubeId {
         self.default
     }
 
+    /// The live tube of that name.
     pub fn find(&self, name: &TubeName) -> Option<TubeId> {
         self.by_name.get(name).copied()
     }
 
+    /// The live tube of that name, created (last in listing order) if there
+    /// is none. The caller must make something hold it, or drop it.
     pub fn get_or_create(&mut self, name: &TubeName) -> TubeId {
         if let Some(id) = self.find(name) {
             return id;
@@ -157,6 +175,7 @@ impl Tubes {
         Some(tube.pause)
     }
 
+    /// How many tubes live (`current-tubes`).
     pub fn len(&self) -> usize {
         self.order.len()
     }

@@ -16,10 +16,13 @@ use super::ids::ConnId;
 pub struct WaitMark(Rc<Cell<Option<u64>>>);
 
 impl WaitMark {
+    /// The arrival number of the connection's wait, while it waits.
     pub fn get(&self) -> Option<u64> {
         self.0.get()
     }
 
+    /// The connection starts (`Some`) or ends (`None`) a wait: every tube
+    /// it watches sees it at once.
     pub fn set(&self, seq: Option<u64>) {
         self.0.set(seq);
     }
@@ -49,10 +52,13 @@ impl TubeWaiters {
         self.narrow.len() + self.broad.values().filter(|mark| mark.get().is_some()).count()
     }
 
+    /// A broad connection watches the tube.
     pub fn add_broad(&mut self, conn: ConnId, mark: WaitMark) {
         self.broad.insert(conn, mark);
     }
 
+    /// The connection no longer watches the tube, or is no longer broad
+    /// (nothing if it was not registered).
     pub fn remove_broad(&mut self, conn: ConnId) {
         self.broad.remove(&conn);
     }

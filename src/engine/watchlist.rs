@@ -20,6 +20,8 @@ use crate::idmap::IdHasher;
 /// A connection watching more tubes than this is a broad watcher.
 pub const BROAD: usize = 8;
 
+/// The tubes one connection watches, never empty (`ignore` refuses to
+/// remove the last).
 #[derive(Debug)]
 pub struct WatchList {
     /// beanstalkd's order.
@@ -37,10 +39,12 @@ struct Broad {
 }
 
 impl WatchList {
+    /// A list watching `tube` only.
     pub fn new(tube: TubeId) -> WatchList {
         WatchList { order: vec![tube], broad: None }
     }
 
+    /// How many tubes it watches.
     pub fn len(&self) -> usize {
         self.order.len()
     }
