@@ -44,6 +44,9 @@ impl BodyRef {
     }
 }
 
+/// Every live job's body. A body is stored once, when its job is put or
+/// restored, read by reference for as long as the job lives, and removed
+/// with the job; its [`BodyRef`] means nothing after that.
 #[derive(Debug, Default)]
 pub struct Bodies {
     /// Index `k` holds the bodies of `(k - 1) * 4 + 1 ..= k * 4` bytes
@@ -153,6 +156,7 @@ impl Bodies {
         BodyRef { len, at }
     }
 
+    /// The bytes of a body this store holds.
     pub fn get(&self, body: BodyRef) -> &[u8] {
         match body.len() {
             0 => &[],
@@ -173,6 +177,8 @@ impl Bodies {
         }
     }
 
+    /// Frees a body this store holds (its job was deleted): its cell is
+    /// reused, or its pages given back when its size class empties.
     pub fn remove(&mut self, body: BodyRef) {
         match body.len() {
             0 => {}

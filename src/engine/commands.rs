@@ -1,10 +1,14 @@
 //! One handler per command: what each does to the queues and what it answers.
 
+use super::Engine;
 use super::bodies::BodyRef;
-use super::journal::JournalTag;
+use super::extras::JobExtras;
+use super::ids::{ConnId, JobId};
+use super::job::{Job, JobState, JournalTag, Place};
+use super::journal::{JobView, Journal};
+use super::time::{Nanos, secs};
 use super::timers::Timer;
 use super::tubes;
-use super::{ConnId, Engine, Job, JobExtras, JobId, JobState, JobView, Journal, Nanos, Place, secs};
 use crate::protocol::command::NewJob;
 use crate::protocol::{Command, Op, Reply, TubeName};
 

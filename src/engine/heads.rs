@@ -15,9 +15,8 @@
 
 use std::collections::BTreeSet;
 
-use super::job::JobId;
+use super::ids::{JobId, TubeId};
 use super::ready::ReadyKey;
-use super::tubes::TubeId;
 
 /// Heads of the unpaused tubes that have ready jobs, best first.
 #[derive(Debug, Default)]

@@ -1,27 +1,29 @@
-//! A job and its life cycle states.
+//! A job's record and its life cycle states.
 
 use std::num::NonZeroU32;
 
 use super::bodies::BodyRef;
-use super::journal::JournalTag;
-use super::table::IdTable;
-use super::tubes::TubeId;
-use super::{ConnId, Nanos, secs};
-
-pub type JobId = u64;
+use super::ids::{ConnId, TubeId};
+use super::time::{Nanos, secs};
 
 /// Where a job is. Every state has exactly one home: ready and delayed jobs
 /// in their tube's ordered sets, buried jobs in the tube's FIFO, reserved jobs
 /// in their connection's reservation set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobState {
+    /// Waiting in its tube to be reserved.
     Ready,
+    /// Held by one connection until it deletes, releases or buries the job,
+    /// hangs up, or lets the job's TTR run out.
     Reserved,
+    /// Waiting in its tube for its delay to end.
     Delayed,
+    /// Set aside in its tube until kicked.
     Buried,
 }
 
 impl JobState {
+    /// The state as `stats-job` names it.
     pub fn name(self) -> &'static str {
         match self {
             JobState::Ready => "ready",
@@ -29,79 +31,6 @@ impl JobState {
             JobState::Delayed => "delayed",
             JobState::Buried => "buried",
         }
-    }
-}
-
-/// The per-job counters `stats-job` reports.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct JobCounts {
-    pub reserves: u32,
-    pub timeouts: u32,
-    pub releases: u32,
-    pub buries: u32,
-    pub kicks: u32,
-}
-
-/// What a job carries only once something has happened to it: its counters,
-/// the delay it was last given, and the deadline of its state. A job put
-/// ready without a delay has none of these (all zero), and it is the job a
-/// queue holds millions of. Packed to 4-byte alignment, like [`Job`]: 32
-/// bytes, and 36 in the table with its slot's tag.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C, packed(4))]
-pub struct JobExtras {
-    pub counts: JobCounts,
-    /// The delay last given by put or release, in seconds (reported by
-    /// stats-job).
-    pub delay_secs: u32,
-    /// Delayed: when the job becomes ready. Reserved: when its TTR runs out.
-    /// Buried: when it was buried. Meaningless when ready.
-    pub deadline: Nanos,
-}
-
-impl JobExtras {
-    pub fn delay(&self) -> Nanos {
-        secs(self.delay_secs)
-    }
-}
-
-/// The extras of the jobs that have any, by job id: a table like the job
-/// table, since a million delayed or buried jobs all have extras (a hash
-/// map of them took 86 bytes a job, twice that while it grew).
-#[derive(Debug, Default)]
-pub struct Extras(IdTable<JobExtras>);
-
-impl Extras {
-    pub fn get(&self, id: JobId) -> JobExtras {
-        self.0.get(&id).copied().unwrap_or_default()
-    }
-
-    pub fn get_mut(&mut self, id: JobId) -> &mut JobExtras {
-        self.0.get_or_insert_with(id, JobExtras::default)
-    }
-
-    /// Sets the extras of a job that has none yet (all-zero ones are not
-    /// kept).
-    pub fn set(&mut self, id: JobId, extras: JobExtras) {
-        if extras != JobExtras::default() {
-            self.0.insert(id, extras);
-        }
-    }
-
-    /// Forgets a deleted job.
-    pub fn forget(&mut self, id: JobId) {
-        self.0.remove(&id);
-    }
-
-    #[cfg(test)]
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The jobs with extras.
-    #[cfg(test)]
-    pub fn ids(&self) -> impl Iterator<Item = JobId> + '_ {
-        self.0.ids()
     }
 }
 
@@ -132,6 +61,7 @@ impl Place {
         })
     }
 
+    /// A job reserved by `conn`.
     pub fn reserved_by(conn: ConnId) -> Place {
         match u32::try_from(conn + 1) {
             Ok(value) if value < Place::BURIED => Place::new(value),
@@ -139,6 +69,7 @@ impl Place {
         }
     }
 
+    /// The state of a job in this place.
     pub fn state(self) -> JobState {
         match self.0.get() {
             Place::READY => JobState::Ready,
@@ -155,36 +86,52 @@ impl Place {
     }
 }
 
+/// What the journal needs to remember about a job, kept in the job itself
+/// (a map from a million ids to it would cost more than the tag): the file
+/// holding the job's full record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalTag {
+    /// The binlog file's number (0 without a binlog).
+    pub file: u32,
+}
+
 /// The record of one live job, 36 bytes (the body apart), because a queue
 /// may hold millions: its id is the key it is found by, times that only
 /// ever hold whole seconds are kept in seconds, the state and the holder
 /// share four bytes, and whatever a waiting job does not need yet lives in
-/// its [`JobExtras`]. Packed to 4-byte alignment: `created_at` is its only
+/// its [`JobExtras`](super::extras::JobExtras). Packed to 4-byte alignment: `created_at` is its only
 /// 8-byte field, and would otherwise cost every job 4 bytes of padding.
 #[derive(Debug)]
 #[repr(C, packed(4))]
 pub struct Job {
+    /// When the job was put (`age` in `stats-job`).
     pub created_at: Nanos,
     /// Where [`Engine`](super::Engine)'s body store keeps the body.
     pub body: BodyRef,
     /// Where the journal keeps the job.
     pub journal_tag: JournalTag,
+    /// The tube the job was put in; a job never changes tubes.
     pub tube: TubeId,
+    /// Lower is more urgent; equal priorities go out in id order.
     pub pri: u32,
     /// Time to run in seconds, at least one.
     pub ttr_secs: u32,
+    /// The job's state, and its holder while reserved.
     pub place: Place,
 }
 
 impl Job {
+    /// The time to run: how long a reservation lasts without a touch.
     pub fn ttr(&self) -> Nanos {
         secs(self.ttr_secs)
     }
 
+    /// Where the job is.
     pub fn state(&self) -> JobState {
         self.place.state()
     }
 
+    /// Whether `conn` holds the job.
     pub fn is_reserved_by(&self, conn: ConnId) -> bool {
         self.place.holder() == Some(conn)
     }
@@ -194,22 +141,16 @@ impl Job {
 mod tests {
     use super::*;
 
+    use crate::engine::table::IdTable;
+
     #[test]
     fn the_record_stays_small() {
         assert_eq!(std::mem::size_of::<Job>(), 36);
-        assert_eq!(IdTable::<JobExtras>::slot_bytes(), 36);
     }
 
     #[test]
-    fn extras_cost_nothing_until_used() {
-        let mut extras = Extras::default();
-        extras.set(7, JobExtras::default());
-        assert!(extras.is_empty());
-        extras.get_mut(7).counts.reserves += 1;
-        assert_eq!(extras.get(7).counts.reserves, 1);
-        assert_eq!(extras.get(8), JobExtras::default());
-        extras.forget(7);
-        assert!(extras.is_empty());
+    fn a_slot_of_the_job_table_costs_what_a_job_costs() {
+        assert_eq!(IdTable::<Job>::slot_bytes(), std::mem::size_of::<Job>());
     }
 
     #[test]

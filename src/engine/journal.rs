@@ -5,20 +5,31 @@
 //! full disk refuses the change (put answers `OUT_OF_MEMORY`) instead of
 //! acknowledging something that was never logged.
 
-use super::job::{Job, JobExtras, JobId};
+use super::extras::JobExtras;
+use super::ids::JobId;
+use super::job::{Job, JournalTag};
 use crate::protocol::TubeName;
 
 /// Everything the journal may write about a job: the record and what the
 /// engine keeps apart from it.
 #[derive(Clone, Copy, Debug)]
 pub struct JobView<'a> {
+    /// The job's id.
     pub id: JobId,
+    /// Its record, in the state being logged.
     pub job: &'a Job,
+    /// Its counters, delay and deadline (all zero if it has none).
     pub extras: JobExtras,
+    /// Its tube's name (the record holds only a handle).
     pub tube: &'a TubeName,
+    /// Its body.
     pub body: &'a [u8],
 }
 
+/// Where the engine logs the changes a restart must see: the write-ahead
+/// log (`binlog`), or nothing ([`NoJournal`]). The engine calls it as it
+/// makes each change, in order, before acknowledging the change; the
+/// journal decides when the bytes reach the disk.
 pub trait Journal {
     /// Logs a new job, with room set aside for its delete, and returns the
     /// tag the engine keeps with the job for the journal's later calls.
@@ -60,20 +71,16 @@ pub trait Journal {
     }
 }
 
-/// What the journal needs to remember about a job, kept in the job itself
-/// (a map from a million ids to it would cost more than the tag): the file
-/// holding the job's full record.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct JournalTag {
-    pub file: u32,
-}
-
 /// What `stats` reports about the log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JournalStats {
+    /// `binlog-oldest-index`: the oldest log file still kept.
     pub oldest_index: u64,
+    /// `binlog-current-index`: the file being written.
     pub current_index: u64,
+    /// `binlog-records-migrated`: records compaction rewrote.
     pub records_migrated: u64,
+    /// `binlog-records-written`: records written since the start.
     pub records_written: u64,
 }
 

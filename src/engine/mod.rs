@@ -27,44 +27,111 @@
 //!   or end a wait however many tubes it watches.
 //! - A job that becomes ready finds the tube's earliest waiter in O(log n),
 //!   be it one of 10,000 waiting on that tube or a worker watching them all.
+//!
+//! # Map
+//!
+//! Files import only from the layers below their own, so each can be read
+//! knowing only those:
+//!
+//! 1. Leaves, which import nothing from the engine: ids.rs (`JobId`,
+//!    `TubeId`, `ConnId`) and time.rs (`Nanos` and its helpers).
+//! 2. Data structures, which know nothing of `Engine`: bodies.rs (job bodies,
+//!    packed), table.rs (records by job id), extras.rs (a job's counters and
+//!    deadline, once it has any), ready/ (a tube's ready jobs, packed),
+//!    heads.rs (every tube's best ready job), timers.rs (all that is due at
+//!    a time), waiters.rs (how a tube finds its waiting connections),
+//!    watchlist.rs (the tubes a connection watches).
+//! 3. Records and registries: job.rs (the 36-byte job record), tubes.rs
+//!    (the tube registry and each tube's queues), session.rs (one
+//!    connection's state), journal.rs (what the write-ahead log is told).
+//! 4. `Engine`, defined here, with one `impl` block per concern, because a
+//!    concern needs most of the engine's state (jobs, tubes, sessions,
+//!    timers, counters) at once and so cannot be a type of its own:
+//!    - mod.rs: construction, the calls the server drives the engine with
+//!      (`connect`, `apply`, `tick`, `take_replies`, ...), the journal's
+//!      upkeep, and the helpers every block uses (`count`, `session`,
+//!      `job_mut`, `journal_sees`, `drop_tube_if_unused`, ...).
+//!    - commands.rs: `execute` and one handler per command: what a command
+//!      does, in the protocol's terms.
+//!    - placement.rs: `unplace` and the `place_*` calls, the only code that
+//!      moves a job between states, so that the counters and timers of each
+//!      state change in one place; `hand_out`, which reserves.
+//!    - waiting.rs: reserves that wait (`best_reservable`, `begin_wait`,
+//!      `end_wait`, `serve_waiters`): the reservation invariant and its costs.
+//!    - watching.rs: `start_watching`, `stop_watching`, `leave_tube`: watch
+//!      lists, the tubes' watcher counts and broad registrations in step.
+//!    - stats.rs: the `stats`, `stats-tube` and `stats-job` documents.
+//!    - restore.rs: startup from the log (`restore_all`), ids resuming.
+//! 5. tests/: engine tests on a fake clock, and `check_invariants`
+//!    (tests/invariants.rs), which they run after every step.
+//!
+//! What the blocks rely on one another to keep (`check_invariants` checks
+//! those it can):
+//!
+//! - A job is in exactly one home, the one its [`Place`] names: its tube's
+//!   ready queue, delayed set or buried FIFO, or its holder's reserved set.
+//!   Only `unplace` and `place_*` move it, keeping the state counters, the
+//!   urgent counts, the tube's reserved count and the timers in step.
+//! - The heads index holds exactly the unpaused tubes' best ready jobs: only
+//!   the tube registry changes ready jobs and pauses, and it updates heads.
+//! - A tube's first delayed job has a timer, and no other delayed job does.
+//! - A waiting connection is registered as its watch list's kind says:
+//!   narrow, in each watched tube; broad, in `broad_waiters` with its mark
+//!   set, and every tube a broad list watches knows the list's mark. A
+//!   waiting connection sends no commands, so its watch list holds still.
+//! - The reservation invariant above: whatever makes a job ready or resumes
+//!   a tube calls `serve_waiters` (placement.rs, `tick`).
+//! - A tube lives while a connection uses or watches it or it holds a job;
+//!   whatever lets go of one of these calls `drop_tube_if_unused`.
+//! - A job has extras only while it lives.
+//! - What a restart must see (puts, deletes, releases, burials, kicks)
+//!   reaches the journal before it is acknowledged, and room for it is
+//!   checked (`log_put`, `reserve_update`) before the job changes, so a full
+//!   disk refuses the command and leaves the job as it was. Reservations
+//!   are not logged (a restart brings reserved jobs back ready); reserve-job
+//!   logs taking a job out of buried or delayed if there is room.
+
+#![warn(missing_docs)]
 
 mod bodies;
 mod commands;
+mod extras;
 mod heads;
+mod ids;
 mod job;
 mod journal;
 mod placement;
 mod ready;
+mod restore;
 mod session;
 mod stats;
 mod table;
 mod time;
 mod timers;
 mod tubes;
+mod waiters;
 mod waiting;
+mod watching;
 mod watchlist;
 
 pub use bodies::{Bodies, BodyRef};
-pub use job::{Job, JobCounts, JobExtras, JobId, JobState, Place};
-pub use journal::{JobView, Journal, JournalStats, JournalTag, NoJournal};
+pub use extras::{JobCounts, JobExtras};
+pub use ids::{ConnId, JobId};
+pub use job::{Job, JobState, JournalTag, Place};
+pub use journal::{JobView, Journal, JournalStats, NoJournal};
+pub use restore::RestoredJob;
 pub use time::{Nanos, SECOND, secs, whole_secs};
 
 use std::collections::BTreeSet;
 
 use crate::host::HostInfo;
-use crate::protocol::{Command, Op, Reply, TubeName};
-use job::Extras;
+use crate::protocol::{Command, Op, Reply};
+use extras::Extras;
+use ids::TubeId;
 use session::Session;
 use table::IdTable;
 use timers::{Timer, Timers};
-use tubes::{TubeId, Tubes};
-
-/// While restoring, the list of recovered jobs gives memory back each time
-/// this many were taken from it.
-const SHRINK_EVERY: usize = 1 << 16;
-
-/// The server's handle for a client connection (its slab key).
-pub type ConnId = usize;
+use tubes::Tubes;
 
 /// Settings the engine needs from the command line and the host.
 #[derive(Clone, Debug)]
@@ -73,6 +140,8 @@ pub struct EngineConfig {
     pub max_job_size: u32,
     /// `-s`, reported by stats as `binlog-max-size`.
     pub binlog_max_size: u64,
+    /// The process and machine facts `stats` reports, and how to read its
+    /// CPU time (tests pass fixed ones).
     pub host: HostInfo,
 }
 
@@ -94,25 +163,29 @@ struct Counts {
     waiting: u64,
 }
 
-/// A job read back from the write-ahead log at startup.
-#[derive(Clone, Debug)]
-pub struct RestoredJob {
-    pub id: JobId,
-    pub tube: TubeName,
-    pub pri: u32,
-    pub delay: Nanos,
-    pub ttr: Nanos,
-    pub created_at: Nanos,
-    /// Ready, delayed or buried (reserved jobs come back ready).
-    pub state: JobState,
-    /// For a delayed job, when it becomes ready.
-    pub ready_at: Nanos,
-    pub counts: JobCounts,
-    /// Where the body is, in the store given to [`Engine::restore_all`].
-    pub body: BodyRef,
-    pub journal_tag: JournalTag,
-}
-
+/// The queue engine: every job, tube, reservation and waiting reserve of one
+/// server, and the counters `stats` reports. See the module docs for how
+/// the server drives it.
+///
+/// What it promises its caller:
+/// - Replies are the ones beanstalkd 1.12 gives, in the order it gives
+///   them, each for the connection it is meant for, which need not be the
+///   one whose command caused it.
+/// - What a restart must see (a put, delete, release, burial or kick) is
+///   in the journal `J` before it is acknowledged, and a command the
+///   journal has no room for is refused and leaves its job as it was. With
+///   [`NoJournal`] every change is accepted and forgotten.
+/// - It reads no clock: every call that needs the time takes `now`, which
+///   must never go backwards, and [`Engine::tick`] at
+///   [`Engine::next_deadline`] is all it needs to act on time.
+/// - A put or a reserve costs O(log n), however many tubes and connections
+///   there are (see the module docs for the bounds).
+///
+/// In return the caller calls [`Engine::connect`] before a connection's
+/// first command and [`Engine::disconnect`] once after its last, announces
+/// each put's line with [`Engine::begin_put`] before its [`Command::Put`],
+/// and sends no command for a connection while [`Engine::is_waiting`] says
+/// it waits.
 pub struct Engine<J: Journal = NoJournal> {
     config: EngineConfig,
     journal: J,
@@ -168,79 +241,15 @@ impl<J: Journal> Engine<J> {
         }
     }
 
+    /// The journal, for the server to read its figures and state.
     pub fn journal(&self) -> &J {
         &self.journal
     }
 
+    /// The journal, for the server to commit and sync what the engine
+    /// logged; what to log stays the engine's decision.
     pub fn journal_mut(&mut self) -> &mut J {
         &mut self.journal
-    }
-
-    /// Restores a job, except that a job that comes back ready is left for
-    /// the caller to place: its id is returned.
-    #[must_use]
-    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId) -> Option<JobId> {
-        let id = restored.id;
-        let job = Job {
-            tube,
-            pri: restored.pri,
-            ttr_secs: whole_secs(restored.ttr).max(1),
-            body: restored.body,
-            created_at: restored.created_at,
-            place: Place::unheld(JobState::Ready),
-            journal_tag: restored.journal_tag,
-        };
-        self.jobs.insert(id, job);
-        let extras = JobExtras { counts: restored.counts, delay_secs: whole_secs(restored.delay), deadline: 0 };
-        self.extras.set(id, extras);
-        self.next_job_id = self.next_job_id.max(id + 1);
-        match restored.state {
-            JobState::Delayed if restored.ready_at > now => {
-                self.place_delayed(now, id, restored.ready_at - now);
-            }
-            JobState::Buried => self.place_buried(id, restored.ready_at),
-            _ => return Some(id),
-        }
-        None
-    }
-
-    /// Puts the jobs recovered from the log back in their states, with the
-    /// store holding their bodies. Buried jobs must come in the order they
-    /// were buried. Only for a fresh engine, before any job was put.
-    pub fn restore_all(&mut self, now: Nanos, bodies: Bodies, mut jobs: Vec<RestoredJob>) {
-        assert!(self.counts.total_jobs == 0 && self.jobs.is_empty(), "restore into a fresh engine only");
-        self.bodies = bodies;
-        self.jobs.reserve(jobs.len());
-        let mut last_tube: Option<(TubeName, TubeId)> = None;
-        let mut ready = Vec::new();
-        // Taken from the back, the list shrinking as the job table grows, so
-        // that a restart needs little more memory than the jobs themselves.
-        jobs.reverse();
-        while let Some(job) = jobs.pop() {
-            if jobs.len().is_multiple_of(SHRINK_EVERY) {
-                jobs.shrink_to_fit();
-            }
-            // Jobs mostly come in runs of one tube: skip the name lookup.
-            let tube = match &last_tube {
-                Some((name, id)) if *name == job.tube => *id,
-                _ => {
-                    let id = self.tubes.get_or_create(&job.tube);
-                    last_tube = Some((job.tube.clone(), id));
-                    id
-                }
-            };
-            ready.extend(self.restore_into(now, job, tube));
-        }
-        self.place_ready_all(now, ready);
-    }
-
-    /// Ids handed out from now on are at least `next`.
-    pub fn raise_next_job_id(&mut self, next: JobId) {
-        self.next_job_id = self.next_job_id.max(next);
-    }
-
-    pub fn next_job_id(&self) -> JobId {
-        self.next_job_id
     }
 
     /// Lets the journal rewrite jobs it wants moved forward (compaction).

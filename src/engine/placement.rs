@@ -4,9 +4,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::Engine;
+use super::ids::{ConnId, JobId, TubeId};
+use super::job::{JobState, Place};
+use super::journal::Journal;
+use super::time::Nanos;
 use super::timers::Timer;
-use super::tubes::{TubeId, URGENT_PRIORITY};
-use super::{ConnId, Engine, JobId, JobState, Journal, Nanos, Place};
+use super::tubes::URGENT_PRIORITY;
 use crate::protocol::Reply;
 
 impl<J: Journal> Engine<J> {

@@ -2,9 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use super::Nanos;
-use super::job::JobId;
-use super::tubes::TubeId;
+use super::ids::{JobId, TubeId};
+use super::time::{Nanos, SECOND};
 use super::watchlist::WatchList;
 
 /// A connection blocked in `reserve` or `reserve-with-timeout`.
@@ -18,16 +17,22 @@ pub struct Wait {
     pub deadline_soon_at: Option<Nanos>,
 }
 
+/// One connection's part of the engine's state, from `connect` to
+/// `disconnect`.
 #[derive(Debug)]
 pub struct Session {
+    /// The tube its puts go to (`use`).
     pub used: TubeId,
     /// Watched tubes, in beanstalkd's order (ignore swaps the last one into
     /// the hole, which `list-tubes-watched` shows).
     pub watched: WatchList,
     /// Jobs this connection has reserved, by (TTR deadline, id).
     pub reserved: BTreeSet<(Nanos, JobId)>,
+    /// Whether it ever sent a put (`current-producers` counts it).
     pub is_producer: bool,
+    /// Whether it ever sent a reserve (`current-workers` counts it).
     pub is_worker: bool,
+    /// While it is blocked in a reserve.
     pub wait: Option<Wait>,
     /// The id of the put whose line was accepted and whose body is still
     /// arriving (assigned at the line, as beanstalkd does).
@@ -35,6 +40,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// A new connection, using and watching `default_tube` only.
     pub fn new(default_tube: TubeId) -> Session {
         Session {
             used: default_tube,
@@ -54,6 +60,6 @@ impl Session {
 
     /// beanstalkd's safety margin: a reserved job is due within a second.
     pub fn deadline_soon(&self, now: Nanos) -> bool {
-        self.soonest_deadline().is_some_and(|d| now >= d.saturating_sub(super::SECOND))
+        self.soonest_deadline().is_some_and(|d| now >= d.saturating_sub(SECOND))
     }
 }

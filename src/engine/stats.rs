@@ -1,8 +1,10 @@
 //! Turning the engine's state into the `stats*` documents.
 
-use super::job::{Job, JobId};
-use super::tubes::TubeId;
-use super::{Engine, JobState, Journal, Nanos, SECOND};
+use super::Engine;
+use super::ids::{JobId, TubeId};
+use super::job::{Job, JobState};
+use super::journal::Journal;
+use super::time::{Nanos, SECOND};
 use crate::protocol::yaml::{self, BinlogStats, JobStats, ServerStats, TubeStats};
 
 impl<J: Journal> Engine<J> {

@@ -7,6 +7,7 @@
 /// Nanoseconds since an arbitrary origin (the server uses its start).
 pub type Nanos = u64;
 
+/// One second.
 pub const SECOND: Nanos = 1_000_000_000;
 
 /// Whole seconds to nanoseconds.

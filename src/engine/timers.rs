@@ -6,10 +6,10 @@
 
 use std::collections::BTreeSet;
 
-use super::job::JobId;
-use super::tubes::TubeId;
-use super::{ConnId, Nanos};
+use super::ids::{ConnId, JobId, TubeId};
+use super::time::Nanos;
 
+/// Something the engine must do at a given time, and what it is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
     /// A delayed job becomes ready: the first of its tube's delayed jobs
@@ -26,16 +26,20 @@ pub enum Timer {
     DeadlineSoon(ConnId),
 }
 
+/// Every timer, by (due time, timer): at most one entry per timer.
 #[derive(Default, Debug)]
 pub struct Timers {
     due: BTreeSet<(Nanos, Timer)>,
 }
 
 impl Timers {
+    /// Schedules `timer` at `at`.
     pub fn insert(&mut self, at: Nanos, timer: Timer) {
         self.due.insert((at, timer));
     }
 
+    /// Cancels `timer`, scheduled at `at`; nothing if it is not scheduled
+    /// (it fired already).
     pub fn remove(&mut self, at: Nanos, timer: Timer) {
         self.due.remove(&(at, timer));
     }

@@ -6,18 +6,12 @@ use std::collections::{BTreeSet, HashMap};
 
 use slab::Slab;
 
-use super::Nanos;
 use super::heads::Heads;
-use super::job::JobId;
+use super::ids::{JobId, TubeId};
 use super::ready::{ReadyKey, ReadyQueue};
-use super::waiting::TubeWaiters;
+use super::time::Nanos;
+use super::waiters::TubeWaiters;
 use crate::protocol::TubeName;
-
-/// Handle to a live tube. Handles are reused after a tube is dropped, so
-/// nothing may keep one past the tube's life (the registry's reference
-/// counts guarantee that for connections and jobs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TubeId(u32);
 
 /// Jobs with a priority below this count as urgent.
 pub const URGENT_PRIORITY: u32 = 1024;
@@ -36,14 +30,19 @@ impl std::ops::Deref for ReadyJobs {
     }
 }
 
+/// A paused tube's pause (`pause-tube`).
 #[derive(Clone, Copy, Debug)]
 pub struct Pause {
+    /// As asked for (`pause` in `stats-tube`).
     pub duration: Nanos,
+    /// When it ends; a timer resumes the tube then.
     pub until: Nanos,
 }
 
+/// One tube: its jobs by state, its waiters, and what `stats-tube` counts.
 #[derive(Debug)]
 pub struct Tube {
+    /// Its name, unique among live tubes.
     pub name: TubeName,
     /// Ready jobs by (priority, id): the first is the next to reserve.
     pub ready: ReadyJobs,
@@ -54,15 +53,21 @@ pub struct Tube {
     pub buried: BTreeSet<(Nanos, JobId)>,
     /// Connections blocked in a reserve that watch this tube.
     pub waiters: TubeWaiters,
+    /// Its jobs that are reserved (they are held by their sessions).
     pub reserved: u64,
+    /// Its ready jobs with a priority below [`URGENT_PRIORITY`].
     pub urgent: u64,
     /// Changed only through [`Tubes::set_pause`], which keeps the heads index.
     pub pause: Option<Pause>,
-    /// Connections using / watching this tube.
+    /// Connections using this tube: each keeps it alive.
     pub using: u64,
+    /// Connections watching this tube: each keeps it alive.
     pub watching: u64,
+    /// Jobs ever put into it (`total-jobs`).
     pub total_jobs: u64,
+    /// Its jobs deleted (`cmd-delete`).
     pub deletes: u64,
+    /// Times it was paused (`cmd-pause-tube`).
     pub pauses: u64,
     /// Position in the registry's listing order.
     list_pos: usize,
@@ -88,10 +93,12 @@ impl Tube {
         }
     }
 
+    /// Its jobs in every state: while there are any, it lives.
     pub fn job_count(&self) -> u64 {
         (self.ready.len() + self.delayed.len() + self.buried.len()) as u64 + self.reserved
     }
 
+    /// Whether a pause holds back its ready jobs from reserves.
     pub fn is_paused(&self) -> bool {
         self.pause.is_some()
     }
@@ -117,32 +124,36 @@ pub struct Tubes {
 }
 
 impl Tubes {
+    /// A registry holding only `default`.
     pub fn new() -> Tubes {
         let mut tubes = Tubes {
             tubes: Slab::new(),
             by_name: HashMap::new(),
             order: Vec::new(),
-            default: TubeId(0),
+            default: TubeId::from_slot(0),
             heads: Heads::default(),
         };
         tubes.default = tubes.get_or_create(&TubeName::new(b"default").unwrap());
         tubes
     }
 
+    /// `default`, which always lives.
     pub fn default_tube(&self) -> TubeId {
         self.default
     }
 
+    /// The live tube of that name.
     pub fn find(&self, name: &TubeName) -> Option<TubeId> {
         self.by_name.get(name).copied()
     }
 
+    /// The live tube of that name, created (last in listing order) if there
+    /// is none. The caller must make something hold it, or drop it.
     pub fn get_or_create(&mut self, name: &TubeName) -> TubeId {
         if let Some(id) = self.find(name) {
             return id;
         }
-        let id =
-            TubeId(u32::try_from(self.tubes.insert(Tube::new(name.clone(), self.order.len()))).expect("2^32 tubes"));
+        let id = TubeId::from_slot(self.tubes.insert(Tube::new(name.clone(), self.order.len())));
         self.by_name.insert(name.clone(), id);
         self.order.push(id);
         id
@@ -151,26 +162,27 @@ impl Tubes {
     /// Drops the tube if nothing refers to it any more. Returns its pause, if
     /// it had one, so the caller can cancel the pause's timer.
     pub fn drop_if_unused(&mut self, id: TubeId) -> Option<Option<Pause>> {
-        let tube = &self.tubes[id.0 as usize];
+        let tube = &self.tubes[id.slot()];
         if id == self.default || tube.using > 0 || tube.watching > 0 || tube.job_count() > 0 {
             return None;
         }
-        let tube = self.tubes.remove(id.0 as usize);
+        let tube = self.tubes.remove(id.slot());
         self.by_name.remove(&tube.name);
         self.order.swap_remove(tube.list_pos);
         if let Some(&moved) = self.order.get(tube.list_pos) {
-            self.tubes[moved.0 as usize].list_pos = tube.list_pos;
+            self.tubes[moved.slot()].list_pos = tube.list_pos;
         }
         Some(tube.pause)
     }
 
+    /// How many tubes live (`current-tubes`).
     pub fn len(&self) -> usize {
         self.order.len()
     }
 
     /// Makes a job ready in the tube. O(log n).
     pub fn insert_ready(&mut self, id: TubeId, key: ReadyKey) {
-        let tube = &mut self.tubes[id.0 as usize];
+        let tube = &mut self.tubes[id.slot()];
         let old = tube.reservable();
         tube.ready.0.insert(key);
         if !tube.is_paused() && old.is_none_or(|head| key < head) {
@@ -182,7 +194,7 @@ impl Tubes {
     /// update. O(1) a key if the keys come sorted and after the tube's ready
     /// jobs (a fresh tube's), O(log n) otherwise.
     pub fn append_ready(&mut self, id: TubeId, keys: impl IntoIterator<Item = ReadyKey>) {
-        let tube = &mut self.tubes[id.0 as usize];
+        let tube = &mut self.tubes[id.slot()];
         let old = tube.reservable();
         for key in keys {
             tube.ready.0.insert(key);
@@ -192,7 +204,7 @@ impl Tubes {
 
     /// Takes a ready job out of the tube. O(log n).
     pub fn remove_ready(&mut self, id: TubeId, key: ReadyKey) {
-        let tube = &mut self.tubes[id.0 as usize];
+        let tube = &mut self.tubes[id.slot()];
         let old = tube.reservable();
         let removed = tube.ready.0.remove(key);
         debug_assert!(removed, "{key:?} was not ready");
@@ -203,7 +215,7 @@ impl Tubes {
 
     /// Pauses the tube (`Some`) or resumes it (`None`). O(log n).
     pub fn set_pause(&mut self, id: TubeId, pause: Option<Pause>) {
-        let tube = &mut self.tubes[id.0 as usize];
+        let tube = &mut self.tubes[id.slot()];
         let old = tube.reservable();
         tube.pause = pause;
         self.heads.replace(id, old, tube.reservable());
@@ -222,19 +234,19 @@ impl Tubes {
 
     /// Tubes in listing order.
     pub fn iter(&self) -> impl Iterator<Item = &Tube> {
-        self.order.iter().map(|id| &self.tubes[id.0 as usize])
+        self.order.iter().map(|id| &self.tubes[id.slot()])
     }
 }
 
 impl std::ops::Index<TubeId> for Tubes {
     type Output = Tube;
     fn index(&self, id: TubeId) -> &Tube {
-        &self.tubes[id.0 as usize]
+        &self.tubes[id.slot()]
     }
 }
 
 impl std::ops::IndexMut<TubeId> for Tubes {
     fn index_mut(&mut self, id: TubeId) -> &mut Tube {
-        &mut self.tubes[id.0 as usize]
+        &mut self.tubes[id.slot()]
     }
 }

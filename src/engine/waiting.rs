@@ -4,12 +4,13 @@
 //! watch list, watchlist.rs):
 //!
 //! - A *narrow* waiter, watching at most [`BROAD`](super::watchlist::BROAD)
-//!   (8) tubes, sits in each of their [`TubeWaiters`] sets, by arrival:
+//!   (8) tubes, sits in each of their
+//!   [`TubeWaiters`](super::waiters::TubeWaiters) sets, by arrival:
 //!   O(log n) per tube to start or end a wait, and a job that becomes ready
 //!   in a tube finds the tube's earliest narrow waiter in O(log n), however
 //!   many wait there.
 //! - A *broad* waiter goes into one engine-wide queue by arrival, and sets
-//!   the [`WaitMark`] its watch list shares with each tube it watches: O(log
+//!   the [`WaitMark`](super::waiters::WaitMark) its watch list shares with each tube it watches: O(log
 //!   n) to start or end a wait, however many tubes it watches. A job that
 //!   becomes ready in tube T finds the earliest broad waiter watching T by
 //!   walking that queue from the front until one watches T, or, if the walk
@@ -23,54 +24,12 @@
 //! numbers are engine-wide, and a ready job goes to whichever of the tube's
 //! earliest narrow waiter and earliest broad waiter came first.
 
-use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
-
+use super::Engine;
+use super::ids::{ConnId, JobId, TubeId};
+use super::journal::Journal;
 use super::session::Wait;
+use super::time::{Nanos, SECOND, secs};
 use super::timers::Timer;
-use super::tubes::TubeId;
-use super::{ConnId, Engine, JobId, Journal, Nanos, SECOND, secs};
-
-/// A broad connection's wait, shared by its watch list with every tube it
-/// watches: the wait's arrival number while it waits, `None` otherwise.
-#[derive(Clone, Debug, Default)]
-pub struct WaitMark(Rc<Cell<Option<u64>>>);
-
-impl WaitMark {
-    pub fn get(&self) -> Option<u64> {
-        self.0.get()
-    }
-
-    fn set(&self, seq: Option<u64>) {
-        self.0.set(seq);
-    }
-}
-
-/// The connections blocked in a reserve that watch one tube.
-#[derive(Debug, Default)]
-pub struct TubeWaiters {
-    /// Narrow waiters by (arrival, connection).
-    narrow: BTreeSet<(u64, ConnId)>,
-    /// Every broad connection that watches the tube, waiting or not.
-    broad: BTreeMap<ConnId, WaitMark>,
-}
-
-impl TubeWaiters {
-    /// How many waiting connections watch the tube (`current-waiting` in
-    /// `stats-tube`). O(b) for b broad connections watching the tube.
-    pub fn len(&self) -> usize {
-        self.narrow.len() + self.broad.values().filter(|mark| mark.get().is_some()).count()
-    }
-
-    pub(super) fn add_broad(&mut self, conn: ConnId, mark: WaitMark) {
-        self.broad.insert(conn, mark);
-    }
-
-    pub(super) fn remove_broad(&mut self, conn: ConnId) {
-        self.broad.remove(&conn);
-    }
-}
 
 /// How a bounded walk through an ordered sequence ended.
 enum Walk<T> {
@@ -180,7 +139,7 @@ impl<J: Journal> Engine<J> {
     }
 
     /// The waiting connection that watches `tube` and arrived first.
-    fn first_waiter(&self, tube: TubeId) -> Option<ConnId> {
+    pub(super) fn first_waiter(&self, tube: TubeId) -> Option<ConnId> {
         let waiters = &self.tubes[tube].waiters;
         let narrow = waiters.narrow.first().copied();
         if waiters.broad.is_empty() {
@@ -195,81 +154,5 @@ impl<J: Journal> Engine<J> {
             Walk::GaveUp => waiters.broad.iter().filter_map(|(&conn, mark)| Some((mark.get()?, conn))).min(),
         };
         narrow.into_iter().chain(broad).min().map(|(_, conn)| conn)
-    }
-}
-
-#[cfg(test)]
-impl<J: Journal> Engine<J> {
-    /// Panics unless every index agrees with the state it summarises and
-    /// the invariant in mod.rs holds. Engine tests call it after each step.
-    pub(super) fn check_invariants(&self) {
-        // The heads index holds exactly the unpaused tubes' best ready jobs.
-        let mut expected: Vec<_> = self.tubes.iter().filter_map(|t| Some((t.reservable()?, t.name.clone()))).collect();
-        expected.sort();
-        let actual: Vec<_> = self.tubes.heads().iter().map(|(key, t)| (key, self.tubes[t].name.clone())).collect();
-        assert_eq!(actual, expected, "heads index");
-
-        // The timers hold a tube's first delayed job, and no other.
-        let firsts: Vec<_> = self.tubes.ids().filter_map(|t| self.tubes[t].delayed.first().copied()).collect();
-        for &(at, id) in &firsts {
-            assert!(self.timers.contains(at, Timer::DelayEnds(id)), "no timer for delayed job {id}");
-        }
-        assert_eq!(self.timers.count(|t| matches!(t, Timer::DelayEnds(_))), firsts.len(), "delay timers");
-
-        // No unpaused tube has a ready job while a waiting connection watches it.
-        for tube in self.tubes.ids() {
-            if self.tubes[tube].reservable().is_some() {
-                assert_eq!(self.first_waiter(tube), None, "tube {} has ready jobs and a waiter", self.tubes[tube].name);
-            }
-        }
-
-        // Every waiter is registered where its kind says, and nowhere else.
-        let (mut narrow_entries, mut broad_entries, mut broad_waiting, mut waiting) = (0, 0, 0, 0);
-        for (conn, session) in self.sessions.iter().enumerate() {
-            let Some(session) = session else { continue };
-            let watched = &session.watched;
-            watched.check();
-            assert_eq!(watched.is_broad(), watched.len() > super::watchlist::BROAD);
-            let seq = session.wait.map(|w| w.seq);
-            waiting += usize::from(seq.is_some());
-            if let Some(mark) = watched.mark() {
-                assert_eq!(mark.get(), seq, "connection {conn}'s mark");
-                broad_entries += watched.len();
-                for &tube in watched {
-                    let shared = self.tubes[tube].waiters.broad.get(&conn).expect("broad watcher unknown to its tube");
-                    assert!(Rc::ptr_eq(&shared.0, &mark.0));
-                }
-                if let Some(seq) = seq {
-                    assert!(self.broad_waiters.contains(&(seq, conn)));
-                    broad_waiting += 1;
-                }
-            } else if let Some(seq) = seq {
-                narrow_entries += watched.len();
-                for &tube in watched {
-                    assert!(self.tubes[tube].waiters.narrow.contains(&(seq, conn)));
-                }
-            }
-        }
-        let ids = || self.tubes.ids().map(|t| &self.tubes[t].waiters);
-        assert_eq!(ids().map(|w| w.narrow.len()).sum::<usize>(), narrow_entries, "narrow registrations");
-        assert_eq!(ids().map(|w| w.broad.len()).sum::<usize>(), broad_entries, "broad registrations");
-        assert_eq!(self.broad_waiters.len(), broad_waiting, "broad waiters");
-        assert_eq!(self.counts.waiting, waiting as u64, "waiting count");
-
-        // Reservations and the jobs' places agree; extras are kept only for
-        // live jobs.
-        let mut reserved = 0;
-        for (conn, session) in self.sessions.iter().enumerate() {
-            for &(deadline, id) in session.iter().flat_map(|s| &s.reserved) {
-                let job = &self.jobs[&id];
-                let held = job.is_reserved_by(conn) && self.extras.get(id).deadline == deadline;
-                assert!(held, "job {id} reserved by {conn}");
-                reserved += 1;
-            }
-        }
-        assert_eq!(self.counts.reserved, reserved, "reserved count");
-        for id in self.extras.ids() {
-            assert!(self.jobs.contains(id), "extras kept for deleted job {id}");
-        }
     }
 }

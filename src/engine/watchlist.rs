@@ -1,4 +1,4 @@
-//! The tubes a connection watches, and watching or ignoring one.
+//! The tubes a connection watches: the list, and how it answers "watches T?".
 //!
 //! A [`WatchList`] is kept as beanstalkd keeps it: a list in the order
 //! `list-tubes-watched` shows, where `ignore` moves the last tube into the
@@ -9,22 +9,19 @@
 //! [`WaitMark`] that it shares with each tube it watches, so that a tube can
 //! tell which of its broad watchers are waiting without a waiter having to
 //! register with thousands of tubes (see waiting.rs).
-//!
-//! Watching, ignoring and hanging up cost O(1) (plus the log of the tube's
-//! watcher count), except when a list crosses [`BROAD`], which registers or
-//! unregisters it with each of its [`BROAD`]+1 tubes once.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use super::tubes::TubeId;
-use super::waiting::WaitMark;
-use super::{ConnId, Engine, Journal};
+use super::ids::TubeId;
+use super::waiters::WaitMark;
 use crate::idmap::IdHasher;
 
 /// A connection watching more tubes than this is a broad watcher.
 pub const BROAD: usize = 8;
 
+/// The tubes one connection watches, never empty (`ignore` refuses to
+/// remove the last).
 #[derive(Debug)]
 pub struct WatchList {
     /// beanstalkd's order.
@@ -42,10 +39,12 @@ struct Broad {
 }
 
 impl WatchList {
+    /// A list watching `tube` only.
     pub fn new(tube: TubeId) -> WatchList {
         WatchList { order: vec![tube], broad: None }
     }
 
+    /// How many tubes it watches.
     pub fn len(&self) -> usize {
         self.order.len()
     }
@@ -73,8 +72,10 @@ impl WatchList {
         self.broad.as_ref().map(|broad| &broad.mark)
     }
 
-    /// Adds a tube that is not in the list, at the end.
-    fn push(&mut self, tube: TubeId) {
+    /// Adds a tube that is not in the list, at the end. Only for
+    /// watching.rs, which registers a list that just became broad with its
+    /// tubes.
+    pub fn push(&mut self, tube: TubeId) {
         self.order.push(tube);
         match &mut self.broad {
             Some(broad) => {
@@ -89,7 +90,9 @@ impl WatchList {
     }
 
     /// Removes a tube that is in the list; the last tube takes its place.
-    fn remove(&mut self, tube: TubeId) {
+    /// Only for watching.rs, which unregisters a list that stopped being
+    /// broad from its tubes.
+    pub fn remove(&mut self, tube: TubeId) {
         let pos = match &self.broad {
             Some(broad) => broad.index[&tube],
             None => self.order.iter().position(|&t| t == tube).expect("removing a tube not watched"),
@@ -126,49 +129,5 @@ impl<'a> IntoIterator for &'a WatchList {
     type IntoIter = std::slice::Iter<'a, TubeId>;
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
-    }
-}
-
-impl<J: Journal> Engine<J> {
-    /// `conn` watches `tube` too, if it did not already. Never called while
-    /// `conn` waits (a waiting connection sends no commands).
-    pub(super) fn start_watching(&mut self, conn: ConnId, tube: TubeId) {
-        let watched = &mut self.sessions[conn].as_mut().expect("unknown connection").watched;
-        if watched.contains(tube) {
-            return;
-        }
-        watched.push(tube);
-        self.tubes[tube].watching += 1;
-        let Some(mark) = watched.mark() else { return };
-        if watched.len() == BROAD + 1 {
-            // It just became broad: its tubes learn of it.
-            for &t in &watched.order {
-                self.tubes[t].waiters.add_broad(conn, mark.clone());
-            }
-        } else {
-            self.tubes[tube].waiters.add_broad(conn, mark.clone());
-        }
-    }
-
-    /// `conn` stops watching `tube`, which it watches along with others.
-    /// Never called while `conn` waits.
-    pub(super) fn stop_watching(&mut self, conn: ConnId, tube: TubeId) {
-        let watched = &mut self.sessions[conn].as_mut().expect("unknown connection").watched;
-        watched.remove(tube);
-        if watched.len() == BROAD {
-            // It just stopped being broad: its tubes forget it.
-            for &t in &watched.order {
-                self.tubes[t].waiters.remove_broad(conn);
-            }
-        }
-        self.leave_tube(conn, tube);
-    }
-
-    /// The counts and registrations that `conn` watching `tube` held, gone,
-    /// and the tube too if nothing else holds it (ignore and hang-up).
-    pub(super) fn leave_tube(&mut self, conn: ConnId, tube: TubeId) {
-        self.tubes[tube].watching -= 1;
-        self.tubes[tube].waiters.remove_broad(conn);
-        self.drop_tube_if_unused(tube);
     }
 }

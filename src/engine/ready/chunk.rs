@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 use super::ReadyKey;
-use crate::engine::job::JobId;
+use crate::engine::ids::JobId;
 
 /// The most keys a chunk holds. 256 keys shift in about as long as a cache
 /// miss or two takes. A power of two, and so is every chunk's capacity (a
@@ -237,7 +237,7 @@ impl Chunk {
     /// it, if both parts keep more than `CHUNK / 4` keys: the keys of that
     /// priority that come next, in id order, then go between the parts, at
     /// the end of the lower one, which fills up (see
-    /// [`ReadyQueue::insert`]). Elsewhere the split goes in the middle.
+    /// [`ReadyQueue::insert`](super::ReadyQueue::insert)). Elsewhere the split goes in the middle.
     pub(super) fn split_with(&self, pos: usize, key: ReadyKey) -> (Chunk, Chunk) {
         let keys = self.keys_with(pos, key);
         let ends_its_priority = keys[pos + 1].0 != key.0;

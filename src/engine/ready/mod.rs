@@ -24,7 +24,7 @@
 
 use std::collections::VecDeque;
 
-use super::job::JobId;
+use super::ids::JobId;
 
 mod chunk;
 
@@ -33,6 +33,8 @@ use chunk::{CHUNK, Chunk};
 /// A ready job by its ordering key: (priority, id).
 pub type ReadyKey = (u32, JobId);
 
+/// Ready jobs in (priority, id) order, a few bytes each (see the module
+/// docs).
 #[derive(Debug, Default)]
 pub struct ReadyQueue {
     chunks: VecDeque<Chunk>,
@@ -40,6 +42,7 @@ pub struct ReadyQueue {
 }
 
 impl ReadyQueue {
+    /// How many jobs are ready.
     pub fn len(&self) -> usize {
         self.len
     }

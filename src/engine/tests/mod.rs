@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::host::HostInfo;
+use crate::protocol::TubeName;
 use crate::protocol::command::NewJob;
 
 const MS: Nanos = 1_000_000;
@@ -498,4 +499,5 @@ fn age_and_uptime_follow_the_clock() {
     assert_eq!(h.server_stat("uptime"), "7");
 }
 
+mod invariants;
 mod many_tubes;

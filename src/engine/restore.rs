@@ -1,0 +1,112 @@
+//! Startup: the jobs the write-ahead log recovered go back into a fresh
+//! engine, in the states they were logged in, and job ids resume past them.
+
+use super::Engine;
+use super::bodies::{Bodies, BodyRef};
+use super::extras::{JobCounts, JobExtras};
+use super::ids::{JobId, TubeId};
+use super::job::{Job, JobState, JournalTag, Place};
+use super::journal::Journal;
+use super::time::{Nanos, whole_secs};
+use crate::protocol::TubeName;
+
+/// While restoring, the list of recovered jobs gives memory back each time
+/// this many were taken from it.
+const SHRINK_EVERY: usize = 1 << 16;
+
+/// A job read back from the write-ahead log at startup.
+#[derive(Clone, Debug)]
+pub struct RestoredJob {
+    /// The job's id, kept across the restart.
+    pub id: JobId,
+    /// Its tube, created if no other job brought it back first.
+    pub tube: TubeName,
+    /// Its priority.
+    pub pri: u32,
+    /// The delay last given to it (whole seconds).
+    pub delay: Nanos,
+    /// Its time to run (whole seconds; 0 comes back as one second).
+    pub ttr: Nanos,
+    /// When it was first put.
+    pub created_at: Nanos,
+    /// Ready, delayed or buried (reserved jobs come back ready).
+    pub state: JobState,
+    /// For a delayed job, when it becomes ready.
+    pub ready_at: Nanos,
+    /// Its `stats-job` counters.
+    pub counts: JobCounts,
+    /// Where the body is, in the store given to [`Engine::restore_all`].
+    pub body: BodyRef,
+    /// Where the journal keeps it.
+    pub journal_tag: JournalTag,
+}
+
+impl<J: Journal> Engine<J> {
+    /// Restores a job, except that a job that comes back ready is left for
+    /// the caller to place: its id is returned.
+    #[must_use]
+    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId) -> Option<JobId> {
+        let id = restored.id;
+        let job = Job {
+            tube,
+            pri: restored.pri,
+            ttr_secs: whole_secs(restored.ttr).max(1),
+            body: restored.body,
+            created_at: restored.created_at,
+            place: Place::unheld(JobState::Ready),
+            journal_tag: restored.journal_tag,
+        };
+        self.jobs.insert(id, job);
+        let extras = JobExtras { counts: restored.counts, delay_secs: whole_secs(restored.delay), deadline: 0 };
+        self.extras.set(id, extras);
+        self.next_job_id = self.next_job_id.max(id + 1);
+        match restored.state {
+            JobState::Delayed if restored.ready_at > now => {
+                self.place_delayed(now, id, restored.ready_at - now);
+            }
+            JobState::Buried => self.place_buried(id, restored.ready_at),
+            _ => return Some(id),
+        }
+        None
+    }
+
+    /// Puts the jobs recovered from the log back in their states, with the
+    /// store holding their bodies. Buried jobs must come in the order they
+    /// were buried. Only for a fresh engine, before any job was put.
+    pub fn restore_all(&mut self, now: Nanos, bodies: Bodies, mut jobs: Vec<RestoredJob>) {
+        assert!(self.counts.total_jobs == 0 && self.jobs.is_empty(), "restore into a fresh engine only");
+        self.bodies = bodies;
+        self.jobs.reserve(jobs.len());
+        let mut last_tube: Option<(TubeName, TubeId)> = None;
+        let mut ready = Vec::new();
+        // Taken from the back, the list shrinking as the job table grows, so
+        // that a restart needs little more memory than the jobs themselves.
+        jobs.reverse();
+        while let Some(job) = jobs.pop() {
+            if jobs.len().is_multiple_of(SHRINK_EVERY) {
+                jobs.shrink_to_fit();
+            }
+            // Jobs mostly come in runs of one tube: skip the name lookup.
+            let tube = match &last_tube {
+                Some((name, id)) if *name == job.tube => *id,
+                _ => {
+                    let id = self.tubes.get_or_create(&job.tube);
+                    last_tube = Some((job.tube.clone(), id));
+                    id
+                }
+            };
+            ready.extend(self.restore_into(now, job, tube));
+        }
+        self.place_ready_all(now, ready);
+    }
+
+    /// Ids handed out from now on are at least `next`.
+    pub fn raise_next_job_id(&mut self, next: JobId) {
+        self.next_job_id = self.next_job_id.max(next);
+    }
+
+    /// The id the next put will get.
+    pub fn next_job_id(&self) -> JobId {
+        self.next_job_id
+    }
+}

@@ -1,0 +1,83 @@
+//! The engine's invariant check, which the engine tests run after every
+//! step: each index agrees with the state it summarises, and the invariant
+//! in mod.rs holds.
+
+use crate::engine::Engine;
+use crate::engine::journal::Journal;
+use crate::engine::timers::Timer;
+use crate::engine::watchlist::BROAD;
+
+impl<J: Journal> Engine<J> {
+    /// Panics unless every index agrees with the state it summarises and
+    /// the invariant in mod.rs holds. Engine tests call it after each step.
+    pub(super) fn check_invariants(&self) {
+        // The heads index holds exactly the unpaused tubes' best ready jobs.
+        let mut expected: Vec<_> = self.tubes.iter().filter_map(|t| Some((t.reservable()?, t.name.clone()))).collect();
+        expected.sort();
+        let actual: Vec<_> = self.tubes.heads().iter().map(|(key, t)| (key, self.tubes[t].name.clone())).collect();
+        assert_eq!(actual, expected, "heads index");
+
+        // The timers hold a tube's first delayed job, and no other.
+        let firsts: Vec<_> = self.tubes.ids().filter_map(|t| self.tubes[t].delayed.first().copied()).collect();
+        for &(at, id) in &firsts {
+            assert!(self.timers.contains(at, Timer::DelayEnds(id)), "no timer for delayed job {id}");
+        }
+        assert_eq!(self.timers.count(|t| matches!(t, Timer::DelayEnds(_))), firsts.len(), "delay timers");
+
+        // No unpaused tube has a ready job while a waiting connection watches it.
+        for tube in self.tubes.ids() {
+            if self.tubes[tube].reservable().is_some() {
+                assert_eq!(self.first_waiter(tube), None, "tube {} has ready jobs and a waiter", self.tubes[tube].name);
+            }
+        }
+
+        // Every waiter is registered where its kind says, and nowhere else.
+        let (mut narrow_entries, mut broad_entries, mut broad_waiting, mut waiting) = (0, 0, 0, 0);
+        for (conn, session) in self.sessions.iter().enumerate() {
+            let Some(session) = session else { continue };
+            let watched = &session.watched;
+            watched.check();
+            assert_eq!(watched.is_broad(), watched.len() > BROAD);
+            let seq = session.wait.map(|w| w.seq);
+            waiting += usize::from(seq.is_some());
+            if let Some(mark) = watched.mark() {
+                assert_eq!(mark.get(), seq, "connection {conn}'s mark");
+                broad_entries += watched.len();
+                for &tube in watched {
+                    let shared = self.tubes[tube].waiters.broad.get(&conn).expect("broad watcher unknown to its tube");
+                    assert!(shared.is_shared_with(mark));
+                }
+                if let Some(seq) = seq {
+                    assert!(self.broad_waiters.contains(&(seq, conn)));
+                    broad_waiting += 1;
+                }
+            } else if let Some(seq) = seq {
+                narrow_entries += watched.len();
+                for &tube in watched {
+                    assert!(self.tubes[tube].waiters.narrow.contains(&(seq, conn)));
+                }
+            }
+        }
+        let ids = || self.tubes.ids().map(|t| &self.tubes[t].waiters);
+        assert_eq!(ids().map(|w| w.narrow.len()).sum::<usize>(), narrow_entries, "narrow registrations");
+        assert_eq!(ids().map(|w| w.broad.len()).sum::<usize>(), broad_entries, "broad registrations");
+        assert_eq!(self.broad_waiters.len(), broad_waiting, "broad waiters");
+        assert_eq!(self.counts.waiting, waiting as u64, "waiting count");
+
+        // Reservations and the jobs' places agree; extras are kept only for
+        // live jobs.
+        let mut reserved = 0;
+        for (conn, session) in self.sessions.iter().enumerate() {
+            for &(deadline, id) in session.iter().flat_map(|s| &s.reserved) {
+                let job = &self.jobs[&id];
+                let held = job.is_reserved_by(conn) && self.extras.get(id).deadline == deadline;
+                assert!(held, "job {id} reserved by {conn}");
+                reserved += 1;
+            }
+        }
+        assert_eq!(self.counts.reserved, reserved, "reserved count");
+        for id in self.extras.ids() {
+            assert!(self.jobs.contains(id), "extras kept for deleted job {id}");
+        }
+    }
+}
