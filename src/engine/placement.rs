@@ -14,6 +14,18 @@ use super::tubes::URGENT_PRIORITY;
 use crate::protocol::Reply;
 
 impl<J: Journal> Engine<J> {
+    /// Counts a ready job of priority `pri` in `tube` in or out of the
+    /// ready and urgent counters (the engine's and, for urgent, the tube's).
+    #[inline]
+    fn count_ready(&mut self, tube: TubeId, pri: u32, added: bool) {
+        let step = |n: &mut u64| if added { *n += 1 } else { *n -= 1 };
+        step(&mut self.counts.ready);
+        if pri < URGENT_PRIORITY {
+            step(&mut self.counts.urgent);
+            step(&mut self.tubes[tube].urgent);
+        }
+    }
+
     /// Takes the job out of the structure its state puts it in, with the
     /// counters and timer that go with it.
     pub(super) fn unplace(&mut self, id: JobId) {
@@ -24,11 +36,7 @@ impl<J: Journal> Engine<J> {
         match place.state() {
             JobState::Ready => {
                 self.tubes.remove_ready(tube, (pri, id));
-                self.counts.ready -= 1;
-                if pri < URGENT_PRIORITY {
-                    self.counts.urgent -= 1;
-                    self.tubes[tube].urgent -= 1;
-                }
+                self.count_ready(tube, pri, false);
             }
             JobState::Delayed => {
                 let deadline = deadline();
@@ -57,11 +65,7 @@ impl<J: Journal> Engine<J> {
         job.place = Place::unheld(JobState::Ready);
         let (tube, pri) = (job.tube, job.pri);
         self.tubes.insert_ready(tube, (pri, id));
-        self.counts.ready += 1;
-        if pri < URGENT_PRIORITY {
-            self.counts.urgent += 1;
-            self.tubes[tube].urgent += 1;
-        }
+        self.count_ready(tube, pri, true);
         self.serve_waiters(now, tube);
     }
 
@@ -74,11 +78,7 @@ impl<J: Journal> Engine<J> {
             job.place = Place::unheld(JobState::Ready);
             let (tube, pri) = (job.tube, job.pri);
             by_tube.entry(tube).or_default().push((pri, id));
-            self.counts.ready += 1;
-            if pri < URGENT_PRIORITY {
-                self.counts.urgent += 1;
-                self.tubes[tube].urgent += 1;
-            }
+            self.count_ready(tube, pri, true);
         }
         for (tube, mut keys) in by_tube {
             keys.sort_unstable();

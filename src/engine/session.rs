@@ -58,8 +58,15 @@ impl Session {
         self.reserved.first().map(|&(deadline, _)| deadline)
     }
 
-    /// beanstalkd's safety margin: a reserved job is due within a second.
+    /// When beanstalkd's safety margin starts: a second before the TTR of
+    /// the reserved job that runs out first. From then on, a reserve that
+    /// has no job to hand out answers `DEADLINE_SOON`.
+    pub fn deadline_soon_at(&self) -> Option<Nanos> {
+        self.soonest_deadline().map(|d| d.saturating_sub(SECOND))
+    }
+
+    /// True once the safety margin started ([`Session::deadline_soon_at`]).
     pub fn deadline_soon(&self, now: Nanos) -> bool {
-        self.soonest_deadline().is_some_and(|d| now >= d.saturating_sub(SECOND))
+        self.deadline_soon_at().is_some_and(|at| now >= at)
     }
 }

@@ -28,7 +28,7 @@ use super::Engine;
 use super::ids::{ConnId, JobId, TubeId};
 use super::journal::Journal;
 use super::session::Wait;
-use super::time::{Nanos, SECOND, secs};
+use super::time::{Nanos, secs};
 use super::timers::Timer;
 
 /// How a bounded walk through an ordered sequence ended.
@@ -79,7 +79,7 @@ impl<J: Journal> Engine<J> {
         let seq = self.next_wait_seq;
         self.next_wait_seq += 1;
         let timeout_at = timeout.map(|t| now + secs(t));
-        let deadline_soon_at = self.session(conn).soonest_deadline().map(|d| d.saturating_sub(SECOND));
+        let deadline_soon_at = self.session(conn).deadline_soon_at();
         let watched = &self.sessions[conn].as_ref().expect("unknown connection").watched;
         match watched.mark() {
             Some(mark) => {
