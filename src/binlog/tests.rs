@@ -4,8 +4,9 @@
 use std::path::Path;
 use std::time::Instant;
 
+use super::record::{FullJob, JobUpdate, LoggedState, Record};
 use super::*;
-use crate::engine::{Engine, EngineConfig, Nanos, SECOND};
+use crate::engine::{Engine, EngineConfig, Journal, Nanos, SECOND};
 use crate::host::HostInfo;
 use crate::protocol::command::NewJob;
 use crate::protocol::{Command, Reply, TubeName};
