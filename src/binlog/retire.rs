@@ -6,9 +6,16 @@ use super::segment::Segment;
 use crate::engine::{JobView, JournalTag};
 
 impl Binlog {
+    /// File `seq`. Seqs count up by one from the oldest file, except where
+    /// recovery skipped a file (`--skip-damaged-records` on a damaged
+    /// header): the common case is one index, a gap costs a search.
     fn segment_mut(&mut self, seq: u64) -> &mut Segment {
-        let first = self.segments[0].seq;
-        &mut self.segments[(seq - first) as usize]
+        let guess = (seq - self.segments[0].seq) as usize;
+        let at = match self.segments.get(guess) {
+            Some(s) if s.seq == seq => guess,
+            _ => self.segments.binary_search_by_key(&seq, |s| s.seq).expect("a job's file is in the log"),
+        };
+        &mut self.segments[at]
     }
 
     /// Counts a job's full record, just written to file `seq`.
