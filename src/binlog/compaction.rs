@@ -22,14 +22,15 @@ pub(super) struct Migration {
 }
 
 impl Binlog {
-    /// True when the log is more than twice the live data (plus two files)
-    /// and the oldest file, not the one being written, still holds live
-    /// jobs to move forward. The server keeps turning while it is.
+    /// True when the log is more than twice the live data (plus two files,
+    /// and the file of room prepared ahead) and the oldest file, not the
+    /// one being written, still holds live jobs to move forward. The server
+    /// keeps turning while it is.
     pub fn wants_compaction(&self) -> bool {
         if self.current == 0 || self.failed {
             return false;
         }
-        let wanted = 2 * (self.live_bytes + self.reserved) + 2 * self.file_size;
+        let wanted = 2 * (self.live_bytes + self.reserved) + 3 * self.file_size;
         self.disk_bytes() > wanted && self.segments[0].live_jobs > 0
     }
 
@@ -69,7 +70,9 @@ impl Binlog {
         }
         let record = Record::Job(full_job(job));
         let len = record.encoded_len() as u64;
-        if !self.ensure_room(len) {
+        // Only into room prepared ahead: a job that does not fit waits for
+        // the next turn, after the end of this one has made a file.
+        if !self.has_room_now(len) {
             return None;
         }
         let seq = self.append(&record);

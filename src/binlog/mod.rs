@@ -54,6 +54,7 @@ use crate::settings::FsyncPolicy;
 use compaction::Migration;
 use lock::DirLock;
 pub use open::Opened;
+use room::Preparation;
 use segment::Segment;
 use syncer::Syncer;
 pub use syncer::Wake;
@@ -126,6 +127,8 @@ pub struct Binlog {
     deletable_after_sync: Option<(u64, u64)>,
     /// Compaction's walk over the oldest file's jobs.
     migration: Option<Migration>,
+    /// Spare files made ahead, between commands.
+    preparation: Preparation,
 }
 
 #[cfg(test)]

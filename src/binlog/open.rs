@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::convert::restored_job;
 use super::lock::DirLock;
 use super::record::HEADER_LEN;
+use super::room::Preparation;
 use super::segment::Segment;
 use super::{Binlog, BinlogConfig, DELETE_LEN, OpenError, recovery};
 use crate::engine::{Bodies, JobId, RestoredJob};
@@ -48,6 +49,7 @@ impl Binlog {
             syncer: None,
             deletable_after_sync: None,
             migration: None,
+            preparation: Preparation::default(),
         };
         for file in recovered.files {
             let segment = Segment::reopen(file.path.clone(), file.seq, file.end)
@@ -72,10 +74,12 @@ impl Binlog {
                 .add_segment(0)
                 .map_err(|e| OpenError::Io(format!("cannot create a binlog file in {}: {e}", binlog.dir.display())))?;
         }
-        // Room for the deletes of every recovered job, if the disk has it;
-        // if not, serve anyway: puts will be refused until deletes free room.
+        // Room for the deletes of every recovered job and a file ahead, if
+        // the disk has it; if not, serve anyway: puts will be refused until
+        // deletes free room.
         let need = binlog.reserved;
-        if !binlog.ensure_room(0) {
+        binlog.prepare_ahead(Instant::now());
+        if !binlog.has_room_now(0) {
             log::warn!(
                 "binlog: the disk is full; new jobs will be refused until room is freed ({need} bytes promised)"
             );

@@ -50,8 +50,9 @@ impl Binlog {
             }
             let segment = self.segments.pop_front().expect("oldest file");
             self.current -= 1;
-            if let Err(e) = segment.remove() {
-                log::warn!("binlog: cannot delete file {oldest}: {e}");
+            match segment.remove() {
+                Ok(()) => self.preparation.file_deleted(),
+                Err(e) => log::warn!("binlog: cannot delete file {oldest}: {e}"),
             }
         }
     }

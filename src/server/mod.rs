@@ -317,6 +317,10 @@ impl Server {
         // replies were queued meanwhile and go out next turn.
         std::mem::swap(&mut self.dirty, &mut driven);
         self.dirty.append(&mut driven);
+        if let Some(binlog) = self.engine.journal_mut() {
+            // After the replies: no command waits for the next file.
+            binlog.prepare_ahead(Instant::now());
+        }
     }
 
     /// Sleep until the engine's next timer, or not at all when connections
