@@ -10,8 +10,14 @@ use super::syncer::{Syncer, Wake};
 use super::{Binlog, FsyncPolicy};
 
 impl Binlog {
-    /// Writes every queued record, and fsyncs if the policy says so now.
-    /// Called once per turn of the event loop, before replies are sent.
+    /// Writes every record queued this turn (one write per file), fsyncs if
+    /// the policy says so now, and deletes the old files that this or an
+    /// earlier sync freed. The server calls it once per turn, before the
+    /// turn's replies are sent: once it returns `Ok`, every change those
+    /// replies acknowledge is written, and with `-f 0` synced.
+    ///
+    /// After an error (logged here), nothing more is written and every
+    /// change that needs room is refused; later calls return `Ok`.
     pub fn commit(&mut self, now: Instant) -> io::Result<()> {
         if self.failed {
             return Ok(());
@@ -24,9 +30,11 @@ impl Binlog {
         result
     }
 
-    /// Moves the interval policy's fsyncs to a thread of their own; `wake`
-    /// is called after each, so the event loop can delete freed files.
-    /// Without it, they run in the loop.
+    /// Moves the interval policy's fsyncs (`-f MS`, MS > 0) to a thread of
+    /// their own, so that a slow disk never stalls the event loop; `wake`
+    /// is called after each, so the loop can delete the files it freed.
+    /// Without it, they run in the loop. Does nothing for `-f 0` (every
+    /// reply waits for the fsync anyway) and `-F`.
     pub fn sync_in_background(&mut self, wake: Wake) -> io::Result<()> {
         if matches!(self.fsync, FsyncPolicy::Every { ms } if ms > 0) {
             self.syncer = Some(Syncer::start(wake)?);
@@ -86,7 +94,9 @@ impl Binlog {
         Ok(())
     }
 
-    /// When the interval policy next wants an fsync of written records.
+    /// When the interval policy next wants an fsync of written records
+    /// (`None` if nothing waits for one): the server wakes up then, so that
+    /// a change is on disk at the latest MS milliseconds after its write.
     pub fn next_sync_at(&self) -> Option<Instant> {
         match self.fsync {
             FsyncPolicy::Every { ms } if self.segments.iter().any(|s| s.is_unsynced() || s.has_unwritten()) => {
@@ -96,7 +106,8 @@ impl Binlog {
         }
     }
 
-    /// Writes and fsyncs everything (clean shutdown).
+    /// Writes and fsyncs everything, waiting for the sync thread (clean
+    /// shutdown): after `Ok`, nothing acknowledged can be lost.
     pub fn close(&mut self) -> io::Result<()> {
         if let Some(mut syncer) = self.syncer.take() {
             syncer.finish();

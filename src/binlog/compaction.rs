@@ -24,8 +24,9 @@ pub(super) struct Migration {
 impl Binlog {
     /// True when the log is more than twice the live data (plus two files,
     /// and the file of room prepared ahead) and the oldest file, not the
-    /// one being written, still holds live jobs to move forward. The server
-    /// keeps turning while it is.
+    /// one being written, still holds live jobs to move forward. While it
+    /// is, the server keeps turning (every few milliseconds when idle), and
+    /// each turn's `Engine::maintain_journal` moves a batch of jobs.
     pub fn wants_compaction(&self) -> bool {
         if self.current == 0 || self.failed {
             return false;

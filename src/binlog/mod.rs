@@ -1,21 +1,27 @@
+#![warn(missing_docs)]
+
 //! The write-ahead log (`-b DIR`): every change a client can observe, in
 //! checksummed records, so a restart brings every job back in its state.
+//! The format and the behaviour are specified in docs/binlog-format.md.
 //!
 //! A map of the module, one behaviour a file:
-//! - [`record`]: the byte format (spec in protocol.md).
-//! - `segment`: one preallocated file.
-//! - `open`: locking the directory, reading it back, reopening its files.
-//! - `commit`: group commit: writing a turn's records, the fsync policy, the
-//!   hand-off to the sync thread (`syncer`).
-//! - `room`: space reservation: promised bytes, allocating files, choosing
+//! - [`record`]: the bytes of records and file headers (format version 1).
+//! - `segment`: one preallocated file: appending, writing, syncing.
+//! - `open`: [`Binlog::open`]: locking the directory (`lock`), reading it
+//!   back (`recovery`: torn tails repaired, damage refused), reopening its
+//!   files, restoring the count of live jobs per file.
+//! - `commit`: group commit: [`Binlog::commit`] writes a turn's records in
+//!   one write per file and fsyncs as the policy says, in the loop (`-f 0`)
+//!   or on the sync thread (`syncer`, `-f MS`).
+//! - `room`: space reservation: the promised bytes, [`Binlog::prepare_ahead`]
+//!   making spare files between turns, [`Binlog::room_is_low`], choosing
 //!   the file a record goes to.
 //! - `retire`: counting each file's live jobs, deleting the files no live
 //!   job needs.
 //! - `compaction`: moving the oldest file's jobs to the head of the log.
-//! - `journal`: what the engine asks of the log ([`Journal`]).
-//! - `convert`: engine jobs to records and back.
-//! - `recovery`: reading the directory back, repairing a torn tail.
-//! - `lock`: one server per directory.
+//! - `journal`: what the engine asks of the log ([`Journal`](crate::engine::Journal)), with or
+//!   without a log (`Option<Binlog>`).
+//! - `convert`: the engine's jobs as records, records as jobs to restore.
 //!
 //! Writing is batched: the engine's changes during one turn of the event
 //! loop are queued in memory and handed to the kernel in one write per file
@@ -23,15 +29,25 @@
 //! replies. With `-f 0` the commit also fsyncs, so no reply acknowledges a
 //! change that is not on disk, and one fsync serves every connection.
 //!
-//! Disk use stays near the size of the live jobs: each file counts the live
-//! jobs whose full record it holds; the oldest file is deleted once it holds
-//! none, and when the log grows past twice the live data, the jobs left in
-//! the oldest file are rewritten at the head (migrated) so it can go.
+//! Invariants:
+//! - **Live jobs are counted per file**: each file knows how many live jobs
+//!   have their full record in it (the engine keeps that file's number in
+//!   the job, as its [`JournalTag`](crate::engine::JournalTag)), and `live_bytes` is the size of
+//!   those records. A delete or a migration moves the count.
+//! - **Room is promised before it is used**: from the current file on, the
+//!   unwritten room covers the 17-byte delete of every live job plus one
+//!   delete's worth per file, at all times. A change is logged only if its
+//!   record fits on top of that, so a delete always can be, and a full disk
+//!   refuses a change rather than leave it unlogged. Room is allocated as
+//!   whole files, made between turns (`room`).
+//! - **Files go strictly in order**: only the oldest file is ever deleted,
+//!   once it holds no live job and what released it is synced, because a
+//!   newer file may hold the delete of a job whose full record is in an
+//!   older one. The current file and the spares after it are never deleted.
 //!
-//! Room is promised before it is used: every live job has the bytes of its
-//! future delete set aside, files are allocated whole when created, and a
-//! put is refused (`OUT_OF_MEMORY`) when no file can be allocated, so a full
-//! disk never leaves an acknowledged change unlogged.
+//! Disk use stays near the size of the live jobs: when the log grows past
+//! twice the live data, the jobs left in the oldest file are rewritten at
+//! the head (migrated) so it can go.
 
 mod commit;
 mod compaction;
@@ -68,15 +84,19 @@ const UPDATE_LEN: u64 = 58;
 /// Settings from the command line.
 #[derive(Clone, Debug)]
 pub struct BinlogConfig {
+    /// `-b`: the directory, made if missing.
     pub dir: PathBuf,
-    /// `-s`, rounded up to a multiple of 4096.
+    /// `-s`, rounded up to a multiple of 4096 (at least 4096).
     pub file_size: u64,
+    /// `-f` / `-F`: when written records are fsynced.
     pub fsync: FsyncPolicy,
-    /// Drop unreadable records instead of refusing to start.
+    /// `--skip-damaged-records`: drop unreadable records instead of
+    /// refusing to start.
     pub skip_damaged: bool,
 }
 
-/// Why the log could not be opened.
+/// Why the log could not be opened; the message names the directory, file
+/// or offset concerned.
 #[derive(Debug)]
 pub enum OpenError {
     /// Another process holds the directory.
@@ -98,6 +118,23 @@ impl std::fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
+/// The write-ahead log of one directory, locked for as long as this value
+/// lives.
+///
+/// The engine tells it what changed through [`Journal`](crate::engine::Journal), in memory and
+/// without waiting for a disk: "is there room for this", "append this
+/// record". The server drives the rest, once a turn of its event loop:
+/// `Engine::maintain_journal` (compaction's rewrites, while
+/// [`Binlog::wants_compaction`]), then [`Binlog::commit`] before the turn's
+/// replies are sent, then [`Binlog::prepare_ahead`] after they were
+/// written; between commands it asks [`Binlog::room_is_low`] whether to end
+/// the turn early.
+///
+/// What it promises: every change the engine was told it could make was
+/// queued into room already allocated on disk, so a commit never runs out of
+/// space, and a delete can always be logged; a reply sent after `commit`
+/// acknowledges only written changes (with `-f 0`, synced ones); no command
+/// waits for a file to be made unless it alone needs more than half a file.
 #[derive(Debug)]
 pub struct Binlog {
     dir: PathBuf,

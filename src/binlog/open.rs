@@ -11,8 +11,11 @@ use super::segment::Segment;
 use super::{Binlog, BinlogConfig, DELETE_LEN, OpenError, recovery};
 use crate::engine::{Bodies, JobId, RestoredJob};
 
-/// The log opened and read back.
+/// The log opened and read back: the jobs for the engine to restore before
+/// it serves anyone, and the log to hand it as its journal.
 pub struct Opened {
+    /// Ready to append, with room for the restored jobs' deletes (unless the
+    /// disk is full).
     pub binlog: Binlog,
     /// Live jobs to restore into the engine, buried ones in burial order.
     pub jobs: Vec<RestoredJob>,
@@ -25,7 +28,12 @@ pub struct Opened {
 }
 
 impl Binlog {
-    /// Locks the directory, reads the log back and gets ready to append.
+    /// Locks the directory, reads the log back and gets ready to append, with
+    /// a file of room prepared if the disk has it (a full disk is logged, not
+    /// an error: puts are refused until deletes free room). Fails if another
+    /// process holds the directory, if a record is damaged anywhere but at
+    /// the torn tail of a crash (unless `skip_damaged`), or on I/O errors;
+    /// the error names the file and offset.
     pub fn open(config: &BinlogConfig) -> Result<Opened, OpenError> {
         let started = Instant::now();
         std::fs::create_dir_all(&config.dir)

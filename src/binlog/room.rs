@@ -210,7 +210,8 @@ impl Binlog {
         self.segments[self.current].seq
     }
 
-    /// Total bytes the log occupies on disk, spare files included.
+    /// Bytes the log's files take on disk (allocated whole), spare files
+    /// included.
     pub fn disk_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.capacity).sum()
     }
