@@ -5,7 +5,9 @@
 //! `len` bytes and the payload, so a damaged length is caught as surely as a
 //! damaged body (and the checksum runs over one contiguous slice). Eight
 //! zero bytes mark the end of the written part of a file (files are
-//! preallocated with zeros). The full layout is in protocol.md.
+//! preallocated with zeros). The full layout, and what each record means, is
+//! specified in docs/binlog-format.md; this file and that page change
+//! together, with the version.
 
 use crate::protocol::TubeName;
 
@@ -31,9 +33,13 @@ const TYPE_PADDING: u8 = 4;
 /// ready after a restart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoggedState {
+    /// Waiting to be reserved.
     Ready = 0,
+    /// Taken by `reserve-job` out of the buried or delayed state.
     Reserved = 1,
+    /// Waiting for its delay to end.
     Delayed = 2,
+    /// Set aside by a worker until kicked.
     Buried = 3,
 }
 
@@ -53,17 +59,26 @@ impl LoggedState {
 /// wall-clock nanoseconds since the Unix epoch, so a delay survives a restart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JobUpdate {
+    /// The job's id, never reused.
     pub id: u64,
+    /// Its priority (0 is most urgent).
     pub pri: u32,
+    /// Its state when the record was written.
     pub state: LoggedState,
     /// The delay last set by put or release, in nanoseconds.
     pub delay: u64,
-    /// When a delayed job becomes ready; 0 in other states.
+    /// When a delayed job becomes ready; when a buried job was buried (so
+    /// buried jobs come back in that order); 0 in other states.
     pub ready_at: i64,
+    /// `stats-job`'s counters, as of this record.
     pub reserves: u32,
+    /// See `reserves`.
     pub timeouts: u32,
+    /// See `reserves`.
     pub releases: u32,
+    /// See `reserves`.
     pub buries: u32,
+    /// See `reserves`.
     pub kicks: u32,
 }
 
@@ -72,17 +87,27 @@ pub struct JobUpdate {
 /// file); recovery keeps it as a [`BodyRef`](crate::engine::BodyRef).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FullJob<Body> {
+    /// Its state and counters.
     pub update: JobUpdate,
+    /// The tube it was put in.
     pub tube: TubeName,
+    /// Its time to run, in nanoseconds.
     pub ttr: u64,
+    /// When it was put, wall-clock nanoseconds (`age` survives a restart).
     pub created_at: i64,
+    /// Its body, without the CRLF.
     pub body: Body,
 }
 
+/// One record of the log. The last record about a job wins when the log is
+/// read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record<Body> {
+    /// Everything about a job: on put, and when compaction moves a job.
     Job(FullJob<Body>),
+    /// A job's new state; applies to a job already seen.
     State(JobUpdate),
+    /// A job is gone.
     Delete(u64),
     /// Filler with no meaning, written over a damaged region that
     /// `--skip-damaged-records` skipped, so that later starts read past it.
@@ -92,6 +117,7 @@ pub enum Record<Body> {
 const UPDATE_LEN: usize = 8 + 4 + 1 + 8 + 8 + 5 * 4;
 
 impl<Body: AsRef<[u8]>> Record<Body> {
+    /// The job the record is about (0 for padding).
     pub fn job_id(&self) -> u64 {
         match self {
             Record::Job(job) => job.update.id,
@@ -326,11 +352,15 @@ impl std::fmt::Display for HeaderError {
 /// so ids keep growing even after every job and every older file is gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// The file's sequence number, as in its name.
     pub seq: u64,
+    /// Every job id logged before the file was made is below this, so ids
+    /// keep growing after every older file is gone.
     pub next_id: u64,
 }
 
 impl Header {
+    /// The header's bytes, checksum included.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         out[..8].copy_from_slice(&MAGIC);

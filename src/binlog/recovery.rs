@@ -62,6 +62,11 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
     let mut bytes = Vec::new();
     for (i, &seq) in seqs.iter().enumerate() {
         let path = dir.join(super::segment::file_name(seq));
+        if let Some(header) = spare_header(&path, seq) {
+            state.next_id = state.next_id.max(header.next_id);
+            files.push(FoundFile { seq, path, end: HEADER_LEN as u64 });
+            continue;
+        }
         read_into(&path, &mut bytes).map_err(|e| OpenError::Io(format!("cannot read {}: {e}", path.display())))?;
         let bytes = &bytes[..];
         let later_have_data =
@@ -250,6 +255,17 @@ fn describe_damage(bytes: &[u8], at: usize) -> String {
         ),
         None => "checksum or layout mismatch".into(),
     }
+}
+
+/// The header of a spare file: a valid header, then the zeros that end the
+/// records. That is all reading the whole file would find (the records end
+/// at the first zero frame), without reading a file's worth of zeros: a
+/// server keeps a spare file ahead, and restarts find it.
+fn spare_header(path: &Path, seq: u64) -> Option<Header> {
+    let mut start = [0; HEADER_LEN + FRAME_LEN];
+    fs::File::open(path).and_then(|f| f.read_exact_at(&mut start, 0)).ok()?;
+    let header = Header::decode(&start).ok().filter(|h| h.seq == seq)?;
+    (start[HEADER_LEN..] == [0; FRAME_LEN]).then_some(header)
 }
 
 fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {

@@ -1,11 +1,13 @@
 //! The binlog driven through a real engine: changes go in, the directory is
 //! reopened as after a crash, and the restored engine must match.
 
+use std::io;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::record::{FullJob, JobUpdate, LoggedState, Record};
 use super::*;
-use crate::engine::{Engine, EngineConfig, Nanos, SECOND};
+use crate::engine::{Engine, EngineConfig, Journal, Nanos, SECOND};
 use crate::host::HostInfo;
 use crate::protocol::command::NewJob;
 use crate::protocol::{Command, Reply, TubeName};
@@ -50,9 +52,34 @@ fn put(engine: &mut Engine<Option<Binlog>>, now: Nanos, pri: u32, delay: u32, bo
     }
 }
 
+/// The end of a turn, as the server has it: compaction, the write, then
+/// (after the replies) the next file prepared.
 fn commit(engine: &mut Engine<Option<Binlog>>) {
+    end_turn(engine, Instant::now());
+}
+
+fn end_turn(engine: &mut Engine<Option<Binlog>>, at: Instant) {
     engine.maintain_journal();
-    engine.journal_mut().as_mut().unwrap().commit(Instant::now()).unwrap();
+    let binlog = binlog_mut(engine);
+    binlog.commit(at).unwrap();
+    binlog.prepare_ahead(at);
+}
+
+fn binlog(engine: &Engine<Option<Binlog>>) -> &Binlog {
+    engine.journal().as_ref().unwrap()
+}
+
+fn binlog_mut(engine: &mut Engine<Option<Binlog>>) -> &mut Binlog {
+    engine.journal_mut().as_mut().unwrap()
+}
+
+fn no_file_expected(_: &Path, header: record::Header, _: u64, _: bool) -> io::Result<segment::Segment> {
+    panic!("file {} made where none should be", header.seq)
+}
+
+/// A disk with no room left.
+fn no_space(_: &Path, _: record::Header, _: u64, _: bool) -> io::Result<segment::Segment> {
+    Err(io::Error::from_raw_os_error(libc::ENOSPC))
 }
 
 /// `key: value` from a stats reply.
@@ -194,6 +221,10 @@ fn disk_use_stays_bounded_by_live_jobs() {
         run(&mut e, T0, 1, Command::Release { id: keeper, pri: 0, delay: 1 });
         run(&mut e, T0, 1, Command::ReserveJob(keeper));
         if i % 100 == 0 {
+            // Compaction only uses room prepared ahead.
+            binlog_mut(&mut e).preparation.make_file = no_file_expected;
+            e.maintain_journal();
+            binlog_mut(&mut e).preparation.make_file = segment::Segment::create;
             commit(&mut e);
             peak = peak.max(e.journal().as_ref().unwrap().disk_bytes());
         }
@@ -201,6 +232,7 @@ fn disk_use_stays_bounded_by_live_jobs() {
     commit(&mut e);
     let stats = e.journal().as_ref().unwrap().stats();
     assert!(stats.records_migrated > 0);
+    assert_eq!(binlog(&e).preparation.made_inline, 0, "every file was made between turns");
     assert!(peak <= 8 * file_size, "binlog peaked at {peak} bytes with one live job");
     assert!(binlog_files(dir.path()).len() <= 8);
     drop(e);
@@ -345,6 +377,8 @@ fn a_job_bigger_than_a_file_gets_a_file_of_its_own() {
     let mut e = open(dir.path(), 4096, T0).unwrap();
     let body = vec![7u8; 60_000];
     let id = put(&mut e, T0, 0, 0, &body);
+    // More than any prepared room: the one case where a put makes a file.
+    assert_eq!(binlog(&e).preparation.made_inline, 1);
     commit(&mut e);
     drop(e);
     let mut e = open(dir.path(), 4096, T0).unwrap();
@@ -364,4 +398,175 @@ fn stats_report_the_files() {
     assert!(field(stats.clone(), "binlog-current-index").parse::<u64>().unwrap() > 1);
     assert_eq!(field(stats, "binlog-records-written"), "100");
     assert_eq!(job_field(&mut e, T0, 1, "file"), "1");
+}
+
+#[test]
+fn a_file_skipped_for_a_damaged_header_leaves_a_gap_the_counts_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    for _ in 0..300 {
+        put(&mut e, T0, 0, 0, b"0123456789");
+    }
+    commit(&mut e);
+    drop(e);
+    assert!(binlog_files(dir.path()).len() >= 4);
+    let second = dir.path().join("binlog.2");
+    let mut header = std::fs::read(&second).unwrap();
+    header[3] ^= 1;
+    std::fs::write(&second, &header).unwrap();
+    let mut skip = config(dir.path(), 4096);
+    skip.skip_damaged = true;
+    let Opened { binlog, jobs, .. } = Binlog::open(&skip).unwrap();
+    let lost = 300 - jobs.len();
+    assert!(lost > 0);
+    // Each file counts the jobs whose full record it holds, so none that
+    // holds one is deleted.
+    for segment in &binlog.segments {
+        let holds = jobs.iter().filter(|j| u64::from(j.journal_tag.file) == segment.seq).count() as u64;
+        assert_eq!(segment.live_jobs, holds, "file {}", segment.seq);
+    }
+    drop(binlog);
+    let Opened { jobs, .. } = Binlog::open(&skip).unwrap();
+    assert_eq!(jobs.len(), 300 - lost);
+}
+
+#[test]
+fn no_put_waits_for_a_file_to_be_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    for i in 0..300 {
+        let before = binlog_files(dir.path());
+        put(&mut e, T0, 0, 0, b"0123456789");
+        assert_eq!(binlog_files(dir.path()), before, "a file was made during put {i}");
+        commit(&mut e);
+    }
+    assert!(e.journal().stats().current_index > 5, "the puts crossed into new files");
+    assert_eq!(binlog(&e).preparation.made_inline, 0);
+}
+
+#[test]
+fn the_end_of_a_turn_prepares_a_whole_file_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let file_size = 16384;
+    let mut e = open(dir.path(), file_size, T0).unwrap();
+    assert!(binlog(&e).free_room() >= file_size, "opening prepares room too");
+    let files = binlog_files(dir.path());
+    // One turn of puts, as long as the server would take them.
+    let mut puts = 0;
+    while !binlog(&e).room_is_low() {
+        put(&mut e, T0, 0, 0, &[b'x'; 100]);
+        puts += 1;
+    }
+    let free = binlog(&e).free_room();
+    assert!(free < file_size / 2 + 200, "low with {free} bytes free");
+    assert!(puts > 20, "{puts} puts");
+    assert_eq!(binlog_files(dir.path()), files, "no file made during the turn");
+    assert_eq!(binlog(&e).preparation.made_inline, 0);
+    commit(&mut e);
+    assert!(!binlog(&e).room_is_low());
+    assert!(binlog(&e).free_room() >= file_size);
+    assert!(binlog_files(dir.path()).len() > files.len());
+    // With room, the end of a turn makes nothing.
+    let files = binlog_files(dir.path());
+    commit(&mut e);
+    assert_eq!(binlog_files(dir.path()), files);
+}
+
+#[test]
+fn a_full_disk_refuses_puts_until_room_is_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    let t = Instant::now();
+    let mut live = Vec::new();
+    for _ in 0..10 {
+        live.push(put(&mut e, T0, 0, 0, b"before"));
+    }
+    end_turn(&mut e, t);
+    binlog_mut(&mut e).preparation.make_file = no_space;
+    // The prepared room is used, then puts are refused; every other
+    // command goes on, and nothing is tried again until room is freed.
+    let new_job = || Command::Put(NewJob { pri: 0, delay: 0, ttr: 60, body: b"on a full disk".as_slice().into() });
+    let accepted = loop {
+        match run(&mut e, T0, 0, new_job()) {
+            Reply::Inserted(id) => live.push(id),
+            Reply::OutOfMemory => break live.len() - 10,
+            other => panic!("put: {other:?}"),
+        }
+        end_turn(&mut e, t);
+    };
+    assert!(accepted > 10, "only {accepted} puts went into the prepared room");
+    assert!(!binlog(&e).room_is_low(), "waiting would not make room");
+    // A state record is smaller than a job's: releases fit a while longer.
+    let Reply::Reserved { id, .. } = run(&mut e, T0, 1, Command::Reserve) else { panic!("reserve") };
+    while run(&mut e, T0, 1, Command::Release { id, pri: 0, delay: 0 }) == Reply::Released {
+        assert!(matches!(run(&mut e, T0, 1, Command::ReserveJob(id)), Reply::Reserved { .. }));
+        end_turn(&mut e, t);
+    }
+    assert_eq!(run(&mut e, T0, 1, Command::Bury { id, pri: 0 }), Reply::InternalError);
+    assert_eq!(run(&mut e, T0, 1, Command::Delete(id)), Reply::Deleted);
+    live.retain(|&j| j != id);
+    end_turn(&mut e, t);
+    // Room freed by someone else is noticed a little later.
+    binlog_mut(&mut e).preparation.make_file = segment::Segment::create;
+    end_turn(&mut e, t + Duration::from_millis(10));
+    assert_eq!(run(&mut e, T0, 0, new_job()), Reply::OutOfMemory);
+    end_turn(&mut e, t + Duration::from_millis(200));
+    live.push(put(&mut e, T0, 0, 0, b"room again"));
+    // Full again; deleting the jobs of the oldest file frees it, and the end
+    // of that turn makes a file at once.
+    binlog_mut(&mut e).preparation.make_file = no_space;
+    let t = t + Duration::from_millis(200);
+    while let Reply::Inserted(id) = run(&mut e, T0, 0, new_job()) {
+        live.push(id);
+        end_turn(&mut e, t);
+    }
+    binlog_mut(&mut e).preparation.make_file = segment::Segment::create;
+    let oldest = binlog(&e).segments[0].seq;
+    let in_oldest: Vec<u64> =
+        live.iter().copied().filter(|&id| job_field(&mut e, T0, id, "file") == oldest.to_string()).collect();
+    for &id in &in_oldest {
+        assert_eq!(run(&mut e, T0, 0, Command::Delete(id)), Reply::Deleted);
+    }
+    live.retain(|id| !in_oldest.contains(id));
+    end_turn(&mut e, t);
+    assert_ne!(binlog(&e).segments[0].seq, oldest, "the emptied file was deleted");
+    live.push(put(&mut e, T0, 0, 0, b"room again"));
+    commit(&mut e);
+    // Nothing acknowledged was lost.
+    drop(e);
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    for &id in &live {
+        assert!(matches!(run(&mut e, T0, 1, Command::Peek(id)), Reply::Found { .. }), "job {id}");
+    }
+    assert_eq!(field(run(&mut e, T0, 1, Command::Stats), "current-jobs-ready"), live.len().to_string());
+}
+
+#[test]
+fn a_spare_file_never_written_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    let mut ids: Vec<u64> = (0..5).map(|_| put(&mut e, T0, 0, 0, b"0123456789")).collect();
+    commit(&mut e);
+    let spare = binlog_files(dir.path());
+    assert_eq!(spare.len(), 2, "the file written and a spare: {spare:?}");
+    drop(e); // kill -9
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    assert_eq!(binlog_files(dir.path()), spare, "the spare is kept, and no other made");
+    let stats = run(&mut e, T0, 1, Command::Stats);
+    assert_eq!(field(stats.clone(), "binlog-oldest-index"), "1");
+    assert_eq!(field(stats, "binlog-current-index"), "1", "the spare is not the file being written");
+    // Puts go on into the current file, then into the spare.
+    while e.journal().stats().current_index == 1 {
+        let before = binlog_files(dir.path());
+        ids.push(put(&mut e, T0, 0, 0, b"0123456789"));
+        assert_eq!(binlog_files(dir.path()), before);
+    }
+    assert_eq!(e.journal().stats().current_index, 2);
+    commit(&mut e);
+    drop(e);
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    for &id in &ids {
+        assert_eq!(run(&mut e, T0, 1, Command::Peek(id)), Reply::Found { id, body: b"0123456789".as_slice().into() });
+    }
+    assert_eq!(field(run(&mut e, T0, 1, Command::Stats), "binlog-current-index"), "2");
 }

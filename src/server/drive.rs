@@ -3,6 +3,7 @@
 //! for. Replies are sent at the end of the turn (`end_of_turn.rs`).
 
 use super::Server;
+use crate::binlog::Binlog;
 use super::connection::{READ_CHUNK, ReadOutcome};
 use crate::engine::ConnId;
 use crate::protocol::{Event, Op, Reply};
@@ -74,11 +75,17 @@ impl Server {
 
     /// Decodes and handles every event the connection's buffered input and
     /// `fresh` (bytes it just sent, in the read buffer) amount to, stopping
-    /// while it waits in a reserve or its output is backed up. What is not
-    /// decoded is kept for later.
+    /// while it waits in a reserve or its output is backed up, or when the
+    /// binlog's prepared room runs low (the connection goes on next turn,
+    /// once the end of this one made the next file). What is not decoded
+    /// is kept for later.
     fn process_input(&mut self, key: ConnId, mut fresh: &[u8]) {
         let now = self.clock.now();
         loop {
+            if self.engine.journal().as_ref().is_some_and(Binlog::room_is_low) {
+                self.woken.push(key);
+                break;
+            }
             let conn = &mut self.conns[key];
             if !conn.can_process() || self.engine.is_waiting(key) {
                 break;

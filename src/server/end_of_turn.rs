@@ -1,4 +1,5 @@
-//! The end of a turn: log what changed, then send what was answered.
+//! The end of a turn: log what changed, send what was answered, then make
+//! the binlog's next file if it needs one, so that no command waits for it.
 //!
 //! Replies go out only after the changes they acknowledge were written
 //! (and with `-f 0`, synced): one write and one fsync for all clients.
@@ -58,5 +59,10 @@ impl Server {
         // replies were queued meanwhile and go out next turn.
         std::mem::swap(&mut self.dirty, &mut driven);
         self.dirty.append(&mut driven);
+        if let Some(binlog) = self.engine.journal_mut() {
+            // After the replies, so that they do not wait for it either:
+            // the next turn's commands find the room they need made.
+            binlog.prepare_ahead(Instant::now());
+        }
     }
 }

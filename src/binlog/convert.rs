@@ -1,0 +1,72 @@
+//! The engine's jobs as records, and records as jobs to restore.
+
+use super::record::{FullJob, JobUpdate, LoggedState};
+use crate::engine::{BodyRef, JobCounts, JobState, JobView, JournalTag, RestoredJob};
+
+fn logged_state(state: JobState) -> LoggedState {
+    match state {
+        JobState::Ready => LoggedState::Ready,
+        JobState::Reserved => LoggedState::Reserved,
+        JobState::Delayed => LoggedState::Delayed,
+        JobState::Buried => LoggedState::Buried,
+    }
+}
+
+pub(super) fn job_update(view: JobView) -> JobUpdate {
+    let (job, extras, c) = (view.job, view.extras, view.extras.counts);
+    JobUpdate {
+        id: view.id,
+        pri: job.pri,
+        state: logged_state(job.state()),
+        delay: extras.delay(),
+        // For delayed jobs when they become ready; for buried ones when they
+        // were buried (so they come back in that order).
+        ready_at: match job.state() {
+            JobState::Delayed | JobState::Buried => extras.deadline as i64,
+            _ => 0,
+        },
+        reserves: c.reserves,
+        timeouts: c.timeouts,
+        releases: c.releases,
+        buries: c.buries,
+        kicks: c.kicks,
+    }
+}
+
+pub(super) fn full_job(view: JobView<'_>) -> FullJob<&[u8]> {
+    FullJob {
+        update: job_update(view),
+        tube: view.tube.clone(),
+        ttr: view.job.ttr(),
+        created_at: view.job.created_at as i64,
+        body: view.body,
+    }
+}
+
+pub(super) fn restored_job(job: FullJob<BodyRef>, journal_tag: JournalTag) -> RestoredJob {
+    let u = job.update;
+    RestoredJob {
+        id: u.id,
+        tube: job.tube,
+        pri: u.pri,
+        delay: u.delay,
+        ttr: job.ttr,
+        created_at: job.created_at.max(0) as u64,
+        state: match u.state {
+            LoggedState::Delayed => JobState::Delayed,
+            LoggedState::Buried => JobState::Buried,
+            // A reserved job's worker is gone: it is ready again.
+            LoggedState::Ready | LoggedState::Reserved => JobState::Ready,
+        },
+        ready_at: u.ready_at.max(0) as u64,
+        counts: JobCounts {
+            reserves: u.reserves,
+            timeouts: u.timeouts,
+            releases: u.releases,
+            buries: u.buries,
+            kicks: u.kicks,
+        },
+        body: job.body,
+        journal_tag,
+    }
+}

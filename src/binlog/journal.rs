@@ -1,0 +1,98 @@
+//! What the engine asks of the log: the [`Journal`] trait, for the log and
+//! for no log at all (`Option<Binlog>`).
+
+use super::convert::{full_job, job_update};
+use super::record::Record;
+use super::{Binlog, DELETE_LEN, UPDATE_LEN};
+use crate::engine::{Job, JobId, JobView, Journal, JournalStats, JournalTag};
+
+impl Journal for Binlog {
+    fn log_put(&mut self, job: JobView) -> Option<JournalTag> {
+        let record = Record::Job(full_job(job));
+        let len = record.encoded_len() as u64;
+        if !self.ensure_room(len + DELETE_LEN) {
+            return None;
+        }
+        self.next_id = self.next_id.max(job.id + 1);
+        let seq = self.append(&record);
+        self.reserved += DELETE_LEN;
+        Some(self.track(seq, len))
+    }
+
+    fn reserve_update(&mut self) -> bool {
+        self.ensure_room(UPDATE_LEN)
+    }
+
+    fn log_update(&mut self, job: JobView) {
+        self.append(&Record::<&[u8]>::State(job_update(job)));
+    }
+
+    fn log_delete(&mut self, job: JobView) {
+        if self.failed {
+            return;
+        }
+        // The room was promised when the job was put.
+        self.reserved -= DELETE_LEN;
+        self.append(&Record::<&[u8]>::Delete(job.id));
+        self.untrack(job);
+    }
+
+    fn job_file(&self, job: &Job) -> u64 {
+        u64::from(job.journal_tag.file)
+    }
+
+    fn jobs_to_migrate(&mut self) -> Vec<JobId> {
+        self.next_migration_batch()
+    }
+
+    fn log_migration(&mut self, job: JobView) -> Option<JournalTag> {
+        self.migrate(job)
+    }
+
+    fn stats(&self) -> JournalStats {
+        JournalStats {
+            oldest_index: self.segments.front().map_or(0, |s| s.seq),
+            current_index: self.segments.get(self.current).map_or(0, |s| s.seq),
+            records_migrated: self.records_migrated,
+            records_written: self.records_written,
+        }
+    }
+}
+
+/// The server runs with a binlog or without one.
+impl Journal for Option<Binlog> {
+    fn log_put(&mut self, job: JobView) -> Option<JournalTag> {
+        match self {
+            Some(b) => b.log_put(job),
+            None => Some(JournalTag::default()),
+        }
+    }
+    fn reserve_update(&mut self) -> bool {
+        self.as_mut().is_none_or(Binlog::reserve_update)
+    }
+    fn log_update(&mut self, job: JobView) {
+        if let Some(b) = self {
+            b.log_update(job);
+        }
+    }
+    fn log_delete(&mut self, job: JobView) {
+        if let Some(b) = self {
+            b.log_delete(job);
+        }
+    }
+    fn job_file(&self, job: &Job) -> u64 {
+        self.as_ref().map_or(0, |b| b.job_file(job))
+    }
+    fn jobs_to_migrate(&mut self) -> Vec<JobId> {
+        self.as_mut().map_or_else(Vec::new, Binlog::jobs_to_migrate)
+    }
+    fn log_migration(&mut self, job: JobView) -> Option<JournalTag> {
+        self.as_mut().and_then(|b| b.log_migration(job))
+    }
+    fn keeps_anything(&self) -> bool {
+        self.is_some()
+    }
+    fn stats(&self) -> JournalStats {
+        self.as_ref().map_or_else(JournalStats::default, Binlog::stats)
+    }
+}

@@ -1,0 +1,99 @@
+//! Opening the log: lock the directory, read it back, reopen its files.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::convert::restored_job;
+use super::lock::DirLock;
+use super::record::HEADER_LEN;
+use super::room::Preparation;
+use super::segment::Segment;
+use super::{Binlog, BinlogConfig, DELETE_LEN, OpenError, recovery};
+use crate::engine::{Bodies, JobId, RestoredJob};
+
+/// The log opened and read back: the jobs for the engine to restore before
+/// it serves anyone, and the log to hand it as its journal.
+pub struct Opened {
+    /// Ready to append, with room for the restored jobs' deletes (unless the
+    /// disk is full).
+    pub binlog: Binlog,
+    /// Live jobs to restore into the engine, buried ones in burial order.
+    pub jobs: Vec<RestoredJob>,
+    /// The jobs' bodies, for the engine to keep.
+    pub bodies: Bodies,
+    /// No id below this may be handed out.
+    pub next_id: JobId,
+    /// How long reading the log took.
+    pub read_in: Duration,
+}
+
+impl Binlog {
+    /// Locks the directory, reads the log back and gets ready to append, with
+    /// a file of room prepared if the disk has it (a full disk is logged, not
+    /// an error: puts are refused until deletes free room). Fails if another
+    /// process holds the directory, if a record is damaged anywhere but at
+    /// the torn tail of a crash (unless `skip_damaged`), or on I/O errors;
+    /// the error names the file and offset.
+    pub fn open(config: &BinlogConfig) -> Result<Opened, OpenError> {
+        let started = Instant::now();
+        std::fs::create_dir_all(&config.dir)
+            .map_err(|e| OpenError::Io(format!("cannot create binlog directory {}: {e}", config.dir.display())))?;
+        let lock = DirLock::acquire(&config.dir)?;
+        let recovered = recovery::recover(&config.dir, config.skip_damaged)?;
+        let mut binlog = Binlog {
+            dir: config.dir.clone(),
+            _lock: lock,
+            file_size: config.file_size.max(4096),
+            fsync: config.fsync,
+            segments: VecDeque::new(),
+            current: 0,
+            live_bytes: 0,
+            reserved: 0,
+            next_id: recovered.next_id,
+            records_written: 0,
+            records_migrated: 0,
+            last_sync: Instant::now(),
+            failed: false,
+            syncer: None,
+            deletable_after_sync: None,
+            migration: None,
+            preparation: Preparation::default(),
+        };
+        for file in recovered.files {
+            let segment = Segment::reopen(file.path.clone(), file.seq, file.end)
+                .map_err(|e| OpenError::Io(format!("cannot open {}: {e}", file.path.display())))?;
+            binlog.segments.push_back(segment);
+        }
+        // Append to the newest file that holds records (or the first empty
+        // one after it); files after it stay as spares. Reusing it, rather
+        // than always starting a new file, lets the server restart on a full
+        // disk.
+        binlog.current = binlog.segments.iter().rposition(|s| s.end > HEADER_LEN as u64).unwrap_or(0);
+        // Collected in place, into the memory of the recovered list.
+        let jobs: Vec<RestoredJob> = (recovered.jobs.into_iter())
+            .map(|live| {
+                let tag = binlog.track(live.seq, live.record_len);
+                binlog.reserved += DELETE_LEN;
+                restored_job(live.job, tag)
+            })
+            .collect();
+        if binlog.segments.is_empty() {
+            binlog
+                .add_segment(0)
+                .map_err(|e| OpenError::Io(format!("cannot create a binlog file in {}: {e}", binlog.dir.display())))?;
+        }
+        // Room for the deletes of every recovered job and a file ahead, if
+        // the disk has it; if not, serve anyway: puts will be refused until
+        // deletes free room.
+        let need = binlog.reserved;
+        binlog.prepare_ahead(Instant::now());
+        if !binlog.has_room_now(0) {
+            log::warn!(
+                "binlog: the disk is full; new jobs will be refused until room is freed ({need} bytes promised)"
+            );
+        }
+        binlog.collect_garbage(u64::MAX);
+        let next_id = binlog.next_id;
+        Ok(Opened { binlog, jobs, bodies: recovered.bodies, next_id, read_in: started.elapsed() })
+    }
+}

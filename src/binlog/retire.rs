@@ -1,0 +1,59 @@
+//! Which files live jobs still need, and deleting the others.
+
+use super::Binlog;
+use super::record::Record;
+use super::segment::Segment;
+use crate::engine::{JobView, JournalTag};
+
+impl Binlog {
+    /// File `seq`. Seqs count up by one from the oldest file, except where
+    /// recovery skipped a file (`--skip-damaged-records` on a damaged
+    /// header): the common case is one index, a gap costs a search.
+    fn segment_mut(&mut self, seq: u64) -> &mut Segment {
+        let guess = (seq - self.segments[0].seq) as usize;
+        let at = match self.segments.get(guess) {
+            Some(s) if s.seq == seq => guess,
+            _ => self.segments.binary_search_by_key(&seq, |s| s.seq).expect("a job's file is in the log"),
+        };
+        &mut self.segments[at]
+    }
+
+    /// Counts a job's full record, just written to file `seq`.
+    pub(super) fn track(&mut self, seq: u64, len: u64) -> JournalTag {
+        let segment = self.segment_mut(seq);
+        segment.live_jobs += 1;
+        self.live_bytes += len;
+        JournalTag { file: u32::try_from(seq).expect("2^32 binlog files") }
+    }
+
+    /// Forgets a job's full record (deleted, or rewritten elsewhere). Its
+    /// length follows from the tube name's and the body's.
+    pub(super) fn untrack(&mut self, job: JobView) {
+        self.segment_mut(u64::from(job.job.journal_tag.file)).live_jobs -= 1;
+        self.live_bytes -= Record::<&[u8]>::full_job_len(job.tube.as_str().len(), job.body.len()) as u64;
+    }
+
+    /// The seq of the newest file in the run of old files holding no live
+    /// job (0 if the oldest holds one).
+    pub(super) fn deletable_prefix(&self) -> u64 {
+        self.segments.iter().take(self.current).take_while(|s| s.live_jobs == 0).last().map_or(0, |s| s.seq)
+    }
+
+    /// Deletes old files that no live job needs, oldest first (a newer file
+    /// may hold the delete of a job whose record is in an older one, so
+    /// files go strictly in order).
+    pub(super) fn collect_garbage(&mut self, up_to: u64) {
+        while self.current > 0 {
+            let oldest = self.segments[0].seq;
+            if self.segments[0].live_jobs > 0 || oldest > up_to {
+                break;
+            }
+            let segment = self.segments.pop_front().expect("oldest file");
+            self.current -= 1;
+            match segment.remove() {
+                Ok(()) => self.preparation.file_deleted(),
+                Err(e) => log::warn!("binlog: cannot delete file {oldest}: {e}"),
+            }
+        }
+    }
+}
