@@ -1,22 +1,36 @@
 //! sprout: a drop-in replacement for beanstalkd 1.12.
 //!
-//! A map of the crate:
-//! - [`protocol`]: the wire protocol with no I/O: framing, the command
-//!   grammar, replies and the stats YAML.
+//! A map of the crate, from the wire inwards (each module opens with a map
+//! of its own files):
+//! - [`server`]: the single-threaded mio event loop, one behaviour a file:
+//!   the turn (`event_loop`), accepting and closing connections, signals,
+//!   driving a connection (read, decode, apply), the end of a turn (log,
+//!   then reply), shutdown, the clock, the restore at start. It owns
+//!   sockets and buffers and nothing else.
+//! - [`protocol`]: the wire protocol with no I/O: the decoder turns bytes
+//!   into [`protocol::Event`]s (framing: lines, put bodies, input thrown
+//!   away), the parser reads a line, [`protocol::Command`] is the command
+//!   set, [`protocol::Reply`] every answer, and the stats YAML.
 //! - [`engine`]: every queue, job and reservation, driven by commands and an
-//!   injected clock; no sockets, no clock of its own.
-//! - [`server`]: the single-threaded mio event loop that owns sockets and
-//!   buffers and nothing else.
+//!   injected clock; no sockets, no clock, no files of its own. Its files
+//!   are layered: leaves (ids, time), data structures, records and
+//!   registries, then the `Engine`'s concerns.
 //! - [`binlog`]: the write-ahead log (`-b DIR`): record format, files,
-//!   recovery, compaction, group commit.
+//!   group commit, room promised and prepared ahead, retiring files,
+//!   compaction, recovery. Its format is specified in
+//!   `docs/binlog-format.md`.
 //! - [`idindex`]: job id to slot in about four bytes a job (engine and
 //!   recovery); [`idmap`]: the hash map keyed by job id it falls back on.
 //! - [`settings`]: the settings the server runs with, as plain values;
 //!   [`cli`]: the command line (beanstalkd's flags and defaults) that fills
-//!   them in.
-//! - [`host`]: facts about the process and machine for `stats`.
+//!   them in, and the only module that knows `clap`.
+//! - [`host`]: facts about the process and machine for `stats`
+//!   ([`host::HostInfo`]), and the open-files limit.
 //! - [`timerfd`]: a timer on `CLOCK_MONOTONIC` that fires to the nanosecond
 //!   (the server's deadline timer; the benchmarks use it too).
+//!
+//! The binary (`main.rs`) is thin: flags to [`settings::Config`], logging,
+//! listen, drop privileges, open the binlog, [`server::run`].
 
 pub mod binlog;
 pub mod cli;

@@ -8,7 +8,7 @@
 //! [`Engine`]; this module never looks inside it.
 //!
 //! A map of the module, one behaviour a file:
-//! - `mod.rs`: [`listen`], [`run`], and the [`Server`] state they share.
+//! - `mod.rs`: [`listen`], [`run`], and the `Server` state they share.
 //! - `event_loop.rs`: the turn: poll, hand each event to its handler, act
 //!   on timers, drive woken connections, end the turn; how long to sleep.
 //! - `connections.rs`: accepting connections (backing off when out of file
