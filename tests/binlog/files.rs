@@ -56,6 +56,22 @@ pub(crate) fn records(bytes: &[u8]) -> Vec<RecordPos> {
     out
 }
 
+/// Bytes of a job's state as records hold it (id, priority, state, delay,
+/// ready-at, five counters).
+const JOB_STATE_LEN: u64 = 8 + 4 + 1 + 8 + 8 + 5 * 4;
+
+/// Bytes a state record takes: frame, type, job state.
+pub(crate) const STATE_RECORD_LEN: u64 = FRAME_LEN as u64 + 1 + JOB_STATE_LEN;
+
+/// Bytes a delete record takes: frame, type, id.
+pub(crate) const DELETE_RECORD_LEN: u64 = FRAME_LEN as u64 + 1 + 8;
+
+/// Bytes a job's full record takes: frame, type, job state, TTR, creation
+/// time, the tube name with its length, the body with its length.
+pub(crate) fn job_record_len(tube: &str, body_len: usize) -> u64 {
+    FRAME_LEN as u64 + 1 + JOB_STATE_LEN + 8 + 8 + 1 + tube.len() as u64 + 4 + body_len as u64
+}
+
 /// A record's type byte: a job's full record (put, or moved by compaction).
 pub(crate) const KIND_JOB: u8 = 1;
 /// A job's new state.
