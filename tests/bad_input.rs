@@ -544,8 +544,8 @@ fn numbers_and_names(bin: &Binary) {
         (b"use default\r\n".to_vec(), "USING default"),
         // bytes 65535 is the default -z; a bigger body is skipped, even when
         // the header has trailing garbage.
-        (put_of(65535), "INSERTED 5"),
-        (put_of(65536), "JOB_TOO_BIG"),
+        (put_command(0, 0, 60, vec![b'p'; 65535]), "INSERTED 5"),
+        (put_command(0, 0, 60, vec![b'p'; 65536]), "JOB_TOO_BIG"),
         (
             {
                 let mut v = b"put 0 0 60 70000 garbage\r\n".to_vec();
@@ -568,10 +568,6 @@ fn numbers_and_names(bin: &Binary) {
     assert_eq!(c.stat("total-jobs"), "5");
 }
 on_both!(numbers_and_names);
-
-fn put_of(n: usize) -> Vec<u8> {
-    put_command(0, 0, 60, vec![b'p'; n])
-}
 
 /// `kick <bound>` is parsed like beanstalkd 1.12's strtoul: a negative bound
 /// wraps to a huge one, trailing garbage is ignored, but no digits at all is

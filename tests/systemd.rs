@@ -12,7 +12,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CString;
 use std::fs;
 use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -59,27 +58,16 @@ fn tool_or_skip(test: &str, program: &str, package: &str) -> Option<PathBuf> {
     found
 }
 
-/// A user's uid and primary gid.
+/// A user's uid and primary gid, from /etc/passwd (where Debian keeps
+/// `nobody` and the package's system user).
 fn user_ids(name: &str) -> Option<(u32, u32)> {
-    let cname = CString::new(name).unwrap();
-    // SAFETY: getpwnam reads the NUL-terminated name, which outlives the
-    // call, and returns NULL or a pointer to its own static storage; the
-    // tests call it from one thread at a time.
-    let pw = unsafe { libc::getpwnam(cname.as_ptr()) };
-    if pw.is_null() {
-        return None;
-    }
-    // SAFETY: `pw` is not NULL, so it points to a valid passwd entry, read
-    // at once before any other getpw* call could overwrite it.
-    Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+    let passwd = read(Path::new("/etc/passwd"));
+    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f[0] == name)?;
+    Some((entry[2].parse().unwrap(), entry[3].parse().unwrap()))
 }
 
 fn chown(path: &Path, uid: u32, gid: u32) {
-    let cpath = CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: chown only reads the NUL-terminated path, which outlives the
-    // call.
-    let r = unsafe { libc::chown(cpath.as_ptr(), uid, gid) };
-    assert_eq!(r, 0, "chown {}: {}", path.display(), std::io::Error::last_os_error());
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
 }
 
 /// A copy of the start script that runs the sprout under test instead of
