@@ -211,7 +211,7 @@ impl Client {
             if let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
                 let total = nl + 1 + body_len(&self.buf[..=nl]).map_or(0, |n| n + 2);
                 if self.buf.len() >= total {
-                    return Ok(self.buf.drain(..total).collect());
+                    return Ok(self.take_front(total));
                 }
             }
             match self.fill(until) {
@@ -222,14 +222,25 @@ impl Client {
         }
     }
 
-    /// Reads exactly `n` bytes, whatever they are (10 s at most).
+    /// Reads exactly `n` bytes, whatever they are; panics if they do not
+    /// come within 10 s.
     pub fn read_bytes(&mut self, n: usize) -> Vec<u8> {
-        let from_buf = n.min(self.buf.len());
-        let mut bytes: Vec<u8> = self.buf.drain(..from_buf).collect();
-        bytes.resize(n, 0);
-        self.stream.set_read_timeout(REPLY_TIMEOUT).unwrap();
-        self.stream.read_exact(&mut bytes[from_buf..]).unwrap_or_else(|e| panic!("read {n} bytes: {e}"));
-        bytes
+        let until = Instant::now() + REPLY_TIMEOUT;
+        while self.buf.len() < n {
+            if !matches!(self.fill(until), Fill::Data) {
+                panic!("{} of {n} bytes came", self.buf.len());
+            }
+        }
+        self.take_front(n)
+    }
+
+    /// The first `n` bytes of the buffer, taken out of it. (Copied in bulk:
+    /// a byte-by-byte drain is slow in the unoptimised builds tests run in,
+    /// and some tests read gigabytes.)
+    fn take_front(&mut self, n: usize) -> Vec<u8> {
+        let front = self.buf[..n].to_vec();
+        self.buf.drain(..n);
+        front
     }
 
     /// Receives more bytes into the buffer, waiting until `until`.
