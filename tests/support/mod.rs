@@ -56,10 +56,13 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Polls `cond` every 10 ms until it holds (true) or `timeout` passes
-/// (false). Callers assert on the result, naming what they waited for.
+/// Polls `cond` until it holds (true) or `timeout` passes (false): at
+/// once, then after 1 ms, 2 ms, 4 ms and every 10 ms from there (most
+/// waits, a process's exit, a server noticing a close, end within a few
+/// ms). Callers assert on the result, naming what they waited for.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
     loop {
         if cond() {
             return true;
@@ -67,7 +70,8 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
 

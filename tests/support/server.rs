@@ -397,7 +397,8 @@ impl Server {
                 self.addr,
                 self.process.stderr_text()
             );
-            std::thread::sleep(Duration::from_millis(10));
+            // Often: starting servers is most of what some tests do.
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }
