@@ -130,6 +130,10 @@ impl TornCase<'_> {
         // non-zero byte is written: zeroing the rest changes nothing.
         let original = fs::read(&path).unwrap();
         let whole = original[offset + k..offset + len].iter().all(|&b| b == 0);
+        // Likewise a cut that kept only zeros (the checksum's first byte is
+        // 0 in one run of 256) looks like no write at all: the records just
+        // end there, and there is nothing to warn about.
+        let begun = original[offset..offset + k].iter().any(|&b| b != 0);
         patch(&path, offset + k, |b| b[..len - k].fill(0));
         let server = match launch(copy.path(), &SYNCED_SMALL_FILES) {
             Ok(server) => server,
@@ -137,7 +141,7 @@ impl TornCase<'_> {
         };
         let mut failures = Vec::new();
         let stderr = server.stderr_text();
-        if k > 0 && !whole && !names_file_and_offset(&stderr, &path, offset) {
+        if begun && !whole && !names_file_and_offset(&stderr, &path, offset) {
             failures.push(format!("no warning naming {} and offset {offset}; stderr:\n{stderr}", path.display()));
         }
         let mut c = server.connect();
