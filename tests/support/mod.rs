@@ -7,7 +7,8 @@
 //!   [`Server`] that is killed and reaped when dropped.
 //! - [`process`]: [`Process`], any child a test starts (stderr kept in a file,
 //!   signals, `wait_exit`, `kill9`), and [`run`] for a command run to its end.
-//! - [`spawn`]: the one lock under which tests pick ports and fork.
+//! - [`spawn`]: the one lock under which tests pick ports, fork, and probe
+//!   a starting server.
 //! - [`client`]: [`Client`], raw protocol bytes over TCP or a UNIX socket, a
 //!   reply reader that knows which replies carry a body, and the `stats`
 //!   YAML as [`Stats`].
@@ -20,6 +21,11 @@
 //!
 //! Tests never time anything against a wall clock budget and never use a
 //! fixed port: every wait polls a condition up to a generous deadline.
+//!
+//! A test file takes it with `mod support;` (a test made of a directory,
+//! `tests/binlog/`, with `#[path = "../support/mod.rs"] mod support;`). Each
+//! test crate compiles the whole kit and uses a part of it, so unused items
+//! and re-exports are expected here.
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
