@@ -5,123 +5,24 @@
 //! same body also runs against the reference server (`<case>::beanstalkd`,
 //! skipped locally when it is not installed), so each expectation is checked
 //! against beanstalkd 1.12 itself. Where sprout departs on purpose, the body
-//! branches on `Server::name` and says why.
+//! branches on `Binary::is_sprout` and says why.
 
 mod support;
 
-use std::io::{BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{Client, Rng, Server};
-
-/// Runs `$body(&Server)` against sprout and, in a sibling test, against the
-/// reference beanstalkd with the same extra flags.
-macro_rules! on_both {
-    ($body:ident, $args:expr) => {
-        mod $body {
-            #[test]
-            fn sprout() {
-                super::$body(&super::Server::sprout($args));
-            }
-
-            #[test]
-            fn beanstalkd() {
-                if let Some(bin) = super::support::beanstalkd_or_skip(concat!(stringify!($body), "::beanstalkd")) {
-                    super::$body(&super::Server::beanstalkd(&bin, $args));
-                }
-            }
-        }
-    };
-}
-
-// ---------------------------------------------------------------------------
-// helpers
+use support::{Binary, Client, Rng, Server, on_both, procfs, put_command, show, wait_until};
 
 const MB: u64 = 1024 * 1024;
-
-/// Shows bytes readably in assertion messages.
-fn show(bytes: &[u8]) -> String {
-    bytes.escape_ascii().to_string()
-}
-
-/// Reads one reply and asserts its exact bytes.
-#[track_caller]
-fn expect(c: &mut Client, want: &[u8]) {
-    let got = c.read_reply();
-    assert_eq!(show(&got), show(want));
-}
-
-/// Sends a command and asserts the exact reply bytes.
-#[track_caller]
-fn exchange(c: &mut Client, command: &[u8], want: &[u8]) {
-    c.send(command);
-    expect(c, want);
-}
-
-/// One field of a YAML stats reply (`stats`, `stats-job 1`, ...).
-fn stat(c: &mut Client, command: &str, key: &str) -> String {
-    let reply = c.call(&format!("{command}\r\n"));
-    assert!(reply.starts_with("OK "), "{command} answered {reply:?}");
-    let prefix = format!("{key}: ");
-    reply
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {key} in {command} reply: {reply:?}"))
-        .trim_end()
-        .to_string()
-}
-
-/// Polls `cond` until it holds; panics naming `what` after `timeout`.
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A `kB` field of /proc/PID/status (VmRSS, VmHWM, ...), in kB.
-fn status_kb(pid: u32, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    let line = text.lines().find(|l| l.starts_with(&format!("{key}:"))).unwrap_or_else(|| panic!("no {key}"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    status_kb(pid, "VmRSS")
-}
-
-/// Peak resident set size of the process so far.
-fn hwm_kb(pid: u32) -> u64 {
-    status_kb(pid, "VmHWM")
-}
-
-/// CPU time (user + system) used by a process so far, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
-    // Fields after the parenthesised command name; utime and stime are
-    // fields 14 and 15 of the whole line.
-    let rest = &text[text.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / hz
-}
 
 /// Raises this process's RLIMIT_NOFILE soft limit to the hard limit (servers
 /// started afterwards inherit it) and returns the new soft limit.
 fn raise_nofile_limit() -> u64 {
-    unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = lim.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        lim.rlim_cur
-    }
+    sprout::host::raise_fd_limit();
+    procfs::open_files_limit(std::process::id())
 }
 
 /// `delete<spaces>999\r\n` padded with spaces to exactly `len` bytes; a valid
@@ -144,30 +45,31 @@ fn delete_line(len: usize) -> Vec<u8> {
 /// (225, 449, ...) when it discards its full 224-byte buffer, so it then
 /// swallows the *next* command as part of the long line. sprout answers the
 /// next command.
-fn line_length_cap(s: &Server) {
+fn line_length_cap(bin: &Binary) {
+    let s = bin.server().start();
     let mut c = s.connect();
     for len in [200, 223, 224] {
-        exchange(&mut c, &delete_line(len), b"NOT_FOUND\r\n");
+        c.exchange(delete_line(len), b"NOT_FOUND\r\n");
     }
     for len in [225, 226, 300, 449, 1000, 100_000, 1_000_000] {
         let mut bytes = delete_line(len);
         bytes.extend_from_slice(b"list-tube-used\r\nuse after\r\n");
         c.send(&bytes);
-        expect(&mut c, b"BAD_FORMAT\r\n");
-        let beanstalkd_swallows_next = s.name == "beanstalkd" && len % 224 == 1;
+        c.expect_reply(b"BAD_FORMAT\r\n");
+        let beanstalkd_swallows_next = !bin.is_sprout() && len % 224 == 1;
         if !beanstalkd_swallows_next {
-            expect(&mut c, b"USING default\r\n");
+            c.expect_reply(b"USING default\r\n");
         }
-        expect(&mut c, b"USING after\r\n");
-        exchange(&mut c, b"use default\r\n", b"USING default\r\n");
+        c.expect_reply(b"USING after\r\n");
+        c.exchange(b"use default\r\n", b"USING default\r\n");
     }
     // The CR and the LF of an over-long line arrive in separate segments.
-    c.send(&[b'x'; 500]);
+    c.send([b'x'; 500]);
     c.send(b"\r");
     thread::sleep(Duration::from_millis(50));
     c.send(b"\nlist-tube-used\r\n");
-    expect(&mut c, b"BAD_FORMAT\r\n");
-    expect(&mut c, b"USING default\r\n");
+    c.expect_reply(b"BAD_FORMAT\r\n");
+    c.expect_reply(b"USING default\r\n");
     // And a 225-byte line that arrives one part at a time, CRLF last.
     // (beanstalkd swallows the next command here too.)
     let line = delete_line(225);
@@ -175,32 +77,33 @@ fn line_length_cap(s: &Server) {
     thread::sleep(Duration::from_millis(50));
     c.send(&line[223..]);
     c.send(b"use again\r\nlist-tube-used\r\n");
-    expect(&mut c, b"BAD_FORMAT\r\n");
-    if s.name == "beanstalkd" {
-        expect(&mut c, b"USING default\r\n");
+    c.expect_reply(b"BAD_FORMAT\r\n");
+    if !bin.is_sprout() {
+        c.expect_reply(b"USING default\r\n");
     } else {
-        expect(&mut c, b"USING again\r\n");
-        expect(&mut c, b"USING again\r\n");
+        c.expect_reply(b"USING again\r\n");
+        c.expect_reply(b"USING again\r\n");
     }
 }
-on_both!(line_length_cap, &[]);
+on_both!(line_length_cap);
 
 /// 64 MiB without a line end, then CRLF: one BAD_FORMAT, and the server
 /// discards as it reads instead of buffering the line.
-fn very_long_line_is_not_buffered(s: &Server) {
+fn very_long_line_is_not_buffered(bin: &Binary) {
+    let s = bin.server().start();
     let mut c = s.connect();
     let chunk = vec![b'a'; MB as usize];
     for _ in 0..64 {
         c.send(&chunk);
     }
     c.send(b"\r\nlist-tube-used\r\n");
-    expect(&mut c, b"BAD_FORMAT\r\n");
-    expect(&mut c, b"USING default\r\n");
-    let peak = hwm_kb(s.pid());
+    c.expect_reply(b"BAD_FORMAT\r\n");
+    c.expect_reply(b"USING default\r\n");
+    let peak = procfs::peak_resident_kb(s.pid());
     eprintln!("{}: peak RSS after a 64 MiB line: {peak} kB", s.name);
     assert!(peak < 32 * 1024, "{} peak RSS {peak} kB after a 64 MiB line", s.name);
 }
-on_both!(very_long_line_is_not_buffered, &[]);
+on_both!(very_long_line_is_not_buffered);
 
 // ---------------------------------------------------------------------------
 // garbage
@@ -208,7 +111,8 @@ on_both!(very_long_line_is_not_buffered, &[]);
 /// Binary garbage gets exactly beanstalkd's replies: a NUL anywhere in the
 /// line → BAD_FORMAT, otherwise an unknown command → UNKNOWN_COMMAND; the
 /// connection stays usable throughout.
-fn garbage_bytes(s: &Server) {
+fn garbage_bytes(bin: &Binary) {
+    let s = bin.server().start();
     let mut c = s.connect();
     let fixed: &[(&[u8], &[u8])] = &[
         (b"\x00\r\n", b"BAD_FORMAT\r\n"),
@@ -237,7 +141,7 @@ fn garbage_bytes(s: &Server) {
         (b"GET / HTTP/1.1\r\n", b"UNKNOWN_COMMAND\r\n"),
     ];
     for (input, reply) in fixed {
-        exchange(&mut c, input, reply);
+        c.exchange(input, reply);
     }
 
     // 400 random lines, pipelined in one write: random bytes other than CR
@@ -272,13 +176,13 @@ fn garbage_bytes(s: &Server) {
     replies.push(b"USING default\r\n");
     c.send(&input);
     for want in replies {
-        expect(&mut c, want);
+        c.expect_reply(want);
     }
     // Nothing above created a job or a tube.
-    assert_eq!(stat(&mut c, "stats", "total-jobs"), "0");
-    assert_eq!(stat(&mut c, "stats", "current-tubes"), "1");
+    assert_eq!(c.stat("total-jobs"), "0");
+    assert_eq!(c.stat("current-tubes"), "1");
 }
-on_both!(garbage_bytes, &[]);
+on_both!(garbage_bytes);
 
 // ---------------------------------------------------------------------------
 // fragmentation and pipelining
@@ -287,39 +191,41 @@ on_both!(garbage_bytes, &[]);
 /// between writes makes each byte arrive on its own).
 fn send_bytewise(c: &mut Client, bytes: &[u8]) {
     for b in bytes {
-        c.send(&[*b]);
+        c.send([*b]);
         thread::sleep(Duration::from_micros(500));
     }
 }
 
-fn one_byte_writes(s: &Server) {
+fn one_byte_writes(bin: &Binary) {
+    let s = bin.server().start();
     let mut c = s.connect();
     send_bytewise(&mut c, b"use slow\r\n");
-    expect(&mut c, b"USING slow\r\n");
+    c.expect_reply(b"USING slow\r\n");
     // A put whose header and body (which itself contains CRLF) trickle in.
     send_bytewise(&mut c, b"put 7 0 60 12\r\nhello\r\nworld\r\n");
-    expect(&mut c, b"INSERTED 1\r\n");
+    c.expect_reply(b"INSERTED 1\r\n");
     send_bytewise(&mut c, b"watch slow\r\n");
-    expect(&mut c, b"WATCHING 2\r\n");
+    c.expect_reply(b"WATCHING 2\r\n");
     send_bytewise(&mut c, b"reserve\r\n");
-    expect(&mut c, b"RESERVED 1 12\r\nhello\r\nworld\r\n");
+    c.expect_reply(b"RESERVED 1 12\r\nhello\r\nworld\r\n");
     send_bytewise(&mut c, b"stats-job 1\r\n");
     let reply = c.read_reply();
     assert!(reply.starts_with(b"OK "), "{}", show(&reply));
     assert!(show(&reply).contains("state: reserved"), "{}", show(&reply));
     send_bytewise(&mut c, b"delete 1\r\n");
-    expect(&mut c, b"DELETED\r\n");
+    c.expect_reply(b"DELETED\r\n");
     // Two commands whose boundary falls inside one write, bytewise too.
     send_bytewise(&mut c, b"list-tube-used\r\nlist-tubes-watched\r\n");
-    expect(&mut c, b"USING slow\r\n");
+    c.expect_reply(b"USING slow\r\n");
     let yaml = "---\n- default\n- slow\n";
-    expect(&mut c, format!("OK {}\r\n{yaml}\r\n", yaml.len()).as_bytes());
+    c.expect_reply(format!("OK {}\r\n{yaml}\r\n", yaml.len()).as_bytes());
 }
-on_both!(one_byte_writes, &[]);
+on_both!(one_byte_writes);
 
 /// 1,000 puts in one write, then 1,000 reserve+delete pairs in one write:
 /// every reply is correct and in order.
-fn pipelined_thousand(s: &Server) {
+fn pipelined_thousand(bin: &Binary) {
+    let s = bin.server().start();
     let mut c = s.connect();
     const N: usize = 1000;
     let body = |i: usize| format!("job-{i}-{}", "x".repeat(i % 50));
@@ -330,10 +236,10 @@ fn pipelined_thousand(s: &Server) {
     }
     // Written from another thread, so neither side can block the other
     // whatever the socket buffer sizes are.
-    let mut w = c.stream.try_clone().unwrap();
+    let mut w = c.writer();
     let writer = thread::spawn(move || w.write_all(&puts).unwrap());
     for i in 1..=N {
-        expect(&mut c, format!("INSERTED {i}\r\n").as_bytes());
+        c.expect_reply(format!("INSERTED {i}\r\n").as_bytes());
     }
     writer.join().unwrap();
 
@@ -341,19 +247,19 @@ fn pipelined_thousand(s: &Server) {
     for i in 1..=N {
         work.extend_from_slice(format!("reserve\r\ndelete {i}\r\n").as_bytes());
     }
-    let mut w = c.stream.try_clone().unwrap();
+    let mut w = c.writer();
     let writer = thread::spawn(move || w.write_all(&work).unwrap());
     for i in 1..=N {
         let b = body(i);
-        expect(&mut c, format!("RESERVED {i} {}\r\n{b}\r\n", b.len()).as_bytes());
-        expect(&mut c, b"DELETED\r\n");
+        c.expect_reply(format!("RESERVED {i} {}\r\n{b}\r\n", b.len()).as_bytes());
+        c.expect_reply(b"DELETED\r\n");
     }
     writer.join().unwrap();
-    assert_eq!(stat(&mut c, "stats", "current-jobs-ready"), "0");
-    assert_eq!(stat(&mut c, "stats", "total-jobs"), N.to_string());
-    assert_eq!(stat(&mut c, "stats", "cmd-delete"), N.to_string());
+    assert_eq!(c.stat("current-jobs-ready"), "0");
+    assert_eq!(c.stat("total-jobs"), N.to_string());
+    assert_eq!(c.stat("cmd-delete"), N.to_string());
 }
-on_both!(pipelined_thousand, &[]);
+on_both!(pipelined_thousand);
 
 // ---------------------------------------------------------------------------
 // bodies
@@ -361,16 +267,17 @@ on_both!(pipelined_thousand, &[]);
 /// A body over `-z` is skipped as it streams: JOB_TOO_BIG comes only after
 /// the last byte and its CRLF, nothing in it is taken as a command, the
 /// server's memory stays far below the body size, and the connection goes on.
-fn oversized_body_is_streamed_away(s: &Server) {
+fn oversized_body_is_streamed_away(bin: &Binary) {
+    let s = bin.server().args(["-z", "1000"]).start();
     let mut c = s.connect();
     let mut put = b"put 0 0 60 1001\r\n".to_vec();
     put.extend_from_slice(&[b'b'; 1001]);
     put.extend_from_slice(b"\r\n");
-    exchange(&mut c, &put, b"JOB_TOO_BIG\r\n");
+    c.exchange(&put, b"JOB_TOO_BIG\r\n");
     let mut put = b"put 0 0 60 1000\r\n".to_vec();
     put.extend_from_slice(&[b'k'; 1000]);
     put.extend_from_slice(b"\r\n");
-    exchange(&mut c, &put, b"INSERTED 1\r\n");
+    c.exchange(&put, b"INSERTED 1\r\n");
 
     // 200,000,000 bytes of text that would delete job 1 if it were parsed.
     const SIZE: usize = 200_000_000;
@@ -383,9 +290,9 @@ fn oversized_body_is_streamed_away(s: &Server) {
     c.send(b"\r");
     assert!(c.is_silent_for(Duration::from_millis(300)), "{} answered before the body's last byte", s.name);
     c.send(b"\nlist-tube-used\r\n");
-    expect(&mut c, b"JOB_TOO_BIG\r\n");
-    expect(&mut c, b"USING default\r\n");
-    let peak = hwm_kb(s.pid());
+    c.expect_reply(b"JOB_TOO_BIG\r\n");
+    c.expect_reply(b"USING default\r\n");
+    let peak = procfs::peak_resident_kb(s.pid());
     eprintln!("{}: peak RSS after skipping a 200 MB body: {peak} kB", s.name);
     assert!(peak < 64 * 1024, "{} peak RSS {peak} kB while skipping a 200 MB body", s.name);
 
@@ -393,56 +300,58 @@ fn oversized_body_is_streamed_away(s: &Server) {
     let mut found = b"FOUND 1 1000\r\n".to_vec();
     found.extend_from_slice(&[b'k'; 1000]);
     found.extend_from_slice(b"\r\n");
-    exchange(&mut c, b"peek 1\r\n", &found);
-    exchange(&mut c, b"put 0 0 60 3\r\nabc\r\n", b"INSERTED 2\r\n");
-    assert_eq!(stat(&mut c, "stats", "current-jobs-ready"), "2");
+    c.exchange(b"peek 1\r\n", &found);
+    c.exchange(b"put 0 0 60 3\r\nabc\r\n", b"INSERTED 2\r\n");
+    assert_eq!(c.stat("current-jobs-ready"), "2");
 }
-on_both!(oversized_body_is_streamed_away, &["-z", "1000"]);
+on_both!(oversized_body_is_streamed_away);
 
 /// A body must be followed by exactly CRLF; otherwise EXPECTED_CRLF, the job
 /// is dropped (its id is used up), and parsing resumes right after the
 /// `<bytes>+2` bytes that were consumed.
-fn body_framing(s: &Server) {
+fn body_framing(bin: &Binary) {
+    let s = bin.server().start();
     let mut c = s.connect();
-    exchange(&mut c, b"put 0 0 60 1\r\nx\r\n", b"INSERTED 1\r\n");
+    c.exchange(b"put 0 0 60 1\r\nx\r\n", b"INSERTED 1\r\n");
     // Two bytes of body for a declared one: "xy\r" is consumed, the "\n" is
     // left over and glued to the front of the next line.
-    exchange(&mut c, b"put 0 0 60 1\r\nxy\r\n", b"EXPECTED_CRLF\r\n");
+    c.exchange(b"put 0 0 60 1\r\nxy\r\n", b"EXPECTED_CRLF\r\n");
     c.send(b"put 0 0 60 1\r\nz\r\n");
-    expect(&mut c, b"UNKNOWN_COMMAND\r\n"); // "\nput 0 0 60 1"
-    expect(&mut c, b"UNKNOWN_COMMAND\r\n"); // "z"
-    exchange(&mut c, b"put 0 0 60 1\r\nw\r\n", b"INSERTED 3\r\n");
+    c.expect_reply(b"UNKNOWN_COMMAND\r\n"); // "\nput 0 0 60 1"
+    c.expect_reply(b"UNKNOWN_COMMAND\r\n"); // "z"
+    c.exchange(b"put 0 0 60 1\r\nw\r\n", b"INSERTED 3\r\n");
 
     // Bodies are opaque bytes: CR, LF and CRLF inside them are data.
     c.send(b"put 0 0 60 2\r\nx\r");
     assert!(c.is_silent_for(Duration::from_millis(200)), "{} answered a put before its body", s.name);
-    exchange(&mut c, b"\r\n", b"INSERTED 4\r\n");
-    exchange(&mut c, b"peek 4\r\n", b"FOUND 4 2\r\nx\r\r\n");
-    exchange(&mut c, b"put 0 0 60 4\r\n\r\n\r\n\r\n", b"INSERTED 5\r\n");
-    exchange(&mut c, b"peek 5\r\n", b"FOUND 5 4\r\n\r\n\r\n\r\n");
-    exchange(&mut c, b"put 0 0 60 3\r\n\x00\xff\n\r\n", b"INSERTED 6\r\n");
-    exchange(&mut c, b"peek 6\r\n", b"FOUND 6 3\r\n\x00\xff\n\r\n");
-    exchange(&mut c, b"put 0 0 60 0\r\n\r\n", b"INSERTED 7\r\n");
-    exchange(&mut c, b"peek 7\r\n", b"FOUND 7 0\r\n\r\n");
+    c.exchange(b"\r\n", b"INSERTED 4\r\n");
+    c.exchange(b"peek 4\r\n", b"FOUND 4 2\r\nx\r\r\n");
+    c.exchange(b"put 0 0 60 4\r\n\r\n\r\n\r\n", b"INSERTED 5\r\n");
+    c.exchange(b"peek 5\r\n", b"FOUND 5 4\r\n\r\n\r\n\r\n");
+    c.exchange(b"put 0 0 60 3\r\n\x00\xff\n\r\n", b"INSERTED 6\r\n");
+    c.exchange(b"peek 6\r\n", b"FOUND 6 3\r\n\x00\xff\n\r\n");
+    c.exchange(b"put 0 0 60 0\r\n\r\n", b"INSERTED 7\r\n");
+    c.exchange(b"peek 7\r\n", b"FOUND 7 0\r\n\r\n");
 
     // Wrong trailers, each consuming exactly <bytes>+2 bytes.
-    exchange(&mut c, b"put 0 0 60 0\r\nab", b"EXPECTED_CRLF\r\n");
-    exchange(&mut c, b"put 0 0 60 3\r\nabc\n\n", b"EXPECTED_CRLF\r\n");
-    exchange(&mut c, b"put 0 0 60 3\r\nabc\r\r", b"EXPECTED_CRLF\r\n");
-    exchange(&mut c, b"put 0 0 60 3\r\nabc\n\r", b"EXPECTED_CRLF\r\n");
-    exchange(&mut c, b"list-tube-used\r\n", b"USING default\r\n");
-    exchange(&mut c, b"put 0 0 60 1\r\nv\r\n", b"INSERTED 12\r\n");
+    c.exchange(b"put 0 0 60 0\r\nab", b"EXPECTED_CRLF\r\n");
+    c.exchange(b"put 0 0 60 3\r\nabc\n\n", b"EXPECTED_CRLF\r\n");
+    c.exchange(b"put 0 0 60 3\r\nabc\r\r", b"EXPECTED_CRLF\r\n");
+    c.exchange(b"put 0 0 60 3\r\nabc\n\r", b"EXPECTED_CRLF\r\n");
+    c.exchange(b"list-tube-used\r\n", b"USING default\r\n");
+    c.exchange(b"put 0 0 60 1\r\nv\r\n", b"INSERTED 12\r\n");
 
-    assert_eq!(stat(&mut c, "stats", "current-jobs-ready"), "7");
-    assert_eq!(stat(&mut c, "stats", "total-jobs"), "7");
-    assert_eq!(stat(&mut c, "stats", "cmd-put"), "12");
+    assert_eq!(c.stat("current-jobs-ready"), "7");
+    assert_eq!(c.stat("total-jobs"), "7");
+    assert_eq!(c.stat("cmd-put"), "12");
 }
-on_both!(body_framing, &[]);
+on_both!(body_framing);
 
 /// Large bodies, pipelined, in writes cut at every kind of place (in a
 /// header, a body, a CRLF, between commands; pieces of 1 byte to 100 kB),
 /// one of them without its CRLF: every job comes back intact, in order.
-fn large_bodies_in_pieces(s: &Server) {
+fn large_bodies_in_pieces(bin: &Binary) {
+    let s = bin.server().start();
     let mut c = s.connect();
     let sizes = [65_535, 1025, 2048, 40_000, 0, 65_535, 3, 60_001];
     let body = |i: usize, len: usize| -> Vec<u8> { (0..len).map(|k| (k * 7 + i * 13) as u8).collect() };
@@ -461,7 +370,7 @@ fn large_bodies_in_pieces(s: &Server) {
         want.extend_from_slice(&body(i, len));
         want.extend_from_slice(b"\r\n");
     }
-    let mut w = c.stream.try_clone().unwrap();
+    let mut w = c.writer();
     let writer = thread::spawn(move || {
         let cuts = [1, 13, 65_536, 2, 100_000, 7, 4096, 30_000, 1];
         let mut rest = &input[..];
@@ -475,21 +384,20 @@ fn large_bodies_in_pieces(s: &Server) {
             thread::sleep(Duration::from_millis(2));
         }
     });
-    let mut got = vec![0; want.len()];
-    // Nothing was read through `c` yet: its reader has nothing buffered.
-    c.stream.read_exact(&mut got).unwrap();
+    let got = c.read_bytes(want.len());
     writer.join().unwrap();
     let same = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
     let near = &got[same.saturating_sub(20)..(same + 40).min(got.len())];
     assert!(got == want, "{}: replies differ from byte {same}: {}", s.name, show(near));
 }
-on_both!(large_bodies_in_pieces, &[]);
+on_both!(large_bodies_in_pieces);
 
 /// After a large put, sprout aims its next read at a body of the same
 /// shape. Whatever comes instead (a put of another size with a line of the
 /// same length, other commands, a put in pieces, a body without its CRLF),
 /// the answers are the same as beanstalkd's.
-fn puts_of_the_last_shape_and_others(s: &Server) {
+fn puts_of_the_last_shape_and_others(bin: &Binary) {
+    let s = bin.server().start();
     let mut c = s.connect();
     let body = |seed: usize, len: usize| -> Vec<u8> { (0..len).map(|k| (k * 3 + seed) as u8).collect() };
     let put = |seed: usize, len: usize, trailer: &[u8]| -> Vec<u8> {
@@ -501,7 +409,7 @@ fn puts_of_the_last_shape_and_others(s: &Server) {
     let pause = || thread::sleep(Duration::from_millis(20));
     let mut kept = Vec::new();
     for (id, len) in [(1, 30_000), (2, 30_000), (3, 30_001), (4, 30_001)] {
-        exchange(&mut c, &put(id, len, b"\r\n"), format!("INSERTED {id}\r\n").as_bytes());
+        c.exchange(put(id, len, b"\r\n"), format!("INSERTED {id}\r\n").as_bytes());
         kept.push((id, len));
         pause();
     }
@@ -514,12 +422,12 @@ fn puts_of_the_last_shape_and_others(s: &Server) {
     let mut found = b"FOUND 1 30000\r\n".to_vec();
     found.extend_from_slice(&body(1, 30_000));
     found.extend_from_slice(b"\r\n");
-    expect(&mut c, &found);
-    expect(&mut c, b"INSERTED 5\r\n");
+    c.expect_reply(&found);
+    c.expect_reply(b"INSERTED 5\r\n");
     kept.push((5, 30_001));
     pause();
     // A body without its CRLF, in a put of the expected shape.
-    exchange(&mut c, &put(6, 30_001, b"\r\r"), b"EXPECTED_CRLF\r\n");
+    c.exchange(put(6, 30_001, b"\r\r"), b"EXPECTED_CRLF\r\n");
     pause();
     // A put of the expected shape in pieces: the line alone, part of the
     // body, the rest.
@@ -528,27 +436,28 @@ fn puts_of_the_last_shape_and_others(s: &Server) {
         c.send(piece);
         pause();
     }
-    expect(&mut c, b"INSERTED 7\r\n");
+    c.expect_reply(b"INSERTED 7\r\n");
     kept.push((7, 30_001));
     // A small put, then one of the old shape.
-    exchange(&mut c, &put(8, 5, b"\r\n"), b"INSERTED 8\r\n");
+    c.exchange(put(8, 5, b"\r\n"), b"INSERTED 8\r\n");
     kept.push((8, 5));
     pause();
-    exchange(&mut c, &put(9, 30_001, b"\r\n"), b"INSERTED 9\r\n");
+    c.exchange(put(9, 30_001, b"\r\n"), b"INSERTED 9\r\n");
     kept.push((9, 30_001));
     for (id, len) in kept {
         let mut want = format!("RESERVED {id} {len}\r\n").into_bytes();
         want.extend_from_slice(&body(id, len));
         want.extend_from_slice(b"\r\n");
-        exchange(&mut c, b"reserve\r\n", &want);
+        c.exchange(b"reserve\r\n", &want);
     }
 }
-on_both!(puts_of_the_last_shape_and_others, &[]);
+on_both!(puts_of_the_last_shape_and_others);
 
 // ---------------------------------------------------------------------------
 // numbers and names
 
-fn numbers_and_names(s: &Server) {
+fn numbers_and_names(bin: &Binary) {
+    let s = bin.server().start();
     let mut c = s.connect();
     let name200 = "n".repeat(200);
     let name201 = "n".repeat(201);
@@ -635,8 +544,8 @@ fn numbers_and_names(s: &Server) {
         (b"use default\r\n".to_vec(), "USING default"),
         // bytes 65535 is the default -z; a bigger body is skipped, even when
         // the header has trailing garbage.
-        (put_of(65535), "INSERTED 5"),
-        (put_of(65536), "JOB_TOO_BIG"),
+        (put_command(0, 0, 60, vec![b'p'; 65535]), "INSERTED 5"),
+        (put_command(0, 0, 60, vec![b'p'; 65536]), "JOB_TOO_BIG"),
         (
             {
                 let mut v = b"put 0 0 60 70000 garbage\r\n".to_vec();
@@ -653,40 +562,34 @@ fn numbers_and_names(s: &Server) {
         let got = c.read_reply();
         assert_eq!(show(&got), show(want.as_bytes()), "input {}", show(&input[..input.len().min(80)]));
     }
-    assert_eq!(stat(&mut c, "stats-job 1", "pri"), "4294967295");
-    assert_eq!(stat(&mut c, "stats-job 4", "delay"), "4294967295");
-    assert_eq!(stat(&mut c, "stats-job 4", "ttr"), "4294967295");
-    assert_eq!(stat(&mut c, "stats", "total-jobs"), "5");
+    assert_eq!(&c.yaml("stats-job 1")["pri"], "4294967295");
+    assert_eq!(&c.yaml("stats-job 4")["delay"], "4294967295");
+    assert_eq!(&c.yaml("stats-job 4")["ttr"], "4294967295");
+    assert_eq!(c.stat("total-jobs"), "5");
 }
-on_both!(numbers_and_names, &[]);
-
-fn put_of(n: usize) -> Vec<u8> {
-    let mut v = format!("put 0 0 60 {n}\r\n").into_bytes();
-    v.extend(std::iter::repeat_n(b'p', n));
-    v.extend_from_slice(b"\r\n");
-    v
-}
+on_both!(numbers_and_names);
 
 /// `kick <bound>` is parsed like beanstalkd 1.12's strtoul: a negative bound
 /// wraps to a huge one, trailing garbage is ignored, but no digits at all is
 /// BAD_FORMAT.
-fn kick_bound_parsing(s: &Server) {
+fn kick_bound_parsing(bin: &Binary) {
+    let s = bin.server().start();
     let mut c = s.connect();
-    exchange(&mut c, b"kick\r\n", b"UNKNOWN_COMMAND\r\n");
-    exchange(&mut c, b"kick \r\n", b"BAD_FORMAT\r\n");
-    exchange(&mut c, b"kick abc\r\n", b"BAD_FORMAT\r\n");
-    exchange(&mut c, b"kick 99999999999999999999999\r\n", b"BAD_FORMAT\r\n");
+    c.exchange(b"kick\r\n", b"UNKNOWN_COMMAND\r\n");
+    c.exchange(b"kick \r\n", b"BAD_FORMAT\r\n");
+    c.exchange(b"kick abc\r\n", b"BAD_FORMAT\r\n");
+    c.exchange(b"kick 99999999999999999999999\r\n", b"BAD_FORMAT\r\n");
     for id in 1..=3 {
-        exchange(&mut c, b"put 0 0 60 1\r\nb\r\n", format!("INSERTED {id}\r\n").as_bytes());
-        exchange(&mut c, b"reserve\r\n", format!("RESERVED {id} 1\r\nb\r\n").as_bytes());
-        exchange(&mut c, format!("bury {id} 0\r\n").as_bytes(), b"BURIED\r\n");
+        c.exchange(b"put 0 0 60 1\r\nb\r\n", format!("INSERTED {id}\r\n").as_bytes());
+        c.exchange(b"reserve\r\n", format!("RESERVED {id} 1\r\nb\r\n").as_bytes());
+        c.exchange(format!("bury {id} 0\r\n").as_bytes(), b"BURIED\r\n");
     }
-    exchange(&mut c, b"kick 1abc\r\n", b"KICKED 1\r\n");
-    exchange(&mut c, b"kick 1 2\r\n", b"KICKED 1\r\n");
-    exchange(&mut c, b"kick -1\r\n", b"KICKED 1\r\n");
-    exchange(&mut c, b"kick 0\r\n", b"KICKED 0\r\n");
+    c.exchange(b"kick 1abc\r\n", b"KICKED 1\r\n");
+    c.exchange(b"kick 1 2\r\n", b"KICKED 1\r\n");
+    c.exchange(b"kick -1\r\n", b"KICKED 1\r\n");
+    c.exchange(b"kick 0\r\n", b"KICKED 0\r\n");
 }
-on_both!(kick_bound_parsing, &[]);
+on_both!(kick_bound_parsing);
 
 // ---------------------------------------------------------------------------
 // a client that does not read
@@ -695,7 +598,8 @@ on_both!(kick_bound_parsing, &[]);
 /// reads nothing. The server must stop reading from it instead of queueing
 /// the replies: its RSS stays bounded and another client is served
 /// meanwhile. Then the slow client reads everything, complete and in order.
-fn slow_reader_is_backpressured(s: &Server) {
+fn slow_reader_is_backpressured(bin: &Binary) {
+    let s = bin.server().start();
     const JOB: usize = 60_000;
     const PEEKS: usize = 25_000;
     const RSS_LIMIT_KB: u64 = 100 * 1024;
@@ -705,25 +609,25 @@ fn slow_reader_is_backpressured(s: &Server) {
     let mut put = format!("put 0 0 60 {JOB}\r\n").into_bytes();
     put.extend_from_slice(&body);
     put.extend_from_slice(b"\r\n");
-    exchange(&mut other, &put, b"INSERTED 1\r\n");
+    other.exchange(&put, b"INSERTED 1\r\n");
 
-    let slow = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut w = slow.try_clone().unwrap();
+    let mut slow = s.connect();
+    let mut w = slow.writer();
     let writer = thread::spawn(move || w.write_all(&b"peek 1\r\n".repeat(PEEKS)).unwrap());
 
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
-        let rss = rss_kb(pid);
+        let rss = procfs::resident_kb(pid);
         assert!(rss < RSS_LIMIT_KB, "{} RSS {rss} kB with a client not reading its replies", s.name);
         thread::sleep(Duration::from_millis(50));
     }
     // Another client is served meanwhile.
-    wait_until("two connections", Duration::from_secs(10), || stat(&mut other, "stats", "current-connections") == "2");
-    exchange(&mut other, b"put 0 0 60 1\r\nq\r\n", b"INSERTED 2\r\n");
-    exchange(&mut other, b"reserve-job 2\r\n", b"RESERVED 2 1\r\nq\r\n");
-    exchange(&mut other, b"delete 2\r\n", b"DELETED\r\n");
-    let rss = rss_kb(pid);
+    let both = wait_until(Duration::from_secs(10), || other.stat("current-connections") == "2");
+    assert!(both, "{}: the slow client's connection is not counted", s.name);
+    other.exchange(b"put 0 0 60 1\r\nq\r\n", b"INSERTED 2\r\n");
+    other.exchange(b"reserve-job 2\r\n", b"RESERVED 2 1\r\nq\r\n");
+    other.exchange(b"delete 2\r\n", b"DELETED\r\n");
+    let rss = procfs::resident_kb(pid);
     eprintln!("{}: RSS with a stalled reader: {rss} kB", s.name);
     assert!(rss < RSS_LIMIT_KB, "{} RSS {rss} kB with a client not reading its replies", s.name);
 
@@ -731,21 +635,19 @@ fn slow_reader_is_backpressured(s: &Server) {
     let mut want = format!("FOUND 1 {JOB}\r\n").into_bytes();
     want.extend_from_slice(&body);
     want.extend_from_slice(b"\r\n");
-    let mut reader = BufReader::with_capacity(1 << 20, &slow);
-    let mut got = vec![0; want.len()];
     for i in 0..PEEKS {
-        reader.read_exact(&mut got).unwrap_or_else(|e| panic!("reply {i} of {PEEKS}: {e}"));
+        let got = slow.read_bytes(want.len());
         if got != want {
             panic!("reply {i} of {PEEKS} differs: starts {}", show(&got[..40]));
         }
     }
     writer.join().unwrap();
-    exchange(&mut other, b"peek 2\r\n", b"NOT_FOUND\r\n");
-    let peak = hwm_kb(pid);
+    other.exchange(b"peek 2\r\n", b"NOT_FOUND\r\n");
+    let peak = procfs::peak_resident_kb(pid);
     eprintln!("{}: peak RSS over the slow-reader test: {peak} kB", s.name);
     assert!(peak < RSS_LIMIT_KB, "{} peak RSS {peak} kB", s.name);
 }
-on_both!(slow_reader_is_backpressured, &[]);
+on_both!(slow_reader_is_backpressured);
 
 // ---------------------------------------------------------------------------
 // many connections
@@ -756,34 +658,33 @@ fn ten_thousand_idle_connections() {
     const IDLE: usize = 10_000;
     let limit = raise_nofile_limit();
     if limit < IDLE as u64 + 100 {
-        assert!(!support::in_ci(), "RLIMIT_NOFILE hard limit {limit} is too low for this test in CI");
-        eprintln!("ten_thousand_idle_connections: skipped, RLIMIT_NOFILE hard limit {limit} < {}", IDLE + 100);
+        let reason = format!("RLIMIT_NOFILE hard limit {limit} < {}", IDLE + 100);
+        support::skip("ten_thousand_idle_connections", &reason);
         return;
     }
-    let s = Server::sprout(&[]);
+    let s = Server::sprout().start();
     let pid = s.pid();
     let mut busy = s.connect();
     // (Wait for the server to see the start-up probe connection close.)
-    wait_until("one connection", Duration::from_secs(10), || stat(&mut busy, "stats", "current-connections") == "1");
-    // (The start-up probe of `Server` counts in total-connections too.)
-    let total_before: usize = stat(&mut busy, "stats", "total-connections").parse().unwrap();
-    let rss_before = rss_kb(pid);
+    let alone = wait_until(Duration::from_secs(10), || busy.stat("current-connections") == "1");
+    assert!(alone, "the start-up probe connection is still counted");
+    // (The start-up probe counts in total-connections too.)
+    let total_before: usize = busy.stat("total-connections").parse().unwrap();
+    let rss_before = procfs::resident_kb(pid);
 
     let mut idle = Vec::with_capacity(IDLE);
     for i in 0..IDLE {
-        let conn = TcpStream::connect(("127.0.0.1", s.port)).unwrap_or_else(|e| panic!("connection {i}: {e}"));
-        idle.push(conn);
+        idle.push(s.connect());
         if i % 1000 == 999 {
             // Let the server catch up so the accept queue never overflows.
             let want = (i + 2).to_string();
-            wait_until("the server to accept a batch", Duration::from_secs(20), || {
-                stat(&mut busy, "stats", "current-connections") == want
-            });
+            let caught_up = wait_until(Duration::from_secs(20), || busy.stat("current-connections") == want);
+            assert!(caught_up, "the server did not accept {want} connections");
         }
     }
-    assert_eq!(stat(&mut busy, "stats", "current-connections"), (IDLE + 1).to_string());
-    assert_eq!(stat(&mut busy, "stats", "total-connections"), (total_before + IDLE).to_string());
-    let rss_after = rss_kb(pid);
+    assert_eq!(busy.stat("current-connections"), (IDLE + 1).to_string());
+    assert_eq!(busy.stat("total-connections"), (total_before + IDLE).to_string());
+    let rss_after = procfs::resident_kb(pid);
     eprintln!(
         "{}: RSS {rss_before} kB with 1 connection, {rss_after} kB with {} => {:.0} bytes per idle connection",
         s.name,
@@ -792,68 +693,24 @@ fn ten_thousand_idle_connections() {
     );
 
     // The busy connection still gets correct replies, pipelined too.
-    exchange(&mut busy, b"put 5 0 60 4\r\nbusy\r\n", b"INSERTED 1\r\n");
+    busy.exchange(b"put 5 0 60 4\r\nbusy\r\n", b"INSERTED 1\r\n");
     busy.send(b"use other\r\nput 1 0 60 2\r\nhi\r\nwatch other\r\nreserve\r\ndelete 2\r\nreserve\r\n");
-    expect(&mut busy, b"USING other\r\n");
-    expect(&mut busy, b"INSERTED 2\r\n");
-    expect(&mut busy, b"WATCHING 2\r\n");
-    expect(&mut busy, b"RESERVED 2 2\r\nhi\r\n");
-    expect(&mut busy, b"DELETED\r\n");
-    expect(&mut busy, b"RESERVED 1 4\r\nbusy\r\n");
+    busy.expect_reply(b"USING other\r\n");
+    busy.expect_reply(b"INSERTED 2\r\n");
+    busy.expect_reply(b"WATCHING 2\r\n");
+    busy.expect_reply(b"RESERVED 2 2\r\nhi\r\n");
+    busy.expect_reply(b"DELETED\r\n");
+    busy.expect_reply(b"RESERVED 1 4\r\nbusy\r\n");
     // Some idle connections wake up and talk.
     for conn in idle.iter_mut().step_by(997) {
-        conn.write_all(b"list-tube-used\r\n").unwrap();
+        conn.send(b"list-tube-used\r\n");
     }
     for conn in idle.iter_mut().step_by(997) {
-        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut reply = [0u8; 15];
-        conn.read_exact(&mut reply).unwrap();
-        assert_eq!(show(&reply), show(b"USING default\r\n"));
+        conn.expect_reply(b"USING default\r\n");
     }
     drop(idle);
-    wait_until("idle connections to be closed", Duration::from_secs(20), || {
-        stat(&mut busy, "stats", "current-connections") == "1"
-    });
-}
-
-/// Runs a server binary under a low RLIMIT_NOFILE (set in the child before
-/// exec) on a free loopback port; killed on drop.
-struct LimitedServer {
-    child: Child,
-    port: u16,
-}
-
-impl LimitedServer {
-    fn start(nofile: u64) -> LimitedServer {
-        let port = support::free_port();
-        let mut cmd = Command::new(support::sprout_bin());
-        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        unsafe {
-            cmd.pre_exec(move || {
-                let lim = libc::rlimit { rlim_cur: nofile, rlim_max: nofile };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut server = LimitedServer { child: cmd.spawn().expect("spawn sprout"), port };
-        wait_until("sprout to listen", Duration::from_secs(10), || {
-            assert!(server.child.try_wait().unwrap().is_none(), "sprout exited at startup");
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        server
-    }
-}
-
-impl Drop for LimitedServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    let closed = wait_until(Duration::from_secs(20), || busy.stat("current-connections") == "1");
+    assert!(closed, "the idle connections are still counted after they closed");
 }
 
 /// Reads from each connection without blocking; records which have received
@@ -888,11 +745,12 @@ fn poll_replies(conns: &mut [(TcpStream, Vec<u8>)], want: &[u8]) -> usize {
 fn out_of_file_descriptors() {
     const NOFILE: u64 = 64;
     const CONNS: usize = 80;
-    let mut server = LimitedServer::start(NOFILE);
-    let pid = server.child.id();
+    let mut server = Server::sprout().nofile_limit(NOFILE).start();
+    let pid = server.pid();
+    // Raw sockets, read without blocking: most are never accepted at first.
     let mut conns: Vec<(TcpStream, Vec<u8>)> = Vec::new();
     for _ in 0..CONNS {
-        let mut conn = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        let mut conn = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
         conn.set_nodelay(true).unwrap();
         conn.write_all(b"list-tube-used\r\n").unwrap();
         conn.set_nonblocking(true).unwrap();
@@ -921,14 +779,14 @@ fn out_of_file_descriptors() {
     assert!(served < CONNS, "all {CONNS} connections served under RLIMIT_NOFILE={NOFILE}?");
 
     // Out of descriptors with clients waiting: no exit, no busy loop.
-    let cpu_before = cpu_seconds(pid);
+    let cpu_before = procfs::cpu_seconds(pid);
     let wall = Instant::now();
     thread::sleep(Duration::from_secs(2));
-    let cpu = cpu_seconds(pid) - cpu_before;
+    let cpu = procfs::cpu_seconds(pid) - cpu_before;
     let elapsed = wall.elapsed().as_secs_f64();
     eprintln!("sprout out of fds: {cpu:.2} s CPU in {elapsed:.2} s");
     assert!(cpu < 0.25 * elapsed, "sprout used {cpu:.2} s of CPU in {elapsed:.2} s while out of fds (spinning?)");
-    assert!(server.child.try_wait().unwrap().is_none(), "sprout exited when out of fds");
+    assert_eq!(server.exit_status(), None, "sprout exited when out of fds");
 
     // The accepted connections are still served.
     let (accepted, waiting): (Vec<_>, Vec<_>) = conns.into_iter().partition(|(_, got)| !got.is_empty());
@@ -954,7 +812,7 @@ fn out_of_file_descriptors() {
         late += poll_replies(&mut waiting, want);
         thread::sleep(Duration::from_millis(20));
     }
-    assert!(server.child.try_wait().unwrap().is_none(), "sprout exited");
+    assert_eq!(server.exit_status(), None, "sprout exited");
 }
 
 // ---------------------------------------------------------------------------
@@ -962,35 +820,35 @@ fn out_of_file_descriptors() {
 
 /// A client that half-closes while blocked in `reserve` gets TIMED_OUT, and
 /// then the server closes the connection; a later job is not handed to it.
-fn half_close_while_reserving(s: &Server) {
+fn half_close_while_reserving(bin: &Binary) {
+    let s = bin.server().start();
     let mut watcher = s.connect();
     for command in ["reserve\r\n", "reserve-with-timeout 100\r\n"] {
         let mut waiter = s.connect();
         waiter.send(command.as_bytes());
-        wait_until("the client to be waiting", Duration::from_secs(10), || {
-            stat(&mut watcher, "stats", "current-waiting") == "1"
-        });
-        waiter.stream.shutdown(Shutdown::Write).unwrap();
-        expect(&mut waiter, b"TIMED_OUT\r\n");
+        let waiting = wait_until(Duration::from_secs(10), || watcher.stat("current-waiting") == "1");
+        assert!(waiting, "{}: the client is not waiting", s.name);
+        waiter.shutdown_write().unwrap();
+        waiter.expect_reply(b"TIMED_OUT\r\n");
         assert!(waiter.is_closed(), "{}: connection not closed after TIMED_OUT", s.name);
-        wait_until("the waiter to be gone", Duration::from_secs(10), || {
-            stat(&mut watcher, "stats", "current-waiting") == "0"
-        });
+        let gone = wait_until(Duration::from_secs(10), || watcher.stat("current-waiting") == "0");
+        assert!(gone, "{}: the waiter is still waiting", s.name);
     }
     // No job is lost to a dead waiter.
-    exchange(&mut watcher, b"put 0 0 60 3\r\nabc\r\n", b"INSERTED 1\r\n");
-    exchange(&mut watcher, b"reserve-with-timeout 0\r\n", b"RESERVED 1 3\r\nabc\r\n");
+    watcher.exchange(b"put 0 0 60 3\r\nabc\r\n", b"INSERTED 1\r\n");
+    watcher.exchange(b"reserve-with-timeout 0\r\n", b"RESERVED 1 3\r\nabc\r\n");
 }
-on_both!(half_close_while_reserving, &[]);
+on_both!(half_close_while_reserving);
 
 /// Clients vanishing mid-command or holding reservations lose no job and
 /// leave the server serving.
-fn disconnects_lose_nothing(s: &Server) {
+fn disconnects_lose_nothing(bin: &Binary) {
+    let s = bin.server().start();
     let mut c = s.connect();
-    exchange(&mut c, b"put 0 0 60 3\r\none\r\n", b"INSERTED 1\r\n");
+    c.exchange(b"put 0 0 60 3\r\none\r\n", b"INSERTED 1\r\n");
     {
         let mut worker = s.connect();
-        exchange(&mut worker, b"reserve\r\n", b"RESERVED 1 3\r\none\r\n");
+        worker.exchange(b"reserve\r\n", b"RESERVED 1 3\r\none\r\n");
         // Dropped while holding job 1.
     }
     {
@@ -1003,21 +861,20 @@ fn disconnects_lose_nothing(s: &Server) {
     }
     {
         let mut junk = s.connect();
-        junk.send(&[b'j'; 100_000]); // an over-long line cut short
+        junk.send([b'j'; 100_000]); // an over-long line cut short
     }
     {
         let mut big = s.connect();
         big.send(b"put 0 0 60 1000000\r\n");
-        big.send(&[b'j'; 5000]); // an oversized body cut short
+        big.send([b'j'; 5000]); // an oversized body cut short
     }
-    wait_until("the clients to be gone", Duration::from_secs(10), || {
-        stat(&mut c, "stats", "current-connections") == "1"
-    });
+    let gone = wait_until(Duration::from_secs(10), || c.stat("current-connections") == "1");
+    assert!(gone, "{}: the clients' connections are still counted", s.name);
     // Job 1 is back in the ready queue, and no other job appeared.
-    exchange(&mut c, b"reserve-with-timeout 0\r\n", b"RESERVED 1 3\r\none\r\n");
-    assert_eq!(stat(&mut c, "stats", "total-jobs"), "1");
-    assert_eq!(stat(&mut c, "stats", "current-jobs-reserved"), "1");
-    assert_eq!(stat(&mut c, "stats", "current-jobs-ready"), "0");
-    exchange(&mut c, b"delete 1\r\n", b"DELETED\r\n");
+    c.exchange(b"reserve-with-timeout 0\r\n", b"RESERVED 1 3\r\none\r\n");
+    assert_eq!(c.stat("total-jobs"), "1");
+    assert_eq!(c.stat("current-jobs-reserved"), "1");
+    assert_eq!(c.stat("current-jobs-ready"), "0");
+    c.exchange(b"delete 1\r\n", b"DELETED\r\n");
 }
-on_both!(disconnects_lose_nothing, &[]);
+on_both!(disconnects_lose_nothing);

@@ -9,12 +9,11 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::Server;
+use support::{Binary, Server, on_both, run};
 
 /// Longest a flow may run; the scripts take a few seconds each.
 const FLOW_TIMEOUT: Duration = Duration::from_secs(90);
@@ -60,62 +59,32 @@ fn available(flow: &Flow, test: &str) -> bool {
         Ok(_) => format!("the {} library does not load in {}", flow.name, flow.interpreter),
         Err(e) => format!("cannot run {}: {e}", flow.interpreter),
     };
-    if support::in_ci() {
-        panic!("{test}: {reason} ({}), and CI must not skip", flow.install_hint);
-    }
-    eprintln!("{test}: skipped, {reason} ({})", flow.install_hint);
+    support::skip(test, &format!("{reason} ({})", flow.install_hint));
     false
 }
 
-/// Runs the flow script against 127.0.0.1:`port` and fails the test, with
-/// the script's whole output, unless it exits 0 within the timeout.
-/// `reference` tells the script the server is beanstalkd 1.12 (see the
+/// Runs the flow script against the server and fails the test, with the
+/// script's whole output, unless it exits 0 within the timeout. Against
+/// beanstalkd the script is told it talks to the reference 1.12 (see the
 /// scripts' --reference note about its lost TTR ticks).
-fn run_flow(flow: &Flow, test: &str, server: &Server, reference: bool) {
+fn run_flow(flow: &Flow, test: &str, server: &Server) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(flow.script);
     let mut cmd = Command::new(flow.interpreter);
-    cmd.arg(&script).arg(server.port.to_string());
-    if reference {
+    cmd.arg(&script).arg(server.port().to_string());
+    if server.name == "beanstalkd" {
         cmd.arg("--reference");
     }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", flow.interpreter));
-
-    // Drain both pipes on threads so a chatty script never blocks.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-
-    let deadline = Instant::now() + FLOW_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the flow script") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let (status, out) = match run(&mut cmd, FLOW_TIMEOUT) {
+        Ok(out) => (Some(out.status), out),
+        Err(out) => (None, out),
     };
-    let out = out.join().unwrap();
-    let err = err.join().unwrap();
     let report = format!(
-        "{test}: {} flow against {} on port {}\n--- script stdout ---\n{out}--- script stderr ---\n{err}",
-        flow.name, server.name, server.port
+        "{test}: {} flow against {} on port {}\n--- script stdout ---\n{}--- script stderr ---\n{}",
+        flow.name,
+        server.name,
+        server.port(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
     match status {
         None => panic!("{report}\nthe script did not finish within {FLOW_TIMEOUT:?}"),
@@ -127,41 +96,22 @@ fn run_flow(flow: &Flow, test: &str, server: &Server, reference: bool) {
     }
 }
 
-fn flow_against_sprout(flow: &Flow, test: &str) {
-    if !available(flow, test) {
+/// The flow against a server of `bin`, unless its library is missing.
+fn flow_against(flow: &Flow, bin: &Binary) {
+    let test = format!("{}_flow::{}", flow.name, bin.name);
+    if !available(flow, &test) {
         return;
     }
-    let server = Server::sprout(&[]);
-    run_flow(flow, test, &server, false);
+    let server = bin.server().start();
+    run_flow(flow, &test, &server);
 }
 
-fn flow_against_beanstalkd(flow: &Flow, test: &str) {
-    let Some(bin) = support::beanstalkd_or_skip(test) else {
-        return;
-    };
-    if !available(flow, test) {
-        return;
-    }
-    let server = Server::beanstalkd(&bin, &[]);
-    run_flow(flow, test, &server, true);
+fn greenstalk_flow(bin: &Binary) {
+    flow_against(&GREENSTALK, bin);
 }
+on_both!(greenstalk_flow);
 
-#[test]
-fn greenstalk_flow_against_sprout() {
-    flow_against_sprout(&GREENSTALK, "greenstalk_flow_against_sprout");
+fn beaneater_flow(bin: &Binary) {
+    flow_against(&BEANEATER, bin);
 }
-
-#[test]
-fn greenstalk_flow_against_beanstalkd() {
-    flow_against_beanstalkd(&GREENSTALK, "greenstalk_flow_against_beanstalkd");
-}
-
-#[test]
-fn beaneater_flow_against_sprout() {
-    flow_against_sprout(&BEANEATER, "beaneater_flow_against_sprout");
-}
-
-#[test]
-fn beaneater_flow_against_beanstalkd() {
-    flow_against_beanstalkd(&BEANEATER, "beaneater_flow_against_beanstalkd");
-}
+on_both!(beaneater_flow);

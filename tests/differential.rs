@@ -22,11 +22,11 @@
 //! `age`, `time-left` and `pause-time-left` are compared, not masked: the
 //! scenarios read them far enough from a whole-second boundary.
 //!
-//! Each server is started under a lock (see `START_LOCK`) and must answer a
-//! first command on an "observer" connection that then stays open, idle, for
-//! the whole script: `current-connections` therefore includes it, and
-//! `total-connections` also counts the support's readiness probe, equally on
-//! both servers.
+//! Each server is started by the test kit (whose start-up probe is one
+//! connection, closed before the script runs) and must answer a first
+//! command on an "observer" connection that then stays open, idle, for the
+//! whole script: `current-connections` therefore includes it, and
+//! `total-connections` also counts the probe, equally on both servers.
 //!
 //! The deliberate departures, where sprout must not match beanstalkd, are
 //! sprout-only tests: `sprout_long_line_225`, `sprout_releases_at_ttr`,
@@ -59,13 +59,12 @@
 
 mod support;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use support::{Client, Server};
+
+use support::client::Silence;
+use support::{Binary, Client, ReadError, Server};
 
 /// How long a server may take to send a reply the script waits for. Scripts
 /// never wait for more than ~3 s, so this only matters when a reply is missing.
@@ -385,113 +384,32 @@ impl Transcript {
     }
 }
 
-/// A connection with its own receive buffer (the support `Client` is only
-/// used to connect: its `read_reply` panics on EOF or timeout, while a
-/// transcript must record them).
+/// A script's connection: the kit's client, and what was sent on it since
+/// the last observation (for the transcript).
 struct Conn {
-    stream: TcpStream,
-    /// The support client this connection came from (kept so its socket
-    /// stays open; it is never read from).
-    _client: Option<Client>,
-    buf: Vec<u8>,
-    eof: bool,
+    client: Client,
     sent: Vec<u8>,
 }
 
-enum Fill {
-    Data,
-    Eof,
-    Timeout,
-}
-
 impl Conn {
-    fn new(stream: TcpStream, client: Option<Client>) -> Conn {
-        Conn { stream, _client: client, buf: Vec::new(), eof: false, sent: Vec::new() }
+    fn new(client: Client) -> Conn {
+        Conn { client, sent: Vec::new() }
     }
 
-    fn from_client(client: Client) -> Conn {
-        Conn::new(client.stream.try_clone().unwrap(), Some(client))
-    }
-
-    fn fill(&mut self, until: Instant) -> Fill {
-        if self.eof {
-            return Fill::Eof;
-        }
-        let now = Instant::now();
-        if now >= until {
-            return Fill::Timeout;
-        }
-        self.stream.set_read_timeout(Some(until - now)).unwrap();
-        let mut tmp = [0u8; 65536];
-        match (&self.stream).read(&mut tmp) {
-            Ok(0) => {
-                self.eof = true;
-                Fill::Eof
-            }
-            Ok(n) => {
-                self.buf.extend_from_slice(&tmp[..n]);
-                Fill::Data
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Fill::Timeout,
-            Err(e) if e.kind() == ErrorKind::Interrupted => Fill::Data,
-            // A close with unread data in the server's buffer comes as RST.
-            Err(_) => {
-                self.eof = true;
-                Fill::Eof
-            }
-        }
-    }
-
-    /// Reads one framed reply: a line, plus `<bytes>+2` of body after
-    /// `RESERVED <id> <bytes>`, `FOUND <id> <bytes>` and `OK <bytes>`.
+    /// One framed reply, or what happened instead, as a transcript outcome.
     fn read_reply(&mut self, timeout: Duration) -> Result<Vec<u8>, String> {
-        let until = Instant::now() + timeout;
-        loop {
-            if let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
-                let line = &self.buf[..=nl];
-                let total = match body_len(line) {
-                    Some(n) => nl + 1 + n + 2,
-                    None => nl + 1,
-                };
-                if self.buf.len() >= total {
-                    return Ok(self.buf.drain(..total).collect());
-                }
-            }
-            match self.fill(until) {
-                Fill::Data => {}
-                Fill::Eof if self.buf.is_empty() => return Err("<closed>".into()),
-                Fill::Eof => {
-                    let partial = escape(&std::mem::take(&mut self.buf));
-                    return Err(format!("<closed after partial reply \"{partial}\">"));
-                }
-                Fill::Timeout if self.buf.is_empty() => return Err("<no reply>".into()),
-                Fill::Timeout => {
-                    let partial = escape(&std::mem::take(&mut self.buf));
-                    return Err(format!("<incomplete reply \"{partial}\">"));
-                }
-            }
-        }
+        self.client.try_read_reply(timeout).map_err(|e| match e {
+            ReadError::Closed { partial } if partial.is_empty() => "<closed>".into(),
+            ReadError::Closed { partial } => format!("<closed after partial reply \"{}\">", escape(&partial)),
+            ReadError::TimedOut { partial } if partial.is_empty() => "<no reply>".into(),
+            ReadError::TimedOut { partial } => format!("<incomplete reply \"{}\">", escape(&partial)),
+        })
     }
-}
-
-fn body_len(line: &[u8]) -> Option<usize> {
-    let text = std::str::from_utf8(line).ok()?.strip_suffix("\r\n")?;
-    let words: Vec<&str> = text.split(' ').collect();
-    match words.as_slice() {
-        ["RESERVED", _, n] | ["FOUND", _, n] | ["OK", n] => n.parse().ok(),
-        _ => None,
-    }
-}
-
-#[derive(Clone)]
-enum Kind {
-    Beanstalkd(PathBuf),
-    Sprout,
 }
 
 /// A started server that answered a first command. Its observer connection
 /// stays open (and idle) for the whole script, so every run has the same
-/// connections: the support's readiness probe, the observer, the script's.
+/// connections: the kit's start-up probe, the observer, the script's.
 struct Started {
     server: Server,
     _observer: Conn,
@@ -500,43 +418,30 @@ struct Started {
     tmp: Rc<tempfile::TempDir>,
     /// What was started, with which flags (before `$TMP` substitution), to
     /// start it again after a `restart` step.
-    kind: Kind,
+    binary: Binary,
     args: Vec<String>,
 }
 
 /// How long a `restart clean` waits for the server to exit after SIGTERM.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Held while a server starts. Without it, a server spawned by another
-/// thread can inherit (between fork and exec) the listener `free_port`
-/// briefly opened on our port; the support's readiness probe then connects
-/// to that inherited socket and reports the server listening before it is.
-static START_LOCK: Mutex<()> = Mutex::new(());
-
-fn start(kind: Kind, args: &[&str]) -> Started {
+fn start(binary: &Binary, args: &[&str]) -> Started {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    start_in(kind, args, Rc::new(tempfile::tempdir().unwrap()))
+    start_in(binary.clone(), args, Rc::new(tempfile::tempdir().unwrap()))
 }
 
 /// Starts a server with `$TMP` standing for `tmp` (a fresh directory for a
-/// first start, the same one again after a restart).
-fn start_in(kind: Kind, args: Vec<String>, tmp: Rc<tempfile::TempDir>) -> Started {
+/// first start, the same one again after a restart), and opens the observer
+/// connection with `reserve-job 0` (a command with no effect on any stats
+/// field).
+fn start_in(binary: Binary, args: Vec<String>, tmp: Rc<tempfile::TempDir>) -> Started {
     let dir = tmp.path().to_str().unwrap();
-    let real: Vec<String> = args.iter().map(|a| a.replace("$TMP", dir)).collect();
-    let real: Vec<&str> = real.iter().map(String::as_str).collect();
-    for _attempt in 0..5 {
-        let server = {
-            let _guard = START_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-            match &kind {
-                Kind::Beanstalkd(bin) => Server::beanstalkd(bin, &real),
-                Kind::Sprout => Server::sprout(&real),
-            }
-        };
-        if let Some(observer) = handshake(&server) {
-            return Started { server, _observer: observer, tmp, kind, args };
-        }
-    }
-    panic!("the server did not answer `reserve-job 0` after 5 starts");
+    let server = binary.server().args(args.iter().map(|a| a.replace("$TMP", dir))).start();
+    let mut observer = Conn::new(server.connect());
+    observer.client.send("reserve-job 0\r\n");
+    let answer = observer.read_reply(REPLY_TIMEOUT);
+    assert_eq!(answer, Ok(b"NOT_FOUND\r\n".to_vec()), "{} did not answer `reserve-job 0`", server.name);
+    Started { server, _observer: observer, tmp, binary, args }
 }
 
 /// Stops the server (a crash with SIGKILL, or SIGTERM and its exit when
@@ -544,59 +449,21 @@ fn start_in(kind: Kind, args: Vec<String>, tmp: Rc<tempfile::TempDir>) -> Starte
 /// not end the process in time (it is then killed anyway).
 fn restart(started: &mut Started, clean: bool, down: Duration) -> Result<(), String> {
     let mut result = Ok(());
-    let mut exited = false;
     if clean {
         started.server.signal(libc::SIGTERM);
-        exited = started.server.wait_exit(EXIT_TIMEOUT).is_some();
-        if !exited {
+        if started.server.wait_exit(EXIT_TIMEOUT).is_none() {
             result = Err(format!("<still running {}s after SIGTERM>", EXIT_TIMEOUT.as_secs()));
         }
     }
     // Kill and reap the process before starting the next one: the binlog
-    // directory stays locked while it lives. (A reaped pid is never signalled
-    // again: dropping the old `Server` does not signal an exited child.)
-    if !exited {
-        started.server.signal(libc::SIGKILL);
-        if started.server.wait_exit(EXIT_TIMEOUT).is_none() {
-            panic!("{} survived SIGKILL", started.server.name);
-        }
+    // directory stays locked while it lives.
+    if started.server.exit_status().is_none() {
+        started.server.kill9();
     }
     std::thread::sleep(down);
-    let next = start_in(started.kind.clone(), started.args.clone(), Rc::clone(&started.tmp));
+    let next = start_in(started.binary.clone(), started.args.clone(), Rc::clone(&started.tmp));
     *started = next;
     result
-}
-
-/// Connects and sends `reserve-job 0` (a command with no effect on any stats
-/// field) until the server answers it. None if the process died (e.g. it
-/// could not bind the port after all).
-fn handshake(server: &Server) -> Option<Conn> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if !alive(server.pid()) {
-            return None;
-        }
-        if let Ok(stream) = TcpStream::connect(("127.0.0.1", server.port)) {
-            stream.set_nodelay(true).unwrap();
-            let mut conn = Conn::new(stream, None);
-            if (&conn.stream).write_all(b"reserve-job 0\r\n").is_ok()
-                && conn.read_reply(Duration::from_secs(2)).is_ok_and(|r| r == b"NOT_FOUND\r\n")
-                && alive(server.pid())
-            {
-                return Some(conn);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
-}
-
-/// True unless the process has exited (a zombie counts as exited).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with(['Z', 'X']),
-        Err(_) => false,
-    }
 }
 
 /// Maps each server's job ids to their order of first appearance.
@@ -621,7 +488,7 @@ impl IdMap {
 
 fn run_script(started: &mut Started, script: &Script) -> Transcript {
     let mut transcript = Transcript { server: started.server.name.to_string(), ..Transcript::default() };
-    let is_sprout = matches!(started.kind, Kind::Sprout);
+    let is_sprout = started.binary.is_sprout();
     let mut conns: Vec<(String, Option<Conn>)> = Vec::new();
     let mut norm = Norm {
         ids: IdMap { raw: script.raw_ids, ..IdMap::default() },
@@ -687,7 +554,7 @@ fn run_script(started: &mut Started, script: &Script) -> Transcript {
         let slot = match conns.iter().position(|(n, _)| *n == conn_name) {
             Some(i) => i,
             None => {
-                let conn = Conn::from_client(server.connect());
+                let conn = Conn::new(server.connect());
                 conns.push((conn_name, Some(conn)));
                 conns.len() - 1
             }
@@ -733,7 +600,7 @@ fn run_script(started: &mut Started, script: &Script) -> Transcript {
                     }
                 }
                 conn.sent.extend_from_slice(&bytes);
-                if let Err(e) = (&conn.stream).write_all(&bytes) {
+                if let Err(e) = conn.client.try_send(&bytes) {
                     outcomes.push(format!("<send failed: {}>", e.kind()));
                 } else {
                     for _ in 0..*replies {
@@ -753,29 +620,23 @@ fn run_script(started: &mut Started, script: &Script) -> Transcript {
                 }
             }
             Action::Silent { .. } => {
-                let until = Instant::now() + SILENCE;
-                while conn.buf.is_empty() && matches!(conn.fill(until), Fill::Data) {}
-                outcomes.push(if !conn.buf.is_empty() {
-                    format!("<not silent: \"{}\">", escape(&conn.buf))
-                } else if conn.eof {
-                    "<closed>".to_string()
-                } else {
-                    "<silent>".to_string()
+                outcomes.push(match conn.client.silence(SILENCE) {
+                    Silence::Spoke(bytes) => format!("<not silent: \"{}\">", escape(&bytes)),
+                    Silence::Closed => "<closed>".to_string(),
+                    Silence::Silent => "<silent>".to_string(),
                 });
             }
             Action::Closed { .. } => {
-                let until = Instant::now() + CLOSE_TIMEOUT;
-                while matches!(conn.fill(until), Fill::Data) {}
-                outcomes.push(match (conn.eof, conn.buf.is_empty()) {
+                let (closed, unread) = conn.client.wait_closed(CLOSE_TIMEOUT);
+                outcomes.push(match (closed, unread.is_empty()) {
                     (true, true) => "<closed>".to_string(),
-                    (true, false) => format!("<closed after \"{}\">", escape(&conn.buf)),
+                    (true, false) => format!("<closed after \"{}\">", escape(&unread)),
                     (false, true) => "<open>".to_string(),
-                    (false, false) => format!("<open, got \"{}\">", escape(&conn.buf)),
+                    (false, false) => format!("<open, got \"{}\">", escape(&unread)),
                 });
-                conn.buf.clear();
             }
             Action::Shutdown { .. } => {
-                let _ = conn.stream.shutdown(Shutdown::Write);
+                let _ = conn.client.shutdown_write();
                 std::thread::sleep(SETTLE);
             }
             Action::Close { .. }
@@ -839,18 +700,14 @@ fn check_unread(
     std::thread::sleep(Duration::from_millis(50));
     for (name, conn) in conns.iter_mut() {
         if let Some(conn) = conn {
-            conn.stream.set_nonblocking(true).unwrap();
-            let mut tmp = [0u8; 65536];
-            if let Ok(n) = (&conn.stream).read(&mut tmp) {
-                conn.buf.extend_from_slice(&tmp[..n]);
-            }
-            if !conn.buf.is_empty() {
+            let unread = conn.client.unread();
+            if !unread.is_empty() {
                 transcript.entries.push(Entry {
                     step,
                     line,
                     source: format!("({when}, {name})"),
                     sent: escape(&conn.sent),
-                    outcome: format!("<unread bytes \"{}\">", escape(&conn.buf)),
+                    outcome: format!("<unread bytes \"{}\">", escape(&unread)),
                 });
             }
         }
@@ -1035,19 +892,19 @@ fn print_transcript(name: &str, t: &Transcript) {
 /// Plays a scenario against beanstalkd and sprout (or beanstalkd twice in
 /// self-test mode) and fails with a readable diff if the replies differ.
 fn differential(name: &str, text: &str) {
-    let Some(bin) = support::beanstalkd_or_skip(name) else {
+    let Some(beanstalkd) = Binary::beanstalkd_or_skip(name) else {
         return;
     };
     let script = parse_script(name, text);
     let args: Vec<&str> = script.server_args.iter().map(String::as_str).collect();
     let (reference, candidate) = std::thread::scope(|s| {
         let reference = s.spawn(|| {
-            let mut server = start(Kind::Beanstalkd(bin.clone()), &args);
+            let mut server = start(&beanstalkd, &args);
             run_script(&mut server, &script)
         });
         let candidate = s.spawn(|| {
-            let kind = if self_test() { Kind::Beanstalkd(bin.clone()) } else { Kind::Sprout };
-            let mut server = start(kind, &args);
+            let candidate = if self_test() { beanstalkd.clone() } else { Binary::sprout() };
+            let mut server = start(&candidate, &args);
             let mut t = run_script(&mut server, &script);
             if self_test() {
                 t.server = "beanstalkd (second run)".into();
@@ -1135,7 +992,7 @@ fn line_diff(a: &str, b: &str) -> String {
 fn sprout_only(name: &str, text: &str) -> Vec<String> {
     let script = parse_script(name, text);
     let args: Vec<&str> = script.server_args.iter().map(String::as_str).collect();
-    let mut server = start(Kind::Sprout, &args);
+    let mut server = start(&Binary::sprout(), &args);
     let t = run_script(&mut server, &script);
     if verbose() {
         print_transcript(name, &t);
@@ -1217,7 +1074,7 @@ c1: stats-job $1
 /// comparison strips these quotes, so check here that sprout does quote.
 #[test]
 fn sprout_quotes_yaml_strings() {
-    let server = start(Kind::Sprout, &[]);
+    let server = start(&Binary::sprout(), &[]);
     let mut c = server.server.connect();
     let stats = c.call("stats\r\n");
     for key in ["hostname", "os", "platform"] {
@@ -1228,7 +1085,7 @@ fn sprout_quotes_yaml_strings() {
     assert!(tube.contains("\nname: \"default\"\n"), "{tube}");
     let put = c.call("put 0 0 10 1\r\nx\r\n");
     let id = put.trim_end().strip_prefix("INSERTED ").expect(&put).to_string();
-    let job = c.call(&format!("stats-job {id}\r\n"));
+    let job = c.call(format!("stats-job {id}\r\n"));
     assert!(job.contains("\ntube: \"default\"\n"), "{job}");
 }
 

@@ -18,21 +18,32 @@ use sprout::protocol::command::NewJob;
 /// Bytes allocated and not freed yet.
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
+/// The system allocator, counting the bytes it hands out.
 struct Counting;
 
-// SAFETY: every call is passed on to the system allocator unchanged.
+// SAFETY: GlobalAlloc's contract (valid memory for the layout, or null; a
+// pointer given back is freed once, with its layout) is System's: every
+// call is passed on to it unchanged and its result returned unchanged. The
+// counting adds only relaxed atomic arithmetic, which neither allocates
+// (an allocator must not re-enter itself) nor unwinds.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's promise (`layout` has a non-zero size) is
+        // passed on with the layout.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller promises `ptr` came from this allocator with
+        // `layout`; every block of ours came from System with that layout.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as for dealloc, `ptr` and `layout` are a block System
+        // gave out; the caller promises `new_size` is valid for it.
         let moved = unsafe { System.realloc(ptr, layout, new_size) };
         if !moved.is_null() {
             LIVE.fetch_add(new_size, Ordering::Relaxed);

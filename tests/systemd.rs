@@ -12,18 +12,15 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CString;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Client, Server, free_port, in_ci, sprout_bin};
+use support::{Addr, Binary, Client, Server, free_port, in_ci, is_root, procfs, run};
 use tempfile::TempDir;
 
 // ---------------------------------------------------------------------------
@@ -55,34 +52,22 @@ fn tool_or_skip(test: &str, program: &str, package: &str) -> Option<PathBuf> {
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
         .map(|dir| dir.join(program))
         .find(|p| p.is_file());
-    match found {
-        Some(p) => Some(p),
-        None if in_ci() => panic!("{test}: {program} is not installed (package {package}), and CI must not skip"),
-        None => {
-            eprintln!("{test}: skipped, {program} is not installed (apt-get install -y {package})");
-            None
-        }
+    if found.is_none() {
+        support::skip(test, &format!("{program} is not installed (apt-get install -y {package})"));
     }
+    found
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// A user's uid and primary gid.
+/// A user's uid and primary gid, from /etc/passwd (where Debian keeps
+/// `nobody` and the package's system user).
 fn user_ids(name: &str) -> Option<(u32, u32)> {
-    let cname = CString::new(name).unwrap();
-    // SAFETY: getpwnam returns static storage or NULL; read at once.
-    let pw = unsafe { libc::getpwnam(cname.as_ptr()) };
-    if pw.is_null() { None } else { Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) }) }
+    let passwd = read(Path::new("/etc/passwd"));
+    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f[0] == name)?;
+    Some((entry[2].parse().unwrap(), entry[3].parse().unwrap()))
 }
 
 fn chown(path: &Path, uid: u32, gid: u32) {
-    let cpath = CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: chown reads the NUL-terminated path.
-    let r = unsafe { libc::chown(cpath.as_ptr(), uid, gid) };
-    assert_eq!(r, 0, "chown {}: {}", path.display(), std::io::Error::last_os_error());
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
 }
 
 /// A copy of the start script that runs the sprout under test instead of
@@ -92,7 +77,7 @@ fn start_script_in(dir: &Path) -> PathBuf {
     let exec = "exec /usr/bin/sprout ";
     assert_eq!(text.matches(exec).count(), 1, "packaging/sprout-start must run sprout once, as `{exec}...`");
     let path = dir.join("sprout-start");
-    fs::write(&path, text.replace(exec, &format!("exec {} ", sprout_bin().display()))).unwrap();
+    fs::write(&path, text.replace(exec, &format!("exec {} ", Binary::sprout().path.display()))).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
@@ -135,164 +120,15 @@ fn setting<'a>(settings: &'a [(String, String)], key: &str) -> Vec<&'a str> {
     settings.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
 }
 
-/// A process started by a test, its stderr kept in a file, killed on drop.
-struct Proc {
-    child: Child,
-    stderr: tempfile::NamedTempFile,
-    what: String,
+/// put, reserve, delete, checking every reply.
+fn put_reserve_delete(c: &mut Client, body: &str) {
+    let id = put(c, body);
+    assert_eq!(c.call("reserve-with-timeout 5\r\n"), format!("RESERVED {id} {}\r\n{body}\r\n", body.len()));
+    assert_eq!(c.call(format!("delete {id}\r\n")), "DELETED\r\n");
 }
 
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Proc {
-        let stderr = tempfile::NamedTempFile::new().unwrap();
-        let what = format!("{cmd:?}");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr.reopen().unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Proc { child, stderr, what }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill only sends a signal to our own child.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// SIGKILL, and reap.
-    fn kill9(&mut self) {
-        self.signal(libc::SIGKILL);
-        let status = self.wait_exit(Duration::from_secs(10)).expect("a killed process exits");
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", self.what);
-    }
-
-    fn stderr_text(&self) -> String {
-        read(self.stderr.path())
-    }
-
-    /// Polls until `port` accepts and the server there reports our pid (or
-    /// that of our child, for a wrapper like strace) in `stats`; false if
-    /// the process exits first or 10 s pass (another process may have the
-    /// port).
-    fn wait_listening(&mut self, port: u16) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return stats_pid(port).is_some_and(|pid| pid == self.pid() || parent_pid(pid) == Some(self.pid()));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn parent_pid(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) state ppid ...": comm may hold spaces, so start after ')'.
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The pid the server on `port` reports, if it answers `stats`.
-fn stats_pid(port: u16) -> Option<u32> {
-    let result = std::panic::catch_unwind(|| stat(&mut Client::connect(port), "pid"));
-    result.ok().and_then(|pid| pid.parse().ok())
-}
-
-/// One value of `stats`.
-fn stat(client: &mut Client, key: &str) -> String {
-    let reply = client.call("stats\r\n");
-    let prefix = format!("{key}: ");
-    reply
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {key} in stats: {reply}"))
-        .trim_matches('"')
-        .to_string()
-}
-
-/// Starts whatever `make(port)` builds on a free port, retrying with
-/// another port when that one turns out to be taken.
-fn start_on_free_port(make: impl Fn(u16) -> Command) -> (Proc, u16) {
-    let mut last = String::new();
-    for _attempt in 0..5 {
-        let port = free_port();
-        let mut proc = Proc::spawn(&mut make(port));
-        if proc.wait_listening(port) {
-            return (proc, port);
-        }
-        last = proc.stderr_text();
-    }
-    panic!("could not start a server on a free port; last stderr: {last}");
-}
-
-/// A raw client over a UNIX stream socket.
-struct UnixClient {
-    stream: UnixStream,
-    reader: BufReader<UnixStream>,
-}
-
-impl UnixClient {
-    fn connect(path: &Path) -> UnixClient {
-        let stream = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        UnixClient { stream, reader }
-    }
-
-    /// Sends a command and reads its reply line, plus the body of RESERVED.
-    fn call(&mut self, command: &str) -> String {
-        self.stream.write_all(command.as_bytes()).unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        if let ["RESERVED", _, n] = line.trim_end().split(' ').collect::<Vec<_>>().as_slice() {
-            let mut body = vec![0; n.parse::<usize>().unwrap() + 2];
-            self.reader.read_exact(&mut body).unwrap();
-            line.push_str(&String::from_utf8(body).unwrap());
-        }
-        line
-    }
-}
-
-/// put, reserve, delete through `call`, checking every reply.
-fn put_reserve_delete(call: &mut dyn FnMut(&str) -> String, body: &str) {
-    let inserted = call(&format!("put 0 0 60 {}\r\n{body}\r\n", body.len()));
-    let id = inserted.strip_prefix("INSERTED ").and_then(|s| s.trim_end().parse::<u64>().ok());
-    let id = id.unwrap_or_else(|| panic!("put: {inserted:?}"));
-    assert_eq!(call("reserve-with-timeout 5\r\n"), format!("RESERVED {id} {}\r\n{body}\r\n", body.len()));
-    assert_eq!(call(&format!("delete {id}\r\n")), "DELETED\r\n");
-}
-
-fn put(client: &mut Client, body: &str) -> u64 {
-    let reply = client.call(&format!("put 0 0 60 {}\r\n{body}\r\n", body.len()));
-    reply.strip_prefix("INSERTED ").and_then(|s| s.trim_end().parse().ok()).unwrap_or_else(|| panic!("put: {reply}"))
+fn put(c: &mut Client, body: &str) -> u64 {
+    c.put(0, 0, 60, body)
 }
 
 /// Reserves (and deletes) every ready job; returns their bodies.
@@ -306,7 +142,7 @@ fn take_all(client: &mut Client) -> BTreeSet<String> {
         let (head, body) = reply.split_once("\r\n").unwrap_or_else(|| panic!("reserve: {reply}"));
         let id = head.split(' ').nth(1).unwrap_or_else(|| panic!("reserve: {reply}"));
         bodies.insert(body.trim_end().to_string());
-        assert_eq!(client.call(&format!("delete {id}\r\n")), "DELETED\r\n");
+        assert_eq!(client.call(format!("delete {id}\r\n")), "DELETED\r\n");
     }
 }
 
@@ -484,15 +320,32 @@ fn units_score_well_in_systemd_analyze_security() {
     }
 }
 
-/// SIGKILLs a pid on drop, unless disarmed.
-struct KillOnDrop(Option<u32>);
+/// A sprout running under strace: the kit's `Server` is strace, which
+/// killed would leave sprout running, so sprout is signalled directly.
+struct Traced {
+    sprout: u32,
+    strace: u32,
+}
 
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            // SAFETY: a signal to a process this test started.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+impl Traced {
+    /// Sends `sig` to sprout, if it still is strace's child.
+    fn signal(&self, sig: i32) {
+        if procfs::parent_pid(self.sprout) != Some(self.strace) {
+            return;
         }
+        let pid = libc::pid_t::try_from(self.sprout).unwrap();
+        // SAFETY: kill takes two integers and touches no memory of ours. The
+        // pid was just seen as strace's child, and strace reaps it only
+        // after it exits, so it still names our sprout (or its zombie); a
+        // reaped pid is not handed out again within microseconds.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Kills sprout on drop (a failing test), unless it exited.
+impl Drop for Traced {
+    fn drop(&mut self) {
+        self.signal(libc::SIGKILL);
     }
 }
 
@@ -553,14 +406,16 @@ fn sandbox_allows_what_sprout_does() {
     let notify = UnixDatagram::bind(dir.path().join("notify")).unwrap();
     notify.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let binlog = dir.path().join("binlog");
-    let (mut proc, port) = start_on_free_port(|port| {
+    let mut proc = Server::command("strace sprout", |port| {
         let mut cmd = Command::new(&strace);
-        cmd.args(["-f", "-qq", "-o"]).arg(&trace).arg(sprout_bin());
+        cmd.args(["-f", "-qq", "-o"]).arg(&trace).arg(Binary::sprout().path);
         cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-f0", "-s", "4096", "-b"]).arg(&binlog);
         cmd.env("NOTIFY_SOCKET", dir.path().join("notify"));
         cmd
-    });
-    let mut c = Client::connect(port);
+    })
+    .wrapped()
+    .start();
+    let mut c = proc.connect();
     for i in 0..50 {
         put(&mut c, &format!("job {i} {}", "x".repeat(200)));
     }
@@ -570,21 +425,15 @@ fn sandbox_allows_what_sprout_does() {
     assert!(c.call("reserve\r\n").starts_with("RESERVED 1 "));
     assert_eq!(c.call("release 1 5 0\r\n"), "RELEASED\r\n");
     for id in 2..=50 {
-        assert_eq!(c.call(&format!("delete {id}\r\n")), "DELETED\r\n");
+        assert_eq!(c.call(format!("delete {id}\r\n")), "DELETED\r\n");
     }
-    let _ = c.call("stats\r\n");
-    // strace's pid is the child; sprout is its only child process.
-    let sprout_pid = stats_pid(port).unwrap();
-    // Killing strace would leave sprout running: kill sprout itself if the
-    // test fails before it exits.
-    let mut guard = KillOnDrop(Some(sprout_pid));
-    // SAFETY: signals to the sprout the test started.
-    unsafe { libc::kill(sprout_pid as i32, libc::SIGUSR1) };
-    std::thread::sleep(Duration::from_millis(100));
+    // strace's pid is the kit's; sprout is its only child process.
+    let sprout = Traced { sprout: c.stat("pid").parse().unwrap(), strace: proc.pid() };
+    sprout.signal(libc::SIGUSR1);
+    assert!(support::wait_until(Duration::from_secs(10), || c.stat("draining") == "true"), "SIGUSR1 ignored");
     assert_eq!(c.call("put 0 0 1 1\r\nx\r\n"), "DRAINING\r\n");
-    unsafe { libc::kill(sprout_pid as i32, libc::SIGTERM) };
+    sprout.signal(libc::SIGTERM);
     let status = proc.wait_exit(Duration::from_secs(20)).expect("sprout exits on SIGTERM");
-    guard.0 = None;
     assert!(status.success(), "sprout under strace: {status}: {}", proc.stderr_text());
 
     let text = read(&trace);
@@ -677,7 +526,7 @@ fn start_script_takes_beanstalkd_settings() {
     let script = start_script_in(dir.path());
     let state = dir.path().join("state");
     fs::create_dir(&state).unwrap();
-    let (mut proc, port) = start_on_free_port(|port| {
+    let mut proc = Server::command("sprout-start", |port| {
         // The Debian file, on our port, with a small job size limit; its
         // "-b /var/lib/beanstalkd" is not ours to write, so it goes.
         let text = DEBIAN_BEANSTALKD_DEFAULTS
@@ -688,19 +537,20 @@ fn start_script_takes_beanstalkd_settings() {
         let state = state.to_str().unwrap();
         vars.push(("STATE_DIRECTORY", state));
         start_script(&script, &vars)
-    });
+    })
+    .start();
+    let port = proc.port();
+    let mut c = proc.connect();
     // exec: the start script's pid is sprout's (Type=notify needs that).
-    assert_eq!(stats_pid(port), Some(proc.pid()));
-    let mut c = Client::connect(port);
+    assert_eq!(c.stat("pid"), proc.pid().to_string());
     assert_eq!(c.call("put 0 0 60 11\r\nhello world\r\n"), "JOB_TOO_BIG\r\n");
-    put_reserve_delete(&mut |cmd| c.call(cmd), "hello");
+    put_reserve_delete(&mut c, "hello");
     // 127.0.0.1 only, as BEANSTALKD_LISTEN_ADDR says: not 127.0.0.2.
     assert!(TcpStream::connect(("127.0.0.2", port)).is_err(), "listening beyond 127.0.0.1");
     // The binlog is in the state directory, locked by this pid.
     assert_eq!(read(&state.join("lock")).trim(), proc.pid().to_string());
     assert!(state.join("binlog.1").exists());
-    proc.signal(libc::SIGTERM);
-    assert_eq!(proc.wait_exit(Duration::from_secs(10)).map(|s| s.code()), Some(Some(0)));
+    assert_eq!(proc.terminate().code(), Some(0));
 }
 
 /// SPROUT_* wins over BEANSTALKD_*; both EXTRAs are passed, SPROUT_EXTRA
@@ -712,7 +562,7 @@ fn start_script_prefers_sprout_settings() {
     let state = dir.path().join("state");
     fs::create_dir(&state).unwrap();
     let decoy = free_port();
-    let (_proc, port) = start_on_free_port(|port| {
+    let server = Server::command("sprout-start", |port| {
         let decoy = decoy.to_string();
         let port = port.to_string();
         start_script(
@@ -728,8 +578,9 @@ fn start_script_prefers_sprout_settings() {
                 ("STATE_DIRECTORY", state.to_str().unwrap()),
             ],
         )
-    });
-    let mut c = Client::connect(port);
+    })
+    .start();
+    let mut c = server.connect();
     assert_eq!(c.call("put 0 0 60 15\r\nfifteen bytes!!\r\n"), "INSERTED 1\r\n");
     assert_eq!(c.call("put 0 0 60 21\r\ntwenty-one bytes!!!!!\r\n"), "JOB_TOO_BIG\r\n");
     assert!(TcpStream::connect(("127.0.0.3", decoy)).is_err(), "BEANSTALKD_* won over SPROUT_*");
@@ -759,7 +610,7 @@ fn start_script_refuses_an_instance_without_a_port() {
 fn man_page_covers_every_flag_signal_and_file() {
     let roff = read(&packaging("sprout.1"));
     let text = roff.replace("\\-", "-").replace("\\fR", "").replace("\\fB", "").replace("\\fI", "");
-    let help = run_ok(Command::new(sprout_bin()).arg("-h"));
+    let help = Binary::sprout().run(&["-h"]);
     let help = String::from_utf8_lossy(&help.stdout).into_owned();
     let mut flags = vec!["-c".to_string(), "-n".to_string()];
     for word in help.split([' ', ',', '\n']) {
@@ -814,28 +665,29 @@ fn socket_activation_serves_tcp_and_unix_at_once() {
     // sprout's own -l/-p name a port it must not bind: systemd's sockets
     // replace them.
     let ignored = free_port();
-    let (_proc, port) = start_on_free_port(|port| {
+    let server = Server::command("systemd-socket-activate", |port| {
         let _ = fs::remove_file(&sock);
         let mut cmd = Command::new(&activate);
         cmd.arg("-l").arg(format!("127.0.0.1:{port}")).arg("-l").arg(&sock);
         // The activator execs sprout (same pid) on the first connection.
-        cmd.arg(sprout_bin()).args(["-l", "127.0.0.1", "-p", &ignored.to_string()]);
+        cmd.arg(Binary::sprout().path).args(["-l", "127.0.0.1", "-p", &ignored.to_string()]);
         cmd
-    });
-    let mut tcp = Client::connect(port);
-    let mut unix = UnixClient::connect(&sock);
-    put_reserve_delete(&mut |cmd| tcp.call(cmd), "over tcp");
-    put_reserve_delete(&mut |cmd| unix.call(cmd), "over unix");
+    })
+    .start();
+    let mut tcp = server.connect();
+    let mut unix = Client::connect(&Addr::Unix(sock.clone()));
+    put_reserve_delete(&mut tcp, "over tcp");
+    put_reserve_delete(&mut unix, "over unix");
     // One server behind both: a job put over one is reserved over the other.
     let id = put(&mut tcp, "crossing");
     assert_eq!(unix.call("reserve-with-timeout 5\r\n"), format!("RESERVED {id} 8\r\ncrossing\r\n"));
     assert_eq!(tcp.call("stats-job 1\r\n"), "NOT_FOUND\r\n");
-    assert_eq!(unix.call(&format!("delete {id}\r\n")), "DELETED\r\n");
+    assert_eq!(unix.call(format!("delete {id}\r\n")), "DELETED\r\n");
     assert!(TcpStream::connect(("127.0.0.1", ignored)).is_err(), "bound -p although systemd passed sockets");
 }
 
 /// Receives one notification, or None after `timeout` or if `proc` exits.
-fn recv_notification(socket: &UnixDatagram, proc: &mut Proc, timeout: Duration) -> Option<String> {
+fn recv_notification(socket: &UnixDatagram, proc: &mut Server, timeout: Duration) -> Option<String> {
     socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let deadline = Instant::now() + timeout;
     let mut buf = [0u8; 4096];
@@ -843,7 +695,7 @@ fn recv_notification(socket: &UnixDatagram, proc: &mut Proc, timeout: Duration) 
         match socket.recv(&mut buf) {
             Ok(n) => return Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
             Err(_) => {
-                if let Ok(Some(_)) = proc.child.try_wait() {
+                if proc.exit_status().is_some() {
                     // One last look: it may have sent before exiting.
                     socket.set_nonblocking(true).unwrap();
                     let last = socket.recv(&mut buf).ok().map(|n| String::from_utf8_lossy(&buf[..n]).into_owned());
@@ -858,20 +710,19 @@ fn recv_notification(socket: &UnixDatagram, proc: &mut Proc, timeout: Duration) 
 
 /// Starts sprout with NOTIFY_SOCKET=`notify_name`; returns it once READY=1
 /// arrived, which must name its pid and come when the port already
-/// accepts: no retry, no wait.
-fn start_notifying(socket: &UnixDatagram, notify_name: &str, binlog: &Path) -> (Proc, u16) {
+/// accepts: no retry, no wait (so the kit's start, which polls, is not
+/// used: only spawned, and another port tried if sprout exits).
+fn start_notifying(socket: &UnixDatagram, notify_name: &str, binlog: &Path) -> Server {
+    let builder = Server::sprout().binlog(binlog).env("NOTIFY_SOCKET", notify_name);
     for _attempt in 0..5 {
-        let port = free_port();
-        let mut cmd = Command::new(sprout_bin());
-        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-b"]).arg(binlog).env("NOTIFY_SOCKET", notify_name);
-        let mut proc = Proc::spawn(&mut cmd);
+        let mut proc = builder.spawn();
         let Some(message) = recv_notification(socket, &mut proc, Duration::from_secs(10)) else {
             continue; // the port was taken: sprout exited without READY
         };
         assert_eq!(message, format!("READY=1\nMAINPID={}\n", proc.pid()));
-        assert!(TcpStream::connect(("127.0.0.1", port)).is_ok(), "READY=1 before the port accepts");
-        assert_eq!(stats_pid(port), Some(proc.pid()));
-        return (proc, port);
+        let mut c = Client::try_connect(proc.addr()).expect("READY=1 before the port accepts");
+        assert_eq!(c.stat("pid"), proc.pid().to_string());
+        return proc;
     }
     panic!("sprout never sent READY=1");
 }
@@ -882,8 +733,8 @@ fn notify_ready_after_listening_and_stopping_on_sigterm() {
     let path = dir.path().join("notify");
     let socket = UnixDatagram::bind(&path).unwrap();
     let binlog = dir.path().join("binlog");
-    let (mut proc, port) = start_notifying(&socket, path.to_str().unwrap(), &binlog);
-    let mut c = Client::connect(port);
+    let mut proc = start_notifying(&socket, path.to_str().unwrap(), &binlog);
+    let mut c = proc.connect();
     for i in 0..3 {
         put(&mut c, &format!("job {i}"));
     }
@@ -894,8 +745,8 @@ fn notify_ready_after_listening_and_stopping_on_sigterm() {
     drop(proc);
 
     // READY=1 comes after the binlog is replayed: the jobs are there at once.
-    let (_proc, port) = start_notifying(&socket, path.to_str().unwrap(), &binlog);
-    assert_eq!(stat(&mut Client::connect(port), "current-jobs-ready"), "3");
+    let proc = start_notifying(&socket, path.to_str().unwrap(), &binlog);
+    assert_eq!(proc.connect().stat("current-jobs-ready"), "3");
 }
 
 #[test]
@@ -905,7 +756,7 @@ fn notify_to_an_abstract_socket() {
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     let socket = UnixDatagram::bind_addr(&addr).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (_proc, _port) = start_notifying(&socket, &format!("@{name}"), &dir.path().join("binlog"));
+    start_notifying(&socket, &format!("@{name}"), &dir.path().join("binlog"));
 }
 
 // ---------------------------------------------------------------------------
@@ -926,12 +777,6 @@ fn instance(script: &Path, etc: &Path, state: &Path, name: &str) -> Command {
     start_script(script, &vars)
 }
 
-/// Starts instance `name` on `port`; false if the port was taken.
-fn start_instance(script: &Path, etc: &Path, state: &Path, name: &str, port: u16) -> Option<Proc> {
-    let mut proc = Proc::spawn(&mut instance(script, etc, state, name));
-    if proc.wait_listening(port) { Some(proc) } else { None }
-}
-
 #[test]
 fn several_instances_each_recover_their_own_jobs() {
     let dir = tempfile::tempdir().unwrap();
@@ -942,24 +787,24 @@ fn several_instances_each_recover_their_own_jobs() {
 
     // Two instances named after their ports, one named "reports" whose
     // settings file names its port.
-    let mut instances: Vec<(String, u16, Proc)> = Vec::new();
-    for kind in ["numbered", "numbered", "named"] {
-        let started = (0..5).find_map(|_| {
-            let port = free_port();
-            let name = if kind == "named" { "reports".to_string() } else { port.to_string() };
-            if kind == "named" {
-                fs::write(etc.join("reports.env"), format!("SPROUT_LISTEN_PORT={port}\nSPROUT_EXTRA=\"-f 0\"\n"))
-                    .unwrap();
+    let mut instances: Vec<(String, Server)> = Vec::new();
+    for named in [false, false, true] {
+        let name_of = |port: u16| if named { "reports".to_string() } else { port.to_string() };
+        let proc = Server::command("sprout@.service", |port| {
+            if named {
+                let settings = format!("SPROUT_LISTEN_PORT={port}\nSPROUT_EXTRA=\"-f 0\"\n");
+                fs::write(etc.join("reports.env"), settings).unwrap();
             }
-            start_instance(&script, &etc, &state, &name, port).map(|proc| (name, port, proc))
-        });
-        instances.push(started.expect("an instance could not start on a free port"));
+            instance(&script, &etc, &state, &name_of(port))
+        })
+        .start();
+        instances.push((name_of(proc.port()), proc));
     }
 
     // Instance i holds i+1 jobs, each body naming its instance.
     let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (i, (name, port, _)) in instances.iter().enumerate() {
-        let mut c = Client::connect(*port);
+    for (i, (name, proc)) in instances.iter().enumerate() {
+        let mut c = proc.connect();
         for k in 0..=i {
             let body = format!("{name}-job-{k}");
             put(&mut c, &body);
@@ -967,35 +812,37 @@ fn several_instances_each_recover_their_own_jobs() {
         }
     }
 
-    for (_, _, proc) in &mut instances {
+    for (_, proc) in &mut instances {
         proc.kill9();
     }
-    for (name, port, proc) in &mut instances {
-        *proc = start_instance(&script, &etc, &state, name, *port)
-            .unwrap_or_else(|| panic!("instance {name} did not restart on port {port}"));
+    for (name, proc) in &mut instances {
+        let port = proc.port();
+        *proc = Server::command("sprout@.service", |_| instance(&script, &etc, &state, name)).port(port).start();
     }
 
     // A fourth instance pointed at the first one's directory is refused.
-    let (first_name, _, first) = &instances[0];
-    let intruder_port = free_port();
-    let mut cmd = start_script(
-        &script,
-        &[
-            ("SPROUT_INSTANCE", "intruder"),
-            ("SPROUT_LISTEN_PORT", &intruder_port.to_string()),
-            ("STATE_DIRECTORY", state.join(first_name).to_str().unwrap()),
-        ],
-    );
-    let mut intruder = Proc::spawn(&mut cmd);
-    let status = intruder.wait_exit(Duration::from_secs(10)).expect("the fourth instance must exit");
-    let stderr = intruder.stderr_text();
-    assert_eq!(status.code(), Some(10), "{stderr}");
-    assert!(stderr.contains(&state.join(first_name).display().to_string()), "{stderr}");
+    let (first_name, first) = &instances[0];
+    let first_dir = state.join(first_name);
+    let intruder = Server::command("sprout@intruder.service", |port| {
+        start_script(
+            &script,
+            &[
+                ("SPROUT_INSTANCE", "intruder"),
+                ("SPROUT_LISTEN_PORT", &port.to_string()),
+                ("STATE_DIRECTORY", first_dir.to_str().unwrap()),
+            ],
+        )
+    })
+    .try_start();
+    let refused = intruder.err().expect("the fourth instance must exit");
+    let stderr = refused.stderr;
+    assert_eq!(refused.status.code(), Some(10), "{stderr}");
+    assert!(stderr.contains(&first_dir.display().to_string()), "{stderr}");
     assert!(stderr.contains(&first.pid().to_string()), "the refusal should name pid {}: {stderr}", first.pid());
 
-    for (name, port, _) in &instances {
-        let mut c = Client::connect(*port);
-        assert_eq!(stat(&mut c, "current-jobs-ready"), expected[name].len().to_string(), "instance {name}");
+    for (name, proc) in &instances {
+        let mut c = proc.connect();
+        assert_eq!(c.stat("current-jobs-ready"), expected[name].len().to_string(), "instance {name}");
         assert_eq!(take_all(&mut c), expected[name], "instance {name} recovered other jobs than its own");
     }
 }
@@ -1003,36 +850,25 @@ fn several_instances_each_recover_their_own_jobs() {
 // ---------------------------------------------------------------------------
 // -u
 
-/// The `Uid:` or `Gid:` line of /proc/PID/status: real, effective, saved
-/// and file-system ids.
-fn proc_ids(pid: u32, key: &str) -> Vec<u32> {
-    let status = read(Path::new(&format!("/proc/{pid}/status")));
-    let line = status.lines().find_map(|l| l.strip_prefix(&format!("{key}:"))).unwrap();
-    line.split_whitespace().map(|n| n.parse().unwrap()).collect()
-}
-
 #[test]
 fn user_flag_drops_privileges_and_keeps_the_binlog() {
     let test = "user_flag_drops_privileges_and_keeps_the_binlog";
     if !is_root() {
-        assert!(!in_ci(), "{test}: CI runs as root and must not skip");
-        eprintln!("{test}: skipped, -u needs root (run the tests as root to include it)");
+        support::skip(test, "-u needs root (run the tests as root to include it)");
         return;
     }
     let (uid, gid) = user_ids("nobody").expect("user nobody");
     let dir = tempfile::tempdir().unwrap();
     chown(dir.path(), uid, gid);
-    let binlog = dir.path().to_str().unwrap();
+    let nobody = || Server::sprout().args(["-u", "nobody"]).binlog(dir.path());
 
-    let mut server = Server::sprout(&["-u", "nobody", "-b", binlog]);
-    assert_eq!(proc_ids(server.pid(), "Uid"), [uid; 4]);
-    assert_eq!(proc_ids(server.pid(), "Gid"), [gid; 4]);
-    let groups = read(Path::new(&format!("/proc/{}/status", server.pid())));
-    let groups = groups.lines().find_map(|l| l.strip_prefix("Groups:")).unwrap().to_string();
+    let mut server = nobody().start();
+    assert_eq!(procfs::ids(server.pid(), "Uid"), [uid; 4]);
+    assert_eq!(procfs::ids(server.pid(), "Gid"), [gid; 4]);
+    let groups = procfs::status_field(server.pid(), "Groups");
     assert!(!groups.split_whitespace().any(|g| g == "0"), "still in group root: {groups}");
     let id = put(&mut server.connect(), "written by nobody");
-    server.signal(libc::SIGKILL);
-    assert!(server.wait_exit(Duration::from_secs(10)).is_some());
+    server.kill9();
     drop(server);
 
     let mut files = Vec::new();
@@ -1045,9 +881,9 @@ fn user_flag_drops_privileges_and_keeps_the_binlog() {
     files.sort();
     assert_eq!(files, ["binlog.1", "lock"]);
 
-    let server = Server::sprout(&["-u", "nobody", "-b", binlog]);
+    let server = nobody().start();
     let mut c = server.connect();
-    assert_eq!(c.call(&format!("peek {id}\r\n")), format!("FOUND {id} 17\r\nwritten by nobody\r\n"));
+    assert_eq!(c.call(format!("peek {id}\r\n")), format!("FOUND {id} 17\r\nwritten by nobody\r\n"));
 }
 
 // ---------------------------------------------------------------------------
@@ -1057,18 +893,16 @@ fn user_flag_drops_privileges_and_keeps_the_binlog() {
 fn cargo_deb_or_skip(test: &str) -> bool {
     let ok = Command::new("cargo").args(["deb", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
     if !ok {
-        assert!(
-            !in_ci(),
-            "{test}: cargo-deb is not installed, and CI must not skip (cargo install cargo-deb --locked)"
-        );
-        eprintln!("{test}: skipped, cargo-deb is not installed (cargo install cargo-deb --locked)");
+        support::skip(test, "cargo-deb is not installed (cargo install cargo-deb --locked)");
     }
     ok
 }
 
+/// Runs `cmd` to its end (a release build of the package takes minutes;
+/// 30 of them mean it hangs) and insists that it succeeds.
 fn run_ok(cmd: &mut Command) -> Output {
     let what = format!("{cmd:?}");
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let out = run(cmd, Duration::from_secs(30 * 60)).unwrap_or_else(|_| panic!("{what} did not finish in 30 min"));
     assert!(
         out.status.success(),
         "{what}: {}\n{}{}",
@@ -1109,7 +943,7 @@ fn deb_installs_and_runs() {
     if !cargo_deb_or_skip(test) {
         return;
     }
-    let target = sprout_bin().parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    let target = Binary::sprout().path.parent().and_then(Path::parent).expect("target dir").to_path_buf();
     let out_dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     run_ok(
@@ -1203,7 +1037,7 @@ fn deb_installs_and_runs() {
     // the sprout user with -u since no service manager does it here).
     let state = tempfile::tempdir().unwrap();
     chown(state.path(), uid, gid);
-    let (proc, port) = start_on_free_port(|port| {
+    let proc = Server::command("installed sprout-start", |port| {
         start_script(
             Path::new(START_SCRIPT),
             &[
@@ -1212,12 +1046,13 @@ fn deb_installs_and_runs() {
                 ("SPROUT_EXTRA", "-u sprout"),
             ],
         )
-    });
-    assert_eq!(proc_ids(proc.pid(), "Uid"), [uid; 4]);
+    })
+    .start();
+    assert_eq!(procfs::ids(proc.pid(), "Uid"), [uid; 4]);
     let exe = fs::read_link(format!("/proc/{}/exe", proc.pid())).unwrap();
     assert_eq!(exe, Path::new("/usr/bin/sprout"));
-    let mut c = Client::connect(port);
-    put_reserve_delete(&mut |cmd| c.call(cmd), "from the package");
+    let mut c = proc.connect();
+    put_reserve_delete(&mut c, "from the package");
     drop(proc);
 
     if !was_installed {
