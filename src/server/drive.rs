@@ -3,8 +3,8 @@
 //! for. Replies are sent at the end of the turn (`end_of_turn.rs`).
 
 use super::Server;
-use crate::binlog::Binlog;
 use super::connection::{READ_CHUNK, ReadOutcome};
+use crate::binlog::Binlog;
 use crate::engine::ConnId;
 use crate::protocol::{Event, Op, Reply};
 
