@@ -247,6 +247,39 @@ on_both!(port_in_use_fails);
 // ---------------------------------------------------------------------------
 // signals
 
+/// A burst of connections while the server is busy elsewhere (here: stopped
+/// by SIGSTOP) is queued by the kernel, as beanstalkd's listen backlog of
+/// 1024 queues it: each connect completes at once. (With a backlog of 128,
+/// the connects past it had their handshakes dropped and each waited a
+/// second or more for its SYN to be sent again.)
+fn a_burst_of_connections_is_queued_while_the_server_is_busy(bin: &Binary) {
+    const BURST: usize = 600;
+    let name = bin.name;
+    let mut d = bin.server().start();
+    let mut c = d.connect();
+    let before: usize = c.stat("total-connections").parse().unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], d.port()));
+    d.signal(libc::SIGSTOP);
+    // Not a measurement: a queued handshake completes in the kernel at
+    // once, busy machine or not; a dropped one waits for a second SYN.
+    let mut connected = Vec::with_capacity(BURST);
+    while connected.len() < BURST {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+            Ok(stream) => connected.push(stream),
+            Err(_) => break,
+        }
+    }
+    d.signal(libc::SIGCONT);
+    let done = connected.len();
+    assert_eq!(done, BURST, "{name}: connect {} of {BURST} did not complete while the server was stopped", done + 1);
+    let want = (before + BURST).to_string();
+    assert!(
+        wait_until(Duration::from_secs(20), || c.stat("total-connections") == want),
+        "{name}: the queued connections were not all accepted"
+    );
+}
+on_both!(a_burst_of_connections_is_queued_while_the_server_is_busy);
+
 /// SIGUSR1 turns on drain mode: `put` reads its body then answers DRAINING,
 /// `stats` shows `draining: true`, everything else keeps working.
 fn sigusr1_drains(bin: &Binary) {

@@ -11,6 +11,12 @@ use mio::{Interest, Registry, Token};
 
 use crate::settings::ListenAddr;
 
+/// beanstalkd's listen backlog: connections the kernel completes and queues
+/// while the loop is busy elsewhere. mio (like std) listens with 128, and a
+/// burst of connections beyond that had its handshakes dropped: each such
+/// client waited a second for its SYN to be sent again.
+const BACKLOG: libc::c_int = 1024;
+
 /// A listening socket, bound by sprout or inherited from systemd.
 pub enum Listener {
     /// TCP, over IPv4 or IPv6.
@@ -36,7 +42,10 @@ impl Listener {
                 let mut last_error = io::Error::new(io::ErrorKind::AddrNotAvailable, format!("no address for {host}"));
                 for candidate in (host.as_str(), *port).to_socket_addrs()? {
                     match TcpListener::bind(candidate) {
-                        Ok(listener) => return Ok(Listener::Tcp(listener)),
+                        Ok(listener) => {
+                            set_backlog(listener.as_fd())?;
+                            return Ok(Listener::Tcp(listener));
+                        }
                         Err(e) => last_error = e,
                     }
                 }
@@ -44,7 +53,9 @@ impl Listener {
             }
             ListenAddr::Unix(path) => {
                 remove_stale_socket(path)?;
-                Ok(Listener::Unix(UnixListener::bind(path)?))
+                let listener = UnixListener::bind(path)?;
+                set_backlog(listener.as_fd())?;
+                Ok(Listener::Unix(listener))
             }
         }
     }
@@ -88,6 +99,14 @@ impl Listener {
             Listener::Unix(l) => Ok(Stream::Unix(l.accept()?.0)),
         }
     }
+}
+
+/// Sets the backlog of a socket that already listens (listen(2) on a
+/// listening socket only changes its backlog). Sockets systemd passes keep
+/// the unit's `Backlog=`.
+fn set_backlog(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: listen takes no pointers, and `fd` is open for the call.
+    if unsafe { libc::listen(fd.as_raw_fd(), BACKLOG) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 fn socket_domain(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
