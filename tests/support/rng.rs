@@ -1,6 +1,10 @@
 //! A tiny deterministic pseudo-random sequence (xorshift64*), so "random"
 //! input and timings in tests are reproducible from their seed.
+//!
+//! The one generator of every test: the library's unit tests include this
+//! file too (`src/engine/tests/mod.rs`), so it must need nothing but `core`.
 
+/// The generator; the seed must not be zero.
 pub struct Rng(pub u64);
 
 impl Rng {
@@ -14,5 +18,10 @@ impl Rng {
     /// A number in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+
+    /// An index into a slice of `len` elements.
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
     }
 }

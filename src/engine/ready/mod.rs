@@ -195,18 +195,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-
-    /// A small deterministic generator (xorshift), so failures replay.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
+    use crate::engine::tests::rng::Rng;
 
     /// Inserts the keys into a new queue, checks it and its codings (one
     /// letter a chunk: One, Near, Far).

@@ -2,6 +2,7 @@
 //! broad waiters must give exactly the answers a look at every tube would.
 //! The harness checks the indexes and the engine invariant after each step.
 
+use super::rng::Rng;
 use super::*;
 
 /// A harness with `conns` connections (ids 0..conns).
@@ -252,18 +253,6 @@ fn pause_expiry_serves_waiters_in_arrival_order() {
     assert!(h.engine.is_waiting(4) && h.engine.is_waiting(5));
 }
 
-/// xorshift64*: a fixed stream of numbers for the model test.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
-    }
-}
-
 /// What a look at every tube says: the best ready job among `conn`'s
 /// unpaused watched tubes.
 fn best_by_brute_force(engine: &Engine, conn: ConnId) -> Option<u64> {
@@ -287,10 +276,10 @@ fn random_mixes_of_tubes_and_watchers_match_a_look_at_everything() {
     let mut held: Vec<Vec<u64>> = vec![Vec::new(); CONNS];
     let (mut handed, mut to_broad, mut reserved_now) = (0, 0, 0);
     for _ in 0..20_000 {
-        let conn = rng.below(CONNS);
-        let name = tubes[rng.below(tubes.len())].as_str();
+        let conn = rng.index(CONNS);
+        let name = tubes[rng.index(tubes.len())].as_str();
         // A waiting connection sends nothing: time passes instead.
-        let op = if h.engine.is_waiting(conn) { 11 } else { rng.below(12) };
+        let op = if h.engine.is_waiting(conn) { 11 } else { rng.index(12) };
         let replies = match op {
             // Watch lists grow past and shrink below the broad threshold.
             0 | 1 => h.run(conn, Command::Watch(tube(name))),
@@ -313,7 +302,7 @@ fn random_mixes_of_tubes_and_watchers_match_a_look_at_everything() {
             4..=7 => {
                 let best = best_by_brute_force(&h.engine, conn);
                 let soon = h.engine.session(conn).deadline_soon(h.now);
-                let timeout = [Some(0), Some(0), Some(2), None][rng.below(4)];
+                let timeout = [Some(0), Some(0), Some(2), None][rng.index(4)];
                 let replies = h.run(conn, Command::ReserveWithTimeout(timeout));
                 match (best, soon, timeout, replies.as_slice()) {
                     (Some(id), _, _, [(to, Reply::Reserved { id: got, .. })]) if *to == conn && *got == id => {
@@ -337,7 +326,7 @@ fn random_mixes_of_tubes_and_watchers_match_a_look_at_everything() {
             _ if rng.below(3) == 0 && !h.engine.is_waiting(conn) => {
                 h.run(conn, Command::PauseTube { tube: tube(name), delay: rng.below(3) as u32 })
             }
-            _ => h.advance(SECOND * rng.below(3) as u64 / 4),
+            _ => h.advance(SECOND * rng.below(3) / 4),
         };
         // Track who holds which job (hand-outs, reserves, TTRs running out).
         for (to, reply) in &replies {

@@ -501,3 +501,6 @@ fn age_and_uptime_follow_the_clock() {
 
 mod invariants;
 mod many_tubes;
+/// The tests' one random generator, shared with the integration tests.
+#[path = "../../../tests/support/rng.rs"]
+pub(super) mod rng;
