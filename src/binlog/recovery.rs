@@ -323,12 +323,14 @@ fn list_files(dir: &Path) -> Result<Vec<u64>, OpenError> {
     let mut seqs = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(digits) = name.to_str().and_then(|n| n.strip_prefix("binlog.")) else { continue };
-        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-            match digits.parse() {
-                Ok(seq) => seqs.push(seq),
-                Err(_) => log::warn!("ignoring {}", name.to_string_lossy()),
+        let Some(name) = name.to_str() else { continue };
+        match super::segment::seq_of_file_name(name) {
+            Some(seq) => seqs.push(seq),
+            // All digits, but too many for a number.
+            None if name.strip_prefix("binlog.").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) => {
+                log::warn!("ignoring {name}")
             }
+            None => {}
         }
     }
     let _ = sync_dir(dir);
