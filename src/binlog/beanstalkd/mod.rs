@@ -11,6 +11,8 @@
 //!   and the legacy version 5: [`Version`], [`State`], the 80-byte `Jobrec`.
 //! - `read`: [`read_file`]: one file's bytes to its [`Record`]s, and how they
 //!   [`End`] (cleanly, torn by a crash, or damaged).
+//! - `replay`: [`Replay`]: beanstalkd's recovery rules over the files in
+//!   order, with sprout's departures, to the [`Imported`] jobs.
 //!
 //! The format, as beanstalkd 1.12 writes it (`file.c`, `dat.h`; x86_64,
 //! little-endian, no checksums): a file is an `int32` version (7), then
@@ -23,9 +25,11 @@
 
 mod layout;
 mod read;
+mod replay;
 
 pub use layout::{FILE_VERSION_LEN, MAX_NAME_LEN, State, Version, version_of};
 pub use read::{End, FileRead, Record, read_file};
+pub use replay::{ImportCounts, Imported, ImportedJob, ImportedState, Replay};
 
 #[cfg(test)]
 mod tests;

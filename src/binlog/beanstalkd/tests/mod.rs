@@ -1,5 +1,6 @@
 //! The format's tests, one concern a file: real files beanstalkd 1.12 wrote
-//! (`fixtures`), and reading and its ends (`read`).
+//! and what its own recovery made of them (`fixtures`), reading and its
+//! ends (`read`), and the replay rules (`replay`).
 //!
 //! Besides the real files (`testdata/`, made by `testdata/make.py`), files
 //! are built here from the documented layout, with an encoder of its own
@@ -12,6 +13,7 @@ use crate::engine::JobCounts;
 
 mod fixtures;
 mod read;
+mod replay;
 
 pub(super) const SECOND: i64 = 1_000_000_000;
 
@@ -150,6 +152,25 @@ pub(super) fn file(version: Version, records: &[Rec], zeros: usize) -> Vec<u8> {
 /// A version 7 file with a preallocated tail of 300 zeros.
 pub(super) fn v7(records: &[Rec]) -> Vec<u8> {
     file(Version::V7, records, 300)
+}
+
+/// Replays files `(seq, bytes)` in order, each in full whatever its end.
+pub(super) fn import(files: &[(u64, &[u8])]) -> Imported {
+    let mut replay = Replay::new();
+    for (seq, bytes) in files {
+        replay.apply(*seq, &read_file(bytes));
+    }
+    replay.finish()
+}
+
+/// The imported job with this id.
+pub(super) fn job(imported: &Imported, id: u64) -> &ImportedJob {
+    imported.jobs.iter().find(|job| job.id == id).unwrap_or_else(|| panic!("job {id} is not imported"))
+}
+
+/// The body of the imported job with this id.
+pub(super) fn body(imported: &Imported, id: u64) -> &[u8] {
+    imported.bodies.get(job(imported, id).body)
 }
 
 pub(super) fn tube(name: &str) -> crate::protocol::TubeName {
