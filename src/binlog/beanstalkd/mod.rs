@@ -13,6 +13,7 @@
 //!   [`End`] (cleanly, torn by a crash, or damaged).
 //! - `replay`: [`Replay`]: beanstalkd's recovery rules over the files in
 //!   order, with sprout's departures, to the [`Imported`] jobs.
+//! - `write`: [`V7Writer`]: jobs as a version-7 file beanstalkd can read.
 //!
 //! The format, as beanstalkd 1.12 writes it (`file.c`, `dat.h`; x86_64,
 //! little-endian, no checksums): a file is an `int32` version (7), then
@@ -26,10 +27,12 @@
 mod layout;
 mod read;
 mod replay;
+mod write;
 
 pub use layout::{FILE_VERSION_LEN, MAX_NAME_LEN, State, Version, version_of};
 pub use read::{End, FileRead, Record, read_file};
 pub use replay::{ImportCounts, Imported, ImportedJob, ImportedState, Replay};
+pub use write::{ExportError, ExportJob, V7Writer, full_record_len};
 
 #[cfg(test)]
 mod tests;

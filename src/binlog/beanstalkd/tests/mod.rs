@@ -1,6 +1,6 @@
 //! The format's tests, one concern a file: real files beanstalkd 1.12 wrote
 //! and what its own recovery made of them (`fixtures`), reading and its
-//! ends (`read`), and the replay rules (`replay`).
+//! ends (`read`), the replay rules (`replay`), and the writer (`write`).
 //!
 //! Besides the real files (`testdata/`, made by `testdata/make.py`), files
 //! are built here from the documented layout, with an encoder of its own
@@ -14,6 +14,7 @@ use crate::engine::JobCounts;
 mod fixtures;
 mod read;
 mod replay;
+mod write;
 
 pub(super) const SECOND: i64 = 1_000_000_000;
 
