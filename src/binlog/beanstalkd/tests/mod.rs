@@ -1,6 +1,7 @@
 //! The format's tests, one concern a file: real files beanstalkd 1.12 wrote
 //! and what its own recovery made of them (`fixtures`), reading and its
-//! ends (`read`), the replay rules (`replay`), and the writer (`write`).
+//! ends (`read`), the replay rules (`replay`), the writer (`write`), and any
+//! bytes at all (`robustness`).
 //!
 //! Besides the real files (`testdata/`, made by `testdata/make.py`), files
 //! are built here from the documented layout, with an encoder of its own
@@ -14,7 +15,15 @@ use crate::engine::JobCounts;
 mod fixtures;
 mod read;
 mod replay;
+mod robustness;
 mod write;
+
+/// The tests' one random generator, shared with the integration tests.
+/// The engine's tests include the file too, in a module private to them:
+/// a second copy of three functions, rather than a reach into the engine.
+#[allow(clippy::duplicate_mod)]
+#[path = "../../../../tests/support/rng.rs"]
+mod rng;
 
 pub(super) const SECOND: i64 = 1_000_000_000;
 
