@@ -3,7 +3,9 @@
 //! beanstalkd reads a file until EOF, a short read, or a `Jobrec` whose id
 //! is 0 (the zeros of the preallocated tail), and gives up on the rest of
 //! the file at the first record it cannot read, with a warning. This reader
-//! stops at the same places but says which of three things it found there
+//! stops there too, and also at what beanstalkd reads without checking but
+//! never writes (a body without its CRLF, an unknown state, a negative
+//! duration, an invalid tube name), and says which of three things it found
 //! ([`End`]): zeros (a clean end); a record cut short, or invalid, with only
 //! zeros after it (what a crash between the several `write()` calls of one
 //! record leaves); or an invalid record with more bytes after it (damage).
@@ -76,10 +78,13 @@ pub enum End {
     /// calls, into preallocated zeros). A file that is all zeros, or empty,
     /// ends here at 0: a crash while beanstalkd was making it.
     ///
-    /// Such a write was never acknowledged. beanstalkd itself starts with it
-    /// and keeps the file (it reads a torn record as the end, usually with
-    /// no warning at all), so after a crash and a restart of beanstalkd a
-    /// torn file may be followed by newer files with records.
+    /// Such a write was never acknowledged (beanstalkd replies after its
+    /// writes). beanstalkd itself starts with it and keeps the file, so
+    /// after a crash and a restart of beanstalkd a torn file may be followed
+    /// by newer files with records. It reads a record cut after its name as
+    /// the end of the file, with no warning; one cut after its `Jobrec` as a
+    /// job whose body is the zeros (a put never acknowledged comes back,
+    /// with a body of zeros and no CRLF). Here neither is a record.
     Torn {
         /// Where the torn record starts.
         at: usize,

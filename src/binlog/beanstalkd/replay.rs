@@ -190,7 +190,8 @@ impl Replay {
             _ => None,
         });
         let state = match record.state {
-            State::Deleted | State::Ready | State::Reserved => ImportedState::Ready,
+            // (Deleted was dealt with above.)
+            State::Ready | State::Reserved | State::Deleted => ImportedState::Ready,
             State::Delayed => ImportedState::Delayed { ready_at_ns: record.deadline_at_ns },
             // Kept buried (by a compaction's rewrite, say): it keeps the
             // rank of its burial.
