@@ -49,6 +49,7 @@
 //! twice the live data, the jobs left in the oldest file are rewritten at
 //! the head (migrated) so it can go.
 
+pub mod beanstalkd;
 mod commit;
 mod compaction;
 mod convert;
