@@ -22,6 +22,10 @@
 //! - `journal`: what the engine asks of the log ([`Journal`](crate::engine::Journal)), with or
 //!   without a log (`Option<Binlog>`).
 //! - `convert`: the engine's jobs as records, records as jobs to restore.
+//! - `takeover`: a directory beanstalkd wrote, taken over at open: its jobs
+//!   imported into sprout's log, crash-safely, its files moved aside.
+//! - [`beanstalkd`]: beanstalkd's own format (versions 7 and 5): reading
+//!   its files, replaying them, writing version 7 (`sprout binlog export`).
 //!
 //! Writing is batched: the engine's changes during one turn of the event
 //! loop are queued in memory and handed to the kernel in one write per file
@@ -62,6 +66,7 @@ mod retire;
 mod room;
 mod segment;
 mod syncer;
+mod takeover;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ use super::lock::DirLock;
 use super::record::HEADER_LEN;
 use super::room::Preparation;
 use super::segment::Segment;
-use super::{Binlog, BinlogConfig, DELETE_LEN, OpenError, recovery};
+use super::{Binlog, BinlogConfig, DELETE_LEN, OpenError, recovery, takeover};
 use crate::engine::{Bodies, JobId, RestoredJob};
 
 /// The log opened and read back: the jobs for the engine to restore before
@@ -39,6 +39,10 @@ impl Binlog {
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| OpenError::Io(format!("cannot create binlog directory {}: {e}", config.dir.display())))?;
         let lock = DirLock::acquire(&config.dir)?;
+        if let Some(report) = takeover::take_over(&config.dir, config.file_size.max(4096), config.skip_damaged)? {
+            // Once, and it moved files: say so even at the default level.
+            log::warn!("{report}");
+        }
         let recovered = recovery::recover(&config.dir, config.skip_damaged)?;
         let mut binlog = Binlog {
             dir: config.dir.clone(),

@@ -327,7 +327,10 @@ fn list_files(dir: &Path) -> Result<Vec<u64>, OpenError> {
         match super::segment::seq_of_file_name(name) {
             Some(seq) => seqs.push(seq),
             // All digits, but too many for a number.
-            None if name.strip_prefix("binlog.").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) => {
+            None if name
+                .strip_prefix("binlog.")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) =>
+            {
                 log::warn!("ignoring {name}")
             }
             None => {}
