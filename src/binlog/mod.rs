@@ -24,6 +24,7 @@
 //! - `convert`: the engine's jobs as records, records as jobs to restore.
 //! - `takeover`: a directory beanstalkd wrote, taken over at open: its jobs
 //!   imported into sprout's log, crash-safely, its files moved aside.
+//! - [`export`]: the way back: sprout's live jobs as beanstalkd's files.
 //! - [`beanstalkd`]: beanstalkd's own format (versions 7 and 5): reading
 //!   its files, replaying them, writing version 7 (`sprout binlog export`).
 //!
@@ -57,6 +58,7 @@ pub mod beanstalkd;
 mod commit;
 mod compaction;
 mod convert;
+pub mod export;
 mod journal;
 mod lock;
 mod open;

@@ -51,8 +51,27 @@ pub struct Recovered {
     pub files: Vec<FoundFile>,
 }
 
-/// Reads every `binlog.N` in `dir`, oldest first.
+/// How reading back treats what it finds.
+#[derive(Clone, Copy, Debug)]
+pub struct Mode {
+    /// Drop unreadable records instead of refusing.
+    pub skip_damaged: bool,
+    /// Repair the directory for the server that will append to it: zero a
+    /// torn tail, pad over skipped damage, remove a file a crash left
+    /// empty. Without it nothing is written: for reading a directory that
+    /// is not ours to change (`sprout binlog export`).
+    pub repair: bool,
+}
+
+/// Reads every `binlog.N` in `dir`, oldest first, for the server that opens
+/// it: repairs included.
 pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
+    recover_with(dir, Mode { skip_damaged, repair: true })
+}
+
+/// Reads every `binlog.N` in `dir`, oldest first.
+pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
+    let skip_damaged = mode.skip_damaged;
     let mut seqs = list_files(dir)?;
     seqs.sort_unstable();
     let mut state = State::default();
@@ -78,8 +97,13 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
             }
             Err(_) if bytes.iter().all(|&b| b == 0) && !later_have_data() => {
                 // A crash while the file was being created: it holds nothing.
-                log::warn!("{}: empty file left by a crash, removed", path.display());
-                fs::remove_file(&path).map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", path.display())))?;
+                if mode.repair {
+                    log::warn!("{}: empty file left by a crash, removed", path.display());
+                    fs::remove_file(&path)
+                        .map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", path.display())))?;
+                } else {
+                    log::warn!("{}: empty file left by a crash, skipped", path.display());
+                }
                 continue;
             }
             Err(e) if skip_damaged => {
@@ -97,7 +121,7 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
             }
         };
         state.next_id = state.next_id.max(header.next_id);
-        let end = state.read_records(&path, seq, bytes, skip_damaged, later_have_data)?;
+        let end = state.read_records(&path, seq, bytes, mode, later_have_data)?;
         files.push(FoundFile { seq, path, end });
     }
     Ok(state.finish(files))
@@ -125,7 +149,7 @@ impl State {
         path: &Path,
         seq: u64,
         bytes: &[u8],
-        skip_damaged: bool,
+        mode: Mode,
         later_have_data: impl Fn() -> bool,
     ) -> Result<u64, OpenError> {
         let mut at = HEADER_LEN;
@@ -153,11 +177,13 @@ impl State {
                              it was never acknowledged with -f 0)",
                             path.display()
                         );
-                        zero_tail(path, bytes, at)?;
+                        if mode.repair {
+                            zero_tail(path, bytes, at)?;
+                        }
                         return Ok(at as u64);
                     }
                     let what = describe_damage(bytes, at);
-                    if !skip_damaged {
+                    if !mode.skip_damaged {
                         return Err(OpenError::Damaged(format!(
                             "{}: damaged record at offset {at} ({what}); refusing to start rather than \
                              lose or change jobs silently (start with --skip-damaged-records to drop it)",
@@ -166,7 +192,9 @@ impl State {
                     }
                     let until = resume.unwrap_or_else(|| garbage_end(bytes, at));
                     log::warn!("{}: skipping damaged bytes from offset {at} to {until} ({what})", path.display());
-                    pad_over(path, at, until)?;
+                    if mode.repair {
+                        pad_over(path, at, until)?;
+                    }
                     self.lost_in_damage = true;
                     at = until;
                 }
