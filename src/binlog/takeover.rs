@@ -32,6 +32,8 @@
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::OpenError;
@@ -77,6 +79,14 @@ struct Found {
 pub fn take_over(dir: &Path, file_size: u64, skip_damaged: bool) -> Result<Option<String>, OpenError> {
     let complete = dir.join(COMPLETE);
     if complete.is_dir() {
+        if !complete.join(PLAN).exists() {
+            // Cut off between the plan's removal and the directory's: all
+            // but that was done.
+            fs::remove_dir(&complete)
+                .map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", complete.display())))?;
+            sync(dir)?;
+            return Ok(None);
+        }
         return finish(dir, &complete).map(Some);
     }
     let staging = dir.join(STAGING);
@@ -184,11 +194,14 @@ fn read_and_replay(found: &[Found], skip_damaged: bool) -> Result<Import, OpenEr
 fn write_staging(dir: &Path, staging: &Path, import: &Import, file_size: u64) -> Result<(), OpenError> {
     let fail = |e: io::Error| OpenError::Io(format!("cannot write the import into {}: {e}", staging.display()));
     fs::create_dir(staging).map_err(fail)?;
+    crash_point();
     let replayed = &import.replayed;
     let next_id = replayed.next_id;
     let make = |seq: u64, record_len: u64| {
         let capacity = file_size.max(HEADER_LEN as u64 + record_len).next_multiple_of(4096);
-        Segment::create(staging, Header { seq, next_id }, capacity, false)
+        let made = Segment::create(staging, Header { seq, next_id }, capacity, false);
+        crash_point();
+        made
     };
     // Buried jobs come in burial order; beanstalkd kept no burial time, so
     // they get times just before now, in that order (before any burial
@@ -228,6 +241,7 @@ fn write_staging(dir: &Path, staging: &Path, import: &Import, file_size: u64) ->
         if files.last().is_none_or(|f| f.remaining() < len) {
             if let Some(full) = files.last_mut() {
                 full.write_pending().map_err(fail)?;
+                crash_point();
             }
             let seq = files.len() as u64 + 1;
             files.push(make(seq, len).map_err(fail)?);
@@ -236,6 +250,7 @@ fn write_staging(dir: &Path, staging: &Path, import: &Import, file_size: u64) ->
         file.append(&record);
         if file.pending_len() >= WRITE_EVERY {
             file.write_pending().map_err(fail)?;
+            crash_point();
         }
     }
     if files.is_empty() {
@@ -245,13 +260,17 @@ fn write_staging(dir: &Path, staging: &Path, import: &Import, file_size: u64) ->
     }
     for file in &mut files {
         file.write_pending().map_err(fail)?;
+        crash_point();
         file.sync().map_err(fail)?;
+        crash_point();
     }
     let target = format!("beanstalkd-imported-{}", utc_stamp());
     let report = report(dir, import, &target);
     let plan = staging.join(PLAN);
     fs::write(&plan, format!("{target}\n{report}\n")).map_err(fail)?;
+    crash_point();
     fs::File::open(&plan).and_then(|f| f.sync_all()).map_err(fail)?;
+    crash_point();
     sync(staging)
 }
 
@@ -293,6 +312,7 @@ fn finish(dir: &Path, complete: &Path) -> Result<String, OpenError> {
     let target = dir.join(target);
     if !target.is_dir() {
         fs::create_dir(&target).map_err(|e| OpenError::Io(format!("cannot make {}: {e}", target.display())))?;
+        crash_point();
         sync(dir)?;
     }
     // Whatever `binlog.N` is not sprout's is beanstalkd's (or a file its
@@ -308,8 +328,11 @@ fn finish(dir: &Path, complete: &Path) -> Result<String, OpenError> {
     }
     sync(dir)?;
     fs::remove_file(&plan_path).map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", plan_path.display())))?;
+    crash_point();
     fs::remove_dir(complete).map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", complete.display())))?;
+    crash_point();
     sync(dir)?;
+    log::debug!("binlog: the takeover took {} steps that change the disk", STEPS.load(Ordering::Relaxed));
     Ok(report.to_string())
 }
 
@@ -379,15 +402,43 @@ fn is_all_zeros(mut file: fs::File) -> io::Result<bool> {
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), OpenError> {
-    fs::rename(from, to).map_err(|e| OpenError::Io(format!("cannot move {} to {}: {e}", from.display(), to.display())))
+    fs::rename(from, to)
+        .map_err(|e| OpenError::Io(format!("cannot move {} to {}: {e}", from.display(), to.display())))?;
+    crash_point();
+    Ok(())
 }
 
 fn sync(dir: &Path) -> Result<(), OpenError> {
-    sync_dir(dir).map_err(|e| OpenError::Io(format!("cannot sync {}: {e}", dir.display())))
+    sync_dir(dir).map_err(|e| OpenError::Io(format!("cannot sync {}: {e}", dir.display())))?;
+    crash_point();
+    Ok(())
 }
 
 fn remove_dir_all(dir: &Path) -> Result<(), OpenError> {
-    fs::remove_dir_all(dir).map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", dir.display())))
+    fs::remove_dir_all(dir).map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", dir.display())))?;
+    crash_point();
+    Ok(())
+}
+
+/// Counts the takeover's steps that change the disk (a file made, written
+/// or synced, a rename, a removal), for [`crash_point`].
+static STEPS: AtomicU64 = AtomicU64::new(0);
+
+/// A crash point, for tests: with `SPROUT_TEST_TAKEOVER_CRASH_AT=N` in its
+/// environment the process kills itself with SIGKILL right after the
+/// takeover's Nth step that changes the disk, leaving the directory exactly
+/// as `kill -9` there would; so a test can stop an import at every one of
+/// its steps and check that the next start finishes it. Without the
+/// variable (always, outside tests) this is a count and a comparison.
+fn crash_point() {
+    static CRASH_AT: OnceLock<Option<u64>> = OnceLock::new();
+    let step = STEPS.fetch_add(1, Ordering::Relaxed) + 1;
+    let crash_at = CRASH_AT.get_or_init(|| std::env::var("SPROUT_TEST_TAKEOVER_CRASH_AT").ok()?.parse().ok());
+    if *crash_at == Some(step) {
+        // SAFETY: kill takes no pointers; it sends SIGKILL to this process,
+        // which ends it at once, as an outside kill -9 would.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
 }
 
 fn now_ns() -> i64 {

@@ -12,6 +12,9 @@
 //!   middle of a load.
 //! - [`full_disk`]: a full disk (tmpfs, root only) refuses puts, keeps
 //!   serving and restarts.
+//! - [`takeover`]: a directory Debian's beanstalkd wrote, taken over in
+//!   place, compared with beanstalkd's own restart; killed at every step of
+//!   the import; torn; damaged; version 5; and the way back (`export`).
 //! - [`files`]: reading and damaging the files themselves.
 //!
 //! Every test starts its own servers on free loopback ports with their own
@@ -29,6 +32,7 @@ mod full_disk;
 mod kill_under_load;
 mod lock;
 mod recovery;
+mod takeover;
 mod torn_tail;
 
 use std::collections::BTreeMap;

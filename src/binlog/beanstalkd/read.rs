@@ -226,6 +226,18 @@ impl<'a> Reader<'a> {
             let why = format!("job {id}: negative delay ({} ns) or ttr ({} ns)", jobrec.delay_ns, jobrec.ttr_ns);
             return Err(invalid(why, len));
         }
+        // Every record, short ones too, carries the whole job: beanstalkd
+        // raises a ttr to one second at put, and a body size counts its
+        // CRLF. So a job struct whose end a crash left as zeros (a short
+        // record read whole from a preallocated file, whose state 0 would
+        // read as a delete) is not mistaken for a record.
+        if jobrec.ttr_ns < MIN_TTR_NS || jobrec.body_size < 2 {
+            let why = format!(
+                "job {id}: ttr of {} ns (beanstalkd writes 1 s or more) or body size {} (2 or more, with its CRLF)",
+                jobrec.ttr_ns, jobrec.body_size
+            );
+            return Err(invalid(why, len));
+        }
         let body = match tube {
             None => None,
             Some(_) => {
@@ -278,6 +290,9 @@ impl<'a> Reader<'a> {
 }
 
 /// The `len` bytes at `at` in `bytes`, if there are that many.
+/// The shortest ttr beanstalkd gives a job: one second.
+const MIN_TTR_NS: i64 = 1_000_000_000;
+
 fn take(bytes: &[u8], at: usize, len: usize) -> Option<&[u8]> {
     bytes.get(at..)?.get(..len)
 }

@@ -223,13 +223,19 @@ fn an_invalid_last_record_is_torn_if_only_zeros_follow_its_fault() {
 }
 
 #[test]
-fn a_short_record_needs_no_body_size() {
-    // beanstalkd reads no body after a short record: its body size is only
-    // logged.
-    let bytes = v7(&[Rec::full(1, "t", b"x"), Rec { body_size: Some(-1), ..Rec::short(1, State::Buried) }]);
-    let read = read_file(&bytes);
-    assert_eq!(read.records.len(), 2);
-    assert_eq!(read.records[1].body_size, -1);
+fn a_short_record_carries_the_jobs_body_size_and_ttr() {
+    // beanstalkd reads no body after a short record, but the record is the
+    // job's whole struct: its body size (2 or more, with the CRLF) and ttr
+    // (1 s or more). A struct whose end a crash left as zeros fails them.
+    for bad in [
+        Rec { body_size: Some(-1), ..Rec::short(1, State::Buried) },
+        Rec { ttr_ns: 0, ..Rec::short(1, State::Deleted) },
+    ] {
+        let bytes = v7(&[Rec::full(1, "t", b"x"), bad.clone()]);
+        let read = read_file(&bytes);
+        assert_eq!(read.records.len(), 1, "{bad:?}");
+        assert!(matches!(read.end, End::Torn { .. }), "{bad:?}: {:?}", read.end);
+    }
 }
 
 #[test]

@@ -27,7 +27,7 @@ fn export<'a>(id: u64, tube: &'a str, state: State, body: &'a [u8]) -> ExportJob
         tube,
         pri: 0,
         delay_ns: 0,
-        ttr_ns: 0,
+        ttr_ns: SECOND,
         created_at_ns: 0,
         deadline_at_ns: 0,
         counts: JobCounts::default(),
