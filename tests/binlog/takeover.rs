@@ -621,3 +621,44 @@ fn a_directory_with_both_kinds_of_files_is_refused() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("both beanstalkd's binlog files and sprout's"), "{stderr}");
 }
+
+/// A job larger than the `-z` beanstalkd will run with (its body and CRLF
+/// within `-z`, or its replay drops it with the rest of its file) is
+/// exported into a file of its own, after the others, and named with the
+/// `-z` it needs: a beanstalkd with the default `-z` loses only those; one
+/// started with the `-z` named keeps them all.
+#[test]
+fn export_gives_each_job_too_large_for_z_a_file_of_its_own() {
+    let Some(bin) = beanstalkd("export_gives_each_job_too_large_for_z_a_file_of_its_own") else { return };
+    let dir = TempDir::new().unwrap();
+    let mut sprout = start(dir.path(), &["-z", "100000"]);
+    let mut c = sprout.connect();
+    let bodies = [body(1, 70_000), body(2, 10), body(3, 65_534), body(4, 10), body(5, 65_533)];
+    for (i, b) in bodies.iter().enumerate() {
+        assert_eq!(c.put(0, 0, 60, b), i as u64 + 1);
+    }
+    sprout.terminate();
+    let dest = TempDir::new().unwrap();
+    let back = dest.path().join("back");
+    let out = Binary::sprout().run(&[
+        "binlog",
+        "export",
+        "--beanstalkd",
+        dir.path().to_str().unwrap(),
+        back.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("2 jobs are larger than beanstalkd -z 65535") && said.contains("-z 70002"), "{said}");
+    assert!(said.contains("jobs 1, 3"), "{said}");
+    assert_eq!(binlog_files(&back).len(), 3, "the others' file, then one file each");
+
+    let copy = copy_binlog(&back);
+    let kept = beanstalkd_restart(&bin, copy.path(), &[], 5);
+    assert_eq!(kept.keys().copied().collect::<Vec<_>>(), [2, 4, 5], "beanstalkd -z 65535 keeps all but those");
+    let all = beanstalkd_restart(&bin, &back, &["-z", "70002"], 5);
+    assert_eq!(all.len(), 5, "beanstalkd -z 70002 keeps them all");
+    for (i, b) in bodies.iter().enumerate() {
+        assert_eq!(&all[&(i as u64 + 1)].body, b, "job {}", i + 1);
+    }
+}
