@@ -115,6 +115,12 @@ pub fn to_beanstalkd(config: &ExportConfig) -> Result<ExportSummary, ExportFailu
     // No server may be writing it meanwhile (a running sprout, or a
     // beanstalkd already started on it).
     let _lock = DirLock::acquire(&config.src).map_err(|e| fail(e.to_string()))?;
+    if super::takeover::is_unfinished(&config.src) {
+        return Err(fail(format!(
+            "{} holds a takeover of beanstalkd's log that has not finished: start sprout on it once first",
+            config.src.display()
+        )));
+    }
     let recovered = recovery::recover_with(&config.src, Mode { skip_damaged: config.skip_damaged, repair: false })
         .map_err(|e| fail(e.to_string()))?;
     check_dest(&config.dest)?;

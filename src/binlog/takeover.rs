@@ -127,6 +127,12 @@ pub fn take_over(dir: &Path, file_size: u64, skip_damaged: bool) -> Result<Optio
     finish(dir, &complete).map(Some)
 }
 
+/// True if `dir` holds a takeover a crash cut short (the next start of a
+/// server on it finishes or redoes it).
+pub fn is_unfinished(dir: &Path) -> bool {
+    dir.join(COMPLETE).exists() || dir.join(STAGING).exists()
+}
+
 /// What the import read, and what it will write.
 struct Import {
     replayed: beanstalkd::Imported,
