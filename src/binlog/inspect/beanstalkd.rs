@@ -12,7 +12,7 @@
 //! it, and so do the live jobs counted here.
 
 use super::report::{FileFormat, FileReport, JobState, Live, RecordCounts, Spot};
-use super::{Listed, MAX_READS, read_again};
+use super::{MAX_READS, RETIRED, Reading, Reread};
 use crate::binlog::beanstalkd::{
     End, FILE_VERSION_LEN, ImportedState, Replay, State, Version, full_record_len, read_file,
 };
@@ -27,20 +27,24 @@ pub(super) struct BeanstalkdFiles {
 
 impl BeanstalkdFiles {
     /// Reads one of beanstalkd's files (its bytes start with version 7 or
-    /// 5). `later_have_data` says whether a later file holds anything,
-    /// which only changes what a torn record is said to be.
-    pub(super) fn read(&mut self, file: &Listed, mut bytes: Vec<u8>, later_have_data: &dyn Fn() -> bool) -> FileReport {
+    /// 5).
+    pub(super) fn read(&mut self, reading: &mut Reading<'_, '_>, mut bytes: Vec<u8>) -> FileReport {
+        let file = reading.file;
         self.seen = true;
-        let mut reads = 1;
+        let (mut reads, mut retired) = (1, false);
         loop {
             let read = read_file(&bytes);
             // A server may have been writing what looks damaged: if the
             // file reads differently now, judge the new bytes.
             if matches!(read.end, End::Damaged { .. }) && reads < MAX_READS {
                 reads += 1;
-                if let Some(again) = read_again(&file.path, &bytes) {
-                    bytes = again;
-                    continue;
+                match reading.again(&bytes) {
+                    Reread::Changed(again) => {
+                        bytes = again;
+                        continue;
+                    }
+                    Reread::Gone => retired = true,
+                    Reread::Same => {}
                 }
             }
             let (mut full, mut short, mut delete) = (0, 0, 0);
@@ -67,11 +71,14 @@ impl BeanstalkdFiles {
             match &read.end {
                 End::Clean { .. } => {}
                 End::Torn { at, why } => {
-                    let reason = match later_have_data() {
+                    let reason = match reading.later_have_data() {
                         false => why.clone(),
                         true => format!("{why}; beanstalkd, restarted after a crash, went on in a newer file"),
                     };
                     report.torn_tail = Some(Spot { offset: *at as u64, reason });
+                }
+                End::Damaged { at, why } if retired => {
+                    report.torn_tail = Some(Spot { offset: *at as u64, reason: format!("{why}; {RETIRED}") });
                 }
                 End::Damaged { at, why } => {
                     let rest = bytes.len() - at;

@@ -20,6 +20,8 @@
 //!   meanwhile, a server was writing them, and the new bytes are judged. (A
 //!   server writes its files in order, so once a later file holds records,
 //!   an earlier one reads complete.)
+//!   If it is gone by then, a server retired it (its jobs live on in later
+//!   files, so it was no longer being written): not damage either.
 //!
 //! A map, one concept a file:
 //! - `report`: the [`Report`] and its parts, which the text and the JSON
@@ -66,7 +68,10 @@ pub const EXIT_UNREADABLE: u8 = 2;
 
 /// How many times a file that looks damaged is read: again only while its
 /// bytes keep changing.
-const MAX_READS: u32 = 3;
+const MAX_READS: u32 = 5;
+
+/// Why what looked damaged in a file a server retired meanwhile is not.
+const RETIRED: &str = "the file was retired by a server while it was read: what looked damaged was being written";
 
 /// Why a directory could not be inspected.
 #[derive(Debug)]
@@ -116,6 +121,15 @@ impl Kind {
 /// Reads every `binlog.N` in `dir` (changing nothing) and reports what
 /// they hold. `Err` if the directory, or a file in it, cannot be read.
 pub fn inspect(dir: &Path) -> Result<Report, InspectError> {
+    inspect_with(dir, &mut read)
+}
+
+/// Reads a whole file: `None` if it is gone. The tests swap in one that
+/// answers as a file a server is writing would.
+type ReadWhole<'r> = dyn FnMut(&Path) -> Result<Option<Vec<u8>>, InspectError> + 'r;
+
+/// [`inspect`], reading files with `read`.
+fn inspect_with(dir: &Path, read: &mut ReadWhole<'_>) -> Result<Report, InspectError> {
     let mut notes = Vec::new();
     let listed = list(dir, &mut notes)?;
     // Whether sprout's files are here, before any file is judged: a file
@@ -129,16 +143,15 @@ pub fn inspect(dir: &Path) -> Result<Report, InspectError> {
     let mut theirs = BeanstalkdFiles::default();
     let mut files = Vec::new();
     for (i, file) in listed.iter().enumerate() {
-        let later = &listed[i + 1..];
-        let later_have_data = || later.iter().any(|f| file_has_records(&f.path));
         let Some(bytes) = read(&file.path)? else {
             notes.push(format!("{}: gone between listing and reading (a server retired it); skipped", file.name));
             continue;
         };
+        let mut reading = Reading { file, later: &listed[i + 1..], read: &mut *read };
         files.push(match Kind::of(&bytes) {
-            Kind::Sprout => sprout.read(file, bytes, &later_have_data),
-            Kind::Beanstalkd => theirs.read(file, bytes, &later_have_data),
-            Kind::Zeros => zeros(file, bytes.len(), sprout_dir && later_have_data(), &mut notes),
+            Kind::Sprout => sprout.read(&mut reading, bytes),
+            Kind::Beanstalkd => theirs.read(&mut reading, bytes),
+            Kind::Zeros => zeros(file, bytes.len(), sprout_dir && reading.later_have_data(), &mut notes),
             Kind::Unknown => unknown(file, &bytes),
         });
     }
@@ -261,10 +274,40 @@ fn read(path: &Path) -> Result<Option<Vec<u8>>, InspectError> {
     Ok(Some(bytes))
 }
 
-/// The file's bytes read again, if they differ from `bytes` (a server
-/// wrote meanwhile); `None` if they do not, or cannot be read now.
-fn read_again(path: &Path, bytes: &[u8]) -> Option<Vec<u8>> {
-    read(path).ok().flatten().filter(|again| again[..] != *bytes)
+/// A file being judged: which, the files after it, and how to read it
+/// again.
+struct Reading<'a, 'r> {
+    file: &'a Listed,
+    later: &'a [Listed],
+    read: &'a mut ReadWhole<'r>,
+}
+
+impl Reading<'_, '_> {
+    /// True if a later file holds anything past its header. A server
+    /// writes its files in order: this one was complete before.
+    fn later_have_data(&self) -> bool {
+        self.later.iter().any(|f| file_has_records(&f.path))
+    }
+
+    /// The file read again, after `bytes` looked damaged.
+    fn again(&mut self, bytes: &[u8]) -> Reread {
+        match (self.read)(&self.file.path) {
+            Ok(Some(again)) if again[..] != *bytes => Reread::Changed(again),
+            Ok(None) => Reread::Gone,
+            _ => Reread::Same,
+        }
+    }
+}
+
+/// A file read again after it looked damaged.
+enum Reread {
+    /// Its bytes changed: a server was writing them.
+    Changed(Vec<u8>),
+    /// The same bytes (or they cannot be read now).
+    Same,
+    /// Gone: a server retired it, so it was no longer being written, and
+    /// holds nothing a server needs.
+    Gone,
 }
 
 /// A file of zeros: being made, or whose making a crash cut short. Damage

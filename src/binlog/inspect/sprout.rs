@@ -6,7 +6,7 @@
 //! header's whole file), so the live jobs are what the flag would keep.
 
 use super::report::{FileFormat, FileReport, JobState, Live, RecordCounts, Spot};
-use super::{Listed, MAX_READS, read_again};
+use super::{MAX_READS, RETIRED, Reading, Reread};
 use crate::binlog::record::{Decoded, HEADER_LEN, Header, LoggedState, Record};
 use crate::binlog::recovery::{State, describe_damage, next_valid_record};
 
@@ -34,11 +34,11 @@ struct Walk<'a> {
 }
 
 impl SproutFiles {
-    /// Reads one of sprout's files (its bytes start with the magic).
-    /// `later_have_data` says whether a later file holds anything: then a
-    /// bad record with nothing valid after it in this file is damage, not a
-    /// torn tail.
-    pub(super) fn read(&mut self, file: &Listed, mut bytes: Vec<u8>, later_have_data: &dyn Fn() -> bool) -> FileReport {
+    /// Reads one of sprout's files (its bytes start with the magic). A bad
+    /// record with nothing valid after it in the file is a torn tail,
+    /// unless a later file holds anything: then it is damage.
+    pub(super) fn read(&mut self, reading: &mut Reading<'_, '_>, mut bytes: Vec<u8>) -> FileReport {
+        let file = reading.file;
         self.seen = true;
         let mut report = FileReport {
             name: file.name.clone(),
@@ -65,20 +65,28 @@ impl SproutFiles {
             }
         };
         self.state.saw_header(&header);
-        let mut reads = 1;
+        let (mut reads, mut retired) = (1, false);
         loop {
             let mut walk = walk(&mut self.state, &bytes);
-            let tail_is_damage = walk.bad_tail.is_some() && later_have_data();
+            let tail_is_damage = walk.bad_tail.is_some() && reading.later_have_data();
             let damaged = !walk.damage.is_empty() || tail_is_damage;
             // A server may have been writing what looks damaged: if the
             // file reads differently now, judge the new bytes.
             if damaged && reads < MAX_READS {
                 reads += 1;
-                if let Some(again) = read_again(&file.path, &bytes) {
-                    bytes = again;
-                    report.size = bytes.len() as u64;
-                    continue;
+                match reading.again(&bytes) {
+                    Reread::Changed(again) => {
+                        bytes = again;
+                        report.size = bytes.len() as u64;
+                        continue;
+                    }
+                    Reread::Gone => retired = true,
+                    Reread::Same => {}
                 }
+            }
+            if retired {
+                let first = walk.damage.drain(..).chain(walk.bad_tail.take()).next();
+                report.torn_tail = first.map(|spot| Spot { reason: format!("{}; {RETIRED}", spot.reason), ..spot });
             }
             if let Some(mut tail) = walk.bad_tail.take() {
                 if tail_is_damage {

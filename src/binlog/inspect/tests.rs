@@ -2,8 +2,10 @@
 //! it counts, what it calls damage and what not, and the JSON's shape.
 //! (tests/binlog/inspect.rs runs the binary on files the servers wrote.)
 
+use std::cell::Cell;
 use std::fs;
 use std::path::Path;
+use std::rc::Rc;
 
 use tempfile::TempDir;
 
@@ -296,4 +298,90 @@ fn an_unreadable_directory_is_an_error() {
     assert!(inspect(&dir.path().join("missing")).unwrap_err().to_string().contains("missing"));
     let report = inspect(dir.path()).unwrap();
     assert_eq!((report.format, report.clean, report.next_id), (DirFormat::None, true, 1));
+}
+
+/// A reader that answers for `path` with `answers` in turn (`None`: gone),
+/// as a file a server is writing or retiring would, and reads any other
+/// file from disk. Counts its answers for `path`.
+fn answering(path: &Path, answers: Vec<Option<Vec<u8>>>) -> (impl FnMut(&Path) -> ReadResult, Rc<Cell<usize>>) {
+    let (path, asked) = (path.to_path_buf(), Rc::new(Cell::new(0)));
+    let count = asked.clone();
+    let mut answers = answers.into_iter();
+    let reader = move |p: &Path| match p == path {
+        true => {
+            count.set(count.get() + 1);
+            Ok(answers.next().expect("asked more often than expected"))
+        }
+        false => read(p),
+    };
+    (reader, asked)
+}
+
+type ReadResult = Result<Option<Vec<u8>>, InspectError>;
+
+#[test]
+fn a_file_that_looks_damaged_is_judged_by_what_it_holds_when_read_again() {
+    let (dir, offsets) = sprout_dir();
+    write(dir.path(), 2, &sprout_file(2, 40, &[job(9, "c", b"nine")]).0);
+    let path = dir.path().join("binlog.1");
+    let written = fs::read(&path).unwrap();
+    // Read in the middle of a write: job 2's record half there, job 3's
+    // whole; or job 3's record half there and nothing after it, with
+    // records in binlog.2.
+    let mut in_the_middle = written.clone();
+    in_the_middle[offsets[1] + 20..offsets[2]].fill(0);
+    let mut torn = written.clone();
+    torn[offsets[3] + 20..].fill(0);
+    for (what, first) in [("a record half written", in_the_middle), ("a torn tail", torn)] {
+        let (mut reader, asked) = answering(&path, vec![Some(first.clone()), Some(written.clone())]);
+        let report = inspect_with(dir.path(), &mut reader).unwrap();
+        assert!(report.clean, "{what}: {report}");
+        assert_eq!(asked.get(), 2, "{what}: read again");
+        assert_eq!(report.files[0].records, RecordCounts::Sprout { job: 3, state: 2, delete: 1, padding: 1 });
+        assert_eq!(report.live.all.total, 3, "{what}: jobs 2, 3 and 9");
+
+        // Read again, the same: damage.
+        let (mut reader, asked) = answering(&path, vec![Some(first.clone()), Some(first)]);
+        let report = inspect_with(dir.path(), &mut reader).unwrap();
+        assert_eq!(damage_at(&report).len(), 1, "{what}: {report}");
+        assert_eq!(asked.get(), 2, "{what}");
+    }
+}
+
+#[test]
+fn a_file_retired_before_it_is_read_again_is_no_damage() {
+    let (dir, offsets) = sprout_dir();
+    write(dir.path(), 2, &sprout_file(2, 40, &[job(9, "c", b"nine")]).0);
+    let path = dir.path().join("binlog.1");
+    let mut torn = fs::read(&path).unwrap();
+    torn[offsets[6]..].fill(0xee);
+    let (mut reader, _) = answering(&path, vec![Some(torn), None]);
+    let report = inspect_with(dir.path(), &mut reader).unwrap();
+    assert!(report.clean, "{report}");
+    let tail = report.files[0].torn_tail.as_ref().expect("noted");
+    assert_eq!(tail.offset, offsets[6] as u64);
+    assert!(tail.reason.contains("retired"), "{}", tail.reason);
+
+    // And a file gone before its first read is skipped with a note.
+    let (mut reader, _) = answering(&path, vec![None]);
+    let report = inspect_with(dir.path(), &mut reader).unwrap();
+    assert!(report.clean && report.files.len() == 1, "{report}");
+    assert!(report.notes.iter().any(|n| n.starts_with("binlog.1: gone")), "{:?}", report.notes);
+}
+
+#[test]
+fn a_beanstalkd_file_that_looks_damaged_is_read_again() {
+    let dir = TempDir::new().unwrap();
+    let written = beanstalkd_file(&[(1, "t", b"one"), (2, "t", b"two")], &[]);
+    write(dir.path(), 1, &written);
+    let path = dir.path().join("binlog.1");
+    // The first record's body (after the version, the name's length, the
+    // name and the Jobrec) not yet there, the second record whole.
+    let body = 4 + 4 + 1 + 80;
+    let mut in_the_middle = written.clone();
+    in_the_middle[body..body + 5].fill(0);
+    let (mut reader, asked) = answering(&path, vec![Some(in_the_middle), Some(written)]);
+    let report = inspect_with(dir.path(), &mut reader).unwrap();
+    assert!(report.clean, "{report}");
+    assert_eq!((asked.get(), report.live.all.total), (2, 2), "{report}");
 }
