@@ -13,6 +13,9 @@
 //! - [`full_disk`]: a full disk (tmpfs, root only) refuses puts, keeps
 //!   serving and restarts.
 //! - [`files`]: reading and damaging the files themselves.
+//! - [`inspect`]: `sprout binlog inspect` counts what the servers show,
+//!   sets its exit status on damage, and only reads, a running server's
+//!   directory too.
 //!
 //! Every test starts its own servers on free loopback ports with their own
 //! temporary directories; a server is killed when dropped, so a failing
@@ -26,6 +29,7 @@ mod disk_use;
 mod files;
 mod flipped_bytes;
 mod full_disk;
+mod inspect;
 mod kill_under_load;
 mod lock;
 mod recovery;
