@@ -191,7 +191,9 @@ fn inspect_with(dir: &Path, read: &mut ReadWhole<'_>) -> Result<Report, InspectE
         }
     }
     let files_bytes = files.iter().map(|f| f.size).sum();
-    let headroom = files.last().map_or(0, |f| f.size);
+    // The newest file of either format: a server's `-s`, or near it.
+    let newest = files.iter().rev().find(|f| !matches!(f.format, FileFormat::Empty | FileFormat::Unknown));
+    let headroom = newest.map_or(0, |f| f.size);
     Ok(Report {
         schema: SCHEMA,
         dir: dir.display().to_string(),

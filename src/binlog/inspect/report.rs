@@ -258,7 +258,7 @@ pub struct Space {
     /// writes).
     pub live_records_bytes: u64,
     /// One file of room a server keeps ahead (its spare): the size of the
-    /// newest file.
+    /// newest file of either format.
     pub headroom_bytes: u64,
     /// What compaction could give back, about.
     pub reclaimable_bytes: u64,
