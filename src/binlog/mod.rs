@@ -25,6 +25,8 @@
 //! - `takeover`: a directory beanstalkd wrote, taken over at open: its jobs
 //!   imported into sprout's log, crash-safely, its files moved aside.
 //! - [`export`]: the way back: sprout's live jobs as beanstalkd's files.
+//! - [`inspect`]: `sprout binlog inspect`: what a directory holds, either
+//!   format, read without a server and without changing anything.
 //! - [`beanstalkd`]: beanstalkd's own format (versions 7 and 5): reading
 //!   its files, replaying them, writing version 7 (`sprout binlog export`).
 //!
@@ -59,6 +61,7 @@ mod commit;
 mod compaction;
 mod convert;
 pub mod export;
+pub mod inspect;
 mod journal;
 mod lock;
 mod open;

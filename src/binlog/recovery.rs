@@ -82,7 +82,7 @@ pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
     for (i, &seq) in seqs.iter().enumerate() {
         let path = dir.join(super::segment::file_name(seq));
         if let Some(header) = spare_header(&path, seq) {
-            state.next_id = state.next_id.max(header.next_id);
+            state.saw_header(&header);
             files.push(FoundFile { seq, path, end: HEADER_LEN as u64 });
             continue;
         }
@@ -120,15 +120,18 @@ pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
                 )));
             }
         };
-        state.next_id = state.next_id.max(header.next_id);
+        state.saw_header(&header);
         let end = state.read_records(&path, seq, bytes, mode, later_have_data)?;
         files.push(FoundFile { seq, path, end });
     }
     Ok(state.finish(files))
 }
 
+/// The replay: records applied in log order, the last about a job winning.
+/// `sprout binlog inspect` drives it too (`inspect/sprout.rs`), record by
+/// record, so both read a log by the same rules.
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     /// Jobs in the order their ids first appeared (about id order), with
     /// holes where jobs were deleted; `slots` finds a job's place.
     jobs: Vec<Option<LiveJob>>,
@@ -154,16 +157,7 @@ impl State {
     ) -> Result<u64, OpenError> {
         let mut at = HEADER_LEN;
         loop {
-            let tube_names = &mut self.tube_names;
-            let mut tube_name = |name: &[u8]| match tube_names.get(name) {
-                Some(tube) => Some(tube.clone()),
-                None => {
-                    let tube = TubeName::new(name)?;
-                    tube_names.insert(name.into(), tube.clone());
-                    Some(tube)
-                }
-            };
-            match record::decode_with(&bytes[at..], &mut tube_name) {
+            match self.decode(&bytes[at..]) {
                 Decoded::Record(record, len) => {
                     self.apply(record, seq, len as u64);
                     at += len;
@@ -195,14 +189,41 @@ impl State {
                     if mode.repair {
                         pad_over(path, at, until)?;
                     }
-                    self.lost_in_damage = true;
+                    self.skipped_damage();
                     at = until;
                 }
             }
         }
     }
 
-    fn apply(&mut self, record: Record<&[u8]>, seq: u64, record_len: u64) {
+    /// Decodes the record at `bytes[0]`, its tube name shared with every
+    /// job of that tube read so far.
+    pub(super) fn decode<'a>(&mut self, bytes: &'a [u8]) -> Decoded<'a> {
+        let tube_names = &mut self.tube_names;
+        let mut tube_name = |name: &[u8]| match tube_names.get(name) {
+            Some(tube) => Some(tube.clone()),
+            None => {
+                let tube = TubeName::new(name)?;
+                tube_names.insert(name.into(), tube.clone());
+                Some(tube)
+            }
+        };
+        record::decode_with(bytes, &mut tube_name)
+    }
+
+    /// A file header's next id: no id below it is handed out again.
+    pub(super) fn saw_header(&mut self, header: &Header) {
+        self.next_id = self.next_id.max(header.next_id);
+    }
+
+    /// Records were skipped as damaged: a state record about a job not seen
+    /// may have lost its job record there.
+    pub(super) fn skipped_damage(&mut self) {
+        self.lost_in_damage = true;
+    }
+
+    /// Applies one record of file `seq`, `record_len` bytes long.
+    pub(super) fn apply(&mut self, record: Record<&[u8]>, seq: u64, record_len: u64) {
         self.next_id = self.next_id.max(record.job_id().saturating_add(1));
         match record {
             Record::Job(job) => {
@@ -243,7 +264,9 @@ impl State {
         }
     }
 
-    fn finish(self, files: Vec<FoundFile>) -> Recovered {
+    /// The live jobs, buried ones last in burial order; logs the jobs lost
+    /// to skipped damage.
+    pub(super) fn finish(self, files: Vec<FoundFile>) -> Recovered {
         let mut dropped = self.dropped;
         dropped.sort_unstable();
         dropped.dedup();
@@ -268,14 +291,14 @@ impl State {
 }
 
 /// The first offset after `from` where a valid record starts.
-fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
+pub(super) fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
     (from..bytes.len().saturating_sub(FRAME_LEN))
         .filter(|&at| bytes[at + 4..at + FRAME_LEN] != [0; 4])
         .find(|&at| matches!(record::decode(&bytes[at..]), Decoded::Record(..)))
 }
 
 /// Names the job a damaged record probably belonged to, if its id is legible.
-fn describe_damage(bytes: &[u8], at: usize) -> String {
+pub(super) fn describe_damage(bytes: &[u8], at: usize) -> String {
     match bytes.get(at + FRAME_LEN + 1..at + FRAME_LEN + 9) {
         Some(id) => format!(
             "checksum or layout mismatch; the record may be about job {}",
@@ -303,7 +326,7 @@ fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
 }
 
 /// True if the file has anything but zeros after its header.
-fn file_has_records(path: &Path) -> bool {
+pub(super) fn file_has_records(path: &Path) -> bool {
     fs::read(path).map(|b| b.iter().skip(HEADER_LEN).any(|&x| x != 0)).unwrap_or(false)
 }
 

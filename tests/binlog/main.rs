@@ -16,6 +16,9 @@
 //!   place, compared with beanstalkd's own restart; killed at every step of
 //!   the import; torn; damaged; version 5; and the way back (`export`).
 //! - [`files`]: reading and damaging the files themselves.
+//! - [`inspect`]: `sprout binlog inspect` counts what the servers show,
+//!   sets its exit status on damage, and only reads, a running server's
+//!   directory too.
 //!
 //! Every test starts its own servers on free loopback ports with their own
 //! temporary directories; a server is killed when dropped, so a failing
@@ -29,6 +32,7 @@ mod disk_use;
 mod files;
 mod flipped_bytes;
 mod full_disk;
+mod inspect;
 mod kill_under_load;
 mod lock;
 mod recovery;

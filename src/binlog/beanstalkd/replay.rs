@@ -46,6 +46,9 @@ pub struct ImportedJob {
     pub created_at_ns: i64,
     /// Ready, delayed or buried.
     pub state: ImportedState,
+    /// The last record said reserved (it comes back ready: its worker is
+    /// gone).
+    pub reserved: bool,
     /// Its counters, as logged.
     pub counts: JobCounts,
     /// Its body (without CRLF), in [`Imported::bodies`].
@@ -112,7 +115,7 @@ pub struct Imported {
 #[derive(Debug)]
 pub struct Replay {
     /// Live jobs, with holes where jobs were deleted (reused by `free`).
-    jobs: Vec<Option<LiveJob>>,
+    jobs: Vec<Option<ImportedJob>>,
     free: Vec<u32>,
     /// Job id to its place in `jobs`. Not the engine's `IdIndex`: ids here
     /// are untrusted, and its window arithmetic overflows near `u64::MAX`;
@@ -126,13 +129,6 @@ pub struct Replay {
     position: u64,
     last_seq: Option<u64>,
     counts: ImportCounts,
-}
-
-#[derive(Debug)]
-struct LiveJob {
-    job: ImportedJob,
-    /// The last record said reserved.
-    logged_reserved: bool,
 }
 
 impl Default for Replay {
@@ -185,7 +181,7 @@ impl Replay {
             return;
         }
         let old = slot.and_then(|slot| self.jobs[slot as usize].as_ref());
-        let old_rank = old.and_then(|live| match live.job.state {
+        let old_rank = old.and_then(|live| match live.state {
             ImportedState::Buried { rank } => Some(rank),
             _ => None,
         });
@@ -197,22 +193,21 @@ impl Replay {
             // rank of its burial.
             State::Buried => ImportedState::Buried { rank: old_rank.unwrap_or(self.position) },
         };
-        let logged_reserved = record.state == State::Reserved;
         let (tube, body) = match (&record.tube, old) {
             (Some(tube), _) => (self.intern(tube), self.bodies.insert(record.body.unwrap_or_default())),
-            (None, Some(old)) => (old.job.tube.clone(), old.job.body),
+            (None, Some(old)) => (old.tube.clone(), old.body),
             (None, None) => {
                 self.counts.short_records_ignored += 1;
                 return;
             }
         };
-        let live = LiveJob { job: imported(record, tube, state, body), logged_reserved };
+        let live = imported(record, tube, state, body);
         match slot {
             Some(slot) => {
                 let replaced = self.jobs[slot as usize].replace(live);
                 if record.is_full() {
                     if let Some(replaced) = replaced {
-                        self.bodies.remove(replaced.job.body);
+                        self.bodies.remove(replaced.body);
                     }
                     self.counts.full_records_rewritten += 1;
                 }
@@ -221,8 +216,8 @@ impl Replay {
         }
     }
 
-    fn insert(&mut self, live: LiveJob) {
-        let id = live.job.id;
+    fn insert(&mut self, live: ImportedJob) {
+        let id = live.id;
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.jobs[slot as usize] = Some(live);
@@ -239,7 +234,7 @@ impl Replay {
     fn remove(&mut self, id: u64, slot: u32) {
         self.slots.remove(&id);
         if let Some(gone) = self.jobs[slot as usize].take() {
-            self.bodies.remove(gone.job.body);
+            self.bodies.remove(gone.body);
         }
         self.free.push(slot);
     }
@@ -262,13 +257,13 @@ impl Replay {
         drop(self.slots);
         let mut jobs = Vec::with_capacity(self.jobs.len() - self.free.len());
         for live in self.jobs.into_iter().flatten() {
-            match live.job.state {
+            match live.state {
                 ImportedState::Ready => counts.ready += 1,
                 ImportedState::Delayed { .. } => counts.delayed += 1,
                 ImportedState::Buried { .. } => counts.buried += 1,
             }
-            counts.reserved_made_ready += u64::from(live.logged_reserved);
-            jobs.push(live.job);
+            counts.reserved_made_ready += u64::from(live.reserved);
+            jobs.push(live);
         }
         jobs.sort_unstable_by_key(|job| match job.state {
             ImportedState::Buried { rank } => (1, rank),
@@ -289,6 +284,7 @@ fn imported(record: &Record<'_>, tube: TubeName, state: ImportedState, body: Bod
         ttr_ns: u64::try_from(record.ttr_ns).unwrap_or(0),
         created_at_ns: record.created_at_ns,
         state,
+        reserved: record.state == State::Reserved,
         counts: record.counts,
         body,
     }

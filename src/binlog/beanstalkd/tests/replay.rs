@@ -28,6 +28,7 @@ fn a_full_record_for_a_new_id_makes_a_job_of_every_field() {
             ttr_ns: 60_000_000_000,
             created_at_ns: 1_700_000_000 * SECOND,
             state: ImportedState::Ready,
+            reserved: false,
             counts: JobCounts { reserves: 1, timeouts: 2, releases: 3, buries: 4, kicks: 5 },
             body: job.body,
         }
