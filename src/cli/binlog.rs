@@ -20,8 +20,9 @@ use crate::settings::DEFAULT_BINLOG_SIZE;
 /// Exit status of a tool run that failed (a damaged log, a refusal).
 const EXIT_FAILED: u8 = 1;
 
-/// Exit status for bad usage, as the server's.
-const EXIT_USAGE: u8 = 5;
+/// Exit status for bad usage, as most tools use: 1 stays "the log is
+/// damaged" or "the export did not happen", for cron and monitoring checks.
+const EXIT_USAGE: u8 = 2;
 
 #[derive(Parser, Debug)]
 #[command(name = "sprout binlog", about = "Look into a binlog directory, or take sprout's jobs back to beanstalkd.")]
@@ -115,16 +116,13 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let _ = env_logger::Builder::new().filter_level(log::LevelFilter::Warn).parse_default_env().try_init();
     let args: Vec<OsString> =
         std::iter::once(OsString::from("sprout binlog")).chain(args.into_iter().skip(1)).collect();
-    // `inspect` runs from cron and monitoring checks, which tell damage (1)
-    // from a check that could not run (2).
-    let usage = if args.get(1).is_some_and(|a| a == "inspect") { inspect::EXIT_UNREADABLE } else { EXIT_USAGE };
     let args = match BinlogArgs::try_parse_from(args) {
         Ok(args) => args,
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
-                _ => ExitCode::from(usage),
+                _ => ExitCode::from(EXIT_USAGE),
             };
         }
     };
