@@ -54,7 +54,7 @@ fn beanstalkd_file(full: &[(u64, &str, &[u8])], short: &[(u64, State)]) -> Vec<u
             tube,
             pri: 1,
             delay_ns: 0,
-            ttr_ns: 1,
+            ttr_ns: 1_000_000_000,
             created_at_ns: 0,
             deadline_at_ns: 0,
             counts: JobCounts::default(),
@@ -65,9 +65,13 @@ fn beanstalkd_file(full: &[(u64, &str, &[u8])], short: &[(u64, State)]) -> Vec<u
     }
     let mut bytes = writer.into_bytes();
     for &(id, state) in short {
-        // No name, then the 80-byte Jobrec: id at 0, state at 76.
+        // No name, then the 80-byte Jobrec: id at 0, the ttr at 24 (1 s, as
+        // beanstalkd writes at least), the body size at 32 (with its CRLF),
+        // the state at 76.
         let mut jobrec = [0u8; 80];
         jobrec[..8].copy_from_slice(&id.to_le_bytes());
+        jobrec[24..32].copy_from_slice(&1_000_000_000i64.to_le_bytes());
+        jobrec[32..36].copy_from_slice(&2i32.to_le_bytes());
         jobrec[76] = state.byte();
         bytes.extend_from_slice(&0i32.to_le_bytes());
         bytes.extend_from_slice(&jobrec);
