@@ -258,6 +258,19 @@ fn table_row(scenario: &str, variant: &str, row: &Row) -> String {
 
 const TABLE_HEAD: &str = "| scenario | variant | metric | beanstalkd | sprout | sprout/bs | rounds bs | rounds sprout | CPU% bs srv/cli | CPU% sprout srv/cli |\n|---|---|---|---:|---:|---:|---|---|---:|---:|";
 
+/// The metrics of one run on one line.
+fn summary(metrics: &[Metric]) -> String {
+    let summary: Vec<String> = metrics
+        .iter()
+        .map(|m| {
+            let cpu =
+                m.cpu.map_or(String::new(), |(s, c)| format!(" (cpu srv {:.0}% cli {:.0}%)", s * 100.0, c * 100.0));
+            format!("{} {}{cpu}", m.name, m.unit.format(m.value))
+        })
+        .collect();
+    summary.join(", ")
+}
+
 /// One measurement: a fresh server (and binlog directory), the variant's load, kill.
 fn run_one(
     variant: &Variant,
@@ -285,14 +298,6 @@ fn run_one(
         let _ = std::fs::remove_dir_all(dir);
     }
     let metrics = result?;
-    let summary: Vec<String> = metrics
-        .iter()
-        .map(|m| {
-            let cpu =
-                m.cpu.map_or(String::new(), |(s, c)| format!(" (cpu srv {:.0}% cli {:.0}%)", s * 100.0, c * 100.0));
-            format!("{} {}{cpu}", m.name, m.unit.format(m.value))
-        })
-        .collect();
     eprintln!(
         "  {} {} round {}/{} {:>10}: {}",
         variant.scenario,
@@ -300,7 +305,7 @@ fn run_one(
         round + 1,
         opts.rounds,
         binary.kind.name(),
-        summary.join(", ")
+        summary(&metrics)
     );
     Ok(metrics)
 }

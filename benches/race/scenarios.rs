@@ -465,28 +465,7 @@ fn recovery(env: &Env, delay: u32) -> Result<Vec<Metric>, String> {
     let disk = env.binlog_dir().map_or(0, dir_size);
     server.kill();
 
-    let t0 = Instant::now();
-    let mut restarted = Server::spawn(env.binary, &env.flags, &env.log);
-    let addr = restarted.addr;
-    let deadline = t0 + Duration::from_secs(600);
-    let elapsed = loop {
-        if let Ok(stream) = TcpStream::connect(addr) {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(600)));
-            let stats = server::stats_on(&stream).map_err(|e| format!("stats after restart: {e}"))?;
-            let held = server::stat(&stats, held_stat(delay));
-            if held == Some(total) {
-                break t0.elapsed();
-            }
-            if held.is_some_and(|r| r > total) {
-                return Err(format!("after restart: {}: {held:?}, expected {total}", held_stat(delay)));
-            }
-        }
-        restarted.check_alive();
-        if Instant::now() > deadline {
-            return Err(format!("not ready with {total} jobs 600 s after restart"));
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    };
+    let (restarted, elapsed) = start_until_held(env.binary, &env.flags, &env.log, &[], total, delay)?;
     let rss = restarted.status_bytes("VmRSS");
     restarted.kill();
     Ok(vec![
@@ -499,6 +478,40 @@ fn recovery(env: &Env, delay: u32) -> Result<Vec<Metric>, String> {
         Metric::new("restart until stats counts every job", elapsed.as_secs_f64(), Unit::Secs),
         Metric::new("RSS after restart", rss as f64, Unit::Bytes),
     ])
+}
+
+/// Starts the server (with `vars` added to its environment) and times until
+/// a connection's `stats` counts `total` jobs back (ready, or delayed if put
+/// with `delay`), polling every 0.5 ms from the moment it is spawned.
+pub fn start_until_held(
+    binary: &Binary,
+    flags: &[String],
+    log: &Path,
+    vars: &[(&str, &str)],
+    total: u64,
+    delay: u32,
+) -> Result<(Server, Duration), String> {
+    let t0 = Instant::now();
+    let mut server = Server::spawn_env(binary, flags, log, vars);
+    let deadline = t0 + Duration::from_secs(600);
+    loop {
+        if let Ok(stream) = TcpStream::connect(server.addr) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(600)));
+            let stats = server::stats_on(&stream).map_err(|e| format!("stats after restart: {e}"))?;
+            let held = server::stat(&stats, held_stat(delay));
+            if held == Some(total) {
+                return Ok((server, t0.elapsed()));
+            }
+            if held.is_some_and(|r| r > total) {
+                return Err(format!("after restart: {}: {held:?}, expected {total}", held_stat(delay)));
+            }
+        }
+        server.check_alive();
+        if Instant::now() > deadline {
+            return Err(format!("not ready with {total} jobs 600 s after restart"));
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
 }
 
 fn dir_size(dir: &Path) -> u64 {

@@ -104,6 +104,11 @@ impl Server {
     /// Spawns the server on a fresh port with `flags` (after `-l -p`); does not
     /// wait for it to listen. `log` receives its stderr.
     pub fn spawn(binary: &Binary, flags: &[String], log: &Path) -> Server {
+        Server::spawn_env(binary, flags, log, &[])
+    }
+
+    /// [`Server::spawn`] with these variables added to its environment.
+    pub fn spawn_env(binary: &Binary, flags: &[String], log: &Path, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let stderr = fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
@@ -111,6 +116,7 @@ impl Server {
         command
             .args(["-l", "127.0.0.1", "-p", &port.to_string()])
             .args(flags)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
