@@ -248,6 +248,32 @@ pub fn stats_on(stream: &TcpStream) -> std::io::Result<Vec<(String, String)>> {
         .collect())
 }
 
+/// `peek-ready` or `peek <id>` (`cmd`, without CRLF) on an open
+/// connection: the job's id and body, or `None` on `NOT_FOUND`.
+pub fn peek_on(stream: &TcpStream, cmd: &str) -> std::io::Result<Option<(u64, Vec<u8>)>> {
+    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    (&*stream).write_all(format!("{cmd}\r\n").as_bytes())?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if line == "NOT_FOUND\r\n" {
+        return Ok(None);
+    }
+    let (id, size) = line
+        .strip_prefix("FOUND ")
+        .and_then(|s| s.strip_suffix("\r\n"))
+        .and_then(|s| s.split_once(' '))
+        .and_then(|(id, size)| Some((id.parse::<u64>().ok()?, size.parse::<usize>().ok()?)))
+        .ok_or_else(|| bad(format!("unexpected reply to {cmd}: {line:?}")))?;
+    let mut body = vec![0; size + 2];
+    reader.read_exact(&mut body)?;
+    if !body.ends_with(b"\r\n") {
+        return Err(bad(format!("{cmd}: body not followed by CRLF")));
+    }
+    body.truncate(size);
+    Ok(Some((id, body)))
+}
+
 /// One numeric field of a `stats` answer.
 pub fn stat(stats: &[(String, String)], key: &str) -> Option<u64> {
     stats.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.parse().ok())
