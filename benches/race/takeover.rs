@@ -86,7 +86,10 @@ fn run(env: &Env) -> Result<Vec<Metric>, String> {
     // then reading its own log back) and restoring the jobs took.
     let vars: &[(&str, &str)] = if sprout { &[("RUST_LOG", "info")] } else { &[] };
 
+    let busy_before = machine_busy_secs();
     let (first, took) = scenarios::start_until_held(env.binary, &env.flags, &env.log, vars, total, 0)?;
+    let server_cpu = first.cpu_seconds();
+    let others_cpu = machine_busy_secs() - busy_before - server_cpu;
     check_bodies(&first, total, &body).map_err(|e| format!("after the first start: {e}"))?;
     let hwm = first.status_bytes("VmHWM");
     let rss = first.status_bytes("VmRSS");
@@ -115,10 +118,17 @@ fn run(env: &Env) -> Result<Vec<Metric>, String> {
     }
 
     let mib = theirs as f64 / 1024.0 / 1024.0;
+    let percent = |cpu: f64| 100.0 * cpu / took.as_secs_f64();
     Ok(vec![
         Metric::new(START, took.as_secs_f64(), Unit::Secs),
         Metric::new("of which sprout's binlog open: import + read-back (its log)", open_ms / 1e3, Unit::Secs),
         Metric::new("of which sprout's restore into the engine (its log)", restore_ms / 1e3, Unit::Secs),
+        Metric::new("server CPU during that start (% of one core)", percent(server_cpu), Unit::Count),
+        Metric::new(
+            "machine: CPU busy outside the server during that start (% of one core)",
+            percent(others_cpu).max(0.0),
+            Unit::Count,
+        ),
         Metric::new("beanstalkd's binlog read, per second of that start", mib / took.as_secs_f64(), Unit::MibPerSec),
         Metric::new("peak RSS of that start (VmHWM)", hwm as f64, Unit::Bytes),
         Metric::new("RSS once every job is back (VmRSS)", rss as f64, Unit::Bytes),
@@ -179,7 +189,21 @@ fn copy_synced(from: &Path, to: &Path) -> std::io::Result<u64> {
         }
     }
     fs::File::open(to)?.sync_all()?;
+    flush_filesystem(to)?;
     Ok(binlog)
+}
+
+/// Writes back everything dirty on the filesystem of `path` (`syncfs`):
+/// the fixture beanstalkd has just written, the directories of the rounds
+/// before, removed, so that no write-back from them runs under the clock.
+fn flush_filesystem(path: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let dir = fs::File::open(path)?;
+    // SAFETY: syncfs only reads the descriptor, which `dir` keeps open.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn is_binlog_name(name: &str) -> bool {
@@ -205,6 +229,19 @@ fn allocated(path: &Path) -> u64 {
         return meta.blocks() * 512;
     }
     (fs::read_dir(path).into_iter().flatten().flatten()).map(|e| allocated(&e.path())).sum()
+}
+
+/// CPU time the whole machine has spent busy (not idle, not waiting for
+/// I/O) since boot, from the first line of /proc/stat.
+fn machine_busy_secs() -> f64 {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().next().and_then(|l| l.strip_prefix("cpu ")) else { return f64::NAN };
+    let ticks: Vec<u64> = cpu.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user already)
+    let busy: u64 = ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    // SAFETY: sysconf only reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    busy as f64 / hz
 }
 
 /// From sprout's log at info level, the line
