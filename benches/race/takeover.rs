@@ -5,17 +5,20 @@
 //! policy) is loaded with `--recovery-jobs` jobs of `--recovery-body` bytes
 //! (4 connections x 100 pipelined), its peak RSS read, and killed with
 //! SIGKILL: `DIR` is the round's fixture, the same bytes for both servers.
-//! Each server's run copies it into a directory of its own (copied and
-//! synced before the clock starts, so both read it from the page cache,
-//! with no write-back under way), starts on the copy and is timed from
-//! spawn until a connection's `stats` counts every job ready (polled every
-//! 0.5 ms): beanstalkd replays its own log; sprout takes it over (reads and
-//! replays beanstalkd's files, writes and syncs its own log of the live
-//! jobs, moves beanstalkd's files into `beanstalkd-imported-<time>/`).
-//! `peek-ready` and `peek` of the first, a middle and the last job must give
-//! the load's ids and bodies. Then the server is killed, the copy's disk use
-//! measured, and the server started once more on it: for sprout, the
-//! ordinary restart after a takeover.
+//! Each server's run copies it into a directory of its own (copied, synced,
+//! and the filesystem `syncfs`ed before the clock starts, so both read it
+//! from the page cache, with no write-back under way), starts on the copy
+//! and is timed from spawn until a connection's `stats` counts every job
+//! ready (polled every 0.5 ms): beanstalkd replays its own log; sprout takes
+//! it over (reads and replays beanstalkd's files, writes and syncs its own
+//! log of the live jobs, moves beanstalkd's files into
+//! `beanstalkd-imported-<time>/`, reads its own log back). Sprout's log (at
+//! info level) splits its time; the server's CPU over the start, and the
+//! rest of the machine's, tell a slow start from a starved one. `peek-ready`
+//! and `peek` of the first, a middle and the last job must give the load's
+//! ids and bodies. Then the server is killed, the copy's disk use measured,
+//! and the server started once more on it: for sprout, the ordinary restart
+//! after a takeover.
 
 use std::fs;
 use std::net::TcpStream;
