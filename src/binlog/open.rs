@@ -39,11 +39,19 @@ impl Binlog {
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| OpenError::Io(format!("cannot create binlog directory {}: {e}", config.dir.display())))?;
         let lock = DirLock::acquire(&config.dir)?;
-        if let Some(report) = takeover::take_over(&config.dir, config.file_size.max(4096), config.skip_damaged)? {
-            // Once, and it moved files: say so even at the default level.
-            log::warn!("{report}");
-        }
-        let recovered = recovery::recover(&config.dir, config.skip_damaged)?;
+        let taken = takeover::take_over(&config.dir, config.file_size.max(4096), config.skip_damaged)?;
+        let recovered = match taken {
+            Some(taken) => {
+                // Once, and it moved files: said even at the default level.
+                log::warn!("{}", taken.report);
+                match taken.recovered {
+                    // Just written: no need to read it back.
+                    Some(recovered) => recovered,
+                    None => recovery::recover(&config.dir, config.skip_damaged)?,
+                }
+            }
+            None => recovery::recover(&config.dir, config.skip_damaged)?,
+        };
         let mut binlog = Binlog {
             dir: config.dir.clone(),
             _lock: lock,

@@ -39,6 +39,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::OpenError;
 use super::beanstalkd::{self, End, ImportedState, Replay};
 use super::record::{FullJob, HEADER_LEN, Header, JobUpdate, LoggedState, MAGIC, Record};
+use super::recovery::{FoundFile, LiveJob, Recovered};
 use super::segment::{Segment, file_name, seq_of_file_name, sync_dir};
 
 /// Where the import writes sprout's log until it is complete.
@@ -72,11 +73,21 @@ struct Found {
     kind: Kind,
 }
 
+/// What a takeover did.
+pub struct TakenOver {
+    /// The line to log.
+    pub report: String,
+    /// The log just written, as reading it back would find it, when this
+    /// process imported it (so it need not be read again); `None` when it
+    /// only finished an import a crash interrupted.
+    pub recovered: Option<Recovered>,
+}
+
 /// Imports beanstalkd's files in `dir`, if it holds any, into sprout's log
 /// (files of `file_size` bytes), and moves them aside; or finishes an import
-/// that a crash interrupted. Returns the line to log when it did either.
-/// Must run under the directory's lock, before sprout's log is read.
-pub fn take_over(dir: &Path, file_size: u64, skip_damaged: bool) -> Result<Option<String>, OpenError> {
+/// that a crash interrupted. Says what it did, if anything. Must run under
+/// the directory's lock, before sprout's log is read.
+pub fn take_over(dir: &Path, file_size: u64, skip_damaged: bool) -> Result<Option<TakenOver>, OpenError> {
     let complete = dir.join(COMPLETE);
     if complete.is_dir() {
         if !complete.join(PLAN).exists() {
@@ -87,7 +98,8 @@ pub fn take_over(dir: &Path, file_size: u64, skip_damaged: bool) -> Result<Optio
             sync(dir)?;
             return Ok(None);
         }
-        return finish(dir, &complete).map(Some);
+        let report = finish(dir, &complete)?;
+        return Ok(Some(TakenOver { report, recovered: None }));
     }
     let staging = dir.join(STAGING);
     let found = binlog_files(dir)?;
@@ -121,10 +133,11 @@ pub fn take_over(dir: &Path, file_size: u64, skip_damaged: bool) -> Result<Optio
         remove_dir_all(&staging)?;
     }
     let import = read_and_replay(&found, skip_damaged)?;
-    write_staging(dir, &staging, &import, file_size)?;
+    let recovered = write_staging(dir, &staging, import, file_size)?;
     rename(&staging, &complete)?;
     sync(dir)?;
-    finish(dir, &complete).map(Some)
+    let report = finish(dir, &complete)?;
+    Ok(Some(TakenOver { report, recovered: Some(recovered) }))
 }
 
 /// True if `dir` holds a takeover a crash cut short (the next start of a
@@ -196,8 +209,10 @@ fn read_and_replay(found: &[Found], skip_damaged: bool) -> Result<Import, OpenEr
 }
 
 /// Writes sprout's log of the imported jobs into `staging`, with the plan,
-/// and syncs it all.
-fn write_staging(dir: &Path, staging: &Path, import: &Import, file_size: u64) -> Result<(), OpenError> {
+/// and syncs it all. Returns that log as reading it back from `dir` (where
+/// its files will be) would find it: the jobs, with the bodies the replay
+/// already holds.
+fn write_staging(dir: &Path, staging: &Path, import: Import, file_size: u64) -> Result<Recovered, OpenError> {
     let fail = |e: io::Error| OpenError::Io(format!("cannot write the import into {}: {e}", staging.display()));
     fs::create_dir(staging).map_err(fail)?;
     crash_point();
@@ -215,6 +230,7 @@ fn write_staging(dir: &Path, staging: &Path, import: &Import, file_size: u64) ->
     let buried = replayed.jobs.iter().filter(|j| matches!(j.state, ImportedState::Buried { .. })).count() as i64;
     let mut burial_time = now_ns() - buried - 1;
     let mut files: Vec<Segment> = Vec::new();
+    let mut live = Vec::with_capacity(replayed.jobs.len());
     for job in &replayed.jobs {
         let (state, ready_at) = match job.state {
             ImportedState::Ready => (LoggedState::Ready, 0),
@@ -225,19 +241,20 @@ fn write_staging(dir: &Path, staging: &Path, import: &Import, file_size: u64) ->
             }
         };
         let c = job.counts;
+        let update = JobUpdate {
+            id: job.id,
+            pri: job.pri,
+            state,
+            delay: job.delay_ns,
+            ready_at,
+            reserves: c.reserves,
+            timeouts: c.timeouts,
+            releases: c.releases,
+            buries: c.buries,
+            kicks: c.kicks,
+        };
         let record = Record::Job(FullJob {
-            update: JobUpdate {
-                id: job.id,
-                pri: job.pri,
-                state,
-                delay: job.delay_ns,
-                ready_at,
-                reserves: c.reserves,
-                timeouts: c.timeouts,
-                releases: c.releases,
-                buries: c.buries,
-                kicks: c.kicks,
-            },
+            update,
             tube: job.tube.clone(),
             ttr: job.ttr_ns,
             created_at: job.created_at_ns,
@@ -254,6 +271,17 @@ fn write_staging(dir: &Path, staging: &Path, import: &Import, file_size: u64) ->
         }
         let file = files.last_mut().expect("made above");
         file.append(&record);
+        live.push(LiveJob {
+            job: FullJob {
+                update,
+                tube: job.tube.clone(),
+                ttr: job.ttr_ns,
+                created_at: job.created_at_ns,
+                body: job.body,
+            },
+            seq: file.seq,
+            record_len: len,
+        });
         if file.pending_len() >= WRITE_EVERY {
             file.write_pending().map_err(fail)?;
             crash_point();
@@ -271,13 +299,15 @@ fn write_staging(dir: &Path, staging: &Path, import: &Import, file_size: u64) ->
         crash_point();
     }
     let target = format!("beanstalkd-imported-{}", utc_stamp());
-    let report = report(dir, import, &target);
+    let report = report(dir, &import, &target);
     let plan = staging.join(PLAN);
     fs::write(&plan, format!("{target}\n{report}\n")).map_err(fail)?;
     crash_point();
     fs::File::open(&plan).and_then(|f| f.sync_all()).map_err(fail)?;
     crash_point();
-    sync(staging)
+    sync(staging)?;
+    let found = files.iter().map(|f| FoundFile { seq: f.seq, path: dir.join(file_name(f.seq)), end: f.end }).collect();
+    Ok(Recovered { jobs: live, bodies: import.replayed.bodies, next_id, files: found })
 }
 
 /// The line logged once the takeover is done.
