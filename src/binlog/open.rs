@@ -84,7 +84,7 @@ impl Binlog {
         // Collected in place, into the memory of the recovered list.
         let jobs: Vec<RestoredJob> = (recovered.jobs.into_iter())
             .map(|live| {
-                let tag = binlog.track(live.seq, live.record_len);
+                let tag = binlog.track(u64::from(live.seq), u64::from(live.record_len));
                 binlog.reserved += DELETE_LEN;
                 restored_job(live.job, tag)
             })

@@ -22,12 +22,16 @@ use crate::engine::{Bodies, BodyRef};
 use crate::idindex::IdIndex;
 use crate::protocol::TubeName;
 
-/// A live job and where its full record is.
+/// A live job and where its full record is. (Sizes in 32 bits: a million
+/// of these are held at once, and the takeover builds them in place of its
+/// own list, which is no larger.)
 #[derive(Debug)]
 pub struct LiveJob {
     pub job: FullJob<BodyRef>,
-    pub seq: u64,
-    pub record_len: u64,
+    /// The file: `binlog.N` names beyond 2^32 are not read.
+    pub seq: u32,
+    /// A record holds at most a 1 GiB body.
+    pub record_len: u32,
 }
 
 /// One binlog file found in the directory.
@@ -231,6 +235,7 @@ impl State {
                 let body = self.bodies.insert(job.body);
                 let job =
                     FullJob { update: job.update, tube: job.tube, ttr: job.ttr, created_at: job.created_at, body };
+                let (seq, record_len) = (narrow(seq), narrow(record_len));
                 let live = Some(LiveJob { job, seq, record_len });
                 match self.slots.get(id) {
                     // Compaction wrote the job again further on.
@@ -288,6 +293,11 @@ impl State {
         jobs.append(&mut buried);
         Recovered { jobs, bodies: self.bodies, next_id: self.next_id.max(1), files }
     }
+}
+
+/// A file number or record length in 32 bits (see [`LiveJob`]).
+fn narrow(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The first offset after `from` where a valid record starts.
@@ -376,7 +386,8 @@ fn list_files(dir: &Path) -> Result<Vec<u64>, OpenError> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         match super::segment::seq_of_file_name(name) {
-            Some(seq) => seqs.push(seq),
+            Some(seq) if seq <= u64::from(u32::MAX) => seqs.push(seq),
+            Some(_) => log::warn!("ignoring {name}: sprout numbers its files in 32 bits"),
             // All digits, but too many for a number.
             None if name
                 .strip_prefix("binlog.")

@@ -52,6 +52,13 @@ const COMPLETE: &str = ".sprout-import";
 /// the first line, and the line to log once the takeover is done.
 const PLAN: &str = "plan";
 
+// The imported jobs become recovery's live jobs in place, in their own
+// list's memory, only if a live job is no larger than an imported one.
+const _: () = assert!(
+    std::mem::size_of::<LiveJob>() == std::mem::size_of::<beanstalkd::ImportedJob>()
+        && std::mem::align_of::<LiveJob>() == std::mem::align_of::<beanstalkd::ImportedJob>()
+);
+
 /// Flush a staging file's queued records every this many bytes, so the
 /// import holds no more than this of them in memory.
 const WRITE_EVERY: usize = 1 << 20;
@@ -216,8 +223,9 @@ fn write_staging(dir: &Path, staging: &Path, import: Import, file_size: u64) -> 
     let fail = |e: io::Error| OpenError::Io(format!("cannot write the import into {}: {e}", staging.display()));
     fs::create_dir(staging).map_err(fail)?;
     crash_point();
-    let replayed = &import.replayed;
-    let next_id = replayed.next_id;
+    let target = format!("beanstalkd-imported-{}", utc_stamp());
+    let report = report(dir, &import, &target);
+    let beanstalkd::Imported { jobs, bodies, next_id, .. } = import.replayed;
     let make = |seq: u64, record_len: u64| {
         let capacity = file_size.max(HEADER_LEN as u64 + record_len).next_multiple_of(4096);
         let made = Segment::create(staging, Header { seq, next_id }, capacity, false);
@@ -227,66 +235,63 @@ fn write_staging(dir: &Path, staging: &Path, import: Import, file_size: u64) -> 
     // Buried jobs come in burial order; beanstalkd kept no burial time, so
     // they get times just before now, in that order (before any burial
     // sprout will make).
-    let buried = replayed.jobs.iter().filter(|j| matches!(j.state, ImportedState::Buried { .. })).count() as i64;
+    let buried = jobs.iter().filter(|j| matches!(j.state, ImportedState::Buried { .. })).count() as i64;
     let mut burial_time = now_ns() - buried - 1;
     let mut files: Vec<Segment> = Vec::new();
-    let mut live = Vec::with_capacity(replayed.jobs.len());
-    for job in &replayed.jobs {
-        let (state, ready_at) = match job.state {
-            ImportedState::Ready => (LoggedState::Ready, 0),
-            ImportedState::Delayed { ready_at_ns } => (LoggedState::Delayed, ready_at_ns),
-            ImportedState::Buried { .. } => {
-                burial_time += 1;
-                (LoggedState::Buried, burial_time)
+    // Each imported job becomes, in place, the live job recovery would
+    // read back (a job of each at once would be the takeover's peak).
+    let live: Vec<LiveJob> = jobs
+        .into_iter()
+        .map(|job| {
+            let (state, ready_at) = match job.state {
+                ImportedState::Ready => (LoggedState::Ready, 0),
+                ImportedState::Delayed { ready_at_ns } => (LoggedState::Delayed, ready_at_ns),
+                ImportedState::Buried { .. } => {
+                    burial_time += 1;
+                    (LoggedState::Buried, burial_time)
+                }
+            };
+            let c = job.counts;
+            let update = JobUpdate {
+                id: job.id,
+                pri: job.pri,
+                state,
+                delay: job.delay_ns,
+                ready_at,
+                reserves: c.reserves,
+                timeouts: c.timeouts,
+                releases: c.releases,
+                buries: c.buries,
+                kicks: c.kicks,
+            };
+            let full =
+                FullJob { update, tube: job.tube, ttr: job.ttr_ns, created_at: job.created_at_ns, body: job.body };
+            let record = Record::Job(FullJob {
+                update,
+                tube: full.tube.clone(),
+                ttr: full.ttr,
+                created_at: full.created_at,
+                body: bodies.get(full.body),
+            });
+            let len = record.encoded_len() as u64;
+            if files.last().is_none_or(|f| f.remaining() < len) {
+                if let Some(full) = files.last_mut() {
+                    full.write_pending().map_err(fail)?;
+                    crash_point();
+                }
+                let seq = files.len() as u64 + 1;
+                files.push(make(seq, len).map_err(fail)?);
             }
-        };
-        let c = job.counts;
-        let update = JobUpdate {
-            id: job.id,
-            pri: job.pri,
-            state,
-            delay: job.delay_ns,
-            ready_at,
-            reserves: c.reserves,
-            timeouts: c.timeouts,
-            releases: c.releases,
-            buries: c.buries,
-            kicks: c.kicks,
-        };
-        let record = Record::Job(FullJob {
-            update,
-            tube: job.tube.clone(),
-            ttr: job.ttr_ns,
-            created_at: job.created_at_ns,
-            body: replayed.bodies.get(job.body),
-        });
-        let len = record.encoded_len() as u64;
-        if files.last().is_none_or(|f| f.remaining() < len) {
-            if let Some(full) = files.last_mut() {
-                full.write_pending().map_err(fail)?;
+            let file = files.last_mut().expect("made above");
+            file.append(&record);
+            if file.pending_len() >= WRITE_EVERY {
+                file.write_pending().map_err(fail)?;
                 crash_point();
             }
-            let seq = files.len() as u64 + 1;
-            files.push(make(seq, len).map_err(fail)?);
-        }
-        let file = files.last_mut().expect("made above");
-        file.append(&record);
-        live.push(LiveJob {
-            job: FullJob {
-                update,
-                tube: job.tube.clone(),
-                ttr: job.ttr_ns,
-                created_at: job.created_at_ns,
-                body: job.body,
-            },
-            seq: file.seq,
-            record_len: len,
-        });
-        if file.pending_len() >= WRITE_EVERY {
-            file.write_pending().map_err(fail)?;
-            crash_point();
-        }
-    }
+            let seq = u32::try_from(file.seq).expect("fewer than 2^32 files");
+            Ok(LiveJob { job: full, seq, record_len: u32::try_from(len).unwrap_or(u32::MAX) })
+        })
+        .collect::<Result<_, OpenError>>()?;
     if files.is_empty() {
         // No live job: the log still needs a file, whose header keeps the
         // ids growing.
@@ -298,8 +303,6 @@ fn write_staging(dir: &Path, staging: &Path, import: Import, file_size: u64) -> 
         file.sync().map_err(fail)?;
         crash_point();
     }
-    let target = format!("beanstalkd-imported-{}", utc_stamp());
-    let report = report(dir, &import, &target);
     let plan = staging.join(PLAN);
     fs::write(&plan, format!("{target}\n{report}\n")).map_err(fail)?;
     crash_point();
@@ -307,7 +310,7 @@ fn write_staging(dir: &Path, staging: &Path, import: Import, file_size: u64) -> 
     crash_point();
     sync(staging)?;
     let found = files.iter().map(|f| FoundFile { seq: f.seq, path: dir.join(file_name(f.seq)), end: f.end }).collect();
-    Ok(Recovered { jobs: live, bodies: import.replayed.bodies, next_id, files: found })
+    Ok(Recovered { jobs: live, bodies, next_id, files: found })
 }
 
 /// The line logged once the takeover is done.

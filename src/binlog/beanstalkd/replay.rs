@@ -255,15 +255,19 @@ impl Replay {
     pub fn finish(self) -> Imported {
         let mut counts = self.counts;
         drop(self.slots);
-        let mut jobs = Vec::with_capacity(self.jobs.len() - self.free.len());
-        for live in self.jobs.into_iter().flatten() {
+        // In place, into the memory of the list with holes (an `Option` of
+        // a job is the size of a job): a second list of a million jobs
+        // would be the import's peak.
+        let mut jobs = self.jobs;
+        jobs.retain(Option::is_some);
+        let mut jobs: Vec<ImportedJob> = jobs.into_iter().map(|live| live.expect("kept above")).collect();
+        for live in &jobs {
             match live.state {
                 ImportedState::Ready => counts.ready += 1,
                 ImportedState::Delayed { .. } => counts.delayed += 1,
                 ImportedState::Buried { .. } => counts.buried += 1,
             }
             counts.reserved_made_ready += u64::from(live.reserved);
-            jobs.push(live);
         }
         jobs.sort_unstable_by_key(|job| match job.state {
             ImportedState::Buried { rank } => (1, rank),

@@ -147,7 +147,7 @@ impl SproutFiles {
                 LoggedState::Buried => JobState::Buried,
             };
             live.add(job.job.tube.as_str(), state);
-            bytes += job.record_len;
+            bytes += u64::from(job.record_len);
         }
         Some((bytes, recovered.next_id))
     }
