@@ -67,13 +67,16 @@ impl IdIndex {
         if self.window.is_empty() {
             self.base = id;
         }
-        let end = self.base + self.window.len() as u64;
-        let reach = end + (MAX_GAP.max(self.window.len()) as u64);
-        if id < self.base || id >= reach {
+        // Offsets from the base, never `base + len`: ids come from files
+        // too (beanstalkd's, which sprout imports), and one near u64::MAX
+        // must not overflow.
+        let len = self.window.len() as u64;
+        let reach = len + MAX_GAP.max(self.window.len()) as u64;
+        let Some(i) = id.checked_sub(self.base).filter(|&offset| offset < reach) else {
             self.outliers.insert(id, slot);
             return;
-        }
-        let i = (id - self.base) as usize;
+        };
+        let i = i as usize;
         if i >= self.window.len() {
             // Not over a gap that would leave the window mostly holes: ids
             // that are never removed would never thin it out again.
@@ -138,6 +141,22 @@ impl IdIndex {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    #[test]
+    fn ids_near_the_top_of_u64_do_not_overflow() {
+        let mut index = IdIndex::default();
+        let ids = [u64::MAX - 1, u64::MAX, u64::MAX - 5000, 1, u64::MAX - 2];
+        for (slot, &id) in ids.iter().enumerate() {
+            index.insert(id, slot as u32);
+        }
+        for (slot, &id) in ids.iter().enumerate() {
+            assert_eq!(index.get(id), Some(slot as u32), "id {id}");
+        }
+        for &id in &ids {
+            assert!(index.remove(id).is_some(), "id {id}");
+        }
+        assert!(index.is_empty());
+    }
 
     use super::*;
 

@@ -17,20 +17,21 @@
 //!   registries, then the `Engine`'s concerns.
 //! - [`binlog`]: the write-ahead log (`-b DIR`): record format, files,
 //!   group commit, room promised and prepared ahead, retiring files,
-//!   compaction, recovery. Its format is specified in
-//!   `docs/binlog-format.md`.
+//!   compaction, recovery; taking over a directory beanstalkd wrote, and
+//!   writing one back. Its format is specified in `docs/binlog-format.md`.
 //! - [`idindex`]: job id to slot in about four bytes a job (engine and
 //!   recovery); [`idmap`]: the hash map keyed by job id it falls back on.
 //! - [`settings`]: the settings the server runs with, as plain values;
 //!   [`cli`]: the command line (beanstalkd's flags and defaults) that fills
-//!   them in, and the only module that knows `clap`.
+//!   them in, and `sprout binlog ...`'s; the only module that knows `clap`.
 //! - [`host`]: facts about the process and machine for `stats`
 //!   ([`host::HostInfo`]), and the open-files limit.
 //! - [`timerfd`]: a timer on `CLOCK_MONOTONIC` that fires to the nanosecond
 //!   (the server's deadline timer; the benchmarks use it too).
 //!
 //! The binary (`main.rs`) is thin: flags to [`settings::Config`], logging,
-//! listen, drop privileges, open the binlog, [`server::run`].
+//! listen, drop privileges, open the binlog, [`server::run`]; or, when its
+//! first argument is `binlog`, the binlog tool ([`cli::binlog::run`]).
 
 pub mod binlog;
 pub mod cli;

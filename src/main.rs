@@ -13,6 +13,11 @@ const EXIT_LISTEN: u8 = 111;
 const EXIT_USER: u8 = 32;
 
 fn main() -> ExitCode {
+    // `sprout binlog ...` is the binlog tool; anything else is the server,
+    // with beanstalkd's flags (none of which is a bare word).
+    if std::env::args_os().nth(1).is_some_and(|first| first == "binlog") {
+        return sprout::cli::binlog::run(std::env::args_os().skip(1));
+    }
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) => {

@@ -553,6 +553,49 @@ fn start_script_takes_beanstalkd_settings() {
     assert_eq!(proc.terminate().code(), Some(0));
 }
 
+/// The Debian settings file as it is, "-b /var/lib/beanstalkd" included
+/// (here a directory Debian's beanstalkd wrote, and was killed on), run
+/// through the start script: sprout takes beanstalkd's log over there, as
+/// README's "Replacing beanstalkd" tells package users to let it.
+#[test]
+fn start_script_with_beanstalkd_settings_takes_its_binlog_over() {
+    let test = "start_script_with_beanstalkd_settings_takes_its_binlog_over";
+    let Some(beanstalkd) = Binary::beanstalkd_or_skip(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let script = start_script_in(dir.path());
+    let (theirs, state) = (dir.path().join("beanstalkd"), dir.path().join("state"));
+    fs::create_dir(&theirs).unwrap();
+    fs::create_dir(&state).unwrap();
+    let mut old = beanstalkd.server().binlog(&theirs).start();
+    let mut c = old.connect();
+    let ids: Vec<u64> = (0..5).map(|i| c.put(i, 0, 60, format!("job {i}"))).collect();
+    assert_eq!(c.call("delete 2\r\n"), "DELETED\r\n");
+    old.kill9();
+    let proc = Server::command("sprout-start", |port| {
+        let text = DEBIAN_BEANSTALKD_DEFAULTS
+            .replace("11300", &port.to_string())
+            .replace("/var/lib/beanstalkd", theirs.to_str().unwrap());
+        let vars = environment_file(&text);
+        let mut vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        vars.push(("STATE_DIRECTORY", state.to_str().unwrap()));
+        start_script(&script, &vars)
+    })
+    .start();
+    let mut c = proc.connect();
+    for &id in &ids {
+        let want = (id != 2).then(|| format!("job {}", id - 1).into_bytes());
+        assert_eq!(c.peek(id), want, "job {id}");
+    }
+    assert_eq!(c.put(0, 0, 60, "new"), 6);
+    assert!(proc.stderr_text().contains("took over beanstalkd's log"), "{}", proc.stderr_text());
+    let moved = fs::read_dir(&theirs)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("beanstalkd-imported-"));
+    assert!(moved, "beanstalkd's files were not moved aside in {}", theirs.display());
+    assert!(!state.join("binlog.1").exists(), "the state directory was used instead of beanstalkd's");
+}
+
 /// SPROUT_* wins over BEANSTALKD_*; both EXTRAs are passed, SPROUT_EXTRA
 /// last so its flags win; SPROUT_BINLOG_DIR=none turns the binlog off.
 #[test]

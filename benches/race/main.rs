@@ -15,6 +15,7 @@ mod client;
 mod floor;
 mod scenarios;
 mod server;
+mod takeover;
 mod tubes;
 
 use std::collections::BTreeMap;
@@ -24,15 +25,16 @@ use std::time::SystemTime;
 
 use clap::Parser;
 
-use scenarios::{Metric, Variant};
+use scenarios::{FixtureEnv, Metric, Variant};
 use server::{Binary, Kind};
 
-const ALL_SCENARIOS: &str = "put,put-binlog,recovery,reserve-delete,mixed,idle,delayed,big,tubes";
+const ALL_SCENARIOS: &str = "put,put-binlog,recovery,takeover,reserve-delete,mixed,idle,delayed,big,tubes";
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "race", about = "Race sprout against beanstalkd on loopback.")]
 pub struct Opts {
-    /// Scenarios to run, comma-separated: put, put-binlog, recovery, reserve-delete, mixed, idle, delayed, big, tubes
+    /// Scenarios to run, comma-separated: put, put-binlog, recovery, takeover, reserve-delete, mixed, idle, delayed,
+    /// big, tubes
     #[arg(long, value_delimiter = ',', default_value = ALL_SCENARIOS)]
     pub scenarios: Vec<String>,
 
@@ -97,11 +99,11 @@ pub struct Opts {
     #[arg(long)]
     pub tmp_dir: Option<PathBuf>,
 
-    /// Jobs loaded for the recovery scenario
+    /// Jobs loaded for the recovery and takeover scenarios
     #[arg(long, default_value_t = 1_000_000)]
     pub recovery_jobs: u64,
 
-    /// Body size for the recovery scenario
+    /// Body size for the recovery and takeover scenarios
     #[arg(long, default_value_t = 100)]
     pub recovery_body: usize,
 
@@ -258,6 +260,59 @@ fn table_row(scenario: &str, variant: &str, row: &Row) -> String {
 
 const TABLE_HEAD: &str = "| scenario | variant | metric | beanstalkd | sprout | sprout/bs | rounds bs | rounds sprout | CPU% bs srv/cli | CPU% sprout srv/cli |\n|---|---|---|---:|---:|---:|---|---|---:|---:|";
 
+/// The metrics of one run on one line.
+fn summary(metrics: &[Metric]) -> String {
+    let summary: Vec<String> = metrics
+        .iter()
+        .map(|m| {
+            let cpu =
+                m.cpu.map_or(String::new(), |(s, c)| format!(" (cpu srv {:.0}% cli {:.0}%)", s * 100.0, c * 100.0));
+            format!("{} {}{cpu}", m.name, m.unit.format(m.value))
+        })
+        .collect();
+    summary.join(", ")
+}
+
+/// A directory removed when dropped (a round's fixture, even on failure).
+struct Removed(PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The variant's fixture for this round: a fresh directory that the
+/// variant's fixture step fills with beanstalkd (started with `-b` on it).
+fn make_fixture(
+    variant: &Variant,
+    beanstalkd: &Binary,
+    round: usize,
+    opts: &Opts,
+    extra: &[String],
+    work: &Path,
+) -> Result<Option<(Removed, Vec<Metric>)>, String> {
+    let Some(make) = &variant.fixture else { return Ok(None) };
+    let tag = format!("fixture-{}-r{round}", variant.scenario);
+    let dir = Removed(work.join(format!("binlog-{tag}-{}", variant.label.replace([' ', '/'], "_"))));
+    std::fs::create_dir_all(&dir.0).map_err(|e| format!("create {}: {e}", dir.0.display()))?;
+    let mut flags = variant.flags.clone();
+    flags.extend(["-b".into(), dir.0.display().to_string()]);
+    flags.extend(extra.iter().cloned());
+    let env = FixtureEnv { beanstalkd, dir: dir.0.clone(), flags, log: work.join(format!("{tag}.log")), opts };
+    let metrics = make(&env)?;
+    eprintln!(
+        "  {} {} round {}/{} {:>10}: {}",
+        variant.scenario,
+        variant.label,
+        round + 1,
+        opts.rounds,
+        "fixture",
+        summary(&metrics)
+    );
+    Ok(Some((dir, metrics)))
+}
+
 /// One measurement: a fresh server (and binlog directory), the variant's load, kill.
 fn run_one(
     variant: &Variant,
@@ -266,6 +321,7 @@ fn run_one(
     opts: &Opts,
     extra: &[String],
     work: &Path,
+    fixture: Option<&Path>,
 ) -> Result<Vec<Metric>, String> {
     let tag = format!("{}-{}-r{round}", binary.kind.name(), variant.scenario);
     let binlog_dir = variant.binlog.then(|| {
@@ -279,20 +335,12 @@ fn run_one(
         flags.push(dir.display().to_string());
     }
     flags.extend(extra.iter().cloned());
-    let env = scenarios::Env { binary, flags, log: work.join(format!("{tag}.log")), opts };
+    let env = scenarios::Env { binary, flags, log: work.join(format!("{tag}.log")), opts, fixture };
     let result = (variant.run)(&env);
     if let Some(dir) = &binlog_dir {
         let _ = std::fs::remove_dir_all(dir);
     }
     let metrics = result?;
-    let summary: Vec<String> = metrics
-        .iter()
-        .map(|m| {
-            let cpu =
-                m.cpu.map_or(String::new(), |(s, c)| format!(" (cpu srv {:.0}% cli {:.0}%)", s * 100.0, c * 100.0));
-            format!("{} {}{cpu}", m.name, m.unit.format(m.value))
-        })
-        .collect();
     eprintln!(
         "  {} {} round {}/{} {:>10}: {}",
         variant.scenario,
@@ -300,7 +348,7 @@ fn run_one(
         round + 1,
         opts.rounds,
         binary.kind.name(),
-        summary.join(", ")
+        summary(&metrics)
     );
     Ok(metrics)
 }
@@ -360,10 +408,9 @@ fn main() {
         .unwrap_or_else(|e| panic!("temp dir in {}: {e}", tmp_base.display()));
     server::set_scratch(work.path());
 
-    let mut binaries = vec![
-        Binary { kind: Kind::Beanstalkd, path: beanstalkd.clone() },
-        Binary { kind: Kind::Sprout, path: sprout.clone() },
-    ];
+    // Fixtures are beanstalkd's, whatever --only says.
+    let reference = Binary { kind: Kind::Beanstalkd, path: beanstalkd.clone() };
+    let mut binaries = vec![reference.clone(), Binary { kind: Kind::Sprout, path: sprout.clone() }];
     if let Some(only) = &opts.only {
         binaries.retain(|b| b.kind.name() == only);
         if binaries.is_empty() {
@@ -410,10 +457,26 @@ fn main() {
     }
     'groups: for group in &groups {
         let mut rows: Vec<Vec<Row>> = group.iter().map(|_| Vec::new()).collect();
+        let mut fixture_rows: Vec<Vec<Row>> = group.iter().map(|_| Vec::new()).collect();
         for round in 0..opts.rounds {
             for (v, variant) in group.iter().enumerate() {
+                let fixture = match make_fixture(variant, &reference, round, &opts, &extra, work.path()) {
+                    Ok(Some((dir, metrics))) => {
+                        add_metrics(&mut fixture_rows[v], Kind::Beanstalkd, metrics);
+                        Some(dir)
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        let what =
+                            format!("{} {} round {}, making the fixture", variant.scenario, variant.label, round + 1);
+                        eprintln!("race: {what}: {e}");
+                        failed = Some(format!("{what}: {e}"));
+                        break 'groups;
+                    }
+                };
                 for binary in &binaries {
-                    match run_one(variant, binary, round, &opts, &extra, work.path()) {
+                    let fixture = fixture.as_ref().map(|f| f.0.as_path());
+                    match run_one(variant, binary, round, &opts, &extra, work.path(), fixture) {
                         Ok(metrics) => add_metrics(&mut rows[v], binary.kind, metrics),
                         Err(e) => {
                             let what = format!(
@@ -431,8 +494,8 @@ fn main() {
                 }
             }
         }
-        for (variant, rows) in group.iter().zip(&rows) {
-            for row in rows {
+        for (variant, (fixture_rows, rows)) in group.iter().zip(fixture_rows.iter().zip(&rows)) {
+            for row in fixture_rows.iter().chain(rows) {
                 let line = table_row(variant.scenario, &variant.label, row);
                 println!("{line}");
                 let _ = writeln!(table, "{line}");

@@ -17,6 +17,7 @@ pub enum Unit {
     Millis,
     Secs,
     Bytes,
+    MibPerSec,
     Count,
 }
 
@@ -32,6 +33,7 @@ impl Unit {
             Unit::Bytes if v >= 10.0 * 1024.0 * 1024.0 => format!("{:.1} MiB", v / 1024.0 / 1024.0),
             Unit::Bytes if v >= 10.0 * 1024.0 => format!("{:.1} KiB", v / 1024.0),
             Unit::Bytes => format!("{v:.0} B"),
+            Unit::MibPerSec => format!("{v:.0} MiB/s"),
             Unit::Count => group(v.round() as u64),
         }
     }
@@ -72,6 +74,8 @@ pub struct Env<'a> {
     pub flags: Vec<String>,
     pub log: PathBuf,
     pub opts: &'a Opts,
+    /// This round's fixture, if the variant makes one.
+    pub fixture: Option<&'a Path>,
 }
 
 impl Env<'_> {
@@ -79,13 +83,28 @@ impl Env<'_> {
         Server::start(self.binary, &self.flags, &self.log)
     }
 
-    fn binlog_dir(&self) -> Option<&Path> {
+    pub fn binlog_dir(&self) -> Option<&Path> {
         let i = self.flags.iter().position(|f| f == "-b")?;
         self.flags.get(i + 1).map(Path::new)
     }
 }
 
 type RunFn = Box<dyn Fn(&Env) -> Result<Vec<Metric>, String>>;
+
+/// What a variant's fixture step gets: an empty directory to fill, once a
+/// round, for both servers' runs to start from (they get it as
+/// [`Env::fixture`]). The fixture is beanstalkd's doing, whatever `--only`
+/// says, and its metrics go in beanstalkd's column.
+pub struct FixtureEnv<'a> {
+    pub beanstalkd: &'a Binary,
+    pub dir: PathBuf,
+    /// The variant's flags, `-b dir`, then --server-flags.
+    pub flags: Vec<String>,
+    pub log: PathBuf,
+    pub opts: &'a Opts,
+}
+
+type FixtureFn = Box<dyn Fn(&FixtureEnv) -> Result<Vec<Metric>, String>>;
 
 pub struct Variant {
     pub scenario: &'static str,
@@ -94,6 +113,8 @@ pub struct Variant {
     pub flags: Vec<String>,
     /// Give each server a fresh `-b` directory.
     pub binlog: bool,
+    /// Made once a round, before either server's run.
+    pub fixture: Option<FixtureFn>,
     pub run: RunFn,
 }
 
@@ -139,9 +160,10 @@ fn measure(server: &Server, roles: Vec<Role>, limit: Limit, opts: &Opts, rate: f
     Ok(Measured { cpu: ((b - a) / secs, outcome.client_cpu / secs), outcome })
 }
 
-struct Measured {
-    outcome: client::Outcome,
-    cpu: (f64, f64),
+pub struct Measured {
+    pub outcome: client::Outcome,
+    /// Server and client CPU use over the window, as fractions of one core.
+    pub cpu: (f64, f64),
 }
 
 impl Measured {
@@ -209,7 +231,7 @@ fn shapes(opts: &Opts, default: &[(usize, usize)]) -> Vec<(usize, usize)> {
 /// Loads `total` jobs of `body` through 4 connections x 100 pipelined.
 /// Puts `total` jobs (ready, or delayed by `delay` seconds) over a few
 /// pipelined connections, and checks that stats counts them all.
-fn preload(server: &Server, body: &[u8], total: u64, delay: u32, opts: &Opts) -> Result<Measured, String> {
+pub fn preload(server: &Server, body: &[u8], total: u64, delay: u32, opts: &Opts) -> Result<Measured, String> {
     let conns = if total >= 400 { 4 } else { 1 };
     let limit = Limit::Count { total, timeout: Duration::from_secs(900) };
     let roles = (0..conns).map(|_| Role::delayed_putter(body, delay, 100)).collect();
@@ -257,6 +279,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                         label: shape_label(c, d),
                         flags: vec![],
                         binlog: false,
+                        fixture: None,
                         run: Box::new(move |env| {
                             let server = env.start();
                             let m = measure(&server, putters(&body, c, d), limit(env.opts), env.opts, 0.0)?;
@@ -283,6 +306,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                             label: format!("{label} {}", shape_label(c, d)),
                             flags: flags.clone(),
                             binlog,
+                            fixture: None,
                             run: Box::new(move |env| {
                                 let server = env.start();
                                 let m = measure(&server, putters(&body, c, d), limit(env.opts), env.opts, 0.0)?;
@@ -301,6 +325,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                         label: format!("{} x {} B{what}", opts.recovery_jobs, opts.recovery_body),
                         flags: vec![],
                         binlog: true,
+                        fixture: None,
                         run: Box::new(move |env| recovery(env, delay)),
                     });
                 }
@@ -313,6 +338,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                         label: format!("{} preloaded, {}", opts.preload, shape_label(c, d)),
                         flags: vec![],
                         binlog: false,
+                        fixture: None,
                         run: Box::new(move |env| {
                             let server = env.start();
                             let total = env.opts.preload;
@@ -345,6 +371,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                         label,
                         flags: vec![],
                         binlog: false,
+                        fixture: None,
                         run: Box::new(move |env| {
                             let server = env.start();
                             let mut roles: Vec<Role> =
@@ -384,6 +411,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                     label: format!("{} idle + 1x100 busy", opts.idle_conns),
                     flags: vec![],
                     binlog: false,
+                    fixture: None,
                     run: Box::new(move |env| idle(env, &body)),
                 });
             }
@@ -394,6 +422,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                     label: format!("delay 1 s, {} jobs/s, 10 producers + 10 workers", opts.delayed_rate),
                     flags: vec![],
                     binlog: false,
+                    fixture: None,
                     run: Box::new(move |env| {
                         let server = env.start();
                         let opts = env.opts;
@@ -433,6 +462,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                     label: format!("{size} B bodies, 50 conns x (put+reserve, delete)"),
                     flags,
                     binlog: false,
+                    fixture: None,
                     run: Box::new(move |env| {
                         let server = env.start();
                         let roles = (0..50).map(|_| Role::cycle(&big, 1)).collect();
@@ -445,6 +475,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                     }),
                 });
             }
+            "takeover" => out.push(crate::takeover::variant(opts)),
             "tubes" => crate::tubes::variants(opts, &body, &mut out),
             _ => unreachable!("scenario names are checked"),
         }
@@ -465,28 +496,7 @@ fn recovery(env: &Env, delay: u32) -> Result<Vec<Metric>, String> {
     let disk = env.binlog_dir().map_or(0, dir_size);
     server.kill();
 
-    let t0 = Instant::now();
-    let mut restarted = Server::spawn(env.binary, &env.flags, &env.log);
-    let addr = restarted.addr;
-    let deadline = t0 + Duration::from_secs(600);
-    let elapsed = loop {
-        if let Ok(stream) = TcpStream::connect(addr) {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(600)));
-            let stats = server::stats_on(&stream).map_err(|e| format!("stats after restart: {e}"))?;
-            let held = server::stat(&stats, held_stat(delay));
-            if held == Some(total) {
-                break t0.elapsed();
-            }
-            if held.is_some_and(|r| r > total) {
-                return Err(format!("after restart: {}: {held:?}, expected {total}", held_stat(delay)));
-            }
-        }
-        restarted.check_alive();
-        if Instant::now() > deadline {
-            return Err(format!("not ready with {total} jobs 600 s after restart"));
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    };
+    let (restarted, elapsed) = start_until_held(env.binary, &env.flags, &env.log, &[], total, delay)?;
     let rss = restarted.status_bytes("VmRSS");
     restarted.kill();
     Ok(vec![
@@ -499,6 +509,40 @@ fn recovery(env: &Env, delay: u32) -> Result<Vec<Metric>, String> {
         Metric::new("restart until stats counts every job", elapsed.as_secs_f64(), Unit::Secs),
         Metric::new("RSS after restart", rss as f64, Unit::Bytes),
     ])
+}
+
+/// Starts the server (with `vars` added to its environment) and times until
+/// a connection's `stats` counts `total` jobs back (ready, or delayed if put
+/// with `delay`), polling every 0.5 ms from the moment it is spawned.
+pub fn start_until_held(
+    binary: &Binary,
+    flags: &[String],
+    log: &Path,
+    vars: &[(&str, &str)],
+    total: u64,
+    delay: u32,
+) -> Result<(Server, Duration), String> {
+    let t0 = Instant::now();
+    let mut server = Server::spawn_env(binary, flags, log, vars);
+    let deadline = t0 + Duration::from_secs(600);
+    loop {
+        if let Ok(stream) = TcpStream::connect(server.addr) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(600)));
+            let stats = server::stats_on(&stream).map_err(|e| format!("stats after restart: {e}"))?;
+            let held = server::stat(&stats, held_stat(delay));
+            if held == Some(total) {
+                return Ok((server, t0.elapsed()));
+            }
+            if held.is_some_and(|r| r > total) {
+                return Err(format!("after restart: {}: {held:?}, expected {total}", held_stat(delay)));
+            }
+        }
+        server.check_alive();
+        if Instant::now() > deadline {
+            return Err(format!("not ready with {total} jobs 600 s after restart"));
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
 }
 
 fn dir_size(dir: &Path) -> u64 {
@@ -602,6 +646,15 @@ pub fn targets(results: &BTreeMap<(String, String, String), [f64; 2]>) -> String
                 check(s / b <= target)
             );
         }
+    }
+    let takeover = crate::takeover::START;
+    if let Some(((_, v, _), [b, s])) = results.iter().find(|((sc, _, m), _)| sc == "takeover" && m == takeover) {
+        let _ = writeln!(
+            out,
+            "- takeover {v}: sprout's takeover / beanstalkd's restart on the same binlog = {:.2} (target < 1){}",
+            s / b,
+            check(s / b < 1.0)
+        );
     }
     out
 }

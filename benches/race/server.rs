@@ -104,6 +104,11 @@ impl Server {
     /// Spawns the server on a fresh port with `flags` (after `-l -p`); does not
     /// wait for it to listen. `log` receives its stderr.
     pub fn spawn(binary: &Binary, flags: &[String], log: &Path) -> Server {
+        Server::spawn_env(binary, flags, log, &[])
+    }
+
+    /// [`Server::spawn`] with these variables added to its environment.
+    pub fn spawn_env(binary: &Binary, flags: &[String], log: &Path, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let stderr = fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
@@ -111,6 +116,7 @@ impl Server {
         command
             .args(["-l", "127.0.0.1", "-p", &port.to_string()])
             .args(flags)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
@@ -240,6 +246,32 @@ pub fn stats_on(stream: &TcpStream) -> std::io::Result<Vec<(String, String)>> {
         .filter_map(|l| l.split_once(": "))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect())
+}
+
+/// `peek-ready` or `peek <id>` (`cmd`, without CRLF) on an open
+/// connection: the job's id and body, or `None` on `NOT_FOUND`.
+pub fn peek_on(stream: &TcpStream, cmd: &str) -> std::io::Result<Option<(u64, Vec<u8>)>> {
+    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    (&*stream).write_all(format!("{cmd}\r\n").as_bytes())?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if line == "NOT_FOUND\r\n" {
+        return Ok(None);
+    }
+    let (id, size) = line
+        .strip_prefix("FOUND ")
+        .and_then(|s| s.strip_suffix("\r\n"))
+        .and_then(|s| s.split_once(' '))
+        .and_then(|(id, size)| Some((id.parse::<u64>().ok()?, size.parse::<usize>().ok()?)))
+        .ok_or_else(|| bad(format!("unexpected reply to {cmd}: {line:?}")))?;
+    let mut body = vec![0; size + 2];
+    reader.read_exact(&mut body)?;
+    if !body.ends_with(b"\r\n") {
+        return Err(bad(format!("{cmd}: body not followed by CRLF")));
+    }
+    body.truncate(size);
+    Ok(Some((id, body)))
 }
 
 /// One numeric field of a `stats` answer.

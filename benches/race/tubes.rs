@@ -49,6 +49,7 @@ pub fn variants(opts: &crate::Opts, body: &std::sync::Arc<[u8]>, out: &mut Vec<V
             label: format!("{n} tubes, 1 worker watching all"),
             flags: vec![],
             binlog: false,
+            fixture: None,
             run: Box::new(move |env| watch_all(env, n, &body)),
         });
     }
@@ -65,6 +66,7 @@ pub fn variants(opts: &crate::Opts, body: &std::sync::Arc<[u8]>, out: &mut Vec<V
                 label,
                 flags: vec![],
                 binlog: false,
+                fixture: None,
                 run: Box::new(move |env| waiters(env, n, own_tubes, &body)),
             });
         }

@@ -22,6 +22,13 @@
 //! - `journal`: what the engine asks of the log ([`Journal`](crate::engine::Journal)), with or
 //!   without a log (`Option<Binlog>`).
 //! - `convert`: the engine's jobs as records, records as jobs to restore.
+//! - `takeover`: a directory beanstalkd wrote, taken over at open: its jobs
+//!   imported into sprout's log, crash-safely, its files moved aside.
+//! - [`export`]: the way back: sprout's live jobs as beanstalkd's files.
+//! - [`inspect`]: `sprout binlog inspect`: what a directory holds, either
+//!   format, read without a server and without changing anything.
+//! - [`beanstalkd`]: beanstalkd's own format (versions 7 and 5): reading
+//!   its files, replaying them, writing version 7 (`sprout binlog export`).
 //!
 //! Writing is batched: the engine's changes during one turn of the event
 //! loop are queued in memory and handed to the kernel in one write per file
@@ -49,9 +56,12 @@
 //! twice the live data, the jobs left in the oldest file are rewritten at
 //! the head (migrated) so it can go.
 
+pub mod beanstalkd;
 mod commit;
 mod compaction;
 mod convert;
+pub mod export;
+pub mod inspect;
 mod journal;
 mod lock;
 mod open;
@@ -61,6 +71,7 @@ mod retire;
 mod room;
 mod segment;
 mod syncer;
+mod takeover;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ use super::lock::DirLock;
 use super::record::HEADER_LEN;
 use super::room::Preparation;
 use super::segment::Segment;
-use super::{Binlog, BinlogConfig, DELETE_LEN, OpenError, recovery};
+use super::{Binlog, BinlogConfig, DELETE_LEN, OpenError, recovery, takeover};
 use crate::engine::{Bodies, JobId, RestoredJob};
 
 /// The log opened and read back: the jobs for the engine to restore before
@@ -39,7 +39,19 @@ impl Binlog {
         std::fs::create_dir_all(&config.dir)
             .map_err(|e| OpenError::Io(format!("cannot create binlog directory {}: {e}", config.dir.display())))?;
         let lock = DirLock::acquire(&config.dir)?;
-        let recovered = recovery::recover(&config.dir, config.skip_damaged)?;
+        let taken = takeover::take_over(&config.dir, config.file_size.max(4096), config.skip_damaged)?;
+        let recovered = match taken {
+            Some(taken) => {
+                // Once, and it moved files: said even at the default level.
+                log::warn!("{}", taken.report);
+                match taken.recovered {
+                    // Just written: no need to read it back.
+                    Some(recovered) => recovered,
+                    None => recovery::recover(&config.dir, config.skip_damaged)?,
+                }
+            }
+            None => recovery::recover(&config.dir, config.skip_damaged)?,
+        };
         let mut binlog = Binlog {
             dir: config.dir.clone(),
             _lock: lock,
@@ -72,7 +84,7 @@ impl Binlog {
         // Collected in place, into the memory of the recovered list.
         let jobs: Vec<RestoredJob> = (recovered.jobs.into_iter())
             .map(|live| {
-                let tag = binlog.track(live.seq, live.record_len);
+                let tag = binlog.track(u64::from(live.seq), u64::from(live.record_len));
                 binlog.reserved += DELETE_LEN;
                 restored_job(live.job, tag)
             })

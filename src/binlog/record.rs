@@ -340,8 +340,8 @@ impl std::fmt::Display for HeaderError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HeaderError::Beanstalkd => f.write_str(
-                "this is a beanstalkd binlog file, which sprout cannot read: empty it with beanstalkd \
-                 first, or give sprout a directory of its own",
+                "this is a beanstalkd binlog file among sprout's: sprout takes a directory of \
+                 beanstalkd's files over at start, but not one that holds both kinds",
             ),
             HeaderError::Damaged(why) => f.write_str(why),
         }

@@ -22,12 +22,16 @@ use crate::engine::{Bodies, BodyRef};
 use crate::idindex::IdIndex;
 use crate::protocol::TubeName;
 
-/// A live job and where its full record is.
+/// A live job and where its full record is. (Sizes in 32 bits: a million
+/// of these are held at once, and the takeover builds them in place of its
+/// own list, which is no larger.)
 #[derive(Debug)]
 pub struct LiveJob {
     pub job: FullJob<BodyRef>,
-    pub seq: u64,
-    pub record_len: u64,
+    /// The file: `binlog.N` names beyond 2^32 are not read.
+    pub seq: u32,
+    /// A record holds at most a 1 GiB body.
+    pub record_len: u32,
 }
 
 /// One binlog file found in the directory.
@@ -51,8 +55,27 @@ pub struct Recovered {
     pub files: Vec<FoundFile>,
 }
 
-/// Reads every `binlog.N` in `dir`, oldest first.
+/// How reading back treats what it finds.
+#[derive(Clone, Copy, Debug)]
+pub struct Mode {
+    /// Drop unreadable records instead of refusing.
+    pub skip_damaged: bool,
+    /// Repair the directory for the server that will append to it: zero a
+    /// torn tail, pad over skipped damage, remove a file a crash left
+    /// empty. Without it nothing is written: for reading a directory that
+    /// is not ours to change (`sprout binlog export`).
+    pub repair: bool,
+}
+
+/// Reads every `binlog.N` in `dir`, oldest first, for the server that opens
+/// it: repairs included.
 pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
+    recover_with(dir, Mode { skip_damaged, repair: true })
+}
+
+/// Reads every `binlog.N` in `dir`, oldest first.
+pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
+    let skip_damaged = mode.skip_damaged;
     let mut seqs = list_files(dir)?;
     seqs.sort_unstable();
     let mut state = State::default();
@@ -63,7 +86,7 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
     for (i, &seq) in seqs.iter().enumerate() {
         let path = dir.join(super::segment::file_name(seq));
         if let Some(header) = spare_header(&path, seq) {
-            state.next_id = state.next_id.max(header.next_id);
+            state.saw_header(&header);
             files.push(FoundFile { seq, path, end: HEADER_LEN as u64 });
             continue;
         }
@@ -78,8 +101,13 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
             }
             Err(_) if bytes.iter().all(|&b| b == 0) && !later_have_data() => {
                 // A crash while the file was being created: it holds nothing.
-                log::warn!("{}: empty file left by a crash, removed", path.display());
-                fs::remove_file(&path).map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", path.display())))?;
+                if mode.repair {
+                    log::warn!("{}: empty file left by a crash, removed", path.display());
+                    fs::remove_file(&path)
+                        .map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", path.display())))?;
+                } else {
+                    log::warn!("{}: empty file left by a crash, skipped", path.display());
+                }
                 continue;
             }
             Err(e) if skip_damaged => {
@@ -96,15 +124,18 @@ pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
                 )));
             }
         };
-        state.next_id = state.next_id.max(header.next_id);
-        let end = state.read_records(&path, seq, bytes, skip_damaged, later_have_data)?;
+        state.saw_header(&header);
+        let end = state.read_records(&path, seq, bytes, mode, later_have_data)?;
         files.push(FoundFile { seq, path, end });
     }
     Ok(state.finish(files))
 }
 
+/// The replay: records applied in log order, the last about a job winning.
+/// `sprout binlog inspect` drives it too (`inspect/sprout.rs`), record by
+/// record, so both read a log by the same rules.
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     /// Jobs in the order their ids first appeared (about id order), with
     /// holes where jobs were deleted; `slots` finds a job's place.
     jobs: Vec<Option<LiveJob>>,
@@ -125,21 +156,12 @@ impl State {
         path: &Path,
         seq: u64,
         bytes: &[u8],
-        skip_damaged: bool,
+        mode: Mode,
         later_have_data: impl Fn() -> bool,
     ) -> Result<u64, OpenError> {
         let mut at = HEADER_LEN;
         loop {
-            let tube_names = &mut self.tube_names;
-            let mut tube_name = |name: &[u8]| match tube_names.get(name) {
-                Some(tube) => Some(tube.clone()),
-                None => {
-                    let tube = TubeName::new(name)?;
-                    tube_names.insert(name.into(), tube.clone());
-                    Some(tube)
-                }
-            };
-            match record::decode_with(&bytes[at..], &mut tube_name) {
+            match self.decode(&bytes[at..]) {
                 Decoded::Record(record, len) => {
                     self.apply(record, seq, len as u64);
                     at += len;
@@ -153,11 +175,13 @@ impl State {
                              it was never acknowledged with -f 0)",
                             path.display()
                         );
-                        zero_tail(path, bytes, at)?;
+                        if mode.repair {
+                            zero_tail(path, bytes, at)?;
+                        }
                         return Ok(at as u64);
                     }
                     let what = describe_damage(bytes, at);
-                    if !skip_damaged {
+                    if !mode.skip_damaged {
                         return Err(OpenError::Damaged(format!(
                             "{}: damaged record at offset {at} ({what}); refusing to start rather than \
                              lose or change jobs silently (start with --skip-damaged-records to drop it)",
@@ -166,15 +190,44 @@ impl State {
                     }
                     let until = resume.unwrap_or_else(|| garbage_end(bytes, at));
                     log::warn!("{}: skipping damaged bytes from offset {at} to {until} ({what})", path.display());
-                    pad_over(path, at, until)?;
-                    self.lost_in_damage = true;
+                    if mode.repair {
+                        pad_over(path, at, until)?;
+                    }
+                    self.skipped_damage();
                     at = until;
                 }
             }
         }
     }
 
-    fn apply(&mut self, record: Record<&[u8]>, seq: u64, record_len: u64) {
+    /// Decodes the record at `bytes[0]`, its tube name shared with every
+    /// job of that tube read so far.
+    pub(super) fn decode<'a>(&mut self, bytes: &'a [u8]) -> Decoded<'a> {
+        let tube_names = &mut self.tube_names;
+        let mut tube_name = |name: &[u8]| match tube_names.get(name) {
+            Some(tube) => Some(tube.clone()),
+            None => {
+                let tube = TubeName::new(name)?;
+                tube_names.insert(name.into(), tube.clone());
+                Some(tube)
+            }
+        };
+        record::decode_with(bytes, &mut tube_name)
+    }
+
+    /// A file header's next id: no id below it is handed out again.
+    pub(super) fn saw_header(&mut self, header: &Header) {
+        self.next_id = self.next_id.max(header.next_id);
+    }
+
+    /// Records were skipped as damaged: a state record about a job not seen
+    /// may have lost its job record there.
+    pub(super) fn skipped_damage(&mut self) {
+        self.lost_in_damage = true;
+    }
+
+    /// Applies one record of file `seq`, `record_len` bytes long.
+    pub(super) fn apply(&mut self, record: Record<&[u8]>, seq: u64, record_len: u64) {
         self.next_id = self.next_id.max(record.job_id().saturating_add(1));
         match record {
             Record::Job(job) => {
@@ -182,6 +235,7 @@ impl State {
                 let body = self.bodies.insert(job.body);
                 let job =
                     FullJob { update: job.update, tube: job.tube, ttr: job.ttr, created_at: job.created_at, body };
+                let (seq, record_len) = (narrow(seq), narrow(record_len));
                 let live = Some(LiveJob { job, seq, record_len });
                 match self.slots.get(id) {
                     // Compaction wrote the job again further on.
@@ -215,7 +269,9 @@ impl State {
         }
     }
 
-    fn finish(self, files: Vec<FoundFile>) -> Recovered {
+    /// The live jobs, buried ones last in burial order; logs the jobs lost
+    /// to skipped damage.
+    pub(super) fn finish(self, files: Vec<FoundFile>) -> Recovered {
         let mut dropped = self.dropped;
         dropped.sort_unstable();
         dropped.dedup();
@@ -239,15 +295,20 @@ impl State {
     }
 }
 
+/// A file number or record length in 32 bits (see [`LiveJob`]).
+fn narrow(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// The first offset after `from` where a valid record starts.
-fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
+pub(super) fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
     (from..bytes.len().saturating_sub(FRAME_LEN))
         .filter(|&at| bytes[at + 4..at + FRAME_LEN] != [0; 4])
         .find(|&at| matches!(record::decode(&bytes[at..]), Decoded::Record(..)))
 }
 
 /// Names the job a damaged record probably belonged to, if its id is legible.
-fn describe_damage(bytes: &[u8], at: usize) -> String {
+pub(super) fn describe_damage(bytes: &[u8], at: usize) -> String {
     match bytes.get(at + FRAME_LEN + 1..at + FRAME_LEN + 9) {
         Some(id) => format!(
             "checksum or layout mismatch; the record may be about job {}",
@@ -275,7 +336,7 @@ fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
 }
 
 /// True if the file has anything but zeros after its header.
-fn file_has_records(path: &Path) -> bool {
+pub(super) fn file_has_records(path: &Path) -> bool {
     fs::read(path).map(|b| b.iter().skip(HEADER_LEN).any(|&x| x != 0)).unwrap_or(false)
 }
 
@@ -323,12 +384,18 @@ fn list_files(dir: &Path) -> Result<Vec<u64>, OpenError> {
     let mut seqs = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(digits) = name.to_str().and_then(|n| n.strip_prefix("binlog.")) else { continue };
-        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-            match digits.parse() {
-                Ok(seq) => seqs.push(seq),
-                Err(_) => log::warn!("ignoring {}", name.to_string_lossy()),
+        let Some(name) = name.to_str() else { continue };
+        match super::segment::seq_of_file_name(name) {
+            Some(seq) if seq <= u64::from(u32::MAX) => seqs.push(seq),
+            Some(_) => log::warn!("ignoring {name}: sprout numbers its files in 32 bits"),
+            // All digits, but too many for a number.
+            None if name
+                .strip_prefix("binlog.")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                log::warn!("ignoring {name}")
             }
+            None => {}
         }
     }
     let _ = sync_dir(dir);

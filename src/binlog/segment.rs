@@ -28,8 +28,19 @@ pub struct Segment {
     pub live_jobs: u64,
 }
 
+/// The name of file `seq`, as beanstalkd names its files too.
 pub fn file_name(seq: u64) -> String {
     format!("binlog.{seq}")
+}
+
+/// N of a `binlog.N` name: digits only after the dot, as both servers
+/// read them; `None` for any other name.
+pub fn seq_of_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("binlog.")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 impl Segment {
@@ -137,6 +148,11 @@ impl Segment {
         Ok(())
     }
 
+    /// Bytes of records queued and not yet written.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     pub fn has_unwritten(&self) -> bool {
         !self.pending.is_empty()
     }
@@ -174,4 +190,18 @@ fn allocate(file: &File, capacity: u64) -> io::Result<()> {
 /// Makes a created or removed file name durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_binlog_and_digits() {
+        assert_eq!(file_name(12), "binlog.12");
+        assert_eq!(seq_of_file_name("binlog.12"), Some(12));
+        for name in ["binlog.", "binlog.1a", "binlog.-1", "xbinlog.1", "binlog.1 ", "binlog.99999999999999999999"] {
+            assert_eq!(seq_of_file_name(name), None, "{name}");
+        }
+    }
 }

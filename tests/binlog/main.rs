@@ -12,7 +12,13 @@
 //!   middle of a load.
 //! - [`full_disk`]: a full disk (tmpfs, root only) refuses puts, keeps
 //!   serving and restarts.
+//! - [`takeover`]: a directory Debian's beanstalkd wrote, taken over in
+//!   place, compared with beanstalkd's own restart; killed at every step of
+//!   the import; torn; damaged; version 5; and the way back (`export`).
 //! - [`files`]: reading and damaging the files themselves.
+//! - [`inspect`]: `sprout binlog inspect` counts what the servers show,
+//!   sets its exit status on damage, and only reads, a running server's
+//!   directory too.
 //!
 //! Every test starts its own servers on free loopback ports with their own
 //! temporary directories; a server is killed when dropped, so a failing
@@ -26,9 +32,11 @@ mod disk_use;
 mod files;
 mod flipped_bytes;
 mod full_disk;
+mod inspect;
 mod kill_under_load;
 mod lock;
 mod recovery;
+mod takeover;
 mod torn_tail;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,8 @@
 //! The command line: beanstalkd's flags, names and defaults, plus long
-//! forms, turned into [`Config`]. The only module that knows about `clap`.
+//! forms, turned into [`Config`]; and `sprout binlog ...`, the binlog tool
+//! ([`binlog`]). The only module that knows about `clap`.
+
+pub mod binlog;
 
 use std::path::PathBuf;
 
