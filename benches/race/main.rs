@@ -301,16 +301,15 @@ fn make_fixture(
     flags.extend(extra.iter().cloned());
     let env = FixtureEnv { beanstalkd, dir: dir.0.clone(), flags, log: work.join(format!("{tag}.log")), opts };
     let metrics = make(&env)?;
-    eprintln!(
-        "  {} {} round {}/{} {:>10}: {}",
-        variant.scenario,
-        variant.label,
-        round + 1,
-        opts.rounds,
-        "fixture",
-        summary(&metrics)
-    );
+    print_round(variant, round, opts, "fixture", &metrics);
     Ok(Some((dir, metrics)))
+}
+
+/// One line on stderr for a finished run: scenario, variant, round, who
+/// ran it (a server, or the fixture), what it measured.
+fn print_round(variant: &Variant, round: usize, opts: &Opts, who: &str, metrics: &[Metric]) {
+    let (scenario, label, rounds) = (variant.scenario, &variant.label, opts.rounds);
+    eprintln!("  {scenario} {label} round {}/{rounds} {who:>10}: {}", round + 1, summary(metrics));
 }
 
 /// One measurement: a fresh server (and binlog directory), the variant's load, kill.
@@ -341,15 +340,7 @@ fn run_one(
         let _ = std::fs::remove_dir_all(dir);
     }
     let metrics = result?;
-    eprintln!(
-        "  {} {} round {}/{} {:>10}: {}",
-        variant.scenario,
-        variant.label,
-        round + 1,
-        opts.rounds,
-        binary.kind.name(),
-        summary(&metrics)
-    );
+    print_round(variant, round, opts, binary.kind.name(), &metrics);
     Ok(metrics)
 }
 
