@@ -379,25 +379,21 @@ fn zero_tail(path: &Path, bytes: &[u8], from: usize) -> Result<(), OpenError> {
 }
 
 fn list_files(dir: &Path) -> Result<Vec<u64>, OpenError> {
-    let entries =
-        fs::read_dir(dir).map_err(|e| OpenError::Io(format!("cannot read binlog directory {}: {e}", dir.display())))?;
-    let mut seqs = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        match super::segment::seq_of_file_name(name) {
-            Some(seq) if seq <= u64::from(u32::MAX) => seqs.push(seq),
-            Some(_) => log::warn!("ignoring {name}: sprout numbers its files in 32 bits"),
-            // All digits, but too many for a number.
-            None if name
-                .strip_prefix("binlog.")
-                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) =>
-            {
-                log::warn!("ignoring {name}")
-            }
-            None => {}
+    let (mut seqs, ignored) = super::segment::numbered_files(dir)
+        .map_err(|e| OpenError::Io(format!("cannot read binlog directory {}: {e}", dir.display())))?;
+    // All digits, but too many for a number.
+    for name in ignored.iter().filter(|n| n["binlog.".len()..].bytes().all(|b| b.is_ascii_digit())) {
+        if name.len() > "binlog.".len() {
+            log::warn!("ignoring {name}");
         }
     }
+    seqs.retain(|&seq| {
+        let fits = seq <= u64::from(u32::MAX);
+        if !fits {
+            log::warn!("ignoring binlog.{seq}: sprout numbers its files in 32 bits");
+        }
+        fits
+    });
     let _ = sync_dir(dir);
     Ok(seqs)
 }

@@ -33,6 +33,24 @@ pub fn file_name(seq: u64) -> String {
     format!("binlog.{seq}")
 }
 
+/// The `binlog.N` files of `dir`, by N; and the names that start like one
+/// but are not (`binlog.x`, or digits too many for a number), for a caller
+/// to warn about.
+pub fn numbered_files(dir: &Path) -> io::Result<(Vec<u64>, Vec<String>)> {
+    let (mut seqs, mut ignored) = (Vec::new(), Vec::new());
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        match seq_of_file_name(&name) {
+            Some(seq) => seqs.push(seq),
+            None if name.starts_with("binlog.") => ignored.push(name.into_owned()),
+            None => {}
+        }
+    }
+    seqs.sort_unstable();
+    Ok((seqs, ignored))
+}
+
 /// N of a `binlog.N` name: digits only after the dot, as both servers
 /// read them; `None` for any other name.
 pub fn seq_of_file_name(name: &str) -> Option<u64> {

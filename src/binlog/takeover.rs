@@ -40,7 +40,7 @@ use super::OpenError;
 use super::beanstalkd::{self, End, ImportedState, Replay};
 use super::record::{FullJob, HEADER_LEN, Header, JobUpdate, LoggedState, MAGIC, Record};
 use super::recovery::{FoundFile, LiveJob, Recovered};
-use super::segment::{Segment, file_name, seq_of_file_name, sync_dir};
+use super::segment::{Segment, file_name, numbered_files, sync_dir};
 
 /// Where the import writes sprout's log until it is complete.
 const STAGING: &str = ".sprout-import.tmp";
@@ -391,18 +391,15 @@ fn move_into(path: &Path, into: &Path) -> Result<(), OpenError> {
 
 /// The `binlog.N` files of `dir`, by N, each with its kind.
 fn binlog_files(dir: &Path) -> Result<Vec<Found>, OpenError> {
-    let entries =
-        fs::read_dir(dir).map_err(|e| OpenError::Io(format!("cannot read directory {}: {e}", dir.display())))?;
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(seq) = name.to_str().and_then(seq_of_file_name) else { continue };
-        let path = dir.join(file_name(seq));
-        let kind = kind_of(&path).map_err(|e| OpenError::Io(format!("cannot read {}: {e}", path.display())))?;
-        found.push(Found { seq, path, kind });
-    }
-    found.sort_unstable_by_key(|f| f.seq);
-    Ok(found)
+    let (seqs, _) =
+        numbered_files(dir).map_err(|e| OpenError::Io(format!("cannot read directory {}: {e}", dir.display())))?;
+    seqs.into_iter()
+        .map(|seq| {
+            let path = dir.join(file_name(seq));
+            let kind = kind_of(&path).map_err(|e| OpenError::Io(format!("cannot read {}: {e}", path.display())))?;
+            Ok(Found { seq, path, kind })
+        })
+        .collect()
 }
 
 /// What a file is, from its first bytes (and for zeros, from all of them).
