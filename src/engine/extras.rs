@@ -81,7 +81,6 @@ impl Extras {
     }
 
     /// The jobs with extras.
-    #[cfg(test)]
     pub fn ids(&self) -> impl Iterator<Item = JobId> + '_ {
         self.0.ids()
     }

@@ -98,6 +98,7 @@ mod commands;
 mod extras;
 mod heads;
 mod ids;
+mod invariants;
 mod job;
 mod journal;
 mod placement;

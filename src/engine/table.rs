@@ -119,7 +119,6 @@ impl<T> IdTable<T> {
     }
 
     /// The ids that have a record.
-    #[cfg(test)]
     pub fn ids(&self) -> impl Iterator<Item = JobId> + '_ {
         self.slots.ids()
     }

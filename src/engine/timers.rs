@@ -44,13 +44,12 @@ impl Timers {
         self.due.remove(&(at, timer));
     }
 
-    #[cfg(test)]
+    /// Whether `timer` is due at `at`.
     pub fn contains(&self, at: Nanos, timer: Timer) -> bool {
         self.due.contains(&(at, timer))
     }
 
     /// How many timers are of a kind.
-    #[cfg(test)]
     pub fn count(&self, kind: impl Fn(&Timer) -> bool) -> usize {
         self.due.iter().filter(|(_, timer)| kind(timer)).count()
     }

@@ -227,7 +227,6 @@ impl Tubes {
     }
 
     /// Every live tube's handle.
-    #[cfg(test)]
     pub fn ids(&self) -> impl Iterator<Item = TubeId> + '_ {
         self.order.iter().copied()
     }

@@ -28,7 +28,6 @@ impl WaitMark {
     }
 
     /// Whether both are the one mark a connection shares with its tubes.
-    #[cfg(test)]
     pub fn is_shared_with(&self, other: &WaitMark) -> bool {
         Rc::ptr_eq(&self.0, &other.0)
     }

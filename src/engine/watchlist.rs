@@ -110,7 +110,6 @@ impl WatchList {
     }
 }
 
-#[cfg(test)]
 impl WatchList {
     /// Panics unless the index (if any) matches the list.
     pub fn check(&self) {

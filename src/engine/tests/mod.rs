@@ -499,7 +499,6 @@ fn age_and_uptime_follow_the_clock() {
     assert_eq!(h.server_stat("uptime"), "7");
 }
 
-mod invariants;
 mod many_tubes;
 /// The tests' one random generator, shared with the integration tests.
 #[path = "../../../tests/support/rng.rs"]

@@ -1,6 +1,8 @@
-//! The engine's invariant check, which the engine tests run after every
-//! step: each index agrees with the state it summarises, and the invariant
-//! in mod.rs holds.
+//! The engine's invariant check: each index agrees with the state it
+//! summarises, and the invariant in mod.rs holds. The engine's unit tests
+//! run it after every step, and so does the engine's fuzz target
+//! (`fuzz/targets/engine.rs`), which is why it is public; the server never
+//! calls it (it walks every job and connection).
 
 use crate::engine::Engine;
 use crate::engine::journal::Journal;
@@ -9,8 +11,9 @@ use crate::engine::watchlist::BROAD;
 
 impl<J: Journal> Engine<J> {
     /// Panics unless every index agrees with the state it summarises and
-    /// the invariant in mod.rs holds. Engine tests call it after each step.
-    pub(super) fn check_invariants(&self) {
+    /// the invariant in mod.rs holds. O(jobs + connections + tubes).
+    #[doc(hidden)]
+    pub fn check_invariants(&self) {
         // The heads index holds exactly the unpaused tubes' best ready jobs.
         let mut expected: Vec<_> = self.tubes.iter().filter_map(|t| Some((t.reservable()?, t.name.clone()))).collect();
         expected.sort();
