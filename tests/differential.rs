@@ -1141,6 +1141,7 @@ scenarios!(
     persist_release_pri,
     persist_reserve_job,
     persist_reserved,
+    one_write_order,
     pipelining,
     put,
     put_bad_format,

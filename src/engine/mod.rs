@@ -179,6 +179,9 @@ struct Counts {
 /// - It reads no clock: every call that needs the time takes `now`, which
 ///   must never go backwards, and [`Engine::tick`] at
 ///   [`Engine::next_deadline`] is all it needs to act on time.
+///   Calls given the same `now` happen at one instant, and deadlines that
+///   tie go to the lower id; the server gives each command a time of its
+///   own (server/clock.rs), so that a later command never looks earlier.
 /// - A put or a reserve costs O(log n), however many tubes and connections
 ///   there are (see the module docs for the bounds).
 ///
