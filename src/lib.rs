@@ -39,6 +39,7 @@ pub mod engine;
 pub mod host;
 pub mod idindex;
 pub mod idmap;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod settings;

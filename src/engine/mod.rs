@@ -101,8 +101,11 @@ mod ids;
 mod invariants;
 mod job;
 mod journal;
+mod meter;
+mod metrics;
 mod placement;
 mod ready;
+mod ready_since;
 mod restore;
 mod session;
 mod stats;
@@ -126,9 +129,10 @@ pub use time::{Nanos, SECOND, secs, whole_secs};
 use std::collections::BTreeSet;
 
 use crate::host::HostInfo;
-use crate::protocol::{Command, Op, Reply};
+use crate::protocol::{Command, Op, Reply, TubeName};
 use extras::Extras;
 use ids::TubeId;
+use meter::Meter;
 use session::Session;
 use table::IdTable;
 use timers::{Timer, Timers};
@@ -212,6 +216,8 @@ pub struct Engine<J: Journal = NoJournal> {
     counts: Counts,
     draining: bool,
     replies: Vec<(ConnId, Reply)>,
+    /// What metrics measure, while they are on (metrics.rs, meter.rs).
+    meter: Option<Box<Meter>>,
 }
 
 impl Engine<NoJournal> {
@@ -242,6 +248,7 @@ impl<J: Journal> Engine<J> {
             counts: Counts::default(),
             draining: false,
             replies: Vec::new(),
+            meter: None,
         }
     }
 
@@ -351,6 +358,7 @@ impl<J: Journal> Engine<J> {
                     self.place_ready(now, id);
                 }
                 Timer::TtrEnds(id) => {
+                    self.meter_ttr_expiry(id);
                     self.unplace(id);
                     self.counts.job_timeouts += 1;
                     self.extras.get_mut(id).counts.timeouts += 1;
@@ -365,6 +373,7 @@ impl<J: Journal> Engine<J> {
                     self.replies.push((conn, Reply::TimedOut));
                 }
                 Timer::DeadlineSoon(conn) => {
+                    self.meter_deadline_soon(conn);
                     self.end_wait(conn);
                     self.replies.push((conn, Reply::DeadlineSoon));
                 }
@@ -431,9 +440,26 @@ impl<J: Journal> Engine<J> {
     }
 
     pub(super) fn drop_tube_if_unused(&mut self, tube: TubeId) {
-        if let Some(Some(pause)) = self.tubes.drop_if_unused(tube) {
+        let Some(dropped) = self.tubes.drop_if_unused(tube) else { return };
+        if let Some(pause) = dropped.pause {
             self.timers.remove(pause.until, Timer::Unpause(tube));
         }
+        if let Some(meter) = &mut self.meter {
+            meter.tube_dropped(tube, &dropped);
+        }
+    }
+
+    /// The live tube of that name, created if there is none (the caller
+    /// must make something hold it, or drop it).
+    pub(super) fn tube_named(&mut self, name: &TubeName) -> TubeId {
+        let before = self.tubes.len();
+        let tube = self.tubes.get_or_create(name);
+        if self.tubes.len() > before
+            && let Some(meter) = &mut self.meter
+        {
+            meter.tube_created(tube);
+        }
+        tube
     }
 
     pub(super) fn session(&self, conn: ConnId) -> &Session {
