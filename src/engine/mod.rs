@@ -40,10 +40,13 @@
 //!    deadline, once it has any), ready/ (a tube's ready jobs, packed),
 //!    heads.rs (every tube's best ready job), timers.rs (all that is due at
 //!    a time), waiters.rs (how a tube finds its waiting connections),
-//!    watchlist.rs (the tubes a connection watches).
+//!    watchlist.rs (the tubes a connection watches), ready_since.rs (when
+//!    a tube's longest-waiting ready job became ready, for metrics).
 //! 3. Records and registries: job.rs (the 36-byte job record), tubes.rs
 //!    (the tube registry and each tube's queues), session.rs (one
-//!    connection's state), journal.rs (what the write-ahead log is told).
+//!    connection's state), journal.rs (what the write-ahead log is told),
+//!    meter.rs (what metrics measure per tube, and the cap on tubes with
+//!    figures of their own).
 //! 4. `Engine`, defined here, with one `impl` block per concern, because a
 //!    concern needs most of the engine's state (jobs, tubes, sessions,
 //!    timers, counters) at once and so cannot be a type of its own:
@@ -61,6 +64,9 @@
 //!    - watching.rs: `start_watching`, `stop_watching`, `leave_tube`: watch
 //!      lists, the tubes' watcher counts and broad registrations in step.
 //!    - stats.rs: the `stats`, `stats-tube` and `stats-job` documents.
+//!    - metrics.rs: `enable_metrics`, the hooks that feed the meter (each
+//!      an untaken branch while metrics are off), and `figures`, what a
+//!      scrape reports.
 //!    - restore.rs: startup from the log (`restore_all`), ids resuming.
 //! 5. tests/: engine tests on a fake clock, and `check_invariants`
 //!    (tests/invariants.rs), which they run after every step.
