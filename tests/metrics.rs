@@ -158,7 +158,7 @@ fn the_oldest_ready_job_ages_and_waits_are_measured() {
     }
     let Some(m) = scrape(test, port, false) else { return };
     let age = sample(&m, "sprout_tube_oldest_ready_age_seconds{tube=\"default\"}");
-    assert!(age >= 1.1 && age < 600.0, "the low-priority job has waited since its put: {age}");
+    assert!((1.1..600.0).contains(&age), "the low-priority job has waited since its put: {age}");
     c.exchange("reserve\r\n", format!("RESERVED {low} 12\r\nlow priority\r\n"));
     let Some(m) = scrape(test, port, false) else { return };
     assert_eq!(sample(&m, "sprout_tube_oldest_ready_age_seconds{tube=\"default\"}"), 0.0);
