@@ -143,6 +143,15 @@ impl Meter {
         }
     }
 
+    /// Every ready-since queue: the own tubes', then the other tubes'.
+    pub fn ready_since_queues(&self) -> impl Iterator<Item = &ReadySince> {
+        let own = self.slots.iter().filter_map(|slot| match slot {
+            Slot::Own(meter) => Some(&meter.ready_since),
+            _ => None,
+        });
+        own.chain([&self.other.ready_since])
+    }
+
     /// The tube's own figures, if it has them.
     pub fn own(&mut self, tube: TubeId) -> Option<&mut TubeMeter> {
         match self.slots.get_mut(tube.slot()) {

@@ -32,7 +32,7 @@ use crate::metrics::{Figures, OTHER_TUBES, TubeFigures};
 /// When a ready job became ready: kept in its extras' deadline once it has
 /// extras (a ready job's deadline means nothing else), else it was put
 /// ready and is ready since it was put.
-fn ready_since(extras: &Extras, id: JobId, job: &Job) -> Nanos {
+pub(super) fn ready_since(extras: &Extras, id: JobId, job: &Job) -> Nanos {
     match extras.get(id).deadline {
         0 => job.created_at,
         since => since,

@@ -57,6 +57,11 @@ impl ReadySince {
         None
     }
 
+    /// Every entry, current and stale, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = (Nanos, JobId)> + '_ {
+        self.entries.iter().copied()
+    }
+
     /// Entries held, current and stale.
     #[cfg(test)]
     pub fn len(&self) -> usize {
