@@ -235,4 +235,24 @@ fn main() {
             black_box(sprout::metrics::encode(figures.clone(), sprout::metrics::Format::Prometheus));
         }
     });
+    let mut all = engine();
+    all.enable_metrics(100_000);
+    all.connect(0);
+    for t in 0..10_000u64 {
+        all.apply(t, 0, Command::Use(sprout::protocol::TubeName::new(format!("t{t}").as_bytes()).unwrap()));
+        all.begin_put(0);
+        all.apply(t, 0, put());
+    }
+    all.take_replies().for_each(drop);
+    bench(&filter, "metrics: engine figures, 10,000 tubes, all with series", 1, |n| {
+        for i in 0..n {
+            black_box(all.figures(20_000 + i));
+        }
+    });
+    let figures = all.figures(20_000);
+    bench(&filter, "metrics: encode 10,000 tubes (Prometheus text)", 1, |n| {
+        for _ in 0..n {
+            black_box(sprout::metrics::encode(figures.clone(), sprout::metrics::Format::Prometheus));
+        }
+    });
 }
