@@ -13,6 +13,7 @@ use crate::check;
 use crate::config::{FSYNC_POLICIES, Fault, Faults};
 use crate::control::Control;
 use crate::shared::{Counts, Shared, between, pause};
+use crate::support::server::EXIT_LISTEN;
 use crate::support::{Rng, Server, ServerBuilder};
 
 /// How long the actors may take to notice the server is gone.
@@ -156,6 +157,9 @@ fn kill_while_starting(shared: &Shared, builder: &ServerBuilder, rng: &mut Rng) 
     let mut server = builder.spawn();
     pause(between(rng, (0, 40)));
     match server.exit_status() {
+        // The port the kit picked was taken meanwhile (by a process that
+        // is none of ours): it exited before it touched the log.
+        Some(status) if status.code() == Some(EXIT_LISTEN) => {}
         Some(status) => {
             shared.fail(format!("sprout exited by itself while starting ({status}): {}", server.stderr_text()))
         }

@@ -154,21 +154,34 @@ impl Job {
     }
 }
 
-/// `start`, and what any sequence of `ops` (each at most once, done by
-/// `died`) makes of it.
+/// `start`, and what any sequence of `ops` (each at most once, in any
+/// order, done by `died`) makes of it.
 pub fn possible_after(start: &[Logged], ops: &[(Op, Instant)], died: Instant) -> Vec<Option<Logged>> {
-    let mut set: Vec<Option<Logged>> = start.iter().copied().map(Some).collect();
-    for _ in 0..ops.len() {
-        for &(op, sent) in ops {
-            for state in set.clone().into_iter().flatten() {
-                let next = op.apply(state, sent, died);
-                if !set.contains(&next) {
-                    set.push(next);
+    fn walk(state: Logged, ops: &[(Op, Instant)], left: &mut Vec<bool>, died: Instant, out: &mut Vec<Option<Logged>>) {
+        if !out.contains(&Some(state)) {
+            out.push(Some(state));
+        }
+        for i in 0..ops.len() {
+            if !left[i] {
+                continue;
+            }
+            let (op, sent) = ops[i];
+            match op.apply(state, sent, died) {
+                Some(next) => {
+                    left[i] = false;
+                    walk(next, ops, left, died, out);
+                    left[i] = true;
                 }
+                None if !out.contains(&None) => out.push(None),
+                None => {}
             }
         }
     }
-    set
+    let mut out = Vec::new();
+    for &state in start {
+        walk(state, ops, &mut vec![true; ops.len()], died, &mut out);
+    }
+    out
 }
 
 /// A put sent whose reply was not read yet.
@@ -471,5 +484,76 @@ fn kicked(job: &mut Job, version: u64) {
         if alt.kind.kickable() {
             job.push_alt(done);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(pri: u32) -> Logged {
+        Logged { pri, delay: 0, kind: Kind::Ready, releases: 0, buries: 0, kicks: 0 }
+    }
+
+    /// A job put with `pri` and reserved, as a worker holds it.
+    fn held(ledger: &mut Ledger, id: u64, pri: u32, now: Instant) {
+        let token = 0x70 + id;
+        ledger.intend(token, Intent::new(0, pri, 0, 60, 40, now));
+        ledger.inserted(token, id, now).unwrap();
+        ledger.reserved(id, &body::make(token, 40), now).unwrap();
+    }
+
+    #[test]
+    fn a_command_in_flight_may_be_done_or_not_and_a_delete_may_be_gone() {
+        let now = Instant::now();
+        let mut ledger = Ledger::new(1);
+        held(&mut ledger, 1, 5, now);
+        ledger.begin(1, Op::Bury { pri: 7 }, now).unwrap();
+        let buried = Logged { pri: 7, kind: Kind::Buried, buries: 1, ..ready(5) };
+        assert_eq!(ledger.jobs[&1].possible(false, now), [Some(ready(5)), Some(buried)]);
+        held(&mut ledger, 2, 5, now);
+        ledger.begin(2, Op::Delete, now).unwrap();
+        assert_eq!(ledger.jobs[&2].possible(false, now), [Some(ready(5)), None]);
+        // A kick of the tube in flight too: the bury, then the kick.
+        let kicked = Logged { kind: Kind::Ready, kicks: 1, ..buried };
+        assert_eq!(ledger.jobs[&1].possible(true, now), [Some(ready(5)), Some(buried), Some(kicked)]);
+    }
+
+    #[test]
+    fn a_kick_answered_after_another_change_was_entered_leaves_both_possible() {
+        let now = Instant::now();
+        let mut ledger = Ledger::new(1);
+        held(&mut ledger, 1, 5, now);
+        let seq = ledger.begin(1, Op::Bury { pri: 5 }, now).unwrap();
+        ledger.ack(1, seq, now);
+        // Nothing entered meanwhile: the kick is the latest change.
+        let seq = ledger.begin(1, Op::Kick, now).unwrap();
+        ledger.ack(1, seq, now);
+        assert_eq!(ledger.jobs[&1].alts, [Logged { kicks: 1, buries: 1, ..ready(5) }]);
+        // A bury entered while the kick's reply was on its way.
+        ledger.reserved(1, &body::make(0x71, 40), now).unwrap();
+        let seq = ledger.begin(1, Op::Bury { pri: 5 }, now).unwrap();
+        ledger.ack(1, seq, now);
+        ledger.bulk_kicked(1, Some(0));
+        let buried = Logged { kind: Kind::Buried, buries: 2, kicks: 2, ..ready(5) };
+        assert_eq!(ledger.jobs[&1].alts, [buried, Logged { kind: Kind::Ready, ..buried }]);
+        // A reservation shows it was ready.
+        ledger.reserved(1, &body::make(0x71, 40), now).unwrap();
+        assert_eq!(ledger.jobs[&1].alts, [Logged { kind: Kind::Ready, ..buried }]);
+    }
+
+    #[test]
+    fn a_job_reserved_before_its_put_is_answered_is_known_once() {
+        let now = Instant::now();
+        let mut ledger = Ledger::new(1);
+        ledger.intend(9, Intent::new(0, 1, 0, 60, 40, now));
+        ledger.reserved(4, &body::make(9, 40), now).unwrap();
+        let seq = ledger.begin(4, Op::Delete, now).unwrap();
+        ledger.ack(4, seq, now);
+        assert_eq!(ledger.inserted(9, 4, now), Ok(()));
+        assert!(ledger.jobs.is_empty() && ledger.deleted.contains_key(&4) && ledger.live == 0);
+        assert!(ledger.reserved(4, &body::make(9, 40), now).is_err(), "a deleted job reserved");
+        ledger.intend(10, Intent::new(0, 1, 0, 60, 40, now));
+        assert!(ledger.inserted(10, 4, now).is_err(), "an id handed out twice");
     }
 }
