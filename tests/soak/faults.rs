@@ -14,10 +14,13 @@ use crate::config::{FSYNC_POLICIES, Fault, Faults};
 use crate::control::Control;
 use crate::shared::{Counts, Shared, between, pause};
 use crate::support::server::EXIT_LISTEN;
-use crate::support::{Rng, Server, ServerBuilder};
+use crate::support::{Client, Rng, Server, ServerBuilder, Stats};
 
 /// How long the actors may take to notice the server is gone.
 const ACTORS_STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Under load this long, the actors must have read some reply.
+const STALL: Duration = Duration::from_secs(5);
 
 /// How long a SIGTERM'd server may take to exit.
 const TERM_TIMEOUT: Duration = Duration::from_secs(60);
@@ -42,6 +45,7 @@ pub fn run(shared: &Shared, dir: &Path, actors: usize, started: Instant) {
     for restart in 1.. {
         let (low, high) = shared.cfg.fault_every;
         let load = low + Duration::from_millis(rng.below((high - low).as_millis() as u64 + 1));
+        let progress = shared.counts.progress();
         let until = Instant::now() + load;
         while Instant::now() < until && !shared.failed() {
             pause(20);
@@ -49,6 +53,11 @@ pub fn run(shared: &Shared, dir: &Path, actors: usize, started: Instant) {
         if shared.failed() {
             break;
         }
+        if load >= STALL && shared.counts.progress() == progress {
+            shared.fail(format!("STALL: epoch {epoch}: no reply read in {load:?}"));
+            break;
+        }
+        log_stats(shared, &server);
         let fault = match &shared.cfg.faults {
             Faults::Cycle(faults) => faults[(restart - 1) % faults.len()],
             Faults::Random => match rng.below(100) {
@@ -98,6 +107,17 @@ pub fn run(shared: &Shared, dir: &Path, actors: usize, started: Instant) {
             shared.fail(format!("the last server exited with {status} after SIGTERM"));
         }
     }
+}
+
+/// What the server says of its log before it dies: the files it made and
+/// the jobs compaction moved.
+fn log_stats(shared: &Shared, server: &Server) {
+    let Ok(mut c) = Client::try_connect(server.addr()) else { return };
+    let Ok(()) = c.try_send("stats\r\n") else { return };
+    let Ok(reply) = c.try_read_reply(Duration::from_secs(10)) else { return };
+    let stats = Stats::parse(&reply);
+    Counts::add(&shared.counts.migrated, stats.num("binlog-records-migrated"));
+    shared.counts.files_made.fetch_max(stats.num("binlog-current-index"), Ordering::Relaxed);
 }
 
 /// sprout on `dir` with small files and the next fsync policy.

@@ -138,7 +138,7 @@ pub fn report(shared: &Shared, elapsed: Duration) -> String {
         "{}\n  load: {} reserves, {} releases, {} buries, {} kick-jobs, {} kick N ({} jobs kicked), {} touches, \
          {} peeks of deleted jobs, {} visits ({} torn puts), {} bytes sent by the slow reader and never read; \
          {} reservations lost to the TTR\n  checks: {} (after every restart); in-flight commands found done {}, \
-         not done {}; restart warnings {}\n  server CPU {cpu:.1} s ({:.1}% of one core)\n  \
+         not done {}; restart warnings {}\n  log: {} files made, {} jobs moved by compaction\n  server CPU {cpu:.1} s ({:.1}% of one core)\n  \
          lost {}, resurrected {}, phantom {}, mismatched {}, counts {}, other failures {}",
         progress(shared, elapsed),
         get(&c.reserves),
@@ -157,6 +157,8 @@ pub fn report(shared: &Shared, elapsed: Duration) -> String {
         get(&c.uncertain_done),
         get(&c.uncertain_not_done),
         get(&g.warnings),
+        get(&c.files_made),
+        get(&c.migrated),
         100.0 * cpu / elapsed.as_secs_f64(),
         kind("LOST"),
         kind("RESURRECTED"),

@@ -37,6 +37,21 @@ pub struct Counts {
     pub uncertain_done: AtomicU64,
     pub uncertain_not_done: AtomicU64,
     pub peeks_of_deleted: AtomicU64,
+    /// Jobs compaction moved (`binlog-records-migrated`, summed over the
+    /// servers), and the highest `binlog-current-index`: files made.
+    pub migrated: AtomicU64,
+    pub files_made: AtomicU64,
+}
+
+impl Counts {
+    /// Replies the actors read: it must go up while the server is up,
+    /// slow reader or not.
+    pub fn progress(&self) -> u64 {
+        [&self.puts, &self.reserves, &self.deletes, &self.releases, &self.buries, &self.kick_jobs, &self.visits]
+            .iter()
+            .map(|c| Counts::get(c))
+            .sum()
+    }
 }
 
 impl Counts {
