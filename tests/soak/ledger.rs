@@ -19,6 +19,15 @@
 //! it finds it. A put whose reply never came stays an [`Intent`]: its job
 //! may exist, with an id nobody read.
 //!
+//! Replies on different connections may be read in another order than the
+//! server did the commands: a job released by one worker can be reserved
+//! and buried by another before the first has entered its release. So a
+//! reservation is entered only once no command about the job is in flight
+//! (the workers wait for that), and every change to a job that a client
+//! holds comes after it in the ledger, as on the server. Only a kick whose
+//! reply comes while another client's change is entered stays unordered;
+//! see [`kicked`].
+//!
 //! Reserving, touching, a TTR running out and a delay ending are not
 //! logged (protocol.md, "The binlog"): a reserved job comes back ready, a
 //! delayed one whose time came ready, and none of them changes a job here
@@ -338,6 +347,12 @@ impl Ledger {
         job.alts[0].kind = Kind::Ready;
         self.jobs.insert(id, job);
         Ok(())
+    }
+
+    /// True while a command about job `id` waits for its reply to be
+    /// entered.
+    pub fn in_flight(&self, id: u64) -> bool {
+        self.jobs.get(&id).is_some_and(|j| !j.inflight.is_empty())
     }
 
     /// `op` about job `id` is about to be sent at `now`; its seq, for

@@ -70,6 +70,14 @@ pub fn reserve(shared: &Shared, conn: &mut Conn, command: &[u8]) -> Result<Optio
         return Err(End::Failed(format!("{} answered {}", show(command), show(&reply))));
     }
     let (id, body) = found(&reply).expect("RESERVED");
+    // A command about the job that the server did before this reservation
+    // may not be entered yet (a release whose client has read the reply
+    // but not entered it): enter the reservation after it, so the ledger
+    // applies each job's changes in the server's order.
+    while shared.ledger().in_flight(id) {
+        conn.still_up()?;
+        pause(1);
+    }
     shared.ledger().reserved(id, &body, Instant::now()).map_err(End::Failed)?;
     Counts::add(&shared.counts.reserves, 1);
     Ok(Some(id))
