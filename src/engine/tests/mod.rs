@@ -308,6 +308,33 @@ fn pause_zero_still_pauses_briefly() {
     assert_eq!(h.advance(1).len(), 1);
 }
 
+/// Things due at one instant happen in beanstalkd's order (prottick):
+/// pauses end before TTRs do, so the resumed tube's waiter takes the job
+/// that was ready, and the job whose TTR ran out comes back after.
+#[test]
+fn a_pause_ending_as_a_ttr_ends_serves_the_waiters_first() {
+    let mut h = Harness::new();
+    let held = h.put(0, 0, 0, 2, "held");
+    assert_eq!(h.reserved_id(1), held);
+    let waiting = h.put(0, 5, 0, 5, "waiting");
+    h.call(0, Command::PauseTube { tube: tube("default"), delay: 2 });
+    assert_eq!(h.reserve(2, None), None);
+    assert_eq!(h.advance(2 * SECOND), vec![(2, reserved(waiting, "waiting"))]);
+    assert_eq!(h.job_stat(held, "state"), "ready");
+}
+
+/// A waiter whose timeout runs out as its job enters its last second is
+/// told DEADLINE_SOON, as beanstalkd's conn_timeout tells it.
+#[test]
+fn deadline_soon_wins_over_a_timeout_due_at_the_same_instant() {
+    let mut h = Harness::new();
+    h.put(0, 0, 0, 3, "x");
+    h.reserved_id(1);
+    assert_eq!(h.reserve(1, Some(2)), None);
+    assert_eq!(h.advance(2 * SECOND), vec![(1, Reply::DeadlineSoon)]);
+    assert_eq!(h.engine.next_deadline(), Some(3 * SECOND), "the timeout went with the wait");
+}
+
 #[test]
 fn pause_of_missing_tube_is_not_found() {
     let mut h = Harness::new();
