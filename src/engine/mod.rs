@@ -322,7 +322,11 @@ impl<J: Journal> Engine<J> {
             self.place_ready(now, id);
         }
         let session = self.sessions[conn].take().expect("disconnect of an unknown connection");
-        for &tube in &session.watched {
+        // In beanstalkd's order (ms_clear: the first tube, then the one
+        // that moves into its slot, the last, each time), which decides
+        // where the tubes that vanish leave their holes in list-tubes.
+        let mut watched = session.watched.iter();
+        for &tube in watched.next().into_iter().chain(watched.rev()) {
             self.leave_tube(conn, tube);
         }
         self.tubes[session.used].using -= 1;

@@ -472,6 +472,23 @@ fn list_tubes_order_after_a_tube_vanishes() {
     assert_eq!(yaml, b"---\n- default\n- c\n- b\n");
 }
 
+/// A client that hangs up lets go of its watched tubes in beanstalkd's
+/// order (ms_clear: the first, then the last, and so on backwards), which
+/// decides where each vanishing tube's hole in list-tubes is filled from.
+#[test]
+fn list_tubes_order_after_a_client_with_several_tubes_hangs_up() {
+    let mut h = Harness::new();
+    for name in ["a", "b"] {
+        h.call(1, Command::Watch(tube(name)));
+    }
+    h.call(2, Command::Use(tube("x")));
+    h.call(3, Command::Use(tube("y")));
+    h.engine.disconnect(h.now, 1);
+    let Reply::Ok(yaml) = h.call(0, Command::ListTubes) else { panic!() };
+    // b goes first, y filling its hole; then a, x filling its hole.
+    assert_eq!(yaml, b"---\n- default\n- x\n- y\n");
+}
+
 #[test]
 fn a_paused_tube_that_vanishes_leaves_no_timer() {
     let mut h = Harness::new();
