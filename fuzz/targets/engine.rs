@@ -236,7 +236,8 @@ impl Pair {
             let a: Vec<&Reply> = actual.iter().filter(|(c, _)| *c == conn).map(|(_, r)| r).collect();
             let e: Vec<&Expect> = expected.iter().filter(|(c, _)| *c == conn).map(|(_, r)| r).collect();
             if a.len() != e.len() || !a.iter().zip(&e).all(|(a, e)| matches(a, e)) {
-                self.fail(&format!("connection {conn} got {a:#?}\nthe model expected {e:#?}"));
+                let a: Vec<String> = a.iter().map(|r| String::from_utf8_lossy(&r.to_bytes()).into_owned()).collect();
+                self.fail(&format!("connection {conn} got {a:?}\nthe model expected {e:?}"));
             }
         }
         let (actual, expected) = (self.engine.next_deadline(), self.model.next_deadline());
