@@ -1158,6 +1158,7 @@ scenarios!(
     tube_names,
     urgent,
     use_watch_ignore,
+    waiter_order,
     waiting,
     workers_producers,
     zero_job_size,
