@@ -58,11 +58,12 @@ fn engine_matches_model_on_seeded_inputs() {
     }
 }
 
-/// `FUZZ_INPUT=path cargo test --test fuzz_engine_corpus -- --ignored`:
-/// one input (a crash afl found), with the steps and the difference.
+/// `FUZZ_INPUT=path cargo test --test fuzz_engine_corpus -- --ignored
+/// --nocapture`: one input (a crash afl found), with the steps and the
+/// difference if there is one, else the steps and the model's state.
 #[test]
 #[ignore]
 fn engine_replay_one() {
     let path = std::env::var("FUZZ_INPUT").expect("FUZZ_INPUT names an input file");
-    targets::engine::run(&std::fs::read(path).unwrap());
+    println!("{}", targets::engine::trace(&std::fs::read(path).unwrap()));
 }

@@ -67,6 +67,17 @@ struct Pair {
 
 /// Runs the steps `data` decodes into; panics on the first difference.
 pub fn run(data: &[u8]) {
+    drive(data);
+}
+
+/// Runs `data` as [`run`] does, and tells the steps it took and the state
+/// the model ended in (to read what an input does).
+pub fn trace(data: &[u8]) -> String {
+    let pair = drive(data);
+    format!("{}the model now:\n{}", pair.log(), pair.model.dump())
+}
+
+fn drive(data: &[u8]) -> Pair {
     let mut pair = Pair::new();
     let mut input = data.iter().copied();
     while let Some(first) = input.next() {
@@ -75,6 +86,7 @@ pub fn run(data: &[u8]) {
         pair.steps.push(step.clone());
         pair.step(step);
     }
+    pair
 }
 
 /// The step a first byte and what follows it stand for (`None` when it
@@ -246,12 +258,16 @@ impl Pair {
         }
     }
 
-    fn fail(&self, what: &str) -> ! {
+    fn log(&self) -> String {
         let mut log = String::new();
         for (i, step) in self.steps.iter().enumerate() {
             let _ = writeln!(log, "{i:4}: {step:?}");
         }
-        let model = self.model.dump();
+        log
+    }
+
+    fn fail(&self, what: &str) -> ! {
+        let (log, model) = (self.log(), self.model.dump());
         panic!("engine and model differ after these steps (time {}):\n{log}the model now:\n{model}{what}", self.last);
     }
 }
