@@ -66,6 +66,19 @@ impl Timers {
         self.due.first().map(|&(at, _)| at)
     }
 
+    /// Removes and returns the tube of the earliest timer if that is a
+    /// tube resuming at `at`: after one such timer fired, the others of
+    /// the same instant, which come right after it.
+    pub fn pop_unpause_at(&mut self, at: Nanos) -> Option<TubeId> {
+        match self.due.first() {
+            Some(&(when, Timer::Unpause(tube))) if when == at => {
+                self.due.pop_first();
+                Some(tube)
+            }
+            _ => None,
+        }
+    }
+
     /// Removes and returns the earliest timer due at or before `now`.
     pub fn pop_due(&mut self, now: Nanos) -> Option<Timer> {
         match self.due.first() {

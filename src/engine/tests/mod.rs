@@ -325,6 +325,25 @@ fn a_pause_ending_as_a_ttr_ends_serves_the_waiters_first() {
     assert_eq!(h.job_stat(held, "state"), "ready");
 }
 
+/// Tubes that resume at one instant resume together: a waiter watching
+/// both gets the better job of the two, whichever tube came first, as
+/// beanstalkd's process_queue picks the best job of every tube.
+#[test]
+fn tubes_resuming_at_one_instant_serve_the_best_job_first() {
+    let mut h = Harness::new();
+    h.call(0, Command::Use(tube("a")));
+    let worse = h.put(0, 5, 0, 5, "a5");
+    h.call(0, Command::Use(tube("b")));
+    let better = h.put(0, 1, 0, 5, "b1");
+    for name in ["a", "b"] {
+        h.call(0, Command::PauseTube { tube: tube(name), delay: 1 });
+        h.call(1, Command::Watch(tube(name)));
+    }
+    assert_eq!(h.reserve(1, None), None);
+    assert_eq!(h.advance(SECOND), vec![(1, reserved(better, "b1"))]);
+    assert_eq!(h.reserved_id(1), worse, "a resumed too");
+}
+
 /// A waiter whose timeout runs out as its job enters its last second is
 /// told DEADLINE_SOON, as beanstalkd's conn_timeout tells it.
 #[test]
