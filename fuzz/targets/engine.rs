@@ -166,7 +166,8 @@ fn decode(first: u8, byte: &mut impl FnMut() -> u8, model: &Model) -> Option<Ste
 impl Pair {
     fn new() -> Pair {
         let config = EngineConfig { max_job_size: 65535, binlog_max_size: 10_485_760, host: HostInfo::fake() };
-        let mut pair = Pair { engine: Engine::new(config, 0), model: Model::default(), now: SECOND, last: 0, steps: vec![] };
+        let mut pair =
+            Pair { engine: Engine::new(config, 0), model: Model::default(), now: SECOND, last: 0, steps: vec![] };
         for conn in 0..CONNS {
             pair.engine.connect(conn);
             pair.model.connect(conn);

@@ -10,6 +10,9 @@
 pub mod engine;
 pub mod model;
 
+/// A target: runs one input, panics on a finding.
+pub type Target = fn(&[u8]);
+
 /// Every target by name: `fuzz/src/bin/<name>.rs` runs it under afl, and
 /// its corpus is `fuzz/corpus/<name>/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[("engine", engine::run)];
+pub const TARGETS: &[(&str, Target)] = &[("engine", engine::run)];

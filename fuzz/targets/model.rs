@@ -181,7 +181,8 @@ impl Model {
     // ----- connections ------------------------------------------------------
 
     pub fn connect(&mut self, c: ConnId) {
-        let session = Session { used: "default".into(), watched: vec!["default".into()], wait: None, pending_put: None };
+        let session =
+            Session { used: "default".into(), watched: vec!["default".into()], wait: None, pending_put: None };
         assert!(self.sessions.insert(c, session).is_none());
     }
 
@@ -450,7 +451,10 @@ impl Model {
         loop {
             let servable = |j: &Job| {
                 j.state == State::Ready
-                    && self.tubes.iter().any(|tube| tube.name == j.tube && tube.pause.is_none() && !tube.waiting.is_empty())
+                    && self
+                        .tubes
+                        .iter()
+                        .any(|tube| tube.name == j.tube && tube.pause.is_none() && !tube.waiting.is_empty())
             };
             let best = self.jobs.iter().filter(|(_, j)| servable(j)).min_by_key(|&(&id, j)| (j.pri, id));
             let Some((&id, job)) = best else { return };
@@ -576,7 +580,8 @@ impl Model {
         let Some(tube) = self.tubes.iter().find(|tube| tube.name == name) else {
             return Expect::Exactly(Reply::NotFound);
         };
-        let count = |f: &dyn Fn(&Job) -> bool| self.jobs.values().filter(|j| j.tube == name && f(j)).count().to_string();
+        let count =
+            |f: &dyn Fn(&Job) -> bool| self.jobs.values().filter(|j| j.tube == name && f(j)).count().to_string();
         let sessions = |f: &dyn Fn(&Session) -> bool| self.sessions.values().filter(|s| f(s)).count().to_string();
         let (pause, left) = tube.pause.map_or((0, 0), |(d, until)| (d / SECOND, until.saturating_sub(t) / SECOND));
         Expect::Yaml(vec![
