@@ -187,16 +187,12 @@ impl Model {
     }
 
     /// beanstalkd's connclose: the wait ends, reserved jobs go back to
-    /// ready, then the watched tubes are let go (ms_clear: slot 0, into
-    /// which the last one moves, each time), then the used tube.
-    ///
-    /// The jobs go back in the engine's order, by (TTR deadline, id);
-    /// beanstalkd's is the order they were reserved in, which differs after
-    /// a touch or with different TTRs, and decides which job a waiting
-    /// worker gets. A known departure, left to the engine's owner.
+    /// ready in the order they were reserved (a touch does not move one),
+    /// then the watched tubes are let go (ms_clear: slot 0, into which the
+    /// last one moves, each time), then the used tube.
     pub fn disconnect(&mut self, t: Nanos, c: ConnId) {
         self.end_wait(c);
-        let mut held: Vec<_> = self.held(c).into_iter().map(|id| (self.jobs[&id].deadline, id)).collect();
+        let mut held: Vec<_> = self.held(c).into_iter().map(|id| (self.jobs[&id].seq, id)).collect();
         held.sort();
         for (_, id) in held {
             self.make_ready(t, id);

@@ -316,7 +316,10 @@ impl<J: Journal> Engine<J> {
         if self.is_waiting(conn) {
             self.end_wait(conn);
         }
-        let reserved: Vec<JobId> = self.session(conn).reserved.iter().map(|&(_, id)| id).collect();
+        // In the order they were reserved, as beanstalkd gives them back: a
+        // waiter served on the spot gets the one reserved first.
+        let reserved = self.session(conn).in_reservation_order(|id| self.is_reserved_by(id, conn));
+        debug_assert_eq!(reserved.len(), self.session(conn).reserved.len());
         for id in reserved {
             self.unplace(id);
             self.place_ready(now, id);

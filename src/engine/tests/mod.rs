@@ -493,6 +493,39 @@ fn list_tubes_order_after_a_tube_vanishes() {
     assert_eq!(yaml, b"---\n- default\n- c\n- b\n");
 }
 
+/// A worker that hangs up gives its jobs back in the order it reserved them
+/// (beanstalkd's list of a connection's reserved jobs), not by TTR: a
+/// waiting worker gets the one reserved first, touched or not.
+#[test]
+fn a_worker_that_hangs_up_gives_its_jobs_back_in_reservation_order() {
+    let mut h = Harness::new();
+    let first = h.put(0, 0, 0, 100, "first");
+    let second = h.put(0, 0, 0, 50, "second");
+    assert_eq!(h.reserved_id(1), first);
+    assert_eq!(h.reserved_id(1), second);
+    h.call(1, Command::Touch(first));
+    // Reserved again after a release: now the latest.
+    h.call(1, Command::Release { id: first, pri: 0, delay: 0 });
+    assert_eq!(h.reserved_id(1), first);
+    assert_eq!(h.reserve(2, None), None);
+    h.engine.disconnect(h.now, 1);
+    assert_eq!(h.engine.take_replies().collect::<Vec<_>>(), vec![(2, reserved(second, "second"))]);
+    assert_eq!(h.call(0, Command::Delete(first)), Reply::Deleted);
+    // Many reservations let go of keep the list short, and the order right.
+    let ids: Vec<_> = (0..100).map(|_| h.put(0, 0, 0, 100, "x")).collect();
+    for &id in &ids {
+        assert_eq!(h.reserved_id(3), id);
+        if id % 3 != 0 {
+            h.call(3, Command::Delete(id));
+        }
+    }
+    assert!(h.engine.session(3).reservation_order_len() <= 2 * 34 + 16);
+    assert_eq!(h.reserve(2, None), None);
+    h.engine.disconnect(h.now, 3);
+    let kept = ids.iter().copied().find(|id| id % 3 == 0).unwrap();
+    assert_eq!(h.engine.take_replies().next(), Some((2, reserved(kept, "x"))));
+}
+
 /// A client that hangs up lets go of its watched tubes in beanstalkd's
 /// order (ms_clear: the first, then the last, and so on backwards), which
 /// decides where each vanishing tube's hole in list-tubes is filled from.
