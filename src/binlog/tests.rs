@@ -430,6 +430,69 @@ fn a_file_skipped_for_a_damaged_header_leaves_a_gap_the_counts_survive() {
     assert_eq!(jobs.len(), 300 - lost);
 }
 
+/// fuzz/regressions/binlog/skipped-last-file-number-reused: the file made
+/// next was given the number of the skipped one, which was still there, so
+/// no file could be made (and a delete found no room).
+#[test]
+fn a_file_skipped_for_a_damaged_header_keeps_its_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    let ids: Vec<u64> = (0..3).map(|_| put(&mut e, T0, 0, 0, b"job")).collect();
+    commit(&mut e);
+    drop(e);
+    // The spare file made ahead, its header damaged.
+    let spare = dir.path().join("binlog.2");
+    let mut header = std::fs::read(&spare).unwrap();
+    header[3] ^= 1;
+    std::fs::write(&spare, &header).unwrap();
+    let mut skip = config(dir.path(), 4096);
+    skip.skip_damaged = true;
+    let Opened { binlog, jobs, bodies, next_id, .. } = Binlog::open(&skip).unwrap();
+    assert_eq!(jobs.len(), 3);
+    let numbers: Vec<u64> = binlog.segments.iter().map(|s| s.seq).collect();
+    assert_eq!(numbers, [1, 3], "the next file is made past the skipped one");
+    assert_eq!(std::fs::read(&spare).unwrap(), header, "the skipped file is left as it is");
+    let mut e = Engine::with_journal(engine_config(), T0, Some(binlog));
+    e.restore_all(T0, bodies, jobs);
+    e.raise_next_job_id(next_id);
+    e.connect(0);
+    assert_eq!(run(&mut e, T0, 0, Command::Delete(ids[0])), Reply::Deleted);
+    put(&mut e, T0, 0, 0, b"after");
+}
+
+/// A start that found less room than its jobs' deletes were promised, and
+/// could make no file (a full disk), used to panic at the first delete
+/// that found no room; the log fails instead, as on a failed write.
+#[test]
+fn a_delete_with_no_room_left_fails_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    let ids: Vec<u64> = (0..3).map(|_| put(&mut e, T0, 0, 0, b"job")).collect();
+    commit(&mut e);
+    // The promise broken: no spare file, no room left in the current one,
+    // and the disk full.
+    let log = binlog_mut(&mut e);
+    log.preparation.make_file = no_space;
+    log.segments.truncate(log.current + 1);
+    let current = log.current;
+    log.segments[current].capacity = log.segments[current].end;
+    assert_eq!(run(&mut e, T0, 0, Command::Delete(ids[0])), Reply::Deleted);
+    assert!(binlog(&e).failed, "the log failed");
+    let new_job = Command::Put(NewJob { pri: 0, delay: 0, ttr: 60, body: b"x".as_slice().into() });
+    assert_eq!(run(&mut e, T0, 0, new_job), Reply::OutOfMemory);
+    drop(e);
+    // With room, a delete that finds none where it is makes a file.
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    let log = binlog_mut(&mut e);
+    log.segments.truncate(log.current + 1);
+    let current = log.current;
+    log.segments[current].capacity = log.segments[current].end;
+    let files = log.segments.len();
+    assert_eq!(run(&mut e, T0, 0, Command::Delete(ids[1])), Reply::Deleted);
+    assert!(!binlog(&e).failed);
+    assert_eq!(binlog(&e).segments.len(), files + 1);
+}
+
 #[test]
 fn no_put_waits_for_a_file_to_be_made() {
     let dir = tempfile::tempdir().unwrap();
