@@ -166,8 +166,8 @@ impl State {
                     self.apply(record, seq, len as u64);
                     at += len;
                 }
-                Decoded::End => return Ok(at as u64),
-                Decoded::Damaged => {
+                Decoded::End if records_end_at(bytes, at) => return Ok(at as u64),
+                Decoded::End | Decoded::Damaged => {
                     let resume = next_valid_record(bytes, at + 1);
                     if resume.is_none() && !later_have_data() {
                         log::warn!(
@@ -307,8 +307,24 @@ pub(super) fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
         .find(|&at| matches!(record::decode(&bytes[at..]), Decoded::Record(..)))
 }
 
+/// True if the records end at `at`: zeros from there to the end of the
+/// file. Eight zero bytes where a record would start end the records, but
+/// only if nothing but zeros follows them, as the writer leaves a file:
+/// non-zero bytes after them are read as a bad record at `at` (a torn
+/// tail, or damage if valid records follow), since they are what a write
+/// that reached the disk out of order and was cut short by a power cut
+/// leaves, or records behind zeros where the disk lost a block. Were they
+/// passed over, the records appended at `at` would be read on into them at
+/// the next start: back to life, or refused as damage.
+pub(super) fn records_end_at(bytes: &[u8], at: usize) -> bool {
+    bytes[at..].iter().all(|&b| b == 0)
+}
+
 /// Names the job a damaged record probably belonged to, if its id is legible.
 pub(super) fn describe_damage(bytes: &[u8], at: usize) -> String {
+    if bytes.get(at..at + FRAME_LEN).is_some_and(|frame| frame == [0; FRAME_LEN]) {
+        return "eight zero bytes, which end the records, with data after them".into();
+    }
     match bytes.get(at + FRAME_LEN + 1..at + FRAME_LEN + 9) {
         Some(id) => format!(
             "checksum or layout mismatch; the record may be about job {}",

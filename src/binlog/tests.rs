@@ -334,6 +334,44 @@ fn garbage_after_the_last_record_is_a_torn_tail_too() {
     assert!(std::fs::read(&file).unwrap()[end as usize..].iter().all(|&b| b == 0));
 }
 
+/// fuzz/regressions/binlog/data-behind-zeros-*: eight zero bytes ended the
+/// records whatever followed them, so records appended there were read on
+/// into what followed at the next start (back to life, or refused).
+#[test]
+fn data_behind_zeros_is_a_torn_tail_or_damage() {
+    let (dir, last, end) = three_jobs();
+    let (last, end) = (last as usize, end as usize);
+    let file = dir.path().join("binlog.1");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[end + 8..end + 28].copy_from_slice(&[0xAB; 20]);
+    std::fs::write(&file, &bytes).unwrap();
+    let mut e = open(dir.path(), 1 << 16, T0).unwrap();
+    assert!(matches!(run(&mut e, T0, 1, Command::Peek(3)), Reply::Found { .. }));
+    // A delete appended where the records end is not read on into garbage.
+    assert_eq!(run(&mut e, T0, 1, Command::Delete(2)), Reply::Deleted);
+    commit(&mut e);
+    drop(e);
+    let mut e = open(dir.path(), 1 << 16, T0).unwrap();
+    assert_eq!(run(&mut e, T0, 1, Command::Peek(2)), Reply::NotFound);
+    assert!(matches!(run(&mut e, T0, 1, Command::Peek(3)), Reply::Found { .. }));
+    drop(e);
+
+    // The last record moved behind zeros: a valid record after the end.
+    let (dir, _, _) = three_jobs();
+    let file = dir.path().join("binlog.1");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let record = bytes[last..end].to_vec();
+    bytes[last..end].fill(0);
+    bytes[end + 40..end + 40 + record.len()].copy_from_slice(&record);
+    std::fs::write(&file, &bytes).unwrap();
+    let refused = open(dir.path(), 1 << 16, T0).err().expect("refused").to_string();
+    assert!(refused.contains(&format!("offset {last}")) && refused.contains("zero bytes"), "{refused}");
+    let mut skip = config(dir.path(), 1 << 16);
+    skip.skip_damaged = true;
+    let Opened { jobs, .. } = Binlog::open(&skip).unwrap();
+    assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [1, 2, 3]);
+}
+
 #[test]
 fn a_flipped_byte_in_an_earlier_record_is_refused_or_skipped() {
     let (dir, start, _) = three_jobs();
