@@ -74,3 +74,11 @@ fn corpora_and_regressions_replay_cleanly() {
     assert!(failures.is_empty(), "{} of {replayed} inputs failed:\n{}", failures.len(), failures.join("\n"));
     eprintln!("{replayed} inputs replayed");
 }
+
+#[test]
+fn the_allocation_guard_is_installed() {
+    let big = catch_unwind(|| targets::alloc_guard::within(1024, "a test", || vec![1u8; 4096].len()));
+    assert!(big.is_err(), "an allocation over the bound went unnoticed");
+    let small = targets::alloc_guard::within(1024, "a test", || vec![1u8; 1000].len());
+    assert_eq!(small, 1000);
+}
