@@ -372,6 +372,27 @@ fn data_behind_zeros_is_a_torn_tail_or_damage() {
     assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [1, 2, 3]);
 }
 
+/// fuzz/regressions/binlog/data-behind-a-spares-zeros: a file whose first
+/// record was zeros was taken for a spare by its first 40 bytes, and the
+/// records further on never read (inspect, which reads it whole, saw them).
+#[test]
+fn a_spare_with_data_behind_its_zeros_is_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    put(&mut e, T0, 0, 0, b"job");
+    commit(&mut e);
+    drop(e);
+    let one = std::fs::read(dir.path().join("binlog.1")).unwrap();
+    let len = u32::from_le_bytes(one[36..40].try_into().unwrap()) as usize;
+    let spare = dir.path().join("binlog.2");
+    let mut bytes = std::fs::read(&spare).unwrap();
+    assert!(bytes[32..].iter().all(|&b| b == 0), "binlog.2 is the spare");
+    bytes[200..208 + len].copy_from_slice(&one[32..40 + len]);
+    std::fs::write(&spare, &bytes).unwrap();
+    let refused = open(dir.path(), 4096, T0).err().expect("refused").to_string();
+    assert!(refused.contains("binlog.2: damaged record at offset 32"), "{refused}");
+}
+
 #[test]
 fn a_flipped_byte_in_an_earlier_record_is_refused_or_skipped() {
     let (dir, start, _) = three_jobs();
