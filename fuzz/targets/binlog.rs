@@ -6,7 +6,8 @@
 //! - no panic, and no single allocation over [`binlog_dir::alloc_limit`];
 //! - either a refusal that names the directory or the file (and for a
 //!   damaged record, its offset), or jobs that, restored into an engine as
-//!   the server restores them, pass `Engine::check_invariants`;
+//!   the server restores them, pass `Engine::check_invariants` and that
+//!   `stats` counts in their states;
 //! - a restart on what the start left (its repairs, its spare file) brings
 //!   back the same jobs, in the same burial order, and no lower next id;
 //!   deleting half of them through the engine, and restarting again,

@@ -225,8 +225,20 @@ pub fn seen(opened: &Opened) -> Started {
 }
 
 /// The engine the server would start with: the jobs restored, as
-/// src/server/restore.rs does, and its invariants checked.
+/// src/server/restore.rs does, its invariants checked, and its `stats`
+/// counting the jobs restored in their states (a delayed job whose time
+/// came while no server ran comes back ready).
 pub fn restore(opened: Opened) -> Engine<Binlog> {
+    let expected = {
+        let count = |f: &dyn Fn(&sprout::engine::RestoredJob) -> bool| opened.jobs.iter().filter(|j| f(j)).count();
+        let delayed = count(&|j| j.state == JobState::Delayed && j.ready_at > NOW);
+        let buried = count(&|j| j.state == JobState::Buried);
+        [("current-jobs-ready", opened.jobs.len() - delayed - buried), ("current-jobs-delayed", delayed)]
+            .into_iter()
+            .chain([("current-jobs-buried", buried), ("current-jobs-reserved", 0)])
+            .map(|(key, n)| format!("{key}: {n}"))
+            .collect::<Vec<_>>()
+    };
     let Opened { binlog, jobs, bodies, next_id, .. } = opened;
     let config = EngineConfig { max_job_size: 65_535, binlog_max_size: FILE_SIZE, host: HostInfo::fake() };
     let mut engine = Engine::with_journal(config, NOW, binlog);
@@ -235,6 +247,15 @@ pub fn restore(opened: Opened) -> Engine<Binlog> {
     engine.take_replies().for_each(drop);
     engine.check_invariants();
     assert!(engine.next_job_id() >= next_id, "the engine's next id");
+    engine.connect(0);
+    engine.apply(NOW, 0, sprout::protocol::Command::Stats);
+    let replies: Vec<_> = engine.take_replies().collect();
+    engine.disconnect(NOW, 0);
+    let [(0, sprout::protocol::Reply::Ok(yaml))] = &replies[..] else { panic!("stats: {replies:?}") };
+    let stats = String::from_utf8_lossy(yaml);
+    for line in expected {
+        assert!(stats.lines().any(|l| l == line), "stats after a restore: want {line} in\n{stats}");
+    }
     engine
 }
 
