@@ -24,7 +24,7 @@
 use sprout::binlog::beanstalkd::{self, End, ImportedState, Replay, Version};
 
 use super::alloc_guard;
-use super::binlog_dir::{self, Files, Started};
+use super::binlog_dir::{self, Files, JobSeen, Started};
 
 /// Runs the target on one input.
 pub fn run(data: &[u8]) {
@@ -88,19 +88,32 @@ fn check(files: &Files) {
 /// A takeover brings back the replay's jobs (one that skips damage, those
 /// before the damage, as the replay above).
 fn same_jobs(imported: &beanstalkd::Imported, started: &Started) {
-    let mut expected: Vec<(u64, String, u32, String, Vec<u8>)> = (imported.jobs.iter())
+    let mut expected: Vec<JobSeen> = (imported.jobs.iter())
         .map(|j| {
-            let state = match j.state {
-                ImportedState::Ready => "Ready",
-                ImportedState::Delayed { .. } => "Delayed",
-                ImportedState::Buried { .. } => "Buried",
+            let (state, ready_at) = match j.state {
+                ImportedState::Ready => ("Ready", 0),
+                ImportedState::Delayed { ready_at_ns } => ("Delayed", ready_at_ns.max(0) as u64),
+                // The takeover gives buried jobs burial times of its own.
+                ImportedState::Buried { .. } => ("Buried", 0),
             };
-            (j.id, j.tube.as_str().to_string(), j.pri, state.to_string(), imported.bodies.get(j.body).to_vec())
+            let c = j.counts;
+            JobSeen {
+                id: j.id,
+                tube: j.tube.as_str().to_string(),
+                pri: j.pri,
+                delay: j.delay_ns,
+                ttr: j.ttr_ns,
+                created_at: j.created_at_ns.max(0) as u64,
+                state: state.to_string(),
+                ready_at,
+                counts: (c.reserves, c.timeouts, c.releases, c.buries, c.kicks),
+                body: imported.bodies.get(j.body).to_vec(),
+            }
         })
         .collect();
     expected.sort();
-    let got: Vec<(u64, String, u32, String, Vec<u8>)> =
-        (started.jobs.iter()).map(|j| (j.id, j.tube.clone(), j.pri, j.state.clone(), j.body.clone())).collect();
+    let mut got = started.jobs.clone();
+    got.iter_mut().filter(|j| j.state == "Buried").for_each(|j| j.ready_at = 0);
     assert_eq!(got, expected, "the takeover's jobs against the replay's");
     let buried: Vec<u64> =
         (imported.jobs.iter()).filter(|j| matches!(j.state, ImportedState::Buried { .. })).map(|j| j.id).collect();
