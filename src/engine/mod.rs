@@ -117,7 +117,7 @@ mod watchlist;
 
 pub use bodies::{Bodies, BodyRef};
 pub use extras::{JobCounts, JobExtras};
-pub use ids::{ConnId, JobId};
+pub use ids::{ConnId, JobId, MAX_JOB_ID};
 pub use job::{Job, JobState, JournalTag, Place};
 pub use journal::{JobView, Journal, JournalStats, NoJournal};
 pub use restore::RestoredJob;
