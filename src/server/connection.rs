@@ -260,7 +260,8 @@ impl Connection {
             let n = self.stream.read(scratch)?;
             return Ok((n, 0..n));
         };
-        let mut body = spare.take().filter(|b| b.size() == len).unwrap_or_else(|| PartialBody::new(len));
+        // Allocated whole (at most `scratch`'s size): the read lands in it.
+        let mut body = spare.take().filter(|b| b.capacity() == len).unwrap_or_else(|| PartialBody::allocated(len));
         let (head, tail) = scratch.split_at_mut(line);
         // No more than `scratch` holds, so the bytes fit back in it.
         let tail_len = tail.len() - len;
