@@ -11,6 +11,12 @@
 //! announced size: it is never more than twice what arrived, the regrowths
 //! copy less than the body's size in all, and a full body's allocation is
 //! exactly its size, so it becomes the job's `Rc<[u8]>` without a copy.
+//! Bytes waiting in the socket have arrived too: for a body larger than a
+//! read, the connection makes room for them at once ([`make_room`]), so a
+//! large body sent in one go gets its allocation once, not one per
+//! doubling.
+//!
+//! [`make_room`]: PartialBody::make_room
 //!
 //! A reader that aims a read straight at a body allocates it whole
 //! ([`PartialBody::allocated`]); it does so only for a body of the size the
@@ -80,10 +86,13 @@ impl PartialBody {
         n
     }
 
-    /// Grows the allocation to hold `n` more bytes: to at least twice its
-    /// size, at most the body's, keeping the bytes received.
-    fn make_room(&mut self, n: usize) {
-        let needed = self.filled + n;
+    /// Grows the allocation to hold `n` more bytes (as many as the body
+    /// lacks, at most): to at least twice its size, at most the body's,
+    /// keeping the bytes received. A reader that knows more bytes have
+    /// arrived than it reads at once makes room for them all, and saves
+    /// the regrowths.
+    pub fn make_room(&mut self, n: usize) {
+        let needed = self.filled + n.min(self.size - self.filled);
         if needed <= self.buf.len() {
             return;
         }
@@ -175,6 +184,21 @@ mod tests {
         assert_eq!(regrowths, 11, "1, 2, 4, ..., 512, then the size");
         assert_eq!(body.capacity(), SIZE);
         assert_eq!(&body.take()[..], &expected[..]);
+    }
+
+    /// Room made for bytes known to have arrived is made at once, never
+    /// past the body's size, and then filled without a regrowth.
+    #[test]
+    fn room_made_ahead_for_what_arrived() {
+        let mut body = PartialBody::new(1000);
+        body.make_room(600);
+        assert_eq!(body.capacity(), 600);
+        assert_eq!(body.fill(&[b'a'; 600]), 600);
+        assert_eq!(body.capacity(), 600, "no regrowth for bytes the room was made for");
+        body.make_room(5000);
+        assert_eq!(body.capacity(), 1000, "never past the size");
+        assert_eq!(body.fill(&[b'b'; 500]), 400);
+        assert_eq!(body.take().len(), 1000);
     }
 
     #[test]

@@ -122,6 +122,23 @@ impl Decoder {
         }
     }
 
+    /// Bytes of the body being received that it has no room for yet (0
+    /// outside a body).
+    pub fn body_room_short(&self) -> usize {
+        match &self.state {
+            State::Body { len, partial, .. } => len - partial.as_ref().map_or(0, |p| p.capacity()),
+            _ => 0,
+        }
+    }
+
+    /// Makes room in the body being received for `n` more of its bytes,
+    /// which have arrived and wait to be read ([`PartialBody::make_room`]).
+    pub fn make_body_room(&mut self, n: usize) {
+        if let State::Body { len, partial, .. } = &mut self.state {
+            partial.get_or_insert_with(|| Box::new(PartialBody::new(*len))).make_room(n);
+        }
+    }
+
     /// True while a body (kept or discarded) is partly received.
     pub fn in_body(&self) -> bool {
         matches!(self.state, State::Body { .. } | State::Discard { .. })
@@ -332,6 +349,13 @@ mod tests {
         let State::Body { partial: Some(body), .. } = &decoder.state else { panic!("in the body") };
         assert_eq!((body.filled(), body.capacity()), (3, 3));
         assert_eq!(decoder.wanted(), (1 << 30) + 2 - 3);
+        assert_eq!(decoder.body_room_short(), (1 << 30) - 3);
+        // Bytes said to wait in the socket get their room at once.
+        decoder.make_body_room(1 << 20);
+        assert_eq!(decoder.body_room_short(), (1 << 30) - 3 - (1 << 20));
+        let mut quit = Decoder::new(10);
+        quit.make_body_room(100);
+        assert_eq!(quit.body_room_short(), 0, "no body, no room");
     }
 
     #[test]

@@ -122,6 +122,8 @@ impl Connection {
                 Some(Event::PutStarted) if step.consumed > 0 => {
                     let len = self.decoder.body_len().expect("a put line starts a body");
                     self.last_put = (len >= AIM_MIN).then_some((step.consumed as u32, len as u32));
+                    let in_hand = self.unprocessed().len() + fresh.len();
+                    self.make_room_for_arrived_body(in_hand);
                     return Some(Event::PutStarted);
                 }
                 Some(event) => return Some(event),
@@ -257,6 +259,7 @@ impl Connection {
             self.unprocessed().is_empty() && self.decoder.is_at_line() && line + len <= scratch.len()
         });
         let Some((line, len)) = aim else {
+            self.make_room_for_arrived_body(self.unprocessed().len());
             let n = self.stream.read(scratch)?;
             return Ok((n, 0..n));
         };
@@ -299,6 +302,26 @@ impl Connection {
         body.clear();
         *spare = Some(body);
         Ok((n, 0..n))
+    }
+
+    /// In a body larger than a read, when its line was decoded and before
+    /// each read: makes room in the body at once for the bytes that have
+    /// arrived, those read and not decoded yet (`in_hand`) and those waiting
+    /// in the socket (`FIONREAD`). The body's room grows with what arrives
+    /// (see `PartialBody`); a large body sent in one go would otherwise grow
+    /// through an allocation per doubling, each one fresh pages for the
+    /// allocator to fault in and give back (a 1 MiB put took 7 times the
+    /// CPU it takes with its room made at once: 1.2 ms, not 0.16).
+    fn make_room_for_arrived_body(&mut self, in_hand: usize) {
+        if self.decoder.body_room_short() <= READ_BUFFER {
+            return;
+        }
+        let mut waiting: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int, to the variable passed; the
+        // descriptor is open for the duration of the call.
+        if unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::FIONREAD, &mut waiting) } == 0 {
+            self.decoder.make_body_room(in_hand + usize::try_from(waiting).unwrap_or(0));
+        }
     }
 
     /// Called once what a read brought was processed: see
