@@ -11,10 +11,12 @@
 //! announced size: it is never more than twice what arrived, the regrowths
 //! copy less than the body's size in all, and a full body's allocation is
 //! exactly its size, so it becomes the job's `Rc<[u8]>` without a copy.
-//! Bytes waiting in the socket have arrived too: for a body larger than a
-//! read, the connection makes room for them at once ([`make_room`]), so a
-//! large body sent in one go gets its allocation once, not one per
-//! doubling.
+//! Growing costs a client that sends a large body in one go an allocation
+//! per doubling, though, each one fresh pages for the kernel to fault in.
+//! So for a body larger than a read, the connection makes its whole room
+//! at its line while the server's allowance for room ahead of the bytes
+//! lasts (`server/allowance.rs`), and past it, makes room at once for the
+//! bytes waiting in the socket, which have arrived too ([`make_room`]).
 //!
 //! [`make_room`]: PartialBody::make_room
 //!
