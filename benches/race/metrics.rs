@@ -10,11 +10,13 @@
 //!   scrape buffers).
 //! - `N tubes x M ready, memory`: the same with M ready jobs a tube (1M in
 //!   all by default), for the cost of knowing each tube's oldest ready job.
-//! - `load with 10,000 tubes`: 50 connections putting, reserving and
-//!   deleting in `default` while 10,000 other tubes exist; sprout without
-//!   `--metrics`, with it, and with it and a scraper hitting `/metrics` ten
-//!   times a second. beanstalkd runs the same load each time (with no
-//!   metrics): its three rows show how much the machine alone moves.
+//! - `load with 10000 tubes`: a connection putting, reserving and deleting
+//!   in `default` (100 in flight) while 10,000 other tubes exist, in windows
+//!   (`--duration` each, fresh connections) on one server: with
+//!   `--metrics`, alternately without and with a scraper hitting
+//!   `/metrics` ten times a second (the pairs share the server and nearly
+//!   the machine's state); and sprout without `--metrics`. beanstalkd runs
+//!   the same windows with no metrics.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -26,8 +28,12 @@ use crate::client::{self, Role};
 use crate::scenarios::{Env, Metric, Unit, Variant, limit, measure};
 use crate::server::{Kind, Server, free_port};
 
-/// The load's connections, each with one put+reserve, delete in flight.
-const LOAD_CONNS: usize = 50;
+/// The load: one connection with 100 put+reserve, delete cycles in flight,
+/// which keeps the server busy (50 connections with one each left it
+/// waiting for the client most of the time here, where a scraper's wake-ups
+/// alone moved the rate by half or double).
+const LOAD_CONNS: usize = 1;
+const LOAD_DEPTH: usize = 100;
 
 /// Scrapes a second during the load.
 const SCRAPES_PER_SEC: f64 = 10.0;
@@ -56,20 +62,22 @@ pub fn variants(opts: &crate::Opts, body: &Arc<[u8]>, out: &mut Vec<Variant>) {
         fixture: None,
         run: Box::new(move |env| scrapes(env, 10_000, per_tube, None)),
     });
-    for (metrics, scraper) in [(false, false), (true, false), (true, true)] {
+    for (metrics, cap) in [(false, None), (true, None), (true, Some(10_000))] {
         let body = body.clone();
-        let label = match (metrics, scraper) {
-            (false, _) => "load with 10000 tubes, sprout without --metrics",
-            (true, false) => "load with 10000 tubes, --metrics, no scraper",
-            (true, true) => "load with 10000 tubes, --metrics, scraper 10/s",
+        let label = match (metrics, cap) {
+            (false, _) => "load with 10000 tubes, sprout without --metrics".to_string(),
+            (true, None) => "load with 10000 tubes, --metrics, windows without and with a scraper at 10/s".to_string(),
+            (true, Some(cap)) => {
+                format!("load with 10000 tubes, --metrics-tubes {cap}, windows without and with a scraper at 10/s")
+            }
         };
         out.push(Variant {
             scenario: "metrics",
-            label: format!("{label}, {LOAD_CONNS}x1"),
+            label: format!("{label}, {LOAD_CONNS}x{LOAD_DEPTH}"),
             flags: vec![],
             binlog: false,
             fixture: None,
-            run: Box::new(move |env| load(env, metrics, scraper, &body)),
+            run: Box::new(move |env| load(env, metrics, cap, &body)),
         });
     }
 }
@@ -204,39 +212,61 @@ fn scrapes(env: &Env, n: usize, ready: usize, cap: Option<usize>) -> Result<Vec<
     ])
 }
 
-fn load(env: &Env, metrics: bool, scraper: bool, body: &[u8]) -> Result<Vec<Metric>, String> {
-    let (server, http) = start(env, metrics, None);
+/// Windows of load, each on fresh connections, alternately without and
+/// with a scraper (with `--metrics`), on one server: the pairs see the same
+/// server and nearly the same machine, which moves a lot here.
+const WINDOWS: usize = 6;
+
+fn load(env: &Env, metrics: bool, cap: Option<usize>, body: &[u8]) -> Result<Vec<Metric>, String> {
+    let (server, http) = start(env, metrics, cap);
     make_tubes(server.addr, 10_000, 1)?;
     let rss = server.status_bytes("VmRSS");
-    let stop = Arc::new(AtomicBool::new(false));
-    let scraping = (scraper && http.is_some()).then(|| {
-        let (stop, http) = (stop.clone(), http.unwrap());
-        std::thread::spawn(move || -> Result<(u64, Vec<i64>), String> {
-            let period = Duration::from_secs_f64(1.0 / SCRAPES_PER_SEC);
-            let mut next = Instant::now();
-            let mut times = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                times.push(scrape(http)?.0.as_nanos() as i64);
-                next += period;
-                if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
+    let window = |scraper: bool| -> Result<(f64, Vec<i64>), String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let scraping = (scraper && http.is_some()).then(|| {
+            let (stop, http) = (stop.clone(), http.unwrap());
+            std::thread::spawn(move || -> Result<Vec<i64>, String> {
+                let period = Duration::from_secs_f64(1.0 / SCRAPES_PER_SEC);
+                let mut next = Instant::now();
+                let mut times = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    times.push(scrape(http)?.0.as_nanos() as i64);
+                    next += period;
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
                 }
-            }
-            Ok((times.len() as u64, times))
-        })
-    });
-    let roles = (0..LOAD_CONNS).map(|_| Role::cycle(body, 1)).collect();
-    let m = measure(&server, roles, limit(env.opts), env.opts, 0.0);
-    stop.store(true, Ordering::Relaxed);
-    let scraped = scraping.map(|t| t.join().map_err(|_| "scraper panicked".to_string())?).transpose()?;
-    let m = m?;
-    let mut out =
-        vec![m.rate("put+reserve+delete jobs/s"), Metric::new("RSS with 10000 tubes", rss as f64, Unit::Bytes)];
-    if let Some((count, mut times)) = scraped {
-        times.sort_unstable();
-        let p50 = client::quantile(&times, 0.5).map_or(f64::NAN, |ns| ns as f64 / 1e6);
-        out.push(Metric::new("scrapes during the run", count as f64, Unit::Count));
-        out.push(Metric::new("scrape under load p50", p50, Unit::Millis));
+                Ok(times)
+            })
+        });
+        let roles = (0..LOAD_CONNS).map(|_| Role::cycle(body, LOAD_DEPTH)).collect();
+        let m = measure(&server, roles, limit(env.opts), env.opts, 0.0);
+        stop.store(true, Ordering::Relaxed);
+        let times = scraping.map(|t| t.join().map_err(|_| "scraper panicked".to_string())?).transpose()?;
+        Ok((m?.outcome.rate(), times.unwrap_or_default()))
+    };
+    let (mut without, mut with, mut scrape_times) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..WINDOWS {
+        without.push(window(false)?.0);
+        if http.is_some() {
+            let (rate, times) = window(true)?;
+            with.push(rate);
+            scrape_times.extend(times);
+        }
     }
-    Ok(out)
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let (without, with) = (median(&mut without), median(&mut with));
+    scrape_times.sort_unstable();
+    let p50 = client::quantile(&scrape_times, 0.5).map_or(f64::NAN, |ns| ns as f64 / 1e6);
+    Ok(vec![
+        Metric::new("jobs/s, no scraper (median of the windows)", without, Unit::PerSec),
+        Metric::new("jobs/s, scraper 10/s (median of the windows)", with, Unit::PerSec),
+        Metric::new("scraper / no scraper, percent", 100.0 * with / without, Unit::Count),
+        Metric::new("scrapes", scrape_times.len() as f64, Unit::Count),
+        Metric::new("scrape under load p50", p50, Unit::Millis),
+        Metric::new("RSS with 10000 tubes", rss as f64, Unit::Bytes),
+    ])
 }

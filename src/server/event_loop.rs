@@ -38,7 +38,9 @@ impl Server {
             }
             for event in events.iter() {
                 match event.token() {
-                    SIGNALS | WAKER => {}
+                    SIGNALS => {}
+                    // The binlog's sync thread needs nothing more than a turn.
+                    WAKER => self.send_scrapes(),
                     TIMER => self.timer.clear(),
                     Token(i) if i >= LISTENERS => self.accept_all(i - LISTENERS),
                     Token(i) if i >= METRICS_LISTENERS => self.accept_http(i - METRICS_LISTENERS),

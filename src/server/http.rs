@@ -117,6 +117,9 @@ pub struct HttpConn {
     lingering: bool,
     /// The peer ended its input.
     eof: bool,
+    /// A request whose response is being made elsewhere (a scrape being
+    /// encoded), with its serial: nothing more is read or parsed meanwhile.
+    awaiting: Option<(u64, Request)>,
 }
 
 impl HttpConn {
@@ -129,12 +132,32 @@ impl HttpConn {
             close_when_written: false,
             lingering: false,
             eof: false,
+            awaiting: None,
         }
     }
 
     /// The socket, to register with the poller or take it off.
     pub fn stream_mut(&mut self) -> &mut Stream {
         &mut self.stream
+    }
+
+    /// Waits for the response to request `serial` (made elsewhere).
+    pub fn await_response(&mut self, serial: u64, request: Request) {
+        self.awaiting = Some((serial, request));
+    }
+
+    /// Whether it waits for a response made elsewhere.
+    pub fn is_awaiting(&self) -> bool {
+        self.awaiting.is_some()
+    }
+
+    /// The request waited for, if its serial is `serial`, taken: its
+    /// response is here.
+    pub fn take_awaited(&mut self, serial: u64) -> Option<Request> {
+        match &self.awaiting {
+            Some((s, _)) if *s == serial => self.awaiting.take().map(|(_, request)| request),
+            _ => None,
+        }
     }
 
     /// A response waits to be written.

@@ -27,10 +27,10 @@
 //! - `listener.rs`, `systemd.rs`, `user.rs`, `timer.rs`, `memory.rs`: the
 //!   listening sockets (bound or inherited), systemd's two protocols, `-u`,
 //!   the deadline timer, and giving memory back after a drain.
-//! - `web.rs`, `http.rs`: the HTTP side (`--metrics`), apart from the
-//!   beanstalk connections: its listeners, connections, routes
+//! - `web.rs`, `http.rs`, `encoder.rs`: the HTTP side (`--metrics`), apart
+//!   from the beanstalk connections: its listeners, connections, routes
 //!   (`GET /metrics`) and timeouts; one HTTP connection's request parsing
-//!   and response writing.
+//!   and response writing; the thread that encodes scrapes off the loop.
 
 #![warn(missing_docs)]
 
@@ -40,6 +40,7 @@ mod conn_state;
 mod connection;
 mod connections;
 mod drive;
+mod encoder;
 mod end_of_turn;
 mod event_loop;
 mod http;
@@ -56,6 +57,7 @@ mod web;
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use mio::{Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
@@ -76,7 +78,7 @@ pub use user::become_user;
 
 /// The signals' token.
 const SIGNALS: Token = Token(usize::MAX);
-/// The binlog's sync thread wakes the loop with this.
+/// The binlog's sync thread and the metrics encoder wake the loop with this.
 const WAKER: Token = Token(usize::MAX - 1);
 /// The engine's next deadline fires this.
 const TIMER: Token = Token(usize::MAX - 2);
@@ -223,14 +225,20 @@ impl Server {
             poll.registry().register(listener, Token(LISTENERS + i), Interest::READABLE)?;
         }
         let metrics_tubes = (!metrics.is_empty()).then_some(config.metrics_tubes);
-        let web = web::Web::new(poll.registry(), metrics)?;
+        // One waker per poller (mio's rule), shared by the threads that wake
+        // the loop: the binlog's sync thread and the metrics encoder.
+        let waker = if opened.is_some() || !metrics.is_empty() {
+            Some(Arc::new(mio::Waker::new(poll.registry(), WAKER)?))
+        } else {
+            None
+        };
+        let web = web::Web::new(poll.registry(), metrics, waker.clone())?;
         let mut signals = Signals::new([SIGUSR1, SIGTERM, SIGINT])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let clock = Clock::start();
         let mut engine = restore::engine(config, host, clock.started_at(), opened, metrics_tubes);
         let timer = DeadlineTimer::new(poll.registry(), TIMER)?;
-        if let Some(binlog) = engine.journal_mut() {
-            let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        if let (Some(binlog), Some(waker)) = (engine.journal_mut(), waker) {
             binlog.sync_in_background(Box::new(move || {
                 let _ = waker.wake();
             }))?;

@@ -4,10 +4,10 @@
 //!
 //! Routes: `GET /metrics` (and `HEAD`) is a scrape, in the Prometheus text
 //! format or OpenMetrics as `Accept` asks; another method on it is 405
-//! with `Allow: GET, HEAD`; any other path is 404. A scrape is built in the
-//! loop from the engine's figures at that instant (O(tubes), see
-//! `Engine::figures`) and written as the socket takes it, so a slow
-//! scraper costs a buffer, never a wait.
+//! with `Allow: GET, HEAD`; any other path is 404. A scrape's figures are
+//! taken in the loop, at one instant (O(tubes), see `Engine::figures`),
+//! encoded on a thread of their own (encoder.rs) and written as the socket
+//! takes them, so a slow scraper costs a buffer, never a wait.
 //!
 //! Bounds: at most [`MAX_HTTP_CONNS`] connections (a new one beyond that
 //! closes the one that made progress longest ago), each holding at most a
@@ -21,16 +21,19 @@
 use std::collections::BTreeSet;
 use std::io;
 
-use mio::{Interest, Registry, Token};
+use std::sync::Arc;
+
+use mio::{Interest, Registry, Token, Waker};
 use slab::Slab;
 
 use super::Server;
 use super::connections::is_out_of_descriptors;
+use super::encoder::{Encoded, Encoder};
 use super::http::{HttpConn, Parsed, ReadOutcome, Request, Response, Status};
 use super::listener::Listener;
 use crate::binlog::Binlog;
 use crate::engine::{Nanos, SECOND};
-use crate::metrics::{Format, encode};
+use crate::metrics::Format;
 
 /// Metrics listener `i` has token `METRICS_LISTENERS + i`.
 pub const METRICS_LISTENERS: usize = usize::MAX / 4;
@@ -47,6 +50,11 @@ pub const HTTP_TIMEOUT: Nanos = 10 * SECOND;
 /// The HTTP side's sockets and deadlines.
 pub struct Web {
     listeners: Vec<Listener>,
+    /// Encodes scrapes off the loop (started with the first listener).
+    encoder: Option<Encoder>,
+    /// Numbers scrapes, so an encoded one goes to its own request even if
+    /// its connection closed and the slot was reused.
+    next_serial: u64,
     conns: Slab<HttpConn>,
     /// Each connection's deadline, by (deadline, key); the connection's
     /// own is `deadline_of[key]`.
@@ -56,11 +64,24 @@ pub struct Web {
 
 impl Web {
     /// Registers the metrics listeners (none: metrics are off).
-    pub fn new(registry: &Registry, mut listeners: Vec<Listener>) -> io::Result<Web> {
+    /// `waker` wakes the loop when the encoding thread has a scrape (there
+    /// is one whenever there are listeners).
+    pub fn new(registry: &Registry, mut listeners: Vec<Listener>, waker: Option<Arc<Waker>>) -> io::Result<Web> {
         for (i, listener) in listeners.iter_mut().enumerate() {
             registry.register(listener, Token(METRICS_LISTENERS + i), Interest::READABLE)?;
         }
-        Ok(Web { listeners, conns: Slab::new(), deadlines: BTreeSet::new(), deadline_of: Vec::new() })
+        let encoder = match waker {
+            Some(waker) if !listeners.is_empty() => Some(Encoder::start(waker)?),
+            _ => None,
+        };
+        Ok(Web {
+            listeners,
+            encoder,
+            next_serial: 0,
+            conns: Slab::new(),
+            deadlines: BTreeSet::new(),
+            deadline_of: Vec::new(),
+        })
     }
 
     pub fn log_listening(&self) {
@@ -142,6 +163,10 @@ impl Server {
         let mut progressed = false;
         loop {
             let Some(conn) = self.web.conns.get_mut(key) else { return };
+            if conn.is_awaiting() {
+                // Its scrape is being encoded: send_scrapes drives it on.
+                break;
+            }
             if conn.has_output() {
                 match conn.flush() {
                     Err(_) => return self.close_http(key),
@@ -156,10 +181,14 @@ impl Server {
             }
             match conn.parse() {
                 Parsed::Request(request) => {
-                    let response = self.answer(&request);
-                    log::debug!("http {key}: {} {} -> {:?}", request.method, request.path, response.status);
-                    self.web.conns[key].respond(response, Some(&request));
                     progressed = true;
+                    match self.answer(&request) {
+                        Some(response) => {
+                            log::debug!("http {key}: {} {} -> {:?}", request.method, request.path, response.status);
+                            self.web.conns[key].respond(response, Some(&request));
+                        }
+                        None => self.scrape(key, request),
+                    }
                     continue;
                 }
                 Parsed::Bad(status) => {
@@ -211,29 +240,48 @@ impl Server {
         log::debug!("http {key}: closed");
     }
 
-    /// The response to a request (the routes).
-    fn answer(&mut self, request: &Request) -> Response {
+    /// The response to a request (the routes); `None` for a scrape, whose
+    /// response is made off the loop ([`Server::scrape`]).
+    fn answer(&mut self, request: &Request) -> Option<Response> {
         let get = matches!(request.method.as_str(), "GET" | "HEAD");
         match request.path.as_str() {
-            "/metrics" if get => {
-                let format = Format::from_accept(request.accept.as_deref());
-                Response {
-                    status: Status::Ok,
-                    content_type: format.content_type(),
-                    body: self.scrape(format).into_bytes(),
-                    allow_get: false,
-                }
-            }
-            "/metrics" => Response { allow_get: true, ..Response::plain(Status::MethodNotAllowed) },
-            _ => Response::plain(Status::NotFound),
+            "/metrics" if get => None,
+            "/metrics" => Some(Response { allow_get: true, ..Response::plain(Status::MethodNotAllowed) }),
+            _ => Some(Response::plain(Status::NotFound)),
         }
     }
 
-    /// The metrics document now: the engine's figures, the binlog's.
-    fn scrape(&mut self, format: Format) -> String {
+    /// Takes the figures now (the engine's, the binlog's) for connection
+    /// `key`'s scrape, and hands them to the encoding thread.
+    fn scrape(&mut self, key: usize, request: Request) {
         let now = self.clock.now();
         let mut figures = self.engine.figures(now);
         figures.binlog = self.engine.journal().as_ref().map(Binlog::figures);
-        encode(figures, format)
+        let format = Format::from_accept(request.accept.as_deref());
+        let serial = self.web.next_serial;
+        self.web.next_serial += 1;
+        self.web.conns[key].await_response(serial, request);
+        match &self.web.encoder {
+            Some(encoder) => encoder.encode(key, serial, figures, format),
+            None => unreachable!("HTTP connections come from metrics listeners, which start the encoder"),
+        }
+    }
+
+    /// Sends the scrapes the encoding thread finished, and drives their
+    /// connections on (pipelined requests).
+    pub(super) fn send_scrapes(&mut self) {
+        while let Some(Encoded { key, serial, format, body }) = self.web.encoder.as_ref().and_then(Encoder::finished) {
+            let Some(conn) = self.web.conns.get_mut(key) else { continue };
+            let Some(request) = conn.take_awaited(serial) else { continue };
+            log::debug!("http {key}: {} {} -> 200 ({} bytes)", request.method, request.path, body.len());
+            let response = Response {
+                status: Status::Ok,
+                content_type: format.content_type(),
+                body: body.into_bytes(),
+                allow_get: false,
+            };
+            conn.respond(response, Some(&request));
+            self.drive_http(key);
+        }
     }
 }
