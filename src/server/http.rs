@@ -120,6 +120,8 @@ pub struct HttpConn {
     /// A request whose response is being made elsewhere (a scrape being
     /// encoded), with its serial: nothing more is read or parsed meanwhile.
     awaiting: Option<(u64, Request)>,
+    /// Bytes were written since [`HttpConn::take_wrote`] last asked.
+    wrote: bool,
 }
 
 impl HttpConn {
@@ -133,6 +135,7 @@ impl HttpConn {
             lingering: false,
             eof: false,
             awaiting: None,
+            wrote: false,
         }
     }
 
@@ -280,7 +283,20 @@ impl HttpConn {
     }
 
     /// Writes what the socket takes. `Ok(true)` once all of it is written.
+    /// [`HttpConn::take_wrote`] tells whether any bytes went.
     pub fn flush(&mut self) -> io::Result<bool> {
+        let before = self.written;
+        let result = self.write_out();
+        self.wrote |= self.written > before || result.as_ref().is_ok_and(|&done| done);
+        result
+    }
+
+    /// Whether bytes were written since the last call (progress).
+    pub fn take_wrote(&mut self) -> bool {
+        std::mem::take(&mut self.wrote)
+    }
+
+    fn write_out(&mut self) -> io::Result<bool> {
         while self.has_output() {
             match self.stream.write(&self.output[self.written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

@@ -168,15 +168,13 @@ impl Server {
                 break;
             }
             if conn.has_output() {
-                match conn.flush() {
+                let flushed = conn.flush();
+                progressed |= conn.take_wrote();
+                match flushed {
                     Err(_) => return self.close_http(key),
                     Ok(false) => break,
-                    Ok(true) => {
-                        progressed = true;
-                        if conn.closes_when_written() {
-                            conn.linger();
-                        }
-                    }
+                    Ok(true) if conn.closes_when_written() => conn.linger(),
+                    Ok(true) => {}
                 }
             }
             match conn.parse() {
@@ -224,6 +222,19 @@ impl Server {
                 break;
             }
             let conn = &mut self.web.conns[key];
+            // A slow reader's socket may have taken bytes without a
+            // writable event (edge-triggered, the kernel reports one only
+            // once a third of its buffer is free): a write now tells.
+            if conn.has_output() {
+                let flushed = conn.flush();
+                if conn.take_wrote() {
+                    if flushed.is_ok_and(|done| done) && conn.closes_when_written() {
+                        conn.linger();
+                    }
+                    self.web.set_deadline(key, now + HTTP_TIMEOUT);
+                    continue;
+                }
+            }
             if conn.has_partial_request() && !conn.has_output() && !conn.is_lingering() {
                 conn.respond(Response::plain(Status::RequestTimeout), None);
                 let _ = conn.flush();
