@@ -1,7 +1,7 @@
 //! Playing a script against both servers and comparing the transcripts.
 
 use crate::play::{Entry, Transcript, run_script, start};
-use crate::script::parse_script;
+use crate::script::{Script, parse_script};
 use crate::support::Binary;
 
 pub(crate) fn self_test() -> bool {
@@ -27,23 +27,7 @@ pub(crate) fn differential(name: &str, text: &str) {
         return;
     };
     let script = parse_script(name, text);
-    let args: Vec<&str> = script.server_args.iter().map(String::as_str).collect();
-    let (reference, candidate) = std::thread::scope(|s| {
-        let reference = s.spawn(|| {
-            let mut server = start(&beanstalkd, &args);
-            run_script(&mut server, &script)
-        });
-        let candidate = s.spawn(|| {
-            let candidate = if self_test() { beanstalkd.clone() } else { Binary::sprout() };
-            let mut server = start(&candidate, &args);
-            let mut t = run_script(&mut server, &script);
-            if self_test() {
-                t.server = "beanstalkd (second run)".into();
-            }
-            t
-        });
-        (reference.join().unwrap(), candidate.join().unwrap())
-    });
+    let (reference, candidate) = play_both(&beanstalkd, &script);
     if verbose() {
         print_transcript(name, &reference);
         print_transcript(name, &candidate);
@@ -64,6 +48,29 @@ pub(crate) fn differential(name: &str, text: &str) {
         }
     }
     assert!(report.is_empty(), "{report}");
+}
+
+/// Plays `script` against beanstalkd and against sprout (beanstalkd again
+/// in self-test mode), each on a server of its own started for it, at the
+/// same time: the reference's transcript first.
+pub(crate) fn play_both(beanstalkd: &Binary, script: &Script) -> (Transcript, Transcript) {
+    let args: Vec<&str> = script.server_args.iter().map(String::as_str).collect();
+    std::thread::scope(|s| {
+        let reference = s.spawn(|| {
+            let mut server = start(beanstalkd, &args);
+            run_script(&mut server, script)
+        });
+        let candidate = s.spawn(|| {
+            let candidate = if self_test() { beanstalkd.clone() } else { Binary::sprout() };
+            let mut server = start(&candidate, &args);
+            let mut t = run_script(&mut server, script);
+            if self_test() {
+                t.server = "beanstalkd (second run)".into();
+            }
+            t
+        });
+        (reference.join().unwrap(), candidate.join().unwrap())
+    })
 }
 
 pub(crate) fn diff(name: &str, a: &Transcript, b: &Transcript) -> Option<String> {

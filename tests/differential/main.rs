@@ -63,6 +63,7 @@ mod support;
 mod compare;
 mod normalise;
 mod play;
+mod random;
 mod script;
 
 use std::path::Path;

@@ -142,6 +142,7 @@ pub(crate) fn run_script(started: &mut Started, script: &Script) -> Transcript {
         restarted: false,
         mask_binlog: script.mask_binlog,
     };
+    let reply_timeout = script.reply_timeout.unwrap_or(REPLY_TIMEOUT);
     let began = Instant::now();
     for (index, step) in script.steps.iter().enumerate() {
         let conn_name = match &step.action {
@@ -251,7 +252,7 @@ pub(crate) fn run_script(started: &mut Started, script: &Script) -> Transcript {
                     outcomes.push(format!("<send failed: {}>", e.kind()));
                 } else {
                     for _ in 0..*replies {
-                        outcomes.push(match conn.read_reply(REPLY_TIMEOUT) {
+                        outcomes.push(match conn.read_reply(reply_timeout) {
                             Ok(reply) => normalise(&reply, &mut norm, &mut checks),
                             Err(e) => e,
                         });
@@ -260,7 +261,7 @@ pub(crate) fn run_script(started: &mut Started, script: &Script) -> Transcript {
             }
             Action::Recv { count, .. } => {
                 for _ in 0..*count {
-                    outcomes.push(match conn.read_reply(REPLY_TIMEOUT) {
+                    outcomes.push(match conn.read_reply(reply_timeout) {
                         Ok(reply) => normalise(&reply, &mut norm, &mut checks),
                         Err(e) => e,
                     });

@@ -81,6 +81,9 @@ pub(crate) struct Script {
     /// Mask the binlog counters and stats-job `file` (see `MASKED_BINLOG`).
     pub(crate) mask_binlog: bool,
     pub(crate) steps: Vec<Step>,
+    /// How long a reply may take (`REPLY_TIMEOUT` when `None`): the random
+    /// scripts' shrinker waits less for a reply that will not come.
+    pub(crate) reply_timeout: Option<Duration>,
 }
 
 pub(crate) fn parse_script(name: &str, text: &str) -> Script {
