@@ -144,6 +144,34 @@ fn main() {
         }
     });
 
+    // 50 workers blocked in a reserve on one tube; each put is handed to
+    // one, which deletes the job and waits again: the waiting path
+    // (begin_wait, serve_waiters, end_wait) that a busy pool of workers runs.
+    bench(&filter, "engine put to one of 50 waiting workers + delete + wait", 1, |n| {
+        const WORKERS: usize = 50;
+        let mut e = engine();
+        for conn in 0..=WORKERS {
+            e.connect(conn);
+        }
+        for worker in 1..=WORKERS {
+            e.apply(0, worker, Command::Reserve);
+        }
+        for i in 0..n {
+            e.begin_put(0);
+            e.apply(i, 0, put());
+            let (worker, id) = e
+                .take_replies()
+                .find_map(|(to, reply)| match reply {
+                    sprout::protocol::Reply::Reserved { id, .. } => Some((to, id)),
+                    _ => None,
+                })
+                .expect("a waiting worker takes the job");
+            e.apply(i, worker, Command::Delete(id));
+            e.apply(i, worker, Command::Reserve);
+            black_box(e.take_replies().count());
+        }
+    });
+
     bench(&filter, "engine 10k puts, then 10k reserve+delete (per job)", 10_000, |n| {
         for _ in 0..n {
             let mut e = engine();

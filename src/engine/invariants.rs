@@ -57,7 +57,7 @@ impl<J: Journal> Engine<J> {
             } else if let Some(seq) = seq {
                 narrow_entries += watched.len();
                 for &tube in watched {
-                    assert!(self.tubes[tube].waiters.narrow.contains(&(seq, conn)));
+                    assert!(self.tubes[tube].waiters.narrow.contains(seq, conn));
                 }
             }
         }

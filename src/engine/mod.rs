@@ -9,8 +9,8 @@
 //!
 //! Invariant that makes reservation cheap: a tube that is not paused never has
 //! both ready jobs and a waiting connection that watches it. Whenever a job
-//! becomes ready, or a tube resumes, waiters are served on the spot, earliest
-//! first. So a waiter woken by tube T has no ready job in any other tube it
+//! becomes ready, or a tube resumes, waiters are served on the spot, in
+//! beanstalkd's order (waiters.rs). So a waiter woken by tube T has no ready job in any other tube it
 //! watches, and T's best job is the best job it could get; a put looks at one
 //! tube, never at all the tubes its waiters watch.
 //!
@@ -25,7 +25,7 @@
 //! - A reserve that must wait registers with each watched tube if it watches
 //!   a few, or else in one engine-wide queue (waiting.rs): O(log n) to start
 //!   or end a wait however many tubes it watches.
-//! - A job that becomes ready finds the tube's earliest waiter in O(log n),
+//! - A job that becomes ready finds the tube's next waiter in O(log n),
 //!   be it one of 10,000 waiting on that tube or a worker watching them all.
 //!
 //! # Map
@@ -179,6 +179,9 @@ struct Counts {
 /// - It reads no clock: every call that needs the time takes `now`, which
 ///   must never go backwards, and [`Engine::tick`] at
 ///   [`Engine::next_deadline`] is all it needs to act on time.
+///   Calls given the same `now` happen at one instant, and deadlines that
+///   tie go to the lower id; the server gives each command a time of its
+///   own (server/clock.rs), so that a later command never looks earlier.
 /// - A put or a reserve costs O(log n), however many tubes and connections
 ///   there are (see the module docs for the bounds).
 ///

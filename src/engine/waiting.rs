@@ -20,9 +20,12 @@
 //!   same tubes costs O(log n) (the first broad waiter watches T), and so
 //!   does a tube that no broad connection watches (nothing to walk).
 //!
-//! Waiters are served in arrival order across tubes and kinds: arrival
-//! numbers are engine-wide, and a ready job goes to whichever of the tube's
-//! earliest narrow waiter and earliest broad waiter came first.
+//! A tube's narrow waiters are served in beanstalkd 1.12's order, a cursor
+//! going round a list ([`NarrowWaiters`](super::waiters::NarrowWaiters));
+//! broad waiters in arrival order (arrival numbers are engine-wide). A ready
+//! job goes to whichever of the narrow waiter under the tube's cursor and
+//! the earliest broad waiter watching the tube came first (protocol.md,
+//! departure 10).
 
 use super::Engine;
 use super::ids::{ConnId, JobId, TubeId};
@@ -88,7 +91,7 @@ impl<J: Journal> Engine<J> {
             }
             None => {
                 for &tube in watched {
-                    self.tubes[tube].waiters.narrow.insert((seq, conn));
+                    self.tubes[tube].waiters.narrow.push(seq, conn);
                 }
             }
         }
@@ -114,7 +117,7 @@ impl<J: Journal> Engine<J> {
             }
             None => {
                 for &tube in watched {
-                    self.tubes[tube].waiters.narrow.remove(&(wait.seq, conn));
+                    self.tubes[tube].waiters.narrow.remove(conn);
                 }
             }
         }
@@ -127,21 +130,29 @@ impl<J: Journal> Engine<J> {
         self.counts.waiting -= 1;
     }
 
-    /// Hands the tube's ready jobs to the waiters that watch it, earliest
-    /// waiter first.
+    /// Hands the tube's ready jobs to the waiters that watch it, in the
+    /// order [`Engine::first_waiter`] gives.
     pub(super) fn serve_waiters(&mut self, now: Nanos, tube: TubeId) {
         while let Some((_, id)) = self.tubes[tube].reservable() {
             let Some(conn) = self.first_waiter(tube) else { return };
+            let narrow = &mut self.tubes[tube].waiters.narrow;
+            if narrow.next().is_some_and(|(_, next)| next == conn) {
+                // Moves the tube's cursor, as beanstalkd's take does.
+                narrow.take_next();
+            }
             self.end_wait(conn);
             let reply = self.hand_out(now, conn, id);
             self.replies.push((conn, reply));
         }
     }
 
-    /// The waiting connection that watches `tube` and arrived first.
+    /// The waiting connection that watching `tube` gets its next job: the
+    /// narrow waiter under the tube's cursor (beanstalkd's order, see
+    /// [`NarrowWaiters`](super::waiters::NarrowWaiters)), unless a broad
+    /// waiter watching the tube arrived before that one.
     pub(super) fn first_waiter(&self, tube: TubeId) -> Option<ConnId> {
         let waiters = &self.tubes[tube].waiters;
-        let narrow = waiters.narrow.first().copied();
+        let narrow = waiters.narrow.next();
         if waiters.broad.is_empty() {
             return narrow.map(|(_, conn)| conn);
         }

@@ -80,7 +80,7 @@ impl Server {
     /// once the end of this one made the next file). What is not decoded
     /// is kept for later.
     fn process_input(&mut self, key: ConnId, mut fresh: &[u8]) {
-        let now = self.clock.now();
+        let read = self.clock.read();
         loop {
             if self.engine.journal().as_ref().is_some_and(Binlog::room_is_low) {
                 self.woken.push(key);
@@ -94,6 +94,7 @@ impl Server {
             match event {
                 Event::Command(command) => {
                     let input_ended = conn.input_ended();
+                    let now = self.clock.stamp(read);
                     self.engine.apply(now, key, command);
                     if input_ended && self.engine.is_waiting(key) {
                         // A reserve from a client that already hung up.

@@ -69,7 +69,7 @@ impl Server {
         }
         // The timer wakes the loop at the engine's deadline; the rounded-up
         // poll timeout stays as a fallback.
-        let now = self.clock.now();
+        let now = self.clock.read();
         let mut timeout = self.engine.next_deadline().map(|at| Duration::from_nanos(at.saturating_sub(now)));
         if let Some(binlog) = self.engine.journal() {
             let mut until = binlog.next_sync_at().map(|at| at.saturating_duration_since(Instant::now()));

@@ -143,6 +143,17 @@ pub struct Client {
     /// Received and not read yet.
     buf: Vec<u8>,
     eof: bool,
+    /// The connection ended with a reset (RST), not a clean close.
+    reset: bool,
+}
+
+/// How the server ended a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// A clean close (FIN): every byte sent before it arrived.
+    Closed,
+    /// A reset (RST): what the server had not sent yet is lost.
+    Reset,
 }
 
 impl Client {
@@ -157,7 +168,7 @@ impl Client {
     }
 
     pub fn try_connect(addr: &Addr) -> io::Result<Client> {
-        Ok(Client { stream: Stream::connect(addr)?, buf: Vec::new(), eof: false })
+        Ok(Client { stream: Stream::connect(addr)?, buf: Vec::new(), eof: false, reset: false })
     }
 
     /// True for a TCP connection whose two ends are the same socket: a
@@ -268,9 +279,25 @@ impl Client {
             // A close with unread data in the server's buffer comes as RST.
             Err(_) => {
                 self.eof = true;
+                self.reset = true;
                 Fill::Eof
             }
         }
+    }
+
+    /// Reads until the server ends the connection (panics after 10 s):
+    /// every byte that came, and how it ended.
+    pub fn read_until_closed(&mut self) -> (Vec<u8>, Ending) {
+        let until = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            match self.fill(until) {
+                Fill::Data => {}
+                Fill::Eof => break,
+                Fill::Timeout => panic!("still open after {REPLY_TIMEOUT:?}: {}", show(&self.buf)),
+            }
+        }
+        let ending = if self.reset { Ending::Reset } else { Ending::Closed };
+        (std::mem::take(&mut self.buf), ending)
     }
 
     /// Sends raw bytes and reads one reply.

@@ -37,7 +37,7 @@ pub mod spawn;
 
 use std::time::{Duration, Instant};
 
-pub use client::{Addr, Client, ReadError, Stats, found, inserted_id, put_command, show};
+pub use client::{Addr, Client, Ending, ReadError, Stats, found, inserted_id, put_command, show};
 pub use process::{Process, run};
 pub use rng::Rng;
 pub use server::{Binary, Exited, Server, ServerBuilder};

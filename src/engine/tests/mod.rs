@@ -153,11 +153,13 @@ fn delayed_jobs_of_many_tubes_come_ready_in_deadline_then_id_order() {
         h.call(conn, Command::Watch(tube("b")));
         assert_eq!(h.reserve(conn, None), None, "waits");
     }
-    // Each waiter, in the order they came, gets the next job to come ready.
+    // The waiters get the jobs in beanstalkd's order (waiters.rs): 1 came
+    // first; then conn 3 sits in 1's old slot of tube a's list, under its
+    // cursor, and 2 is b's last waiter.
     assert_eq!(h.advance(SECOND), vec![(1, reserved(b_first, "b at 1 s"))]);
     assert_eq!(
         h.advance(SECOND),
-        vec![(2, reserved(a_early, "a at 2 s")), (3, reserved(b_early, "b at 2 s"))],
+        vec![(3, reserved(a_early, "a at 2 s")), (2, reserved(b_early, "b at 2 s"))],
         "equal deadlines: the lower id first"
     );
     assert_eq!(h.reserve(1, None), None);

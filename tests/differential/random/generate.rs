@@ -339,7 +339,16 @@ impl Gen {
             self.alone(c);
             return;
         }
-        let c = open[self.rng.index(open.len())];
+        let mut c = open[self.rng.index(open.len())];
+        // Connections holding jobs more often, to release, bury, touch them.
+        let holders: Vec<ConnId> = open
+            .iter()
+            .copied()
+            .filter(|&h| !self.model.conns[h].waiting && self.model.jobs.iter().any(|j| j.state == State::Reserved(h)))
+            .collect();
+        if !holders.is_empty() && self.chance(35) {
+            c = holders[self.rng.index(holders.len())];
+        }
         if self.model.conns[c].waiting {
             // A close costs the script a pause (see `play.rs`): few of them.
             if self.chance(5) {
@@ -733,18 +742,18 @@ impl Gen {
     /// A command line (no CRLF) for connection `c`, valid or not.
     fn line(&mut self, c: ConnId) -> Vec<Part> {
         let text = |s: String| vec![Part::Bytes(s.into_bytes())];
-        let mut line = match self.rng.below(100) {
+        let mut line = match self.rng.below(110) {
             0..=21 => {
                 let (pri, delay, ttr, size) = (self.pri(), self.delay(), self.ttr(), self.size());
                 let sep = if self.chance(5) { "  " } else { " " };
                 text(format!("put {pri}{sep}{delay} {ttr} {size}"))
             }
-            22..=26 => self.id_command("peek ", c, Purpose::Any),
-            27..=32 => {
+            22..=25 => self.id_command("peek ", c, Purpose::Any),
+            26..=30 => {
                 let which = self.pick(&["peek-ready", "peek-delayed", "peek-buried"]);
                 text(which.to_string())
             }
-            33..=40 => {
+            31..=42 => {
                 if self.chance(40) {
                     text("reserve".into())
                 } else {
@@ -752,45 +761,45 @@ impl Gen {
                     text(format!("reserve-with-timeout {timeout}"))
                 }
             }
-            41..=43 => self.id_command("reserve-job ", c, Purpose::Take),
-            44..=48 => self.id_command("delete ", c, Purpose::Own),
-            49..=54 => {
+            43..=45 => self.id_command("reserve-job ", c, Purpose::Take),
+            46..=51 => self.id_command("delete ", c, Purpose::Own),
+            52..=59 => {
                 let mut line = self.id_command("release ", c, Purpose::Own);
                 let (pri, delay) = (self.pri(), self.delay());
                 line.push(Part::Bytes(format!(" {pri} {delay}").into_bytes()));
                 line
             }
-            55..=58 => {
+            60..=65 => {
                 let mut line = self.id_command("bury ", c, Purpose::Own);
                 let pri = self.pri();
                 line.push(Part::Bytes(format!(" {pri}").into_bytes()));
                 line
             }
-            59..=60 => self.id_command("touch ", c, Purpose::Own),
-            61..=64 => {
+            66..=68 => self.id_command("touch ", c, Purpose::Own),
+            69..=72 => {
                 let bound = self.pick(&KICK_BOUNDS);
                 text(format!("kick {bound}"))
             }
-            65..=67 => self.id_command("kick-job ", c, Purpose::Take),
-            68..=72 => self.id_command("stats-job ", c, Purpose::Any),
-            73..=75 => {
+            73..=75 => self.id_command("kick-job ", c, Purpose::Take),
+            76..=80 => self.id_command("stats-job ", c, Purpose::Any),
+            81..=83 => {
                 let name = self.tube();
                 text(format!("stats-tube {name}"))
             }
-            76..=77 => text("stats".into()),
-            78..=80 => {
+            84..=85 => text("stats".into()),
+            86..=88 => {
                 let which = self.pick(&["list-tubes", "list-tube-used", "list-tubes-watched"]);
                 text(which.to_string())
             }
-            81..=85 => {
+            89..=93 => {
                 let name = self.tube();
                 text(format!("use {name}"))
             }
-            86..=90 => {
+            94..=98 => {
                 let name = self.tube();
                 text(format!("watch {name}"))
             }
-            91..=94 => {
+            99..=102 => {
                 let name = if self.chance(60) {
                     let watched = &self.model.conns[c].watched;
                     watched[self.rng.index(watched.len())].clone()
@@ -799,13 +808,13 @@ impl Gen {
                 };
                 text(format!("ignore {name}"))
             }
-            95..=96 => {
+            103..=105 => {
                 let name = self.tube();
                 let seconds = self.pick(&["0", "1000", "3600", "4294967295", "10", "x", "", "-1", "4294967296"]);
                 let gap = self.pick(&[" ", " ", "", "   "]);
                 text(format!("pause-tube{gap}{name} {seconds}"))
             }
-            97 => self.long_line(),
+            106 => self.long_line(),
             _ => text(self.pick(&JUNK).to_string()),
         };
         if self.chance(6) {
@@ -833,7 +842,7 @@ impl Gen {
             let id = arriving[self.rng.index(arriving.len())];
             line.push(Part::Bytes(id.to_string().into_bytes()));
         } else if roll < 80 && !named.is_empty() {
-            let pool = if !suits.is_empty() && self.chance(75) { suits } else { named };
+            let pool = if !suits.is_empty() && self.chance(90) { suits } else { named };
             let job = pool[self.rng.index(pool.len())];
             if self.chance(8) {
                 line.push(Part::Bytes(self.pick(&["00", " ", "  0"]).as_bytes().to_vec()));

@@ -75,6 +75,9 @@ pub(crate) struct Outcome {
     pub(crate) observations: usize,
     /// Steps of the script.
     pub(crate) steps: usize,
+    /// How often beanstalkd answered with each word (`INSERTED`,
+    /// `NOT_FOUND`, `<closed>`, ...): what the scripts reach.
+    pub(crate) words: BTreeMap<String, usize>,
 }
 
 impl Outcome {
@@ -98,7 +101,13 @@ pub(crate) fn play(beanstalkd: &Binary, generated: &Generated, played: &[bool], 
         print_transcript(&name, &reference);
         print_transcript(&name, &candidate);
     }
+    let mut words = BTreeMap::new();
+    for e in &reference.entries {
+        let word = e.outcome.split([' ', '\\']).next().unwrap_or_default();
+        *words.entry(word.to_string()).or_insert(0) += 1;
+    }
     Outcome {
+        words,
         difference: diff(&name, &reference, &candidate),
         kind: kind(&reference, &candidate),
         stalls: reference.entries.iter().filter(|e| e.outcome.starts_with("<no reply")).count(),
@@ -136,6 +145,7 @@ struct Totals {
     steps: usize,
     commands: usize,
     observations: usize,
+    words: BTreeMap<String, usize>,
 }
 
 #[test]
@@ -174,6 +184,9 @@ fn random_scripts() {
         totals.steps += outcome.steps;
         totals.commands += generated.commands(&all);
         totals.observations += outcome.observations;
+        for (word, n) in &outcome.words {
+            *totals.words.entry(word.clone()).or_insert(0) += n;
+        }
         if outcome.generator_fault() {
             kinds.entry("generator fault".into()).or_default().push(seed);
             reports.push(format!(
@@ -209,6 +222,8 @@ fn random_scripts() {
         differing,
         began.elapsed().as_secs_f64()
     );
+    let words: Vec<String> = totals.words.iter().map(|(w, n)| format!("{w} {n}")).collect();
+    summary.push_str(&format!("\n  beanstalkd answered: {}", words.join(", ")));
     if !slow.is_empty() {
         summary.push_str(&format!("\n  slow seeds: {}", slow.join(", ")));
     }
