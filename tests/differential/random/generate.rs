@@ -27,44 +27,43 @@ use super::model::{ConnId, JobKey, Model, State};
 use super::ops::{self, Kind, Op, Part};
 use crate::support::Rng;
 
-/// The known differences the generator may walk into (each off unless
-/// asked for; see `SPROUT_DIFF_ALLOW` in the module doc of `random`).
+/// The known differences the generator keeps out of its scripts unless
+/// asked (`SPROUT_DIFF_ALLOW`, see the module doc of `random`). Three are
+/// departures protocol.md documents and tests, two are open.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Allow {
-    /// More than one command that sets or reads a deadline in one write.
-    pub(crate) ties: bool,
-    /// More than one connection waiting in `reserve` at a time.
+    /// Open: several connections waiting in `reserve` at a time. sprout
+    /// serves a tube's waiters in beanstalkd's order (its `ms.c` cursor),
+    /// but a reserve that gets a job at once does not move the cursor as
+    /// beanstalkd's does (it joins the tube's list and is taken from it).
+    /// Even allowed, a connection watching more than 8 tubes never waits
+    /// beside another (departure 10).
     pub(crate) waiters: bool,
-    /// Commands after one that woke a waiting connection, in the same write.
+    /// Departure 4: commands after one that woke a waiting connection, in
+    /// the same write.
     pub(crate) ahead: bool,
-    /// `peek`/`stats-job` (any id command) of a job whose body is arriving.
+    /// Departure 11: an id command (`peek`, `stats-job`, ...) naming a job
+    /// whose body is still arriving.
     pub(crate) arriving: bool,
-    /// Commands after `quit` in the same write.
+    /// Departure 12: commands after `quit` in the same write.
     pub(crate) after_quit: bool,
-    /// A connection holding two jobs or more closes while another waits:
-    /// which of the jobs the waiting one gets.
+    /// Open: a connection holding two jobs or more closes while another
+    /// waits. beanstalkd gives them back in the order they were reserved,
+    /// each to a waiting connection at once; sprout in TTR deadline order.
     pub(crate) close_order: bool,
 }
 
 impl Allow {
-    pub(crate) const NAMES: [&'static str; 6] = ["ties", "waiters", "ahead", "arriving", "after-quit", "close-order"];
+    pub(crate) const NAMES: [&'static str; 5] = ["waiters", "ahead", "arriving", "after-quit", "close-order"];
 
-    /// `ties,waiters,...` (or `all`, or empty for none).
+    /// `waiters,ahead,...` (or `all`, or empty for none).
     pub(crate) fn parse(spec: &str) -> Result<Allow, String> {
         let mut allow = Allow::default();
         for word in spec.split(',').map(str::trim).filter(|w| !w.is_empty()) {
             match word {
                 "all" => {
-                    allow = Allow {
-                        ties: true,
-                        waiters: true,
-                        ahead: true,
-                        arriving: true,
-                        after_quit: true,
-                        close_order: true,
-                    };
+                    allow = Allow { waiters: true, ahead: true, arriving: true, after_quit: true, close_order: true };
                 }
-                "ties" => allow.ties = true,
                 "waiters" => allow.waiters = true,
                 "ahead" => allow.ahead = true,
                 "arriving" => allow.arriving = true,
@@ -77,7 +76,7 @@ impl Allow {
     }
 
     pub(crate) fn describe(&self) -> String {
-        let on = [self.ties, self.waiters, self.ahead, self.arriving, self.after_quit, self.close_order];
+        let on = [self.waiters, self.ahead, self.arriving, self.after_quit, self.close_order];
         let names: Vec<&str> = Allow::NAMES.iter().zip(on).filter(|(_, on)| *on).map(|(n, _)| *n).collect();
         if names.is_empty() { "none".into() } else { names.join(",") }
     }
@@ -88,6 +87,8 @@ pub(crate) struct Generated {
     pub(crate) seed: u64,
     /// `-z`, or `None` for the default (65535).
     pub(crate) max_job_size: Option<u32>,
+    /// With a binlog (`-b`): every change is logged before its reply.
+    pub(crate) binlog: bool,
     pub(crate) ops: Vec<Op>,
 }
 
@@ -95,8 +96,20 @@ impl Generated {
     /// The script, in the script language, of the operations `played`.
     pub(crate) fn script(&self, played: &[bool], title: &str) -> String {
         let mut out = format!("# {title}\n");
+        let mut flags = Vec::new();
         if let Some(z) = self.max_job_size {
-            out.push_str(&format!("server -z {z}\n"));
+            flags.push(format!("-z {z}"));
+        }
+        if self.binlog {
+            // Small files, quick to preallocate; the two logs' layouts and
+            // counters differ by design (see normalise.rs).
+            flags.push("-b $TMP -s 1000000".into());
+        }
+        if !flags.is_empty() {
+            out.push_str(&format!("server {}\n", flags.join(" ")));
+        }
+        if self.binlog {
+            out.push_str("option mask-binlog\n");
         }
         for line in ops::render(&self.ops, played) {
             out.push_str(&line);
@@ -116,6 +129,7 @@ pub(crate) fn generate(seed: u64, allow: Allow) -> Generated {
     let mut rng = Rng(splitmix(seed));
     let z_choices: [Option<u32>; 8] = [Some(0), Some(1), Some(5), Some(10), Some(10), Some(20), Some(100), None];
     let max_job_size = z_choices[rng.index(z_choices.len())];
+    let binlog = rng.below(100) < 12;
     let max_open = 2 + rng.index(3);
     let length = 15 + rng.index(50);
     let mut g = Gen {
@@ -132,7 +146,7 @@ pub(crate) fn generate(seed: u64, allow: Allow) -> Generated {
     while g.ops.len() < length {
         g.step();
     }
-    Generated { seed, max_job_size, ops: g.ops }
+    Generated { seed, max_job_size, binlog, ops: g.ops }
 }
 
 /// Spreads a small seed over the generator's 64 bits (and never 0).
@@ -164,8 +178,6 @@ struct Cmd {
     replies: usize,
     /// The jobs whose `INSERTED` it returns.
     names: Vec<JobKey>,
-    /// Sets or reads a deadline (reserve, touch, a delay, a pause).
-    timed: bool,
     /// Handed a job to a waiting connection.
     woke: bool,
     quits: bool,
@@ -426,7 +438,7 @@ impl Gen {
                 }
                 break;
             }
-            if (cmd.timed && !self.allow.ties) || (cmd.woke && !self.allow.ahead) {
+            if cmd.woke && !self.allow.ahead {
                 break;
             }
         }
@@ -541,14 +553,36 @@ impl Gen {
         self.read_woken();
     }
 
+    /// Closes the connection, or half-closes it (shuts down its sending
+    /// side: a waiting reserve answers `TIMED_OUT`, then the server closes).
     fn close(&mut self, c: ConnId) {
         if !self.allow.close_order && self.model.close_order_matters(c) {
             return;
         }
         self.pending.remove(&c);
-        self.wait_op.remove(&c);
+        let wait = self.wait_op.remove(&c);
+        let name = self.name(c);
+        if self.chance(40) {
+            let op = self.push(Op {
+                conn: name.clone(),
+                kind: Kind::Shutdown,
+                names: Vec::new(),
+                needs: Vec::new(),
+                commands: 0,
+            });
+            if let Some(wait) = wait {
+                self.push(Op {
+                    conn: name,
+                    kind: Kind::Read(1),
+                    names: Vec::new(),
+                    needs: vec![wait, op],
+                    commands: 0,
+                });
+            }
+        } else {
+            self.push(Op { conn: name, kind: Kind::Close, names: Vec::new(), needs: Vec::new(), commands: 0 });
+        }
         self.model.close(c);
-        self.push(Op { conn: self.name(c), kind: Kind::Close, names: Vec::new(), needs: Vec::new(), commands: 0 });
         self.read_woken();
     }
 
@@ -620,8 +654,7 @@ impl Gen {
         model.tick();
         let mut data = line.to_vec();
         data.push(Part::Bytes(b"\r\n".to_vec()));
-        let mut cmd =
-            Cmd { data, replies: 1, names: Vec::new(), timed: false, woke: false, quits: false, waits: false };
+        let mut cmd = Cmd { data, replies: 1, names: Vec::new(), woke: false, quits: false, waits: false };
         let waiting_before: Vec<usize> = model.conns.iter().map(|c| c.unread).collect();
         let find = |model: &Model, id: u64| model.job_by_id(id);
         let short = |n: u32| (1..1000).contains(&n);
@@ -649,7 +682,6 @@ impl Gen {
                     model.put_refused(job);
                 }
                 cmd.data.push(Part::Bytes(body));
-                cmd.timed = delay > 0;
             }
             Line::TooBig { size } => {
                 if size > self.z.saturating_add(200) {
@@ -659,7 +691,6 @@ impl Gen {
                 cmd.data.push(Part::Bytes(fill));
             }
             Line::Reserve { timeout } => {
-                cmd.timed = true;
                 let may_wait = match timeout {
                     Some(0) => false,
                     Some(t) if (1..1000).contains(&t) => {
@@ -671,7 +702,11 @@ impl Gen {
                 };
                 let waiting = model.waiting_count();
                 if !model.reserve(c, may_wait) && may_wait {
-                    if context != Context::Alone || (waiting > 0 && !self.allow.waiters) {
+                    // Several waiters only when allowed, and never a broad
+                    // one beside others (departure 10).
+                    let broad =
+                        model.conns.iter().enumerate().any(|(i, w)| (i == c || w.waiting) && w.watched.len() > 8);
+                    if context != Context::Alone || (waiting > 0 && (!self.allow.waiters || broad)) {
                         return None;
                     }
                     cmd.replies = 0;
@@ -679,7 +714,6 @@ impl Gen {
                 }
             }
             Line::ReserveJob(id) => {
-                cmd.timed = true;
                 if let Some(job) = find(&model, id) {
                     model.reserve_job(c, job);
                 }
@@ -693,7 +727,6 @@ impl Gen {
                 if short(delay) {
                     return None;
                 }
-                cmd.timed = delay > 0;
                 if let Some(job) = find(&model, id) {
                     model.release(c, job, pri, delay);
                 }
@@ -709,7 +742,7 @@ impl Gen {
                     model.kick_job(job);
                 }
             }
-            Line::Touch(_) => cmd.timed = true,
+            Line::Touch(_) => {}
             Line::Use(name) => model.use_tube(c, &name),
             Line::Watch(name) => model.watch(c, &name),
             Line::Ignore(name) => model.ignore(c, &name),
@@ -717,7 +750,6 @@ impl Gen {
                 if short(seconds) {
                     return None;
                 }
-                cmd.timed = true;
                 model.pause(&tube, seconds);
             }
             Line::Quit => {

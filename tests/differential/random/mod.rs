@@ -16,15 +16,11 @@
 //!   `SPROUT_DIFF_VERBOSE=1`, both transcripts too);
 //! * `SPROUT_DIFF_SHRINK=N`: shrink at most N differing scripts (default 3;
 //!   the others are listed by seed and kind);
-//! * `SPROUT_DIFF_ALLOW=ties,waiters,ahead,arriving,after-quit,close-order`
-//!   (or `all`):
-//!   also write what the known differences need, which are otherwise left
-//!   out: several deadlines set in one write (`ties`), several connections
-//!   waiting at once (`waiters`), commands after one that wakes a waiting
-//!   connection in the same write (`ahead`), a peek or stats-job of a job
-//!   whose body is still arriving (`arriving`), commands after `quit` in the
-//!   same write (`after-quit`), a connection holding several jobs closing
-//!   while another waits (`close-order`);
+//! * `SPROUT_DIFF_ALLOW=waiters,ahead,arriving,after-quit,close-order` (or
+//!   `all`): also write what the known differences need, which the scripts
+//!   otherwise leave out (`generate::Allow` says what each is): three are
+//!   departures protocol.md documents (4: `ahead`, 11: `arriving`, 12:
+//!   `after-quit`), two are open (`waiters`, `close-order`);
 //! * `SPROUT_DIFF_SELF=1` plays beanstalkd against itself, as for the
 //!   scenarios (no difference may show: checks that the scripts do not
 //!   depend on timing).
@@ -40,6 +36,8 @@ mod ops;
 mod shrink;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::compare::{diff, play_both, print_transcript, verbose};
@@ -50,6 +48,9 @@ use generate::{Allow, Generated, generate};
 
 /// The seeds CI plays: about 40 s on a busy 2-core machine.
 const CI_SEEDS: u64 = 300;
+
+/// How many scripts are played at a time (`SPROUT_DIFF_JOBS`).
+const JOBS: u64 = 2;
 
 /// A script that takes longer than this is named in the summary (it
 /// waited for something: a reply that did not come, or a server).
@@ -117,15 +118,30 @@ pub(crate) fn play(beanstalkd: &Binary, generated: &Generated, played: &[bool], 
     }
 }
 
-/// The first difference as `command: beanstalkd's first word | sprout's`.
+/// The first difference as `command: beanstalkd's first word | sprout's`,
+/// the command found (roughly) among what the step sent.
 fn kind(a: &Transcript, b: &Transcript) -> String {
     let first_word = |s: &str| s.split([' ', '\\']).next().unwrap_or_default().to_string();
     for i in 0..a.entries.len().max(b.entries.len()) {
         match (a.entries.get(i), b.entries.get(i)) {
             (Some(x), Some(y)) if x.outcome == y.outcome && x.step == y.step => continue,
             (Some(x), Some(y)) => {
-                let sent = x.sent.rsplit("\\r\\n").find(|c| !c.is_empty()).unwrap_or(&x.source);
-                let command = sent.split([' ', '\\']).next().unwrap_or_default();
+                // The step's replies answer its commands in order (a put's
+                // body is not a command).
+                let first = a.entries[..i].iter().rposition(|e| e.step != x.step).map_or(0, |p| p + 1);
+                let mut commands = Vec::new();
+                let mut body_next = false;
+                for line in a.entries[first].sent.split("\\r\\n").filter(|l| !l.is_empty()) {
+                    if !std::mem::take(&mut body_next) {
+                        body_next = line.starts_with("put ");
+                        commands.push(first_word(line));
+                    }
+                }
+                let command = match commands.get(i - first).or(commands.last()) {
+                    Some(command) => command.clone(),
+                    None if x.source.contains('<') => "a waiting reserve".into(),
+                    None => x.source.clone(),
+                };
                 return format!("{command}: {} | {}", first_word(&x.outcome), first_word(&y.outcome));
             }
             _ => return "observation count".into(),
@@ -148,6 +164,50 @@ struct Totals {
     words: BTreeMap<String, usize>,
 }
 
+/// What one seed's script showed, in short (the script itself is made
+/// again from the seed when it is needed).
+struct Played {
+    seed: u64,
+    outcome: Outcome,
+    ops: usize,
+    commands: usize,
+    took: Duration,
+}
+
+/// Plays the scripts of `seeds`, on `jobs` threads at a time (a script
+/// mostly waits for replies), in seed order.
+fn play_seeds(beanstalkd: &Binary, seeds: std::ops::Range<u64>, allow: Allow, jobs: usize) -> Vec<Played> {
+    let next = AtomicU64::new(seeds.start);
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= seeds.end {
+                        return;
+                    }
+                    let generated = generate(seed, allow);
+                    let all = vec![true; generated.ops.len()];
+                    let started = Instant::now();
+                    let outcome = play(beanstalkd, &generated, &all, false);
+                    let played = Played {
+                        seed,
+                        outcome,
+                        ops: generated.ops.len(),
+                        commands: generated.commands(&all),
+                        took: started.elapsed(),
+                    };
+                    results.lock().unwrap().push(played);
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|p| p.seed);
+    results
+}
+
 #[test]
 fn random_scripts() {
     let Some(beanstalkd) = Binary::beanstalkd_or_skip("random_scripts") else {
@@ -156,61 +216,62 @@ fn random_scripts() {
     let allow = Allow::parse(&std::env::var("SPROUT_DIFF_ALLOW").unwrap_or_default()).unwrap();
     let single = env_u64("SPROUT_DIFF_SEED");
     let seeds = match single {
-        Some(seed) => seed..seed + 1,
+        Some(seed) => {
+            let generated = generate(seed, allow);
+            eprintln!("{}", generated.script(&vec![true; generated.ops.len()], &format!("seed {seed}")));
+            seed..seed + 1
+        }
         None => {
             let first = env_u64("SPROUT_DIFF_FIRST_SEED").unwrap_or(1);
             first..first + env_u64("SPROUT_DIFF_SEEDS").unwrap_or(CI_SEEDS)
         }
     };
+    let jobs = env_u64("SPROUT_DIFF_JOBS").unwrap_or(JOBS).max(1) as usize;
     let mut shrinks_left = env_u64("SPROUT_DIFF_SHRINK").unwrap_or(3);
     let began = Instant::now();
     let mut totals = Totals::default();
     let mut kinds: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut reports = Vec::new();
     let mut slow = Vec::new();
-    for seed in seeds.clone() {
-        let generated = generate(seed, allow);
-        let all = vec![true; generated.ops.len()];
-        if single.is_some() {
-            eprintln!("{}", generated.script(&all, &format!("seed {seed}")));
-        }
-        let started = Instant::now();
-        let outcome = play(&beanstalkd, &generated, &all, false);
-        if started.elapsed() > SLOW {
-            slow.push(format!("{seed} ({:.1} s)", started.elapsed().as_secs_f64()));
+    for played in play_seeds(&beanstalkd, seeds.clone(), allow, jobs) {
+        let Played { seed, outcome, .. } = played;
+        if played.took > SLOW {
+            slow.push(format!("{seed} ({:.1} s)", played.took.as_secs_f64()));
         }
         totals.scripts += 1;
-        totals.ops += generated.ops.len();
+        totals.ops += played.ops;
         totals.steps += outcome.steps;
-        totals.commands += generated.commands(&all);
+        totals.commands += played.commands;
         totals.observations += outcome.observations;
         for (word, n) in &outcome.words {
             *totals.words.entry(word.clone()).or_insert(0) += n;
         }
         if outcome.generator_fault() {
             kinds.entry("generator fault".into()).or_default().push(seed);
+            let generated = generate(seed, allow);
             reports.push(format!(
                 "seed {seed}: the generator's model of beanstalkd is off ({} stalls, script errors {:?}); \
                  the script:\n{}\n{}",
                 outcome.stalls,
                 outcome.script_errors,
-                generated.script(&all, &format!("seed {seed}")),
+                generated.script(&vec![true; generated.ops.len()], &format!("seed {seed}")),
                 outcome.difference.as_deref().unwrap_or("(no difference)"),
             ));
             continue;
         }
-        let Some(difference) = &outcome.difference else { continue };
-        kinds.entry(outcome.kind.clone()).or_default().push(seed);
-        if shrinks_left == 0 {
+        if outcome.difference.is_none() {
             continue;
         }
-        shrinks_left -= 1;
-        reports.push(report(&beanstalkd, &generated, outcome.kind.clone(), difference.clone(), outcome));
+        kinds.entry(outcome.kind.clone()).or_default().push(seed);
+        if shrinks_left > 0 {
+            shrinks_left -= 1;
+            reports.push(report(&beanstalkd, &generate(seed, allow), outcome));
+        }
     }
     let differing: usize = kinds.values().map(Vec::len).sum();
     let mut summary = format!(
         "random_scripts: seeds {}..{} (allow {}): {} scripts, {} operations, {} steps, {} commands, \
-         {} observations compared, {} differing, in {:.1} s",
+         {} observations compared, {} differing, in {:.1} s ({jobs} at a time)",
         seeds.start,
         seeds.end - 1,
         allow.describe(),
@@ -237,8 +298,10 @@ fn random_scripts() {
 
 /// Checks that a difference comes back when the script is played again,
 /// shrinks it, saves the small script, and says all that.
-fn report(beanstalkd: &Binary, generated: &Generated, kind: String, difference: String, outcome: Outcome) -> String {
+fn report(beanstalkd: &Binary, generated: &Generated, outcome: Outcome) -> String {
     let seed = generated.seed;
+    let kind = outcome.kind.clone();
+    let difference = outcome.difference.clone().unwrap_or_default();
     let all = vec![true; generated.ops.len()];
     let again = play(beanstalkd, generated, &all, false);
     if again.difference.is_none() {

@@ -23,6 +23,8 @@ pub(crate) enum Kind {
     Read(usize),
     /// The script closes the connection.
     Close,
+    /// The script shuts down its sending side of the connection.
+    Shutdown,
     /// The server must close the connection (after a `quit` in a batch).
     Closed,
 }
@@ -117,6 +119,7 @@ pub(crate) fn render(ops: &[Op], played: &[bool]) -> Vec<String> {
             Kind::Read(1) => lines.push(format!("{c}<")),
             Kind::Read(n) => lines.push(format!("{c}< {n}")),
             Kind::Close => lines.push(format!("{c} close")),
+            Kind::Shutdown => lines.push(format!("{c} shutdown")),
             Kind::Closed => lines.push(format!("{c} closed")),
         }
         for &k in &op.names {
