@@ -29,7 +29,7 @@ use crate::support::Rng;
 
 /// The known differences the generator keeps out of its scripts unless
 /// asked (`SPROUT_DIFF_ALLOW`, see the module doc of `random`). Three are
-/// departures protocol.md documents and tests, two are open.
+/// departures protocol.md documents and tests, three are open.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Allow {
     /// Open: several connections waiting in `reserve` at a time. sprout
@@ -51,10 +51,17 @@ pub(crate) struct Allow {
     /// waits. beanstalkd gives them back in the order they were reserved,
     /// each to a waiting connection at once; sprout in TTR deadline order.
     pub(crate) close_order: bool,
+    /// Open: a connection waiting in a reserve, with commands queued
+    /// behind it, closes (the script then half-closes it instead). Both
+    /// servers answer `TIMED_OUT` to the end of its input and go on with
+    /// the queued commands; beanstalkd runs one (writing its reply fails,
+    /// the peer having reset), sprout runs them all.
+    pub(crate) close_queued: bool,
 }
 
 impl Allow {
-    pub(crate) const NAMES: [&'static str; 5] = ["waiters", "ahead", "arriving", "after-quit", "close-order"];
+    pub(crate) const NAMES: [&'static str; 6] =
+        ["waiters", "ahead", "arriving", "after-quit", "close-order", "close-queued"];
 
     /// `waiters,ahead,...` (or `all`, or empty for none).
     pub(crate) fn parse(spec: &str) -> Result<Allow, String> {
@@ -62,13 +69,21 @@ impl Allow {
         for word in spec.split(',').map(str::trim).filter(|w| !w.is_empty()) {
             match word {
                 "all" => {
-                    allow = Allow { waiters: true, ahead: true, arriving: true, after_quit: true, close_order: true };
+                    allow = Allow {
+                        waiters: true,
+                        ahead: true,
+                        arriving: true,
+                        after_quit: true,
+                        close_order: true,
+                        close_queued: true,
+                    };
                 }
                 "waiters" => allow.waiters = true,
                 "ahead" => allow.ahead = true,
                 "arriving" => allow.arriving = true,
                 "after-quit" => allow.after_quit = true,
                 "close-order" => allow.close_order = true,
+                "close-queued" => allow.close_queued = true,
                 _ => return Err(format!("unknown class {word:?} (known: all, {})", Allow::NAMES.join(", "))),
             }
         }
@@ -76,7 +91,7 @@ impl Allow {
     }
 
     pub(crate) fn describe(&self) -> String {
-        let on = [self.waiters, self.ahead, self.arriving, self.after_quit, self.close_order];
+        let on = [self.waiters, self.ahead, self.arriving, self.after_quit, self.close_order, self.close_queued];
         let names: Vec<&str> = Allow::NAMES.iter().zip(on).filter(|(_, on)| *on).map(|(n, _)| *n).collect();
         if names.is_empty() { "none".into() } else { names.join(",") }
     }
@@ -212,6 +227,9 @@ const PRIORITIES: [&str; 9] = ["0", "1", "512", "1023", "1024", "65535", "214748
 const DELAYS: [&str; 5] = ["1000", "1001", "3600", "86400", "4294967295"];
 const TTRS: [&str; 5] = ["1000", "1001", "3600", "86400", "4294967295"];
 const SHORT_TTRS: [&str; 4] = ["0", "1", "2", "999"];
+/// Commands that change nothing, to queue behind a reserve that waits.
+const QUEUED: [&str; 7] =
+    ["stats-tube default", "stats-tube t1", "list-tubes", "stats", "peek-ready", "list-tubes-watched", "stats-job 1"];
 /// Numbers beanstalkd refuses where it reads an unsigned 32-bit one (some
 /// are fine for `kick` and `reserve-with-timeout`, which read numbers as C
 /// does).
@@ -377,6 +395,17 @@ impl Gen {
             return;
         }
         match self.rng.below(1000) {
+            // SIGUSR1: drain mode, puts refused from then on.
+            0..=2 if !self.model.draining => {
+                self.model.draining = true;
+                self.push(Op {
+                    conn: String::new(),
+                    kind: Kind::Drain,
+                    names: Vec::new(),
+                    needs: Vec::new(),
+                    commands: 0,
+                });
+            }
             0..=99 => self.batch(c),
             100..=149 => self.start_half(c),
             150..=159 => self.close(c),
@@ -398,6 +427,17 @@ impl Gen {
                 if cmd.waits {
                     data.insert(0, self.fence());
                     (replies, commands) = (1, 2);
+                    // Commands queued behind the reserve, run once it has
+                    // its job: ones that change nothing.
+                    if self.chance(30) {
+                        let queued = 1 + self.rng.index(2);
+                        for _ in 0..queued {
+                            let line = self.pick(&QUEUED);
+                            data.push(Part::Bytes(format!("{line}\r\n").into_bytes()));
+                        }
+                        self.model.conns[c].queued = queued;
+                        commands += queued;
+                    }
                 }
                 let op = self.push(Op {
                     conn: self.name(c),
@@ -417,6 +457,9 @@ impl Gen {
 
     /// Two to five commands in one write, their replies read together.
     fn batch(&mut self, c: ConnId) {
+        if self.chance(8) {
+            return self.watch_many(c);
+        }
         let want = 2 + self.rng.index(4);
         let (mut data, mut replies, mut names, mut commands, mut quits) = (Vec::new(), 0, Vec::new(), 0, false);
         let mut tries = 0;
@@ -452,6 +495,26 @@ impl Gen {
             self.push(Op { conn, kind: Kind::Closed, names: Vec::new(), needs: Vec::new(), commands: 0 });
         }
         self.read_woken();
+    }
+
+    /// Watches 6 to 11 of the tubes w0 to w11 in one write, so that the
+    /// connection may watch more than 8 tubes.
+    fn watch_many(&mut self, c: ConnId) {
+        let count = 6 + self.rng.index(6);
+        let mut data = Vec::new();
+        for _ in 0..count {
+            let line = format!("watch w{}", self.rng.below(12));
+            let cmd = self.commit(c, &[Part::Bytes(line.into_bytes())], Context::Batch).expect("watch is safe");
+            data.extend(cmd.data);
+        }
+        let op = Op {
+            conn: self.name(c),
+            kind: Kind::Send { data, replies: count },
+            names: Vec::new(),
+            needs: Vec::new(),
+            commands: count,
+        };
+        self.push(op);
     }
 
     /// The first part of a line, or a put line and the first part of its
@@ -517,6 +580,7 @@ impl Gen {
         let Pending { op: first, what } = self.pending.remove(&c).unwrap();
         let (data, names, replies) = match what {
             Half::Body { rest, job, delay, ok } => {
+                let ok = ok && !self.model.draining;
                 if ok {
                     self.model.put_body(job, delay);
                     self.model.name_job(job);
@@ -562,7 +626,9 @@ impl Gen {
         self.pending.remove(&c);
         let wait = self.wait_op.remove(&c);
         let name = self.name(c);
-        if self.chance(40) {
+        // A full close behind queued commands: how many of them run.
+        let queued = self.model.conns[c].queued > 0 && !self.allow.close_queued;
+        if queued || self.chance(40) {
             let op = self.push(Op {
                 conn: name.clone(),
                 kind: Kind::Shutdown,
@@ -571,9 +637,11 @@ impl Gen {
                 commands: 0,
             });
             if let Some(wait) = wait {
+                // TIMED_OUT, and the replies of the commands queued behind.
+                let replies = 1 + std::mem::take(&mut self.model.conns[c].queued);
                 self.push(Op {
                     conn: name,
-                    kind: Kind::Read(1),
+                    kind: Kind::Read(replies),
                     names: Vec::new(),
                     needs: vec![wait, op],
                     commands: 0,
@@ -645,6 +713,11 @@ impl Gen {
     /// the command to send (with a put's body).
     fn commit(&mut self, c: ConnId, line: &[Part], context: Context) -> Option<Cmd> {
         let bytes = self.bytes(line);
+        if bytes.contains(&b'\r') && bytes.len() + 2 <= LINE_MAX {
+            // A CR not followed by LF hides the line's end until it is
+            // longer than 224 bytes: the server would wait for more.
+            return None;
+        }
         if bytes.len() + 2 > LINE_MAX && (bytes.len() + 2) % LINE_MAX == 1 {
             // A CR as the last byte of beanstalkd's buffer: a documented
             // departure (protocol.md), tested on its own.
@@ -672,13 +745,14 @@ impl Gen {
                 }
                 let job = model.put_line(c, pri, ttr);
                 let mut body = self.body(size);
-                if self.chance(88) {
-                    body.extend_from_slice(b"\r\n");
+                let ok = self.chance(88);
+                body.extend_from_slice(if ok { b"\r\n" } else { self.bad_ending() });
+                if ok && !model.draining {
                     model.put_body(job, delay);
                     model.name_job(job);
                     cmd.names.push(job);
                 } else {
-                    body.extend_from_slice(self.bad_ending());
+                    // EXPECTED_CRLF or DRAINING: the id is spent.
                     model.put_refused(job);
                 }
                 cmd.data.push(Part::Bytes(body));
@@ -959,8 +1033,11 @@ impl Gen {
         if roll < 80 {
             let long = "Q".repeat(200);
             let bracketed = format!("({})", "9".repeat(198));
-            let names = ["default", "t1", "t2", "t3", "a-b", "x+y/z;w.v$u_(t)", &long, &bracketed];
-            return names[self.rng.index(names.len())].to_string();
+            let names = ["default", "t1", "t2", "t3", "a-b", "x+y/z;w.v$u_(t)", &long, &bracketed, "w"];
+            let name = names[self.rng.index(names.len())];
+            // w0 to w11: enough for a connection to watch more than 8
+            // tubes (sprout keeps such a watch list another way).
+            return if name == "w" { format!("w{}", self.rng.below(12)) } else { name.to_string() };
         }
         let long = "Q".repeat(201);
         let names = [&long[..], "-t1", "t 1", "t*1", "", "t1 ", " t1", "t\u{e9}", "t\t1", "t1\0"];
@@ -972,7 +1049,10 @@ impl Gen {
     fn long_line(&mut self) -> Vec<Part> {
         let total = self.pick(&["200", "222", "223", "224", "224", "226", "227", "300", "447", "448", "450", "1000"]);
         let total: usize = total.parse().unwrap();
-        let (head, pad, tail) = match self.rng.below(7) {
+        let (head, pad, tail) = match self.rng.below(8) {
+            // A CR that does not end the line: it ends at the first CRLF
+            // past 224 bytes, answered BAD_FORMAT.
+            7 => ("stats\rX", b'a', ""),
             0 => ("peek ", b' ', "999999"),
             1 => ("delete ", b'0', "0"),
             2 => ("kick ", b' ', "1"),
@@ -1006,7 +1086,7 @@ impl Gen {
                 let b = bytes[at];
                 bytes.insert(at, b);
             }
-            2 => bytes[at] = b" x0-\t:"[self.rng.index(6)],
+            2 => bytes[at] = b" x0-\t:\n"[self.rng.index(7)],
             3 => bytes.insert(at, b' '),
             4 => bytes.make_ascii_uppercase(),
             _ => bytes.push(b' '),

@@ -63,6 +63,9 @@ pub(crate) struct Conn {
     pub(crate) waiting: bool,
     /// Replies written by the server and not read by the script yet.
     pub(crate) unread: usize,
+    /// Commands sent behind the reserve it waits in (they run, and answer,
+    /// once it gets a job).
+    pub(crate) queued: usize,
     /// In the middle of a line (sent in two parts).
     pub(crate) partial_line: bool,
     /// The job whose body is still being sent.
@@ -93,6 +96,8 @@ pub(crate) struct Model {
     order: u64,
     /// How many `$N` the script has: the `INSERTED` replies read so far.
     pub(crate) named: usize,
+    /// After SIGUSR1: every put is refused (`DRAINING`), its id spent.
+    pub(crate) draining: bool,
 }
 
 /// One second in the model's clock (more ticks than any script has
@@ -115,6 +120,7 @@ impl Model {
             watched: vec!["default".into()],
             waiting: false,
             unread: 0,
+            queued: 0,
             partial_line: false,
             arriving: None,
         });
@@ -195,7 +201,7 @@ impl Model {
             tube.last += 1;
             self.stop_waiting(conn);
             self.reserve_to(job, conn);
-            self.conns[conn].unread += 1;
+            self.conns[conn].unread += 1 + std::mem::take(&mut self.conns[conn].queued);
         }
     }
 

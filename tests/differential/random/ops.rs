@@ -27,6 +27,9 @@ pub(crate) enum Kind {
     Shutdown,
     /// The server must close the connection (after a `quit` in a batch).
     Closed,
+    /// SIGUSR1 to the server: drain mode (the operation's connection is
+    /// none).
+    Drain,
 }
 
 #[derive(Clone, Debug)]
@@ -121,6 +124,7 @@ pub(crate) fn render(ops: &[Op], played: &[bool]) -> Vec<String> {
             Kind::Close => lines.push(format!("{c} close")),
             Kind::Shutdown => lines.push(format!("{c} shutdown")),
             Kind::Closed => lines.push(format!("{c} closed")),
+            Kind::Drain => lines.push("signal USR1".into()),
         }
         for &k in &op.names {
             let n = number.len() + 1;
