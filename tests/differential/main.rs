@@ -5,6 +5,12 @@
 //! Each scenario is a file in `tests/differential/*.script` and its own
 //! `#[test]` (see the `scenarios!` list at the bottom), so they run in
 //! parallel. The script language is described in `tests/differential/README.md`.
+//! `random_scripts` (`random/`) plays seeded random scripts in the same
+//! language, and shrinks one that shows a difference.
+//!
+//! The player: `script.rs` reads a script, `play.rs` plays it against one
+//! server, `normalise.rs` makes replies comparable, `compare.rs` plays it
+//! against both and prints the differences.
 //!
 //! Normalisation (applied to both servers' replies alike):
 //! * job ids are replaced by their first-appearance order (`$1`, `$2`, ...):

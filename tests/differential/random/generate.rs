@@ -1133,3 +1133,24 @@ fn split(parts: &[Part], at: usize) -> (Vec<Part>, Vec<Part>) {
     }
     (first, rest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::parse_script;
+
+    /// A seed makes the same script every time, and every script parses.
+    #[test]
+    fn scripts_are_reproducible_and_parse() {
+        for seed in 1..=200 {
+            let a = generate(seed, Allow::default());
+            let b = generate(seed, Allow::default());
+            let all = vec![true; a.ops.len()];
+            let text = a.script(&all, "test");
+            assert_eq!(text, b.script(&all, "test"), "seed {seed}");
+            assert_eq!(ops::closure(&a.ops, &all), all, "seed {seed}: an operation needs one that is not there");
+            let script = parse_script(&format!("seed {seed}"), &text);
+            assert!(!script.steps.is_empty());
+        }
+    }
+}

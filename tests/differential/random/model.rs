@@ -457,3 +457,59 @@ impl Model {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(model: &mut Model, conn: ConnId, pri: u32) -> JobKey {
+        model.tick();
+        let job = model.put_line(conn, pri, 1000);
+        model.put_body(job, 0);
+        model.name_job(job);
+        job
+    }
+
+    /// beanstalkd's order (ms.c): b waits, c waits, b gets a job (the
+    /// cursor moves to 1, where c now sits alone at 0), b waits again
+    /// (appended at 1): the next job goes to b, not c. And a reserve that
+    /// gets a job at once moves the cursor too.
+    #[test]
+    fn waiters_are_served_round_the_cursor() {
+        let mut model = Model::new();
+        let (a, b, c) = (model.connect("a".into()), model.connect("b".into()), model.connect("c".into()));
+        assert!(!model.reserve(b, true));
+        assert!(!model.reserve(c, true));
+        let first = put(&mut model, a, 0);
+        assert_eq!(model.jobs[first].state, State::Reserved(b));
+        assert!(!model.reserve(b, true));
+        let second = put(&mut model, a, 0);
+        assert_eq!(model.jobs[second].state, State::Reserved(b));
+
+        let mut model = Model::new();
+        let (a, b, c) = (model.connect("a".into()), model.connect("b".into()), model.connect("c".into()));
+        let job = put(&mut model, a, 0);
+        assert!(model.reserve(a, true), "a job at once");
+        assert_eq!(model.jobs[job].state, State::Reserved(a));
+        assert!(!model.reserve(b, true));
+        assert!(!model.reserve(c, true));
+        let next = put(&mut model, a, 0);
+        assert_eq!(model.jobs[next].state, State::Reserved(c), "the cursor is at 1 since a's reserve");
+    }
+
+    /// A closing connection's jobs go back in the order it reserved them,
+    /// each to a waiting connection at once.
+    #[test]
+    fn a_closing_connection_gives_its_jobs_back_in_reserve_order() {
+        let mut model = Model::new();
+        let (a, b) = (model.connect("a".into()), model.connect("b".into()));
+        let low = put(&mut model, a, 5);
+        let high = put(&mut model, a, 0);
+        assert!(model.reserve(a, false));
+        assert!(model.reserve(a, false));
+        assert!(!model.reserve(b, true));
+        model.close(a);
+        assert_eq!(model.jobs[high].state, State::Reserved(b), "reserved first, so given back first");
+        assert_eq!(model.jobs[low].state, State::Ready);
+    }
+}

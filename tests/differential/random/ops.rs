@@ -168,3 +168,67 @@ pub(crate) fn escape(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::{Piece, parse_data};
+    use crate::support::Rng;
+
+    fn send(conn: &str, data: Vec<Part>, names: Vec<JobKey>, needs: Vec<usize>) -> Op {
+        Op { conn: conn.into(), kind: Kind::Send { data, replies: 1 }, names, needs, commands: 1 }
+    }
+
+    fn bytes(s: &str) -> Part {
+        Part::Bytes(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn escaped_bytes_read_back_the_same() {
+        let mut rng = Rng(7);
+        for _ in 0..500 {
+            let len = rng.below(40) as usize;
+            let mut data: Vec<u8> = (0..len).map(|_| b" }{$\\\r\n\0a*x\xff9"[rng.index(13)]).collect();
+            // Runs, to be written `{X*N}`.
+            let run = data.first().copied().unwrap_or(b'}');
+            data.extend(std::iter::repeat_n(run, rng.below(20) as usize));
+            let text = escape(&data);
+            let back = parse_data(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            let back: Vec<u8> = back
+                .into_iter()
+                .flat_map(|p| match p {
+                    Piece::Bytes(b) => b,
+                    Piece::Id(n) => panic!("{text:?} read as holding ${n}"),
+                })
+                .collect();
+            assert_eq!(back, data, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn dropping_a_put_renumbers_the_jobs_after_it_and_drops_what_names_it() {
+        let ops = vec![
+            send("c1", vec![bytes("put 0 0 1000 1\r\na\r\n")], vec![10], vec![]),
+            send("c1", vec![bytes("put 0 0 1000 1\r\nb\r\n")], vec![11], vec![]),
+            send("c2", vec![bytes("delete "), Part::Job(10), bytes("\r\n")], vec![], vec![]),
+            send("c2", vec![bytes("peek "), Part::Job(11), bytes("0\r\n")], vec![], vec![]),
+            Op { conn: "c2".into(), kind: Kind::Read(2), names: vec![], needs: vec![2], commands: 0 },
+        ];
+        let all = closure(&ops, &[true; 5]);
+        assert_eq!(
+            render(&ops, &all),
+            ["c1: put 0 0 1000 1\\r\\na", "c1: put 0 0 1000 1\\r\\nb", "c2: delete $1", "c2: peek {$2*1}0", "c2< 2"]
+        );
+        let played = closure(&ops, &[false, true, true, true, true]);
+        assert_eq!(played, [false, true, false, true, false]);
+        assert_eq!(render(&ops, &played), ["c1: put 0 0 1000 1\\r\\nb", "c2: peek {$1*1}0"]);
+    }
+
+    #[test]
+    fn a_trailing_space_is_written_as_an_escape() {
+        let ops = vec![send("c1", vec![bytes("stats \r\n")], vec![], vec![])];
+        assert_eq!(render(&ops, &[true]), ["c1: stats\\s"]);
+        let ops = vec![send("c1", vec![bytes("\r\n")], vec![], vec![])];
+        assert_eq!(render(&ops, &[true]), ["c1:"]);
+    }
+}
