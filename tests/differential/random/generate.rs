@@ -29,7 +29,7 @@ use crate::support::Rng;
 
 /// The known differences the generator keeps out of its scripts unless
 /// asked (`SPROUT_DIFF_ALLOW`, see the module doc of `random`). Three are
-/// departures protocol.md documents and tests, three are open.
+/// departures protocol.md documents and tests, four are open.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Allow {
     /// Open: several connections waiting in `reserve` at a time. sprout
@@ -51,6 +51,12 @@ pub(crate) struct Allow {
     /// waits. beanstalkd gives them back in the order they were reserved,
     /// each to a waiting connection at once; sprout in TTR deadline order.
     pub(crate) close_order: bool,
+    /// Open: a `pause-tube` of 0 s followed by more commands in the same
+    /// write. The pause lasts an instant: beanstalkd ends it before the
+    /// next command (its loop ticks between a connection's commands, each
+    /// reply needing a turn to be written); sprout at its next tick, after
+    /// the whole write, so a `reserve-with-timeout 0` there times out.
+    pub(crate) unpause: bool,
     /// Open: a connection waiting in a reserve, with commands queued
     /// behind it, closes (the script then half-closes it instead). Both
     /// servers answer `TIMED_OUT` to the end of its input and go on with
@@ -60,8 +66,8 @@ pub(crate) struct Allow {
 }
 
 impl Allow {
-    pub(crate) const NAMES: [&'static str; 6] =
-        ["waiters", "ahead", "arriving", "after-quit", "close-order", "close-queued"];
+    pub(crate) const NAMES: [&'static str; 7] =
+        ["waiters", "ahead", "arriving", "after-quit", "close-order", "unpause", "close-queued"];
 
     /// `waiters,ahead,...` (or `all`, or empty for none).
     pub(crate) fn parse(spec: &str) -> Result<Allow, String> {
@@ -75,6 +81,7 @@ impl Allow {
                         arriving: true,
                         after_quit: true,
                         close_order: true,
+                        unpause: true,
                         close_queued: true,
                     };
                 }
@@ -83,6 +90,7 @@ impl Allow {
                 "arriving" => allow.arriving = true,
                 "after-quit" => allow.after_quit = true,
                 "close-order" => allow.close_order = true,
+                "unpause" => allow.unpause = true,
                 "close-queued" => allow.close_queued = true,
                 _ => return Err(format!("unknown class {word:?} (known: all, {})", Allow::NAMES.join(", "))),
             }
@@ -91,7 +99,15 @@ impl Allow {
     }
 
     pub(crate) fn describe(&self) -> String {
-        let on = [self.waiters, self.ahead, self.arriving, self.after_quit, self.close_order, self.close_queued];
+        let on = [
+            self.waiters,
+            self.ahead,
+            self.arriving,
+            self.after_quit,
+            self.close_order,
+            self.unpause,
+            self.close_queued,
+        ];
         let names: Vec<&str> = Allow::NAMES.iter().zip(on).filter(|(_, on)| *on).map(|(n, _)| *n).collect();
         if names.is_empty() { "none".into() } else { names.join(",") }
     }
@@ -198,6 +214,8 @@ struct Cmd {
     quits: bool,
     /// Waits for a job (a reserve sent on its own).
     waits: bool,
+    /// A pause of 0 s, which ends at once.
+    unpauses: bool,
 }
 
 /// Where a command goes: alone, in a batch with others, or as the end of a
@@ -481,7 +499,7 @@ impl Gen {
                 }
                 break;
             }
-            if cmd.woke && !self.allow.ahead {
+            if (cmd.woke && !self.allow.ahead) || (cmd.unpauses && !self.allow.unpause) {
                 break;
             }
         }
@@ -558,7 +576,17 @@ impl Gen {
             let line = self.line(c);
             let bytes = self.bytes(&line);
             let units = units(&line);
-            if matches!(grammar::parse(&bytes, self.z), Line::Reserve { .. } | Line::Quit) || units < 2 {
+            // Not a CR inside (the line could end elsewhere), nor a length
+            // at which the second part, or that part spoilt by a NUL (see
+            // `finish`), would be refused.
+            let total = bytes.len() + 2;
+            let awkward = |n: usize| n > LINE_MAX && n % LINE_MAX == 1;
+            if matches!(grammar::parse(&bytes, self.z), Line::Reserve { .. } | Line::Quit)
+                || units < 2
+                || bytes.contains(&b'\r')
+                || awkward(total)
+                || awkward(total + 1)
+            {
                 return;
             }
             let sent = 1 + self.rng.index(units - 1);
@@ -727,7 +755,8 @@ impl Gen {
         model.tick();
         let mut data = line.to_vec();
         data.push(Part::Bytes(b"\r\n".to_vec()));
-        let mut cmd = Cmd { data, replies: 1, names: Vec::new(), woke: false, quits: false, waits: false };
+        let mut cmd =
+            Cmd { data, replies: 1, names: Vec::new(), woke: false, quits: false, waits: false, unpauses: false };
         let waiting_before: Vec<usize> = model.conns.iter().map(|c| c.unread).collect();
         let find = |model: &Model, id: u64| model.job_by_id(id);
         let short = |n: u32| (1..1000).contains(&n);
@@ -824,6 +853,7 @@ impl Gen {
                 if short(seconds) {
                     return None;
                 }
+                cmd.unpauses = seconds == 0;
                 model.pause(&tube, seconds);
             }
             Line::Quit => {

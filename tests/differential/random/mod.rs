@@ -16,12 +16,12 @@
 //!   `SPROUT_DIFF_VERBOSE=1`, both transcripts too);
 //! * `SPROUT_DIFF_SHRINK=N`: shrink at most N differing scripts (default 3;
 //!   the others are listed by seed and kind);
-//! * `SPROUT_DIFF_ALLOW=waiters,ahead,arriving,after-quit,close-order,close-queued`
+//! * `SPROUT_DIFF_ALLOW=waiters,ahead,arriving,after-quit,close-order,unpause,close-queued`
 //!   (or `all`): also write what the known differences need, which the
 //!   scripts otherwise leave out (`generate::Allow` says what each is):
 //!   three are departures protocol.md documents (4: `ahead`, 11:
-//!   `arriving`, 12: `after-quit`), three are open (`waiters`,
-//!   `close-order`, `close-queued`);
+//!   `arriving`, 12: `after-quit`), four are open (`waiters`,
+//!   `close-order`, `unpause`, `close-queued`);
 //! * `SPROUT_DIFF_SELF=1` plays beanstalkd against itself, as for the
 //!   scenarios (no difference may show: checks that the scripts do not
 //!   depend on timing).
@@ -49,6 +49,10 @@ use generate::{Allow, Generated, generate};
 
 /// The seeds CI plays: about 40 s on a busy 2-core machine, two at a time.
 const CI_SEEDS: u64 = 400;
+
+/// How many times a script that showed a difference is played again to
+/// see it come back, before it is put down to timing.
+const REPLAYS: usize = 2;
 
 /// How many scripts are played at a time (`SPROUT_DIFF_JOBS`).
 const JOBS: u64 = 2;
@@ -234,6 +238,7 @@ fn random_scripts() {
     let mut kinds: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut reports = Vec::new();
     let mut slow = Vec::new();
+    let mut unreproduced = Vec::new();
     for played in play_seeds(&beanstalkd, seeds.clone(), allow, jobs) {
         let Played { seed, outcome, .. } = played;
         if played.took > SLOW {
@@ -260,13 +265,23 @@ fn random_scripts() {
             ));
             continue;
         }
-        if outcome.difference.is_none() {
+        let Some(difference) = &outcome.difference else { continue };
+        let generated = generate(seed, allow);
+        let all = vec![true; generated.ops.len()];
+        if !(0..REPLAYS).any(|_| play(&beanstalkd, &generated, &all, false).difference.is_some()) {
+            // Timing (a loaded machine), not the servers' rules: said, not
+            // failed on.
+            unreproduced.push(seed);
+            eprintln!(
+                "seed {seed}: a difference ({}) that did not come back in {REPLAYS} replays:\n{difference}",
+                outcome.kind
+            );
             continue;
         }
         kinds.entry(outcome.kind.clone()).or_default().push(seed);
         if shrinks_left > 0 {
             shrinks_left -= 1;
-            reports.push(report(&beanstalkd, &generate(seed, allow), outcome));
+            reports.push(report(&beanstalkd, &generated, outcome));
         }
     }
     let differing: usize = kinds.values().map(Vec::len).sum();
@@ -286,6 +301,10 @@ fn random_scripts() {
     );
     let words: Vec<String> = totals.words.iter().map(|(w, n)| format!("{w} {n}")).collect();
     summary.push_str(&format!("\n  beanstalkd answered: {}", words.join(", ")));
+    if !unreproduced.is_empty() {
+        let seeds: Vec<String> = unreproduced.iter().map(u64::to_string).collect();
+        summary.push_str(&format!("\n  differences that did not come back (timing?): seeds {}", seeds.join(" ")));
+    }
     if !slow.is_empty() {
         summary.push_str(&format!("\n  slow seeds: {}", slow.join(", ")));
     }
@@ -297,19 +316,11 @@ fn random_scripts() {
     assert!(reports.is_empty() && differing == 0, "{}\n\n{summary}", reports.join("\n\n"));
 }
 
-/// Checks that a difference comes back when the script is played again,
-/// shrinks it, saves the small script, and says all that.
+/// Shrinks a script that showed a difference (which came back when played
+/// again), saves the small script, and says all that.
 fn report(beanstalkd: &Binary, generated: &Generated, outcome: Outcome) -> String {
     let seed = generated.seed;
     let kind = outcome.kind.clone();
-    let difference = outcome.difference.clone().unwrap_or_default();
-    let all = vec![true; generated.ops.len()];
-    let again = play(beanstalkd, generated, &all, false);
-    if again.difference.is_none() {
-        return format!(
-            "seed {seed}: a difference ({kind}) that did not come back when played again (timing?):\n{difference}"
-        );
-    }
     let began = Instant::now();
     let shrunk = shrink::shrink(beanstalkd, generated, outcome);
     let title = format!("seed {seed} ({kind}), shrunk");
