@@ -247,7 +247,7 @@ const TTRS: [&str; 5] = ["1000", "1001", "3600", "86400", "4294967295"];
 const SHORT_TTRS: [&str; 4] = ["0", "1", "2", "999"];
 /// Commands that change nothing, to queue behind a reserve that waits.
 const QUEUED: [&str; 7] =
-    ["stats-tube default", "stats-tube t1", "list-tubes", "stats", "peek-ready", "list-tubes-watched", "stats-job 1"];
+    ["stats-tube default", "stats-tube t1", "list-tubes", "stats", "peek-ready", "list-tubes-watched", "stats-job 0"];
 /// Numbers beanstalkd refuses where it reads an unsigned 32-bit one (some
 /// are fine for `kick` and `reserve-with-timeout`, which read numbers as C
 /// does).
@@ -846,6 +846,13 @@ impl Gen {
                 }
             }
             Line::Touch(_) => {}
+            Line::Look(id) => {
+                // Departure 11, unless allowed (an id command can name a job
+                // still arriving by a mangled number too).
+                if !self.allow.arriving && find(&model, id).is_some_and(|k| model.jobs[k].state == State::Arriving) {
+                    return None;
+                }
+            }
             Line::Use(name) => model.use_tube(c, &name),
             Line::Watch(name) => model.watch(c, &name),
             Line::Ignore(name) => model.ignore(c, &name),

@@ -51,6 +51,8 @@ pub(crate) enum Line {
     },
     Kick(u32),
     KickJob(u64),
+    /// `peek <id>` or `stats-job <id>`: changes nothing, but shows the job.
+    Look(u64),
     /// Restarts a reserved job's TTR (changes no state the model keeps,
     /// but reads the clock).
     Touch(u64),
@@ -82,7 +84,10 @@ pub(crate) fn parse(line: &[u8], max_job_size: u32) -> Line {
     if let Some(rest) = after("put ") {
         return put(rest, max_job_size);
     }
-    for prefix in ["peek ", "peek-ready", "peek-delayed", "peek-buried"] {
+    if let Some(rest) = after("peek ") {
+        return id_command(rest, Line::Look);
+    }
+    for prefix in ["peek-ready", "peek-delayed", "peek-buried"] {
         if after(prefix).is_some() {
             return Line::Inert;
         }
@@ -131,7 +136,10 @@ pub(crate) fn parse(line: &[u8], max_job_size: u32) -> Line {
     if let Some(rest) = after("touch ") {
         return id_command(rest, Line::Touch);
     }
-    for prefix in ["stats-job ", "stats-tube ", "stats"] {
+    if let Some(rest) = after("stats-job ") {
+        return id_command(rest, Line::Look);
+    }
+    for prefix in ["stats-tube ", "stats"] {
         if after(prefix).is_some() {
             return Line::Inert;
         }
@@ -293,5 +301,7 @@ mod tests {
         assert_eq!(p("pause-tube -foo 5"), Line::Inert);
         assert_eq!(p("quitx"), Line::Quit);
         assert_eq!(p("stats\0"), Line::Inert);
+        assert_eq!(p("peek  01"), Line::Look(1));
+        assert_eq!(p("stats-job 1 "), Line::Inert);
     }
 }
