@@ -26,9 +26,13 @@ pub(crate) struct Shrunk {
 pub(crate) fn shrink(beanstalkd: &Binary, generated: &Generated, original: Outcome) -> Shrunk {
     let n = generated.ops.len();
     let mut best = Shrunk { played: vec![true; n], outcome: original, runs: 0 };
-    // A candidate must not stall more than the original did (a reserve
-    // that now waits for nothing is a broken script, not a finding).
+    // A candidate must show the same kind of difference (not another one
+    // its dropped operations made, such as a reply left unread, which is
+    // compared unnormalised), and must not stall more than the original
+    // did (a reserve that now waits for nothing is a broken script, not a
+    // finding).
     let stalls = best.outcome.stalls;
+    let kind = best.outcome.kind.clone();
     let try_keep = |best: &mut Shrunk, keep: &[bool]| -> bool {
         let played = closure(&generated.ops, keep);
         if played == best.played || best.runs >= MAX_RUNS {
@@ -36,7 +40,11 @@ pub(crate) fn shrink(beanstalkd: &Binary, generated: &Generated, original: Outco
         }
         best.runs += 1;
         let outcome = play(beanstalkd, generated, &played, true);
-        if outcome.difference.is_some() && !outcome.generator_fault() && outcome.stalls <= stalls {
+        if outcome.difference.is_some()
+            && outcome.kind == kind
+            && !outcome.generator_fault()
+            && outcome.stalls <= stalls
+        {
             best.played = played;
             best.outcome = outcome;
             return true;
