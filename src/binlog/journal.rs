@@ -28,7 +28,7 @@ impl Journal for Binlog {
     }
 
     fn log_delete(&mut self, job: JobView) {
-        if self.failed {
+        if self.failed || !self.delete_fits() {
             return;
         }
         // The room was promised when the job was put.

@@ -156,6 +156,11 @@ pub struct Binlog {
     /// allocated and empty.
     segments: VecDeque<Segment>,
     current: usize,
+    /// The highest N of a `binlog.N` made, or found in the directory at
+    /// open: the next file made is N + 1. A file that
+    /// `--skip-damaged-records` skipped (its header damaged) stays in the
+    /// directory under its number, after the last file read.
+    last_seq: u64,
     /// Bytes of the live jobs' full records.
     live_bytes: u64,
     /// Bytes promised to the deletes of live jobs.

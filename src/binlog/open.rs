@@ -7,7 +7,7 @@ use super::convert::restored_job;
 use super::lock::DirLock;
 use super::record::HEADER_LEN;
 use super::room::Preparation;
-use super::segment::Segment;
+use super::segment::{Segment, numbered_files};
 use super::{Binlog, BinlogConfig, DELETE_LEN, OpenError, recovery, takeover};
 use crate::engine::{Bodies, JobId, RestoredJob};
 
@@ -59,6 +59,7 @@ impl Binlog {
             fsync: config.fsync,
             segments: VecDeque::new(),
             current: 0,
+            last_seq: highest_seq(&config.dir),
             live_bytes: 0,
             reserved: 0,
             next_id: recovered.next_id,
@@ -74,6 +75,7 @@ impl Binlog {
         for file in recovered.files {
             let segment = Segment::reopen(file.path.clone(), file.seq, file.end)
                 .map_err(|e| OpenError::Io(format!("cannot open {}: {e}", file.path.display())))?;
+            binlog.last_seq = binlog.last_seq.max(file.seq);
             binlog.segments.push_back(segment);
         }
         // Append to the newest file that holds records (or the first empty
@@ -108,4 +110,11 @@ impl Binlog {
         let next_id = binlog.next_id;
         Ok(Opened { binlog, jobs, bodies: recovered.bodies, next_id, read_in: started.elapsed() })
     }
+}
+
+/// The highest N of the directory's `binlog.N` files that a start reads
+/// (N below 2^32), skipped ones included; 0 if there is none.
+fn highest_seq(dir: &std::path::Path) -> u64 {
+    let (seqs, _) = numbered_files(dir).unwrap_or_default();
+    seqs.into_iter().filter(|&seq| seq <= u64::from(u32::MAX)).max().unwrap_or(0)
 }

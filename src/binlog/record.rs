@@ -9,6 +9,7 @@
 //! specified in docs/binlog-format.md; this file and that page change
 //! together, with the version.
 
+use crate::engine::MAX_JOB_ID;
 use crate::protocol::TubeName;
 
 /// File magic: the first 8 bytes of every binlog file.
@@ -323,8 +324,9 @@ fn decode_payload<'a>(
         }
         _ => return None,
     };
-    // Trailing bytes mean the layout is not what the checksum covered.
-    r.0.is_empty().then_some(record)
+    // Trailing bytes mean the layout is not what the checksum covered; an
+    // id no server hands out, that the checksum was made over bad data.
+    (r.0.is_empty() && record.job_id() <= MAX_JOB_ID).then_some(record)
 }
 
 /// Why a file header was not accepted.
@@ -398,10 +400,13 @@ impl Header {
         if crc32fast::hash(&bytes[..28]) != crc {
             return Err(HeaderError::Damaged("header checksum mismatch".into()));
         }
-        Ok(Header {
-            seq: u64::from_le_bytes(bytes[12..20].try_into().unwrap()),
-            next_id: u64::from_le_bytes(bytes[20..28].try_into().unwrap()),
-        })
+        let next_id = u64::from_le_bytes(bytes[20..28].try_into().unwrap());
+        if next_id > MAX_JOB_ID + 1 {
+            return Err(HeaderError::Damaged(format!(
+                "next job id {next_id} is past the largest job id, {MAX_JOB_ID}"
+            )));
+        }
+        Ok(Header { seq: u64::from_le_bytes(bytes[12..20].try_into().unwrap()), next_id })
     }
 }
 
@@ -521,5 +526,23 @@ mod tests {
         beanstalkd[0] = 7;
         assert_eq!(Header::decode(&beanstalkd), Err(HeaderError::Beanstalkd));
         assert!(Header::decode(&bytes[..10]).is_err());
+        let last = Header { seq: 1, next_id: MAX_JOB_ID + 1 };
+        assert_eq!(Header::decode(&last.encode()), Ok(last));
+        let past = Header { seq: 1, next_id: MAX_JOB_ID + 2 };
+        assert!(Header::decode(&past.encode()).unwrap_err().to_string().contains("past the largest job id"));
+    }
+
+    /// fuzz/regressions/binlog/job-id-u64-max: the next id overflowed when
+    /// the engine restored the job.
+    #[test]
+    fn an_id_past_the_largest_is_damage() {
+        for id in [MAX_JOB_ID + 1, u64::MAX] {
+            let mut bytes = Vec::new();
+            Record::<&[u8]>::Delete(id).encode(&mut bytes);
+            assert_eq!(decode(&bytes), Decoded::Damaged, "delete of {id}");
+        }
+        let mut bytes = Vec::new();
+        Record::<&[u8]>::Delete(MAX_JOB_ID).encode(&mut bytes);
+        assert_eq!(decode(&bytes), Decoded::Record(Record::Delete(MAX_JOB_ID), 17));
     }
 }

@@ -166,8 +166,8 @@ impl State {
                     self.apply(record, seq, len as u64);
                     at += len;
                 }
-                Decoded::End => return Ok(at as u64),
-                Decoded::Damaged => {
+                Decoded::End if records_end_at(bytes, at) => return Ok(at as u64),
+                Decoded::End | Decoded::Damaged => {
                     let resume = next_valid_record(bytes, at + 1);
                     if resume.is_none() && !later_have_data() {
                         log::warn!(
@@ -307,8 +307,24 @@ pub(super) fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
         .find(|&at| matches!(record::decode(&bytes[at..]), Decoded::Record(..)))
 }
 
+/// True if the records end at `at`: zeros from there to the end of the
+/// file. Eight zero bytes where a record would start end the records, but
+/// only if nothing but zeros follows them, as the writer leaves a file:
+/// non-zero bytes after them are read as a bad record at `at` (a torn
+/// tail, or damage if valid records follow), since they are what a write
+/// that reached the disk out of order and was cut short by a power cut
+/// leaves, or records behind zeros where the disk lost a block. Were they
+/// passed over, the records appended at `at` would be read on into them at
+/// the next start: back to life, or refused as damage.
+pub(super) fn records_end_at(bytes: &[u8], at: usize) -> bool {
+    bytes[at..].iter().all(|&b| b == 0)
+}
+
 /// Names the job a damaged record probably belonged to, if its id is legible.
 pub(super) fn describe_damage(bytes: &[u8], at: usize) -> String {
+    if bytes.get(at..at + FRAME_LEN).is_some_and(|frame| frame == [0; FRAME_LEN]) {
+        return "eight zero bytes, which end the records, with data after them".into();
+    }
     match bytes.get(at + FRAME_LEN + 1..at + FRAME_LEN + 9) {
         Some(id) => format!(
             "checksum or layout mismatch; the record may be about job {}",
@@ -318,15 +334,47 @@ pub(super) fn describe_damage(bytes: &[u8], at: usize) -> String {
     }
 }
 
-/// The header of a spare file: a valid header, then the zeros that end the
-/// records. That is all reading the whole file would find (the records end
-/// at the first zero frame), without reading a file's worth of zeros: a
-/// server keeps a spare file ahead, and restarts find it.
+/// The header of a spare file: a valid header, then zeros to the end of
+/// the file. That is all reading the whole file would find, without reading
+/// a file's worth of zeros where the filesystem keeps the room allocated
+/// and never written as a hole: a server keeps a spare file ahead, and
+/// restarts find it. (A file whose first record is zeros but which holds
+/// data further on is read whole: see [`records_end_at`].)
 fn spare_header(path: &Path, seq: u64) -> Option<Header> {
     let mut start = [0; HEADER_LEN + FRAME_LEN];
-    fs::File::open(path).and_then(|f| f.read_exact_at(&mut start, 0)).ok()?;
+    let file = fs::File::open(path).ok()?;
+    file.read_exact_at(&mut start, 0).ok()?;
     let header = Header::decode(&start).ok().filter(|h| h.seq == seq)?;
-    (start[HEADER_LEN..] == [0; FRAME_LEN]).then_some(header)
+    let zeros = start[HEADER_LEN..] == [0; FRAME_LEN] && zeros_from(&file, (HEADER_LEN + FRAME_LEN) as u64).ok()?;
+    zeros.then_some(header)
+}
+
+/// True if the file holds only zeros from `from` on. Holes are zeros and
+/// are not read (`SEEK_DATA` skips them); what the filesystem calls data
+/// is read and looked at.
+fn zeros_from(file: &fs::File, from: u64) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let len = file.metadata()?.len();
+    let mut buf = vec![0; 64 * 1024];
+    let mut at = from;
+    while at < len {
+        // SAFETY: lseek takes no pointers; the descriptor is open for as
+        // long as `file` lives.
+        let data = unsafe { libc::lseek(file.as_raw_fd(), at as libc::off_t, libc::SEEK_DATA) };
+        let data = match u64::try_from(data) {
+            Ok(data) => data,
+            Err(_) if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) => return Ok(true),
+            // No SEEK_DATA here: read everything.
+            Err(_) => at,
+        };
+        let n = buf.len().min(len.saturating_sub(data) as usize);
+        file.read_exact_at(&mut buf[..n], data)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at = data + n as u64;
+    }
+    Ok(true)
 }
 
 fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {

@@ -127,6 +127,30 @@ impl Binlog {
         }
     }
 
+    /// True if a delete fits in a file from the current one on, as the room
+    /// promised to every live job's delete makes sure. Only a start that
+    /// found less room than its jobs' deletes need and could make no file
+    /// (a full disk; `Binlog::open` warns) breaks that promise: then a
+    /// delete with no room left makes a file on the spot, and if the disk
+    /// cannot give one either, the log fails (logged, as a failed write):
+    /// the delete is not logged, and nothing more is.
+    pub(super) fn delete_fits(&mut self) -> bool {
+        let fits = |b: &Binlog| b.segments.range(b.current..).any(|s| s.remaining() >= DELETE_LEN);
+        if fits(self) {
+            return true;
+        }
+        if let Err(e) = self.add_segment(DELETE_LEN) {
+            log::error!(
+                "binlog: no room left for a delete and cannot allocate a file in {}: {e}; refusing changes from \
+                 now on",
+                self.dir.display()
+            );
+            self.failed = true;
+            return false;
+        }
+        fits(self)
+    }
+
     /// True if `need` bytes fit in the room already allocated; never makes
     /// a file (compaction, which can wait for the next turn).
     pub(super) fn has_room_now(&self, need: u64) -> bool {
@@ -188,12 +212,13 @@ impl Binlog {
     }
 
     pub(super) fn add_segment(&mut self, min_record: u64) -> io::Result<()> {
-        let seq = self.segments.back().map_or(1, |s| s.seq + 1);
+        let seq = self.last_seq + 1;
         let capacity = self.file_size.max(HEADER_LEN as u64 + min_record).next_multiple_of(4096);
         let durable = self.fsync != FsyncPolicy::Never;
         let segment =
             (self.preparation.make_file)(&self.dir, Header { seq, next_id: self.next_id }, capacity, durable)?;
         self.segments.push_back(segment);
+        self.last_seq = seq;
         Ok(())
     }
 

@@ -334,6 +334,65 @@ fn garbage_after_the_last_record_is_a_torn_tail_too() {
     assert!(std::fs::read(&file).unwrap()[end as usize..].iter().all(|&b| b == 0));
 }
 
+/// fuzz/regressions/binlog/data-behind-zeros-*: eight zero bytes ended the
+/// records whatever followed them, so records appended there were read on
+/// into what followed at the next start (back to life, or refused).
+#[test]
+fn data_behind_zeros_is_a_torn_tail_or_damage() {
+    let (dir, last, end) = three_jobs();
+    let (last, end) = (last as usize, end as usize);
+    let file = dir.path().join("binlog.1");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[end + 8..end + 28].copy_from_slice(&[0xAB; 20]);
+    std::fs::write(&file, &bytes).unwrap();
+    let mut e = open(dir.path(), 1 << 16, T0).unwrap();
+    assert!(matches!(run(&mut e, T0, 1, Command::Peek(3)), Reply::Found { .. }));
+    // A delete appended where the records end is not read on into garbage.
+    assert_eq!(run(&mut e, T0, 1, Command::Delete(2)), Reply::Deleted);
+    commit(&mut e);
+    drop(e);
+    let mut e = open(dir.path(), 1 << 16, T0).unwrap();
+    assert_eq!(run(&mut e, T0, 1, Command::Peek(2)), Reply::NotFound);
+    assert!(matches!(run(&mut e, T0, 1, Command::Peek(3)), Reply::Found { .. }));
+    drop(e);
+
+    // The last record moved behind zeros: a valid record after the end.
+    let (dir, _, _) = three_jobs();
+    let file = dir.path().join("binlog.1");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let record = bytes[last..end].to_vec();
+    bytes[last..end].fill(0);
+    bytes[end + 40..end + 40 + record.len()].copy_from_slice(&record);
+    std::fs::write(&file, &bytes).unwrap();
+    let refused = open(dir.path(), 1 << 16, T0).err().expect("refused").to_string();
+    assert!(refused.contains(&format!("offset {last}")) && refused.contains("zero bytes"), "{refused}");
+    let mut skip = config(dir.path(), 1 << 16);
+    skip.skip_damaged = true;
+    let Opened { jobs, .. } = Binlog::open(&skip).unwrap();
+    assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [1, 2, 3]);
+}
+
+/// fuzz/regressions/binlog/data-behind-a-spares-zeros: a file whose first
+/// record was zeros was taken for a spare by its first 40 bytes, and the
+/// records further on never read (inspect, which reads it whole, saw them).
+#[test]
+fn a_spare_with_data_behind_its_zeros_is_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    put(&mut e, T0, 0, 0, b"job");
+    commit(&mut e);
+    drop(e);
+    let one = std::fs::read(dir.path().join("binlog.1")).unwrap();
+    let len = u32::from_le_bytes(one[36..40].try_into().unwrap()) as usize;
+    let spare = dir.path().join("binlog.2");
+    let mut bytes = std::fs::read(&spare).unwrap();
+    assert!(bytes[32..].iter().all(|&b| b == 0), "binlog.2 is the spare");
+    bytes[200..208 + len].copy_from_slice(&one[32..40 + len]);
+    std::fs::write(&spare, &bytes).unwrap();
+    let refused = open(dir.path(), 4096, T0).err().expect("refused").to_string();
+    assert!(refused.contains("binlog.2: damaged record at offset 32"), "{refused}");
+}
+
 #[test]
 fn a_flipped_byte_in_an_earlier_record_is_refused_or_skipped() {
     let (dir, start, _) = three_jobs();
@@ -428,6 +487,69 @@ fn a_file_skipped_for_a_damaged_header_leaves_a_gap_the_counts_survive() {
     drop(binlog);
     let Opened { jobs, .. } = Binlog::open(&skip).unwrap();
     assert_eq!(jobs.len(), 300 - lost);
+}
+
+/// fuzz/regressions/binlog/skipped-last-file-number-reused: the file made
+/// next was given the number of the skipped one, which was still there, so
+/// no file could be made (and a delete found no room).
+#[test]
+fn a_file_skipped_for_a_damaged_header_keeps_its_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    let ids: Vec<u64> = (0..3).map(|_| put(&mut e, T0, 0, 0, b"job")).collect();
+    commit(&mut e);
+    drop(e);
+    // The spare file made ahead, its header damaged.
+    let spare = dir.path().join("binlog.2");
+    let mut header = std::fs::read(&spare).unwrap();
+    header[3] ^= 1;
+    std::fs::write(&spare, &header).unwrap();
+    let mut skip = config(dir.path(), 4096);
+    skip.skip_damaged = true;
+    let Opened { binlog, jobs, bodies, next_id, .. } = Binlog::open(&skip).unwrap();
+    assert_eq!(jobs.len(), 3);
+    let numbers: Vec<u64> = binlog.segments.iter().map(|s| s.seq).collect();
+    assert_eq!(numbers, [1, 3], "the next file is made past the skipped one");
+    assert_eq!(std::fs::read(&spare).unwrap(), header, "the skipped file is left as it is");
+    let mut e = Engine::with_journal(engine_config(), T0, Some(binlog));
+    e.restore_all(T0, bodies, jobs);
+    e.raise_next_job_id(next_id);
+    e.connect(0);
+    assert_eq!(run(&mut e, T0, 0, Command::Delete(ids[0])), Reply::Deleted);
+    put(&mut e, T0, 0, 0, b"after");
+}
+
+/// A start that found less room than its jobs' deletes were promised, and
+/// could make no file (a full disk), used to panic at the first delete
+/// that found no room; the log fails instead, as on a failed write.
+#[test]
+fn a_delete_with_no_room_left_fails_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    let ids: Vec<u64> = (0..3).map(|_| put(&mut e, T0, 0, 0, b"job")).collect();
+    commit(&mut e);
+    // The promise broken: no spare file, no room left in the current one,
+    // and the disk full.
+    let log = binlog_mut(&mut e);
+    log.preparation.make_file = no_space;
+    log.segments.truncate(log.current + 1);
+    let current = log.current;
+    log.segments[current].capacity = log.segments[current].end;
+    assert_eq!(run(&mut e, T0, 0, Command::Delete(ids[0])), Reply::Deleted);
+    assert!(binlog(&e).failed, "the log failed");
+    let new_job = Command::Put(NewJob { pri: 0, delay: 0, ttr: 60, body: b"x".as_slice().into() });
+    assert_eq!(run(&mut e, T0, 0, new_job), Reply::OutOfMemory);
+    drop(e);
+    // With room, a delete that finds none where it is makes a file.
+    let mut e = open(dir.path(), 4096, T0).unwrap();
+    let log = binlog_mut(&mut e);
+    log.segments.truncate(log.current + 1);
+    let current = log.current;
+    log.segments[current].capacity = log.segments[current].end;
+    let files = log.segments.len();
+    assert_eq!(run(&mut e, T0, 0, Command::Delete(ids[1])), Reply::Deleted);
+    assert!(!binlog(&e).failed);
+    assert_eq!(binlog(&e).segments.len(), files + 1);
 }
 
 #[test]

@@ -12,6 +12,13 @@
 /// orders jobs by age (ready jobs of equal priority go out oldest first).
 pub type JobId = u64;
 
+/// The largest id a job may have: 2^63 - 1. No server hands out one this
+/// large (at a million puts a second it takes 292,000 years), so a log that
+/// names a larger one, or a next id past it, is damaged: the logs' readers
+/// refuse it, and ids, which are read back from logs, never run out
+/// (`id + 1` never overflows).
+pub const MAX_JOB_ID: JobId = (1 << 63) - 1;
+
 /// The server's handle for a client connection (its slab key).
 pub type ConnId = usize;
 

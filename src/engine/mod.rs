@@ -117,7 +117,7 @@ mod watchlist;
 
 pub use bodies::{Bodies, BodyRef};
 pub use extras::{JobCounts, JobExtras};
-pub use ids::{ConnId, JobId};
+pub use ids::{ConnId, JobId, MAX_JOB_ID};
 pub use job::{Job, JobState, JournalTag, Place};
 pub use journal::{JobView, Journal, JournalStats, NoJournal};
 pub use restore::RestoredJob;
@@ -316,13 +316,20 @@ impl<J: Journal> Engine<J> {
         if self.is_waiting(conn) {
             self.end_wait(conn);
         }
-        let reserved: Vec<JobId> = self.session(conn).reserved.iter().map(|&(_, id)| id).collect();
+        // In the order they were reserved, as beanstalkd gives them back: a
+        // waiter served on the spot gets the one reserved first.
+        let reserved = self.session(conn).in_reservation_order(|id| self.is_reserved_by(id, conn));
+        debug_assert_eq!(reserved.len(), self.session(conn).reserved.len());
         for id in reserved {
             self.unplace(id);
             self.place_ready(now, id);
         }
         let session = self.sessions[conn].take().expect("disconnect of an unknown connection");
-        for &tube in &session.watched {
+        // In beanstalkd's order (ms_clear: the first tube, then the one
+        // that moves into its slot, the last, each time), which decides
+        // where the tubes that vanish leave their holes in list-tubes.
+        let mut watched = session.watched.iter();
+        for &tube in watched.next().into_iter().chain(watched.rev()) {
             self.leave_tube(conn, tube);
         }
         self.tubes[session.used].using -= 1;
@@ -357,8 +364,16 @@ impl<J: Journal> Engine<J> {
                     self.place_ready(now, id);
                 }
                 Timer::Unpause(tube) => {
-                    self.tubes.set_pause(tube, None);
-                    self.serve_waiters(now, tube);
+                    // Tubes that resume at one instant resume together, and
+                    // their waiters get the best of their jobs first, as in
+                    // beanstalkd (process_queue looks at every tube).
+                    let at = self.tubes[tube].pause.expect("a paused tube").until;
+                    let mut resumed = vec![tube];
+                    resumed.extend(std::iter::from_fn(|| self.timers.pop_unpause_at(at)));
+                    for &tube in &resumed {
+                        self.tubes.set_pause(tube, None);
+                    }
+                    self.serve_waiters_of(now, &resumed);
                 }
                 Timer::ReserveTimeout(conn) => {
                     self.end_wait(conn);

@@ -149,6 +149,9 @@ impl<J: Journal> Engine<J> {
         self.unplace(id);
         self.place_reserved(now, id, conn);
         self.extras.get_mut(id).counts.reserves += 1;
+        let jobs = &self.jobs;
+        let session = self.sessions[conn].as_mut().expect("unknown connection");
+        session.note_reservation(id, |id| jobs.get(&id).is_some_and(|job| job.is_reserved_by(conn)));
         let body = self.jobs[&id].body;
         Reply::Reserved { id, body: self.bodies.share(body) }
     }

@@ -28,6 +28,10 @@ pub struct Session {
     pub watched: WatchList,
     /// Jobs this connection has reserved, by (TTR deadline, id).
     pub reserved: BTreeSet<(Nanos, JobId)>,
+    /// The ids it reserved, in the order it reserved them (a touch does not
+    /// move one), for [`Session::in_reservation_order`]. Ids it no longer
+    /// holds are dropped lazily ([`Session::note_reservation`]).
+    reservation_order: Vec<JobId>,
     /// Whether it ever sent a put (`current-producers` counts it).
     pub is_producer: bool,
     /// Whether it ever sent a reserve (`current-workers` counts it).
@@ -46,6 +50,7 @@ impl Session {
             used: default_tube,
             watched: WatchList::new(default_tube),
             reserved: BTreeSet::new(),
+            reservation_order: Vec::new(),
             is_producer: false,
             is_worker: false,
             wait: None,
@@ -68,5 +73,33 @@ impl Session {
     /// True once the safety margin started ([`Session::deadline_soon_at`]).
     pub fn deadline_soon(&self, now: Nanos) -> bool {
         self.deadline_soon_at().is_some_and(|at| now >= at)
+    }
+
+    /// The connection reserved `id`. `holds` says whether it still holds a
+    /// job: ids it let go of are dropped once they outnumber the jobs it
+    /// holds, so the list stays within twice those (plus a few).
+    pub fn note_reservation(&mut self, id: JobId, holds: impl Fn(JobId) -> bool) {
+        self.reservation_order.push(id);
+        if self.reservation_order.len() > 2 * self.reserved.len() + 16 {
+            self.reservation_order = self.in_reservation_order(holds);
+        }
+    }
+
+    /// How many ids the reservation list holds (tests check its bound).
+    #[cfg(test)]
+    pub fn reservation_order_len(&self) -> usize {
+        self.reservation_order.len()
+    }
+
+    /// The jobs it holds (`holds`), in the order it reserved them: a job it
+    /// reserved twice is where its latest reservation put it. This is the
+    /// order beanstalkd keeps a connection's reserved jobs in, and gives
+    /// them back in when it hangs up.
+    pub fn in_reservation_order(&self, holds: impl Fn(JobId) -> bool) -> Vec<JobId> {
+        let mut seen = std::collections::HashSet::new();
+        let mut latest_first: Vec<JobId> =
+            self.reservation_order.iter().rev().copied().filter(|&id| holds(id) && seen.insert(id)).collect();
+        latest_first.reverse();
+        latest_first
     }
 }

@@ -10,20 +10,27 @@ use super::ids::{ConnId, JobId, TubeId};
 use super::time::Nanos;
 
 /// Something the engine must do at a given time, and what it is about.
+///
+/// Timers due at the same instant fire in the order of the variants, which
+/// is beanstalkd's (prottick): delays end, then pauses, then what concerns
+/// connections; and a waiter whose job enters its last second as its
+/// timeout runs out is told `DEADLINE_SOON` (conn_timeout checks that
+/// first). So a job whose TTR ends as its tube resumes comes back after
+/// the resumed tube's waiters took its ready jobs, as in beanstalkd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
     /// A delayed job becomes ready: the first of its tube's delayed jobs
     /// (placement.rs keeps one such timer per tube).
     DelayEnds(JobId),
-    /// A reserved job's time to run is over.
-    TtrEnds(JobId),
     /// A paused tube resumes.
     Unpause(TubeId),
-    /// A waiting `reserve-with-timeout` gives up.
-    ReserveTimeout(ConnId),
+    /// A reserved job's time to run is over.
+    TtrEnds(JobId),
     /// A waiting reserve must be told that one of its jobs is due within a
     /// second (`DEADLINE_SOON`).
     DeadlineSoon(ConnId),
+    /// A waiting `reserve-with-timeout` gives up.
+    ReserveTimeout(ConnId),
 }
 
 /// Every timer, by (due time, timer): at most one entry per timer.
@@ -57,6 +64,19 @@ impl Timers {
     /// The earliest due time, if anything is scheduled.
     pub fn next(&self) -> Option<Nanos> {
         self.due.first().map(|&(at, _)| at)
+    }
+
+    /// Removes and returns the tube of the earliest timer if that is a
+    /// tube resuming at `at`: after one such timer fired, the others of
+    /// the same instant, which come right after it.
+    pub fn pop_unpause_at(&mut self, at: Nanos) -> Option<TubeId> {
+        match self.due.first() {
+            Some(&(when, Timer::Unpause(tube))) if when == at => {
+                self.due.pop_first();
+                Some(tube)
+            }
+            _ => None,
+        }
     }
 
     /// Removes and returns the earliest timer due at or before `now`.

@@ -133,8 +133,17 @@ impl<J: Journal> Engine<J> {
     /// Hands the tube's ready jobs to the waiters that watch it, in the
     /// order [`Engine::first_waiter`] gives.
     pub(super) fn serve_waiters(&mut self, now: Nanos, tube: TubeId) {
-        while let Some((_, id)) = self.tubes[tube].reservable() {
-            let Some(conn) = self.first_waiter(tube) else { return };
+        self.serve_waiters_of(now, &[tube]);
+    }
+
+    /// Hands the ready jobs of `tubes` to the waiters that watch them, the
+    /// best job of them all first, as beanstalkd's process_queue does. By
+    /// the reservation invariant only one tube at a time can have both,
+    /// except for tubes that resume at one instant (`tick`).
+    pub(super) fn serve_waiters_of(&mut self, now: Nanos, tubes: &[TubeId]) {
+        loop {
+            let servable = |t: TubeId| Some((self.tubes[t].reservable()?, t, self.first_waiter(t)?));
+            let Some(((_, id), tube, conn)) = tubes.iter().filter_map(|&t| servable(t)).min() else { return };
             let narrow = &mut self.tubes[tube].waiters.narrow;
             if narrow.next().is_some_and(|(_, next)| next == conn) {
                 // Moves the tube's cursor, as beanstalkd's take does.

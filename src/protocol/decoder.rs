@@ -10,9 +10,10 @@
 //! one byte at a time and one that arrives with a thousand commands behind
 //! it take the same path. The one buffer the decoder holds is a body that
 //! arrives over several reads: it is copied, as it comes, into an
-//! allocation of the announced size, which becomes the job's body. So the
-//! connection never holds more than a read of it, and a large body is
-//! copied once between the socket and the job.
+//! allocation that grows with what arrived up to the announced size, and
+//! becomes the job's body ([`PartialBody`]). So the connection never holds
+//! more than a read of it, a large body is copied into the job as it
+//! arrives, and a body announced and never sent costs only what was sent.
 
 use std::rc::Rc;
 
@@ -118,6 +119,23 @@ impl Decoder {
         match self.state {
             State::Body { len, .. } => Some(len),
             _ => None,
+        }
+    }
+
+    /// Bytes of the body being received that it has no room for yet (0
+    /// outside a body).
+    pub fn body_room_short(&self) -> usize {
+        match &self.state {
+            State::Body { len, partial, .. } => len - partial.as_ref().map_or(0, |p| p.capacity()),
+            _ => 0,
+        }
+    }
+
+    /// Makes room in the body being received for `n` more of its bytes,
+    /// which have arrived and wait to be read ([`PartialBody::make_room`]).
+    pub fn make_body_room(&mut self, n: usize) {
+        if let State::Body { len, partial, .. } = &mut self.state {
+            partial.get_or_insert_with(|| Box::new(PartialBody::new(*len))).make_room(n);
         }
     }
 
@@ -321,11 +339,30 @@ mod tests {
         assert_eq!(decoder.decode(b"quit\r\n").event, Some(Event::Quit));
     }
 
+    /// A body announced at `-z`'s largest and barely begun holds room for
+    /// the bytes that came, not for the gigabyte announced.
+    #[test]
+    fn an_announced_body_costs_what_arrived() {
+        let mut decoder = Decoder::new(1 << 30);
+        assert_eq!(decoder.decode(b"put 0 0 10 1073741824\r\n").event, Some(Event::PutStarted));
+        assert_eq!(decoder.decode(b"abc"), Step { consumed: 3, event: None });
+        let State::Body { partial: Some(body), .. } = &decoder.state else { panic!("in the body") };
+        assert_eq!((body.filled(), body.capacity()), (3, 3));
+        assert_eq!(decoder.wanted(), (1 << 30) + 2 - 3);
+        assert_eq!(decoder.body_room_short(), (1 << 30) - 3);
+        // Bytes said to wait in the socket get their room at once.
+        decoder.make_body_room(1 << 20);
+        assert_eq!(decoder.body_room_short(), (1 << 30) - 3 - (1 << 20));
+        let mut quit = Decoder::new(10);
+        quit.make_body_room(100);
+        assert_eq!(quit.body_room_short(), 0, "no body, no room");
+    }
+
     #[test]
     fn an_aimed_body_becomes_the_puts_body() {
         let mut decoder = Decoder::new(65535);
         let body = |filled: &[u8]| {
-            let mut body = PartialBody::new(10);
+            let mut body = PartialBody::allocated(10);
             body.fill(filled);
             body
         };

@@ -64,6 +64,7 @@ impl Server {
     /// be handed to waiting workers at once), and its slot may be reused.
     pub(super) fn close(&mut self, key: ConnId) {
         let mut conn = self.conns.remove(key);
+        conn.give_back_room(&mut self.body_allowance);
         let _ = self.poll.registry().deregister(conn.stream_mut());
         let now = self.clock.now();
         self.engine.disconnect(now, key);

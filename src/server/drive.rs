@@ -90,7 +90,7 @@ impl Server {
             if !conn.can_process() || self.engine.is_waiting(key) {
                 break;
             }
-            let Some(event) = conn.next_event(&mut fresh) else { break };
+            let Some(event) = conn.next_event(&mut fresh, &mut self.body_allowance) else { break };
             match event {
                 Event::Command(command) => {
                     let input_ended = conn.input_ended();

@@ -22,13 +22,15 @@
 //! - `clock.rs`: engine time from the machine's clocks.
 //! - `restore.rs`: the engine built, with the jobs the binlog read back.
 //! - `connection.rs`, `conn_state.rs`, `output.rs`: one client's socket,
-//!   buffers and flags, and its replies on their way out.
+//!   buffers and flags, and its replies on their way out; `allowance.rs`:
+//!   the room all connections' bodies may take before their bytes arrive.
 //! - `listener.rs`, `systemd.rs`, `user.rs`, `timer.rs`, `memory.rs`: the
 //!   listening sockets (bound or inherited), systemd's two protocols, `-u`,
 //!   the deadline timer, and giving memory back after a drain.
 
 #![warn(missing_docs)]
 
+mod allowance;
 mod clock;
 mod conn_state;
 mod connection;
@@ -58,6 +60,7 @@ use crate::engine::{ConnId, Engine};
 use crate::host::HostInfo;
 use crate::protocol::decoder::PartialBody;
 use crate::settings::{Config, ListenAddr};
+use allowance::BodyAllowance;
 use clock::Clock;
 use connection::{Connection, READ_BUFFER};
 pub use listener::Listener;
@@ -151,6 +154,8 @@ struct Server {
     scratch: Vec<u8>,
     /// A body allocation an aimed read did not use, for the next one.
     spare_body: Option<PartialBody>,
+    /// Room bodies larger than a read may take before their bytes arrive.
+    body_allowance: BodyAllowance,
     /// Connections that got replies (or still have unread input) and must be
     /// driven before the next poll.
     woken: Vec<ConnId>,
@@ -206,6 +211,7 @@ impl Server {
             max_job_size: config.max_job_size,
             scratch: vec![0; READ_BUFFER],
             spare_body: None,
+            body_allowance: BodyAllowance::default(),
             woken: Vec::new(),
             driving: None,
             handed: Vec::new(),

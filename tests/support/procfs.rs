@@ -29,6 +29,41 @@ pub fn peak_resident_kb(pid: u32) -> u64 {
     status_kb(pid, "VmHWM")
 }
 
+/// Address space in use now (`VmSize`), in kB: what was allocated, touched
+/// or not.
+pub fn virtual_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmSize")
+}
+
+/// The file descriptors the process has open now.
+pub fn open_fds(pid: u32) -> Vec<u32> {
+    let dir = format!("/proc/{pid}/fd");
+    let entries = fs::read_dir(&dir).unwrap_or_else(|e| panic!("read {dir}: {e}"));
+    entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
+}
+
+/// Bytes that arrived on the TCP connections of local port `port` and that
+/// the process holding them has not read yet (the `rx_queue` of
+/// `/proc/net/tcp` and `tcp6`, listening sockets left out): 0 once a server
+/// on `port` has read everything its clients sent.
+pub fn unread_bytes_on_port(port: u16) -> u64 {
+    const LISTEN: &str = "0A";
+    let mut unread = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields[1].rsplit_once(':').and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if local_port != Some(port) || fields[3] == LISTEN {
+                continue;
+            }
+            let rx_queue = fields[4].split_once(':').expect("tx_queue:rx_queue").1;
+            unread += u64::from_str_radix(rx_queue, 16).expect("a hex rx_queue");
+        }
+    }
+    unread
+}
+
 /// The real, effective, saved and file-system ids of `Uid` or `Gid`.
 pub fn ids(pid: u32, key: &str) -> Vec<u32> {
     status_field(pid, key).split_whitespace().map(|n| n.parse().unwrap()).collect()

@@ -113,6 +113,15 @@ enum Listen {
     Unix(PathBuf),
 }
 
+/// A resource limit [`ServerBuilder`] can set.
+#[derive(Clone, Copy, Debug)]
+enum Limit {
+    /// RLIMIT_NOFILE.
+    OpenFiles,
+    /// RLIMIT_AS.
+    AddressSpace,
+}
+
 /// A server to start: the program, its flags, where it listens, and how
 /// the process is set up. `'a` is what the command makers borrow.
 pub struct ServerBuilder<'a> {
@@ -121,7 +130,8 @@ pub struct ServerBuilder<'a> {
     args: Vec<String>,
     listen: Listen,
     env: Vec<(OsString, Option<OsString>)>,
-    nofile_limit: Option<u64>,
+    /// Resource limits set in the child before it runs the program.
+    limits: Vec<(Limit, u64)>,
     stderr: Stderr,
     wrapped: bool,
 }
@@ -141,7 +151,7 @@ impl<'a> ServerBuilder<'a> {
             args: Vec::new(),
             listen: Listen::FreePort(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             env: Vec::new(),
-            nofile_limit: None,
+            limits: Vec::new(),
             stderr: Stderr::Capture,
             wrapped: false,
         }
@@ -203,7 +213,14 @@ impl<'a> ServerBuilder<'a> {
 
     /// Starts the server with RLIMIT_NOFILE (soft and hard) set to `limit`.
     pub fn nofile_limit(mut self, limit: u64) -> ServerBuilder<'a> {
-        self.nofile_limit = Some(limit);
+        self.limits.push((Limit::OpenFiles, limit));
+        self
+    }
+
+    /// Starts the server with RLIMIT_AS (soft and hard) set to `bytes`: an
+    /// allocation that would take its address space past them fails.
+    pub fn address_space_limit(mut self, bytes: u64) -> ServerBuilder<'a> {
+        self.limits.push((Limit::AddressSpace, bytes));
         self
     }
 
@@ -291,26 +308,36 @@ impl<'a> ServerBuilder<'a> {
                 None => cmd.env_remove(key),
             };
         }
-        if let Some(limit) = self.nofile_limit {
-            let limit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
-            let set_limit = move || -> io::Result<()> {
-                // SAFETY: setrlimit only reads the struct passed, which this
-                // closure owns.
-                if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-                    return Err(io::Error::last_os_error());
+        if !self.limits.is_empty() {
+            let limits = self.limits.clone();
+            let set_limits = move || -> io::Result<()> {
+                for &(which, limit) in &limits {
+                    let limit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                    // SAFETY: setrlimit only reads the struct passed, which
+                    // lives on this stack frame.
+                    let set = unsafe {
+                        match which {
+                            Limit::OpenFiles => libc::setrlimit(libc::RLIMIT_NOFILE, &limit),
+                            Limit::AddressSpace => libc::setrlimit(libc::RLIMIT_AS, &limit),
+                        }
+                    };
+                    if set != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             };
-            // SAFETY: `set_limit` runs in the child between fork and exec. The
-            // parent has other threads, which do not exist in the child: a
-            // lock one of them held (the allocator's, say) stays locked
+            // SAFETY: `set_limits` runs in the child between fork and exec.
+            // The parent has other threads, which do not exist in the child:
+            // a lock one of them held (the allocator's, say) stays locked
             // forever there, so only async-signal-safe work is allowed. The
-            // closure allocates nothing and takes no lock: its struct was
-            // built before the fork, glibc's setrlimit is a bare system call
-            // (prlimit64), and `last_os_error` only reads errno into an
-            // `io::Error` without allocating. It touches no memory shared
-            // with the parent, so nothing it does is seen there.
-            unsafe { cmd.pre_exec(set_limit) };
+            // closure allocates nothing and takes no lock: its list was
+            // built before the fork and is only read, glibc's setrlimit is a
+            // bare system call (prlimit64), and `last_os_error` only reads
+            // errno into an `io::Error` without allocating. It touches no
+            // memory shared with the parent, so nothing it does is seen
+            // there.
+            unsafe { cmd.pre_exec(set_limits) };
         }
         cmd
     }

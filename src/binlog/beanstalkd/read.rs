@@ -15,7 +15,7 @@
 //! offsets into the caller's bytes.
 
 use super::layout::{FILE_VERSION_LEN, Jobrec, MAX_NAME_LEN, State, Version, version_of};
-use crate::engine::JobCounts;
+use crate::engine::{JobCounts, MAX_JOB_ID};
 use crate::protocol::TubeName;
 
 /// One record as stored; times in nanoseconds whatever the version.
@@ -219,6 +219,9 @@ impl<'a> Reader<'a> {
             // beanstalkd stops at any id 0 as at its zero tail; here the
             // record is not all zeros, or more bytes follow.
             return Err(invalid("job id 0 in a record that is not zeros".into(), len));
+        }
+        if id > MAX_JOB_ID {
+            return Err(invalid(format!("job id {id} is past the largest, {MAX_JOB_ID}"), len));
         }
         let state = State::from_byte(jobrec.state)
             .ok_or_else(|| invalid(format!("job {id}: unknown state {}", jobrec.state), len))?;

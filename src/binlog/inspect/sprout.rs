@@ -8,7 +8,7 @@
 use super::report::{FileFormat, FileReport, JobState, Live, RecordCounts, Spot};
 use super::{MAX_READS, RETIRED, Reading, Reread};
 use crate::binlog::record::{Decoded, HEADER_LEN, Header, LoggedState, Record};
-use crate::binlog::recovery::{State, describe_damage, next_valid_record};
+use crate::binlog::recovery::{State, describe_damage, next_valid_record, records_end_at};
 
 /// sprout's files of a directory, replayed one by one, oldest first.
 #[derive(Default)]
@@ -164,8 +164,8 @@ fn walk<'a>(state: &mut State, bytes: &'a [u8]) -> Walk<'a> {
                 walk.records.push((record, len));
                 at += len;
             }
-            Decoded::End => break,
-            Decoded::Damaged => {
+            Decoded::End if records_end_at(bytes, at) => break,
+            Decoded::End | Decoded::Damaged => {
                 walk.before_damage = walk.before_damage.min(walk.records.len());
                 let spot = Spot { offset: at as u64, reason: describe_damage(bytes, at) };
                 match next_valid_record(bytes, at + 1) {

@@ -310,6 +310,52 @@ fn pause_zero_still_pauses_briefly() {
     assert_eq!(h.advance(1).len(), 1);
 }
 
+/// Things due at one instant happen in beanstalkd's order (prottick):
+/// pauses end before TTRs do, so the resumed tube's waiter takes the job
+/// that was ready, and the job whose TTR ran out comes back after.
+#[test]
+fn a_pause_ending_as_a_ttr_ends_serves_the_waiters_first() {
+    let mut h = Harness::new();
+    let held = h.put(0, 0, 0, 2, "held");
+    assert_eq!(h.reserved_id(1), held);
+    let waiting = h.put(0, 5, 0, 5, "waiting");
+    h.call(0, Command::PauseTube { tube: tube("default"), delay: 2 });
+    assert_eq!(h.reserve(2, None), None);
+    assert_eq!(h.advance(2 * SECOND), vec![(2, reserved(waiting, "waiting"))]);
+    assert_eq!(h.job_stat(held, "state"), "ready");
+}
+
+/// Tubes that resume at one instant resume together: a waiter watching
+/// both gets the better job of the two, whichever tube came first, as
+/// beanstalkd's process_queue picks the best job of every tube.
+#[test]
+fn tubes_resuming_at_one_instant_serve_the_best_job_first() {
+    let mut h = Harness::new();
+    h.call(0, Command::Use(tube("a")));
+    let worse = h.put(0, 5, 0, 5, "a5");
+    h.call(0, Command::Use(tube("b")));
+    let better = h.put(0, 1, 0, 5, "b1");
+    for name in ["a", "b"] {
+        h.call(0, Command::PauseTube { tube: tube(name), delay: 1 });
+        h.call(1, Command::Watch(tube(name)));
+    }
+    assert_eq!(h.reserve(1, None), None);
+    assert_eq!(h.advance(SECOND), vec![(1, reserved(better, "b1"))]);
+    assert_eq!(h.reserved_id(1), worse, "a resumed too");
+}
+
+/// A waiter whose timeout runs out as its job enters its last second is
+/// told DEADLINE_SOON, as beanstalkd's conn_timeout tells it.
+#[test]
+fn deadline_soon_wins_over_a_timeout_due_at_the_same_instant() {
+    let mut h = Harness::new();
+    h.put(0, 0, 0, 3, "x");
+    h.reserved_id(1);
+    assert_eq!(h.reserve(1, Some(2)), None);
+    assert_eq!(h.advance(2 * SECOND), vec![(1, Reply::DeadlineSoon)]);
+    assert_eq!(h.engine.next_deadline(), Some(3 * SECOND), "the timeout went with the wait");
+}
+
 #[test]
 fn pause_of_missing_tube_is_not_found() {
     let mut h = Harness::new();
@@ -445,6 +491,56 @@ fn list_tubes_order_after_a_tube_vanishes() {
     h.call(1, Command::Ignore(tube("a")));
     let Reply::Ok(yaml) = h.call(1, Command::ListTubes) else { panic!() };
     assert_eq!(yaml, b"---\n- default\n- c\n- b\n");
+}
+
+/// A worker that hangs up gives its jobs back in the order it reserved them
+/// (beanstalkd's list of a connection's reserved jobs), not by TTR: a
+/// waiting worker gets the one reserved first, touched or not.
+#[test]
+fn a_worker_that_hangs_up_gives_its_jobs_back_in_reservation_order() {
+    let mut h = Harness::new();
+    let first = h.put(0, 0, 0, 100, "first");
+    let second = h.put(0, 0, 0, 50, "second");
+    assert_eq!(h.reserved_id(1), first);
+    assert_eq!(h.reserved_id(1), second);
+    h.call(1, Command::Touch(first));
+    // Reserved again after a release: now the latest.
+    h.call(1, Command::Release { id: first, pri: 0, delay: 0 });
+    assert_eq!(h.reserved_id(1), first);
+    assert_eq!(h.reserve(2, None), None);
+    h.engine.disconnect(h.now, 1);
+    assert_eq!(h.engine.take_replies().collect::<Vec<_>>(), vec![(2, reserved(second, "second"))]);
+    assert_eq!(h.call(0, Command::Delete(first)), Reply::Deleted);
+    // Many reservations let go of keep the list short, and the order right.
+    let ids: Vec<_> = (0..100).map(|_| h.put(0, 0, 0, 100, "x")).collect();
+    for &id in &ids {
+        assert_eq!(h.reserved_id(3), id);
+        if id % 3 != 0 {
+            h.call(3, Command::Delete(id));
+        }
+    }
+    assert!(h.engine.session(3).reservation_order_len() <= 2 * 34 + 16);
+    assert_eq!(h.reserve(2, None), None);
+    h.engine.disconnect(h.now, 3);
+    let kept = ids.iter().copied().find(|id| id % 3 == 0).unwrap();
+    assert_eq!(h.engine.take_replies().next(), Some((2, reserved(kept, "x"))));
+}
+
+/// A client that hangs up lets go of its watched tubes in beanstalkd's
+/// order (ms_clear: the first, then the last, and so on backwards), which
+/// decides where each vanishing tube's hole in list-tubes is filled from.
+#[test]
+fn list_tubes_order_after_a_client_with_several_tubes_hangs_up() {
+    let mut h = Harness::new();
+    for name in ["a", "b"] {
+        h.call(1, Command::Watch(tube(name)));
+    }
+    h.call(2, Command::Use(tube("x")));
+    h.call(3, Command::Use(tube("y")));
+    h.engine.disconnect(h.now, 1);
+    let Reply::Ok(yaml) = h.call(0, Command::ListTubes) else { panic!() };
+    // b goes first, y filling its hole; then a, x filling its hole.
+    assert_eq!(yaml, b"---\n- default\n- x\n- y\n");
 }
 
 #[test]

@@ -10,7 +10,7 @@
 //! writes version 5.
 
 use super::*;
-use crate::engine::JobCounts;
+use crate::engine::{JobCounts, MAX_JOB_ID};
 
 mod fixtures;
 mod read;

@@ -181,6 +181,10 @@ fn invalid_records() -> Vec<(&'static str, Rec, bool)> {
         ("name with a space", Rec::full(9, "tu be", b"body"), false),
         ("name with a NUL", Rec::full(9, "tu\0be", b"body"), false),
         ("id 0", Rec { id: 0, ..good() }, false),
+        // fuzz/regressions/beanstalkd_binlog/job-id-u64-max: the next id
+        // overflowed when the engine restored the job.
+        ("id 2^63", Rec { id: 1 << 63, ..good() }, false),
+        ("id 2^64 - 1", Rec { id: u64::MAX, ..good() }, false),
         ("state 5 (Copy)", Rec { state: 5, ..good() }, false),
         ("state 255", Rec { state: 255, ..good() }, false),
         ("negative delay", Rec { delay_ns: -1, ..good() }, false),

@@ -214,8 +214,8 @@ fn the_next_id_is_past_every_id_named() {
     let bytes = v7(&[Rec::full(10, "t", b"x"), Rec::short(10, State::Deleted), Rec::full(3, "t", b"y")]);
     let imported = import(&[(1, &bytes)]);
     assert_eq!(imported.next_id, 11, "job 10 was deleted, but its id is used");
-    let last = import(&[(1, &v7(&[Rec::full(u64::MAX, "t", b"x")]))]);
-    assert_eq!(last.next_id, u64::MAX, "saturates");
+    let last = import(&[(1, &v7(&[Rec::full(MAX_JOB_ID, "t", b"x")]))]);
+    assert_eq!(last.next_id, MAX_JOB_ID + 1, "the largest id, and the next");
 }
 
 #[test]

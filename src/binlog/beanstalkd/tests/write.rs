@@ -72,7 +72,7 @@ fn what_is_written_reads_back_the_same() {
             body: b"",
         },
         export(9, "x", State::Buried, b"a\r\n\0b\r\n"),
-        export(u64::MAX, "x", State::Reserved, &[0xFF; 3000]),
+        export(MAX_JOB_ID, "x", State::Reserved, &[0xFF; 3000]),
     ];
     let mut writer = V7Writer::new();
     let mut len = 4;

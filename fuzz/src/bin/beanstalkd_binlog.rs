@@ -1,0 +1,3 @@
+fn main() {
+    afl::fuzz!(|data: &[u8]| sprout_fuzz::beanstalkd_binlog::run(data));
+}
