@@ -9,7 +9,9 @@
 //! lines at and past the 224-byte limit; commands pipelined in one write,
 //! lines and bodies sent in two parts with other clients' commands in
 //! between; reserves that wait until another client's command hands them a
-//! job; quits and closes.
+//! job, with commands queued behind them; connections watching more than 8
+//! tubes; quits, closes and half-closes; drain mode (SIGUSR1); sometimes a
+//! binlog (`-b`).
 //!
 //! What a line does is read with beanstalkd's own rules ([`grammar`]) and
 //! played on the [`Model`], which keeps the script free of timing: no delay,
