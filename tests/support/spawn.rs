@@ -14,11 +14,27 @@
 //! it could cause, a server that does not bind or is not ours, is caught by
 //! the start-up check that the server answering is our child, which then
 //! retries on another port.
+//!
+//! Nor may the kernel hand out a port the kit picked a moment ago, for a
+//! server that has not bound it yet (about once in 2,500 picks it gives the
+//! same port again within 8 picks): two servers would race for it, and the
+//! loser's start-up probe, before it tries another port, would have
+//! connected to the winner and sent it a `stats`, counted in its
+//! `total-connections` and `cmd-stats` (a rare false difference in the
+//! differential tests). So the kit remembers the ports it picked last and
+//! asks again when the kernel repeats one.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::sync::{Mutex, MutexGuard};
 
 static SPAWN: Mutex<()> = Mutex::new(());
+
+/// The ports picked last, under the spawn lock.
+static PICKED: Mutex<VecDeque<u16>> = Mutex::new(VecDeque::new());
+
+/// How many picked ports are remembered: more than servers start at once.
+const REMEMBERED: usize = 64;
 
 /// Runs `f` holding the spawn lock (a test that panicked while holding it
 /// does not stop the others).
@@ -30,8 +46,20 @@ pub fn locked<T>(f: impl FnOnce() -> T) -> T {
 /// A port of `host` that nothing listened on a moment ago. Call it within
 /// [`locked`], together with the fork that uses the port.
 pub(super) fn pick_port(host: IpAddr) -> u16 {
-    let listener = TcpListener::bind((host, 0)).unwrap_or_else(|e| panic!("cannot bind {host} port 0: {e}"));
-    listener.local_addr().expect("listener address").port()
+    let mut picked = PICKED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut port = 0;
+    for _ in 0..16 {
+        let listener = TcpListener::bind((host, 0)).unwrap_or_else(|e| panic!("cannot bind {host} port 0: {e}"));
+        port = listener.local_addr().expect("listener address").port();
+        if !picked.contains(&port) {
+            break;
+        }
+    }
+    if picked.len() == REMEMBERED {
+        picked.pop_front();
+    }
+    picked.push_back(port);
+    port
 }
 
 /// A free loopback port, for a test that needs one no server was started
