@@ -103,3 +103,35 @@ fn quit_with_unread_input_behind_it(bin: &Binary) {
     }
 }
 on_both!(quit_with_unread_input_behind_it);
+
+/// A `pause-tube t 0` followed, in the same write, by a reserve: the pause
+/// has ended by the next command on both servers (beanstalkd ticks between
+/// a connection's commands; sprout runs what fell due before each command).
+fn a_zero_second_pause_has_ended_by_the_next_command(bin: &Binary) {
+    let s = bin.server().start();
+    let mut c = s.connect();
+    c.exchange(b"put 0 0 10 1\r\nx\r\n", b"INSERTED 1\r\n");
+    c.send(b"pause-tube default 0\r\nreserve-with-timeout 0\r\n");
+    c.expect_reply(b"PAUSED\r\n");
+    c.expect_reply(b"RESERVED 1 1\r\nx\r\n");
+}
+on_both!(a_zero_second_pause_has_ended_by_the_next_command);
+
+/// Departure 4's last case. A connection blocked in a reserve, with two
+/// puts queued behind it in the same write, closes. beanstalkd answers the
+/// reserve `TIMED_OUT` to a peer that is gone, runs one queued put and
+/// closes on the failed write; sprout runs every command the client sent
+/// before it closed. Neither reply reaches anyone.
+fn a_closed_waiting_connection_s_queued_commands(bin: &Binary) {
+    let s = bin.server().start();
+    let mut observer = s.connect();
+    let mut w = s.connect();
+    w.send(b"reserve\r\nput 0 0 10 1\r\na\r\nput 0 0 10 1\r\nb\r\n");
+    wait_for_waiters(&mut observer, 1);
+    drop(w);
+    let gone = wait_until(Duration::from_secs(10), || observer.stats().num("current-connections") == 1);
+    assert!(gone, "the closed connection is still counted");
+    let want = if bin.is_sprout() { 2 } else { 1 };
+    assert_eq!(observer.stats().num("current-jobs-ready"), want, "{}", bin.name);
+}
+on_both!(a_closed_waiting_connection_s_queued_commands);

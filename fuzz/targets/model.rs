@@ -275,7 +275,10 @@ impl Model {
 
     /// Carries out a command; its reply, and those it causes to others,
     /// go to the replies.
+    /// What fell due by `t` happens first (beanstalkd ticks between a
+    /// connection's commands).
     pub fn apply(&mut self, t: Nanos, c: ConnId, command: &Command) {
+        self.tick(t);
         if let Some(reply) = self.execute(t, c, command) {
             self.replies.push((c, reply));
         }

@@ -406,6 +406,12 @@ impl<J: Journal> Engine<J> {
     /// and any replies to other connections it caused, go to the outbox.
     /// A [`Command::Put`] comes after [`Engine::begin_put`] for its line.
     pub fn apply(&mut self, now: Nanos, conn: ConnId, command: Command) {
+        // What fell due by now happens first, as beanstalkd ticks between
+        // a connection's commands: a `pause-tube t 0` has ended by the next
+        // command of the same write.
+        if self.timers.next().is_some_and(|at| at <= now) {
+            self.tick(now);
+        }
         if let Some(reply) = self.execute(now, conn, command) {
             self.replies.push((conn, reply));
         }
