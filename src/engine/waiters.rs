@@ -93,6 +93,15 @@ impl NarrowWaiters {
         (!self.list.is_empty()).then(|| self.list[self.cursor % self.list.len()])
     }
 
+    /// A reserve got a job of this tube at once. beanstalkd queues even
+    /// that reserve as a waiter and takes it straight back from the job's
+    /// tube, where it waits alone (no waiter watches a tube with a ready
+    /// job): the cursor moves to 1.
+    pub fn served_at_once(&mut self) {
+        debug_assert!(self.list.is_empty(), "a tube with a ready job has waiters");
+        self.cursor = 1;
+    }
+
     /// Takes the waiter [`NarrowWaiters::next`] names, and moves the cursor
     /// past its slot.
     pub fn take_next(&mut self) -> Option<ConnId> {
