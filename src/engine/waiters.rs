@@ -67,6 +67,10 @@ impl NarrowWaiters {
         self.list.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     pub fn contains(&self, seq: u64, conn: ConnId) -> bool {
         self.slots.get(&conn).is_some_and(|&slot| self.list[slot] == (seq, conn))
     }
