@@ -31,9 +31,9 @@ use crate::support::Rng;
 
 /// Classes of script that once showed a difference (`SPROUT_DIFF_ALLOW`,
 /// see the module doc of `random`). `waiters`, `close-order` and `unpause`
-/// were fixed and are written by default ([`Allow::MATCHED`]); the other
-/// four are departures protocol.md documents and tests, left out unless
-/// asked. (The notes on each class say what differed.)
+/// were fixed and are written by default ([`Allow::MATCHED`]); four are
+/// departures protocol.md documents and tests, and `broad` is open: those
+/// are left out unless asked. (The notes on each class say what differed.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Allow {
     /// Fixed (was open): several connections waiting in `reserve` at a time. sprout
@@ -67,6 +67,13 @@ pub(crate) struct Allow {
     /// the queued commands; beanstalkd runs one (writing its reply fails,
     /// the peer having reset), sprout runs them all.
     pub(crate) close_queued: bool,
+    /// Open: a connection watching more than 8 tubes waits in a reserve,
+    /// even alone. When it gets a job of tube T, beanstalkd's take moves
+    /// T's cursor (every waiter sits in the list of every tube it
+    /// watches); sprout keeps such a waiter outside the tubes' lists
+    /// (departure 10) and moves no cursor, so when two narrow waiters then
+    /// wait on T, the next job goes to the other one.
+    pub(crate) broad: bool,
 }
 
 impl Allow {
@@ -74,8 +81,8 @@ impl Allow {
     /// `SPROUT_DIFF_ALLOW` says otherwise.
     pub(crate) const MATCHED: &'static str = "waiters,close-order,unpause";
 
-    pub(crate) const NAMES: [&'static str; 7] =
-        ["waiters", "ahead", "arriving", "after-quit", "close-order", "unpause", "close-queued"];
+    pub(crate) const NAMES: [&'static str; 8] =
+        ["waiters", "ahead", "arriving", "after-quit", "close-order", "unpause", "close-queued", "broad"];
 
     /// `waiters,ahead,...` (or `all`, or empty for none).
     pub(crate) fn parse(spec: &str) -> Result<Allow, String> {
@@ -91,6 +98,7 @@ impl Allow {
                         close_order: true,
                         unpause: true,
                         close_queued: true,
+                        broad: true,
                     };
                 }
                 "waiters" => allow.waiters = true,
@@ -100,6 +108,7 @@ impl Allow {
                 "close-order" => allow.close_order = true,
                 "unpause" => allow.unpause = true,
                 "close-queued" => allow.close_queued = true,
+                "broad" => allow.broad = true,
                 _ => return Err(format!("unknown class {word:?} (known: all, {})", Allow::NAMES.join(", "))),
             }
         }
@@ -115,6 +124,7 @@ impl Allow {
             self.close_order,
             self.unpause,
             self.close_queued,
+            self.broad,
         ];
         let names: Vec<&str> = Allow::NAMES.iter().zip(on).filter(|(_, on)| *on).map(|(n, _)| *n).collect();
         if names.is_empty() { "none".into() } else { names.join(",") }
@@ -817,7 +827,8 @@ impl Gen {
                     // one beside others (departure 10).
                     let broad =
                         model.conns.iter().enumerate().any(|(i, w)| (i == c || w.waiting) && w.watched.len() > 8);
-                    if context != Context::Alone || (waiting > 0 && (!self.allow.waiters || broad)) {
+                    let alone_broad = model.conns[c].watched.len() > 8 && !self.allow.broad;
+                    if context != Context::Alone || alone_broad || (waiting > 0 && (!self.allow.waiters || broad)) {
                         return None;
                     }
                     cmd.replies = 0;
