@@ -425,6 +425,12 @@ impl Model {
     /// held job's TTR, else `TIMED_OUT` for a zero timeout, else a wait.
     fn reserve(&mut self, t: Nanos, c: ConnId, timeout: Option<u32>) -> Option<Expect> {
         let reply = if let Some(id) = self.best_for(c) {
+            // beanstalkd queues even this reserve in every watched tube's
+            // set, then takes it from the job's tube at once, where it is
+            // alone (no waiter watches a tube with a ready job): that
+            // tube's cursor moves to 1.
+            let name = self.jobs[&id].tube.clone();
+            self.tubes.iter_mut().find(|tube| tube.name == name).unwrap().last = 1;
             self.reserve_for(t, c, id)
         } else if self.deadline_soon_at(c).is_some_and(|at| t >= at) {
             Reply::DeadlineSoon

@@ -143,6 +143,8 @@ impl<J: Journal> Engine<J> {
         // at its next tick. Either way: a job if one may be handed out, else
         // DEADLINE_SOON, so ready jobs in paused tubes need no look here.
         if let Some(id) = self.best_reservable(conn) {
+            let tube = self.jobs[&id].tube;
+            self.tubes[tube].waiters.narrow.served_at_once();
             return Some(self.hand_out(now, conn, id));
         }
         if self.session(conn).deadline_soon(now) {

@@ -67,6 +67,10 @@ impl NarrowWaiters {
         self.list.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     pub fn contains(&self, seq: u64, conn: ConnId) -> bool {
         self.slots.get(&conn).is_some_and(|&slot| self.list[slot] == (seq, conn))
     }
@@ -91,6 +95,15 @@ impl NarrowWaiters {
     /// The waiter the next job goes to: (arrival number, connection).
     pub fn next(&self) -> Option<(u64, ConnId)> {
         (!self.list.is_empty()).then(|| self.list[self.cursor % self.list.len()])
+    }
+
+    /// A reserve got a job of this tube at once. beanstalkd queues even
+    /// that reserve as a waiter and takes it straight back from the job's
+    /// tube, where it waits alone (no waiter watches a tube with a ready
+    /// job): the cursor moves to 1.
+    pub fn served_at_once(&mut self) {
+        debug_assert!(self.list.is_empty(), "a tube with a ready job has waiters");
+        self.cursor = 1;
     }
 
     /// Takes the waiter [`NarrowWaiters::next`] names, and moves the cursor

@@ -148,6 +148,11 @@ impl<J: Journal> Engine<J> {
             if narrow.next().is_some_and(|(_, next)| next == conn) {
                 // Moves the tube's cursor, as beanstalkd's take does.
                 narrow.take_next();
+            } else if narrow.is_empty() {
+                // A broad waiter served where no narrow one waits: in
+                // beanstalkd's list it waited alone (or among broad ones),
+                // and the take moved the cursor to 1 all the same.
+                narrow.served_at_once();
             }
             self.end_wait(conn);
             let reply = self.hand_out(now, conn, id);
