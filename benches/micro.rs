@@ -64,6 +64,20 @@ fn engine() -> Engine {
     Engine::new(EngineConfig { max_job_size: 65535, binlog_max_size: 10485760, host: HostInfo::fake() }, 0)
 }
 
+/// An engine with metrics on (`--metrics`) if `metrics`.
+fn engine_with(metrics: bool) -> Engine {
+    let mut e = engine();
+    if metrics {
+        e.enable_metrics(sprout::metrics::DEFAULT_TUBE_CAP);
+    }
+    e
+}
+
+/// A bench's name, marked when metrics are on.
+fn named(name: &str, metrics: bool) -> String {
+    if metrics { format!("{name} (metrics on)") } else { name.to_string() }
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
 
@@ -124,76 +138,121 @@ fn main() {
         }
     });
 
-    bench(&filter, "engine put + reserve + delete", 1, |n| {
-        let mut e = engine();
-        e.connect(0);
-        let mut ids = Vec::with_capacity(1);
-        for i in 0..n {
-            e.begin_put(0);
-            e.apply(i, 0, put());
-            e.take_replies().for_each(drop);
-            e.apply(i, 0, Command::Reserve);
-            ids.clear();
-            ids.extend(e.take_replies().filter_map(|(_, reply)| match reply {
-                sprout::protocol::Reply::Reserved { id, .. } => Some(id),
-                _ => None,
-            }));
-            let id = ids.first().copied().expect("reserve after put must succeed");
-            e.apply(i, 0, Command::Delete(id));
-            black_box(e.take_replies().count());
-        }
-    });
-
-    // 50 workers blocked in a reserve on one tube; each put is handed to
-    // one, which deletes the job and waits again: the waiting path
-    // (begin_wait, serve_waiters, end_wait) that a busy pool of workers runs.
-    bench(&filter, "engine put to one of 50 waiting workers + delete + wait", 1, |n| {
-        const WORKERS: usize = 50;
-        let mut e = engine();
-        for conn in 0..=WORKERS {
-            e.connect(conn);
-        }
-        for worker in 1..=WORKERS {
-            e.apply(0, worker, Command::Reserve);
-        }
-        for i in 0..n {
-            e.begin_put(0);
-            e.apply(i, 0, put());
-            let (worker, id) = e
-                .take_replies()
-                .find_map(|(to, reply)| match reply {
-                    sprout::protocol::Reply::Reserved { id, .. } => Some((to, id)),
-                    _ => None,
-                })
-                .expect("a waiting worker takes the job");
-            e.apply(i, worker, Command::Delete(id));
-            e.apply(i, worker, Command::Reserve);
-            black_box(e.take_replies().count());
-        }
-    });
-
-    bench(&filter, "engine 10k puts, then 10k reserve+delete (per job)", 10_000, |n| {
-        for _ in 0..n {
-            let mut e = engine();
+    for metrics in [false, true] {
+        bench(&filter, &named("engine put + reserve + delete", metrics), 1, |n| {
+            let mut e = engine_with(metrics);
             e.connect(0);
-            for i in 0..10_000 {
+            let mut ids = Vec::with_capacity(1);
+            for i in 0..n {
                 e.begin_put(0);
                 e.apply(i, 0, put());
-            }
-            e.take_replies().for_each(drop);
-            for i in 0..10_000 {
+                e.take_replies().for_each(drop);
                 e.apply(i, 0, Command::Reserve);
-                let id = e
+                ids.clear();
+                ids.extend(e.take_replies().filter_map(|(_, reply)| match reply {
+                    sprout::protocol::Reply::Reserved { id, .. } => Some(id),
+                    _ => None,
+                }));
+                let id = ids.first().copied().expect("reserve after put must succeed");
+                e.apply(i, 0, Command::Delete(id));
+                black_box(e.take_replies().count());
+            }
+        });
+
+        // 50 workers blocked in a reserve on one tube; each put is handed to
+        // one, which deletes the job and waits again: the waiting path
+        // (begin_wait, serve_waiters, end_wait) that a busy pool of workers runs.
+        bench(&filter, &named("engine put to one of 50 waiting workers + delete + wait", metrics), 1, |n| {
+            const WORKERS: usize = 50;
+            let mut e = engine_with(metrics);
+            for conn in 0..=WORKERS {
+                e.connect(conn);
+            }
+            for worker in 1..=WORKERS {
+                e.apply(0, worker, Command::Reserve);
+            }
+            for i in 0..n {
+                e.begin_put(0);
+                e.apply(i, 0, put());
+                let (worker, id) = e
                     .take_replies()
-                    .find_map(|(_, reply)| match reply {
-                        sprout::protocol::Reply::Reserved { id, .. } => Some(id),
+                    .find_map(|(to, reply)| match reply {
+                        sprout::protocol::Reply::Reserved { id, .. } => Some((to, id)),
                         _ => None,
                     })
-                    .expect("a preloaded job");
-                e.apply(i, 0, Command::Delete(id));
-                e.take_replies().for_each(drop);
+                    .expect("a waiting worker takes the job");
+                e.apply(i, worker, Command::Delete(id));
+                e.apply(i, worker, Command::Reserve);
+                black_box(e.take_replies().count());
             }
-            black_box(&e);
+        });
+
+        bench(&filter, &named("engine 10k puts, then 10k reserve+delete (per job)", metrics), 10_000, |n| {
+            for _ in 0..n {
+                let mut e = engine_with(metrics);
+                e.connect(0);
+                for i in 0..10_000 {
+                    e.begin_put(0);
+                    e.apply(i, 0, put());
+                }
+                e.take_replies().for_each(drop);
+                for i in 0..10_000 {
+                    e.apply(i, 0, Command::Reserve);
+                    let id = e
+                        .take_replies()
+                        .find_map(|(_, reply)| match reply {
+                            sprout::protocol::Reply::Reserved { id, .. } => Some(id),
+                            _ => None,
+                        })
+                        .expect("a preloaded job");
+                    e.apply(i, 0, Command::Delete(id));
+                    e.take_replies().for_each(drop);
+                }
+                black_box(&e);
+            }
+        });
+    }
+
+    // A scrape's two halves with 10,000 tubes, each holding a ready job:
+    // the engine's figures (a walk over every tube, the first 100 with
+    // figures of their own) and their encoding.
+    let mut e = engine_with(true);
+    e.connect(0);
+    for t in 0..10_000u64 {
+        e.apply(t, 0, Command::Use(sprout::protocol::TubeName::new(format!("t{t}").as_bytes()).unwrap()));
+        e.begin_put(0);
+        e.apply(t, 0, put());
+    }
+    e.take_replies().for_each(drop);
+    bench(&filter, "metrics: engine figures, 10,000 tubes", 1, |n| {
+        for i in 0..n {
+            black_box(e.figures(20_000 + i));
+        }
+    });
+    let figures = e.figures(20_000);
+    bench(&filter, "metrics: encode 100 tubes + [other] (Prometheus text)", 1, |n| {
+        for _ in 0..n {
+            black_box(sprout::metrics::encode(figures.clone(), sprout::metrics::Format::Prometheus));
+        }
+    });
+    let mut all = engine();
+    all.enable_metrics(100_000);
+    all.connect(0);
+    for t in 0..10_000u64 {
+        all.apply(t, 0, Command::Use(sprout::protocol::TubeName::new(format!("t{t}").as_bytes()).unwrap()));
+        all.begin_put(0);
+        all.apply(t, 0, put());
+    }
+    all.take_replies().for_each(drop);
+    bench(&filter, "metrics: engine figures, 10,000 tubes, all with series", 1, |n| {
+        for i in 0..n {
+            black_box(all.figures(20_000 + i));
+        }
+    });
+    let figures = all.figures(20_000);
+    bench(&filter, "metrics: encode 10,000 tubes (Prometheus text)", 1, |n| {
+        for _ in 0..n {
+            black_box(sprout::metrics::encode(figures.clone(), sprout::metrics::Format::Prometheus));
         }
     });
 }

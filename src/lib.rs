@@ -19,6 +19,10 @@
 //!   group commit, room promised and prepared ahead, retiring files,
 //!   compaction, recovery; taking over a directory beanstalkd wrote, and
 //!   writing one back. Its format is specified in `docs/binlog-format.md`.
+//! - [`metrics`]: what a scrape of `GET /metrics` reports (`--metrics`),
+//!   as plain figures the engine, the binlog and the server fill in, and
+//!   their encoding (Prometheus text or OpenMetrics, by `prometheus-client`);
+//!   the HTTP side is the server's (`server/web.rs`, `server/http.rs`).
 //! - [`idindex`]: job id to slot in about four bytes a job (engine and
 //!   recovery); [`idmap`]: the hash map keyed by job id it falls back on.
 //! - [`settings`]: the settings the server runs with, as plain values;
@@ -39,6 +43,7 @@ pub mod engine;
 pub mod host;
 pub mod idindex;
 pub mod idmap;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod settings;

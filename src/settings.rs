@@ -50,4 +50,9 @@ pub struct Config {
     pub user: Option<String>,
     /// `-V`, counted.
     pub verbose: u8,
+    /// `--metrics ADDR:PORT`: where to answer `GET /metrics` (metrics are
+    /// off without it, unless systemd passes a socket named `metrics`).
+    pub metrics: Option<ListenAddr>,
+    /// `--metrics-tubes`: the most tubes with series of their own.
+    pub metrics_tubes: usize,
 }

@@ -160,6 +160,8 @@ fn units_dir(edit: impl Fn(&str, String) -> String) -> TempDir {
         let text = text.replace(START_SCRIPT, &script.display().to_string());
         fs::write(dir.path().join(unit), edit(unit, text)).unwrap();
     }
+    let example = "sprout-metrics.socket";
+    fs::write(dir.path().join(example), edit(example, read(&packaging(&format!("examples/{example}"))))).unwrap();
     dir
 }
 
@@ -179,9 +181,16 @@ fn verify(analyze: &Path, dir: &Path, units: &[&str]) -> Result<(), String> {
 }
 
 /// The units as instantiated in the tests: both plain units, and the
-/// template as instance 11301 (a port) and, for the service, "reports".
-const VERIFIED: [&str; 5] =
-    ["sprout.service", "sprout.socket", "sprout@11301.service", "sprout@11301.socket", "sprout@reports.service"];
+/// template as instance 11301 (a port) and, for the service, "reports";
+/// and the example metrics socket.
+const VERIFIED: [&str; 6] = [
+    "sprout.service",
+    "sprout.socket",
+    "sprout@11301.service",
+    "sprout@11301.socket",
+    "sprout@reports.service",
+    "sprout-metrics.socket",
+];
 
 #[test]
 fn units_pass_systemd_analyze_verify() {
@@ -276,6 +285,7 @@ fn units_are_hardened_and_match_the_package() {
         ("packaging/default/sprout", "etc/default/"),
         ("packaging/sprout.1", "usr/share/man/man1/"),
         ("packaging/examples/instance.env", "usr/share/doc/sprout/examples/"),
+        ("packaging/examples/sprout-metrics.socket", "usr/share/doc/sprout/examples/"),
     ] {
         assert!(manifest.contains(&format!("[\"{src}\", \"{dest}\"")), "Cargo.toml deb assets: {src} -> {dest}");
     }
@@ -506,7 +516,14 @@ fn shipped_settings_files_keep_the_defaults() {
     // the start script apply until the admin changes a line.
     let defaults = read(&packaging("default/sprout"));
     assert_eq!(environment_file(&defaults), []);
-    for name in ["SPROUT_LISTEN_ADDR", "SPROUT_LISTEN_PORT", "SPROUT_BINLOG_DIR", "SPROUT_EXTRA", "BEANSTALKD_"] {
+    for name in [
+        "SPROUT_LISTEN_ADDR",
+        "SPROUT_LISTEN_PORT",
+        "SPROUT_BINLOG_DIR",
+        "SPROUT_METRICS",
+        "SPROUT_EXTRA",
+        "BEANSTALKD_",
+    ] {
         assert!(defaults.contains(name), "/etc/default/sprout should mention {name}");
     }
     let example = environment_file(&read(&packaging("examples/instance.env")));
@@ -727,6 +744,102 @@ fn socket_activation_serves_tcp_and_unix_at_once() {
     assert_eq!(tcp.call("stats-job 1\r\n"), "NOT_FOUND\r\n");
     assert_eq!(unix.call(format!("delete {id}\r\n")), "DELETED\r\n");
     assert!(TcpStream::connect(("127.0.0.1", ignored)).is_err(), "bound -p although systemd passed sockets");
+}
+
+/// A socket named `metrics` (`FileDescriptorName=metrics`, here the
+/// activator's `--fdname`) answers HTTP with the metrics; the other serves
+/// the queue; and with only a metrics socket passed, sprout binds its
+/// queue port itself. The example unit names its socket so.
+#[test]
+fn socket_activation_tells_the_metrics_socket_by_its_name() {
+    let test = "socket_activation_tells_the_metrics_socket_by_its_name";
+    let example = unit_settings(&read(&packaging("examples/sprout-metrics.socket")), "Socket");
+    assert_eq!(setting(&example, "FileDescriptorName"), ["metrics"]);
+    assert_eq!(setting(&example, "Service"), ["sprout.service"]);
+    let Some(activate) = tool_or_skip(test, "systemd-socket-activate", "systemd") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_sock = dir.path().join("metrics.sock");
+    // A port sprout must not bind: systemd passed the queue's socket.
+    let ignored = free_port();
+    let server = Server::command("systemd-socket-activate", |port| {
+        let _ = fs::remove_file(&metrics_sock);
+        let mut cmd = Command::new(&activate);
+        cmd.arg("-l").arg(format!("127.0.0.1:{port}")).arg("-l").arg(&metrics_sock);
+        cmd.arg("--fdname=sprout.socket:metrics");
+        cmd.arg(Binary::sprout().path).args(["-l", "127.0.0.1", "-p", &ignored.to_string()]);
+        cmd
+    })
+    .start();
+    let mut queue = server.connect();
+    put_reserve_delete(&mut queue, "over the queue's socket");
+    let scrape = http_get_unix(&metrics_sock);
+    assert!(scrape.starts_with("HTTP/1.1 200 OK\r\n"), "{scrape}");
+    assert!(scrape.contains("\nsprout_commands_total{command=\"put\"} 1\n"), "{scrape}");
+    drop(server);
+
+    // Only the metrics socket: the queue's port is bound from -l/-p.
+    let server = Server::command("systemd-socket-activate", |port| {
+        let _ = fs::remove_file(&metrics_sock);
+        let mut cmd = Command::new(&activate);
+        cmd.arg("-l").arg(&metrics_sock).arg("--fdname=metrics");
+        cmd.arg(Binary::sprout().path).args(["-l", "127.0.0.1", "-p", &port.to_string()]);
+        cmd
+    });
+    // The activator starts sprout at the first connection to its socket.
+    let mut child = server.spawn();
+    assert!(support::wait_until(Duration::from_secs(10), || metrics_sock.exists()), "no metrics socket");
+    let scrape = http_get_unix(&metrics_sock);
+    assert!(scrape.starts_with("HTTP/1.1 200 OK\r\n"), "{scrape}");
+    let mut queue = child.connect();
+    put_reserve_delete(&mut queue, "over the port sprout bound");
+    child.kill9();
+}
+
+/// `GET /metrics` over a UNIX socket; the whole response.
+fn http_get_unix(path: &Path) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// SPROUT_METRICS turns metrics on at that address; empty or "none"
+/// leaves them off.
+#[test]
+fn start_script_turns_metrics_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = start_script_in(dir.path());
+    let proc = Server::command("sprout-start", |port| {
+        let port = port.to_string();
+        let vars = [
+            ("SPROUT_LISTEN_PORT", port.as_str()),
+            ("SPROUT_BINLOG_DIR", "none"),
+            ("SPROUT_METRICS", "127.0.0.1:0"),
+            ("SPROUT_EXTRA", "-V"),
+        ];
+        start_script(&script, &vars)
+    })
+    .start();
+    let port = support::http::metrics_port(&proc);
+    assert_eq!(support::http::get(port, "/metrics", "").status, 200);
+    for off in ["", "none"] {
+        let proc = Server::command("sprout-start", |port| {
+            let port = port.to_string();
+            let vars = [
+                ("SPROUT_LISTEN_PORT", port.as_str()),
+                ("SPROUT_BINLOG_DIR", "none"),
+                ("SPROUT_METRICS", off),
+                ("SPROUT_EXTRA", "-V"),
+            ];
+            start_script(&script, &vars)
+        })
+        .start();
+        proc.connect().put(0, 0, 60, "x");
+        assert!(!proc.stderr_text().contains("metrics on"), "SPROUT_METRICS={off:?}: {}", proc.stderr_text());
+    }
 }
 
 /// Receives one notification, or None after `timeout` or if `proc` exits.
@@ -1017,6 +1130,7 @@ fn deb_installs_and_runs() {
         "./usr/share/man/man1/sprout.1.gz",
         "./usr/share/doc/sprout/copyright",
         "./usr/share/doc/sprout/examples/instance.env",
+        "./usr/share/doc/sprout/examples/sprout-metrics.socket",
     ] {
         assert!(listing.lines().any(|l| l.ends_with(path)), "{} lacks {path}:\n{listing}", deb.display());
     }

@@ -13,6 +13,7 @@
 
 mod client;
 mod floor;
+mod metrics;
 mod scenarios;
 mod server;
 mod takeover;
@@ -28,13 +29,13 @@ use clap::Parser;
 use scenarios::{FixtureEnv, Metric, Variant};
 use server::{Binary, Kind};
 
-const ALL_SCENARIOS: &str = "put,put-binlog,recovery,takeover,reserve-delete,mixed,idle,delayed,big,tubes";
+const ALL_SCENARIOS: &str = "put,put-binlog,recovery,takeover,reserve-delete,mixed,idle,delayed,big,tubes,metrics";
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "race", about = "Race sprout against beanstalkd on loopback.")]
 pub struct Opts {
     /// Scenarios to run, comma-separated: put, put-binlog, recovery, takeover, reserve-delete, mixed, idle, delayed,
-    /// big, tubes
+    /// big, tubes, metrics
     #[arg(long, value_delimiter = ',', default_value = ALL_SCENARIOS)]
     pub scenarios: Vec<String>,
 

@@ -123,7 +123,7 @@ fn secs(s: f64) -> Duration {
 }
 
 /// The timed (or counted, with --count) limit for throughput runs.
-fn limit(opts: &Opts) -> Limit {
+pub fn limit(opts: &Opts) -> Limit {
     match opts.count {
         Some(total) => Limit::Count { total, timeout: Duration::from_secs(600) },
         None => Limit::Time { warmup: secs(opts.warmup), measure: secs(opts.duration), grace: Duration::ZERO },
@@ -139,7 +139,7 @@ fn sleep_until(t: Instant) {
 
 /// Runs `roles` against `server` and returns the outcome with the server's and
 /// client's CPU use (fractions of a core) over the measured window.
-fn measure(server: &Server, roles: Vec<Role>, limit: Limit, opts: &Opts, rate: f64) -> Result<Measured, String> {
+pub fn measure(server: &Server, roles: Vec<Role>, limit: Limit, opts: &Opts, rate: f64) -> Result<Measured, String> {
     let plan = Plan { addr: server.addr, roles, threads: opts.threads, limit: limit.clone(), rate };
     let cpu = Cell::new((f64::NAN, f64::NAN));
     let sample = |t0: Instant| match limit {
@@ -167,7 +167,7 @@ pub struct Measured {
 }
 
 impl Measured {
-    fn rate(&self, name: &str) -> Metric {
+    pub fn rate(&self, name: &str) -> Metric {
         Metric { cpu: Some(self.cpu), ..Metric::new(name, self.outcome.rate(), Unit::PerSec) }
     }
 
@@ -477,6 +477,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
             }
             "takeover" => out.push(crate::takeover::variant(opts)),
             "tubes" => crate::tubes::variants(opts, &body, &mut out),
+            "metrics" => crate::metrics::variants(opts, &body, &mut out),
             _ => unreachable!("scenario names are checked"),
         }
     }

@@ -79,6 +79,12 @@ pub fn trace(data: &[u8]) -> String {
 
 fn drive(data: &[u8]) -> Pair {
     let mut pair = Pair::new();
+    // Half the inputs run with metrics on (two tubes with figures of their
+    // own, the rest counted together): they must change no reply, keep the
+    // meter's invariants, and add up to the stats' figures.
+    if data.first().is_some_and(|b| b & 0x80 != 0) {
+        pair.engine.enable_metrics(2);
+    }
     let mut input = data.iter().copied();
     while let Some(first) = input.next() {
         let mut byte = || input.next().unwrap_or(0);
@@ -239,10 +245,38 @@ impl Pair {
         self.compare();
     }
 
+    /// With metrics on, a scrape's tubes (their own and the others
+    /// together) add up to what `stats` counts.
+    fn compare_figures(&mut self) {
+        let f = self.engine.figures(self.last);
+        let tubes = f.tubes.iter().map(|t| &t.stats).chain([&f.other.stats]);
+        let sums = tubes.fold([0u64; 5], |mut s, t| {
+            for (sum, n) in s.iter_mut().zip([t.ready, t.reserved, t.delayed, t.buried, t.urgent]) {
+                *sum += n;
+            }
+            s
+        });
+        let server = [f.server.ready, f.server.reserved, f.server.delayed, f.server.buried, f.server.urgent];
+        if sums != server {
+            self.fail(&format!("the tubes' figures add up to {sums:?} (ready, reserved, delayed, buried, urgent), stats says {server:?}"));
+        }
+        if f.tubes.len() as u64 + f.other_tubes != f.server.tubes as u64 {
+            self.fail(&format!(
+                "{} tubes with figures and {} others, {} tubes",
+                f.tubes.len(),
+                f.other_tubes,
+                f.server.tubes
+            ));
+        }
+    }
+
     /// The engine's invariants hold, and it said and scheduled what the
     /// model did.
     fn compare(&mut self) {
         self.engine.check_invariants();
+        if self.engine.metrics_enabled() {
+            self.compare_figures();
+        }
         let actual: Vec<(ConnId, Reply)> = self.engine.take_replies().collect();
         let expected = self.model.take_replies();
         for conn in 0..CONNS {

@@ -37,7 +37,7 @@ impl Binlog {
     /// reply waits for the fsync anyway) and `-F`.
     pub fn sync_in_background(&mut self, wake: Wake) -> io::Result<()> {
         if matches!(self.fsync, FsyncPolicy::Every { ms } if ms > 0) {
-            self.syncer = Some(Syncer::start(wake)?);
+            self.syncer = Some(Syncer::start(wake, self.fsync_times.clone())?);
         }
         Ok(())
     }
@@ -78,7 +78,7 @@ impl Binlog {
                 }
                 None => {
                     for segment in self.segments.iter_mut() {
-                        segment.sync()?;
+                        segment.sync(&self.fsync_times)?;
                     }
                 }
             }
@@ -114,7 +114,7 @@ impl Binlog {
         }
         for segment in self.segments.iter_mut() {
             segment.write_pending()?;
-            segment.sync()?;
+            segment.sync(&self.fsync_times)?;
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ impl Journal for Binlog {
         let record = Record::Job(full_job(job));
         let len = record.encoded_len() as u64;
         if !self.ensure_room(len + DELETE_LEN) {
+            self.refused += 1;
             return None;
         }
         self.next_id = self.next_id.max(job.id + 1);
@@ -20,7 +21,9 @@ impl Journal for Binlog {
     }
 
     fn reserve_update(&mut self) -> bool {
-        self.ensure_room(UPDATE_LEN)
+        let room = self.ensure_room(UPDATE_LEN);
+        self.refused += u64::from(!room);
+        room
     }
 
     fn log_update(&mut self, job: JobView) {

@@ -61,6 +61,8 @@ mod commit;
 mod compaction;
 mod convert;
 pub mod export;
+mod figures;
+mod fsyncs;
 pub mod inspect;
 mod journal;
 mod lock;
@@ -79,6 +81,7 @@ use std::time::Instant;
 
 use crate::settings::FsyncPolicy;
 use compaction::Migration;
+use fsyncs::FsyncTimes;
 use lock::DirLock;
 pub use open::Opened;
 use room::Preparation;
@@ -169,6 +172,12 @@ pub struct Binlog {
     next_id: u64,
     records_written: u64,
     records_migrated: u64,
+    /// Bytes of the records written (`records_written` of them).
+    written_bytes: u64,
+    /// Changes refused for want of room (`OUT_OF_MEMORY`).
+    refused: u64,
+    /// How long each fsync took.
+    fsync_times: FsyncTimes,
     last_sync: Instant,
     /// Set when a write failed: the log can no longer promise anything.
     failed: bool,

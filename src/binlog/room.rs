@@ -65,6 +65,11 @@ impl Preparation {
     pub(super) fn file_deleted(&mut self) {
         self.freed = true;
     }
+
+    /// True while the last attempt to make a file failed (a full disk).
+    pub(super) fn has_failed(&self) -> bool {
+        self.failed_at.is_some()
+    }
 }
 
 impl Binlog {
@@ -232,6 +237,7 @@ impl Binlog {
         }
         self.current().append(record);
         self.records_written += 1;
+        self.written_bytes += len;
         self.segments[self.current].seq
     }
 

@@ -6,6 +6,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::fsyncs::FsyncTimes;
 use super::record::{HEADER_LEN, Header, Record};
 
 /// A binlog file. Its whole capacity is allocated when it is created, so a
@@ -158,9 +159,9 @@ impl Segment {
         Ok(handle)
     }
 
-    pub fn sync(&mut self) -> io::Result<()> {
+    pub fn sync(&mut self, times: &FsyncTimes) -> io::Result<()> {
         if self.unsynced {
-            self.file.sync_data()?;
+            times.sync(&self.file)?;
             self.unsynced = false;
         }
         Ok(())

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::thread::JoinHandle;
 
+use super::fsyncs::FsyncTimes;
+
 /// Called after each sync; the server wakes its event loop with it.
 pub type Wake = Box<dyn Fn() + Send>;
 
@@ -28,7 +30,7 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn start(wake: Wake) -> io::Result<Syncer> {
+    pub fn start(wake: Wake, times: FsyncTimes) -> io::Result<Syncer> {
         let (requests, incoming) = channel::<(u64, Vec<File>)>();
         let done = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicBool::new(false));
@@ -36,7 +38,7 @@ impl Syncer {
         let thread = std::thread::Builder::new().name("binlog-sync".into()).spawn(move || {
             for (generation, files) in incoming {
                 for file in files {
-                    if let Err(e) = file.sync_data() {
+                    if let Err(e) = times.sync(&file) {
                         log::error!("binlog fsync failed: {e}");
                         thread_failed.store(true, Ordering::Release);
                     }

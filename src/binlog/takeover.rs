@@ -300,7 +300,7 @@ fn write_staging(dir: &Path, staging: &Path, import: Import, file_size: u64) -> 
     for file in &mut files {
         file.write_pending().map_err(fail)?;
         crash_point();
-        file.sync().map_err(fail)?;
+        file.sync(&Default::default()).map_err(fail)?;
         crash_point();
     }
     let plan = staging.join(PLAN);

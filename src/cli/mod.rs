@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
 
+use crate::metrics::DEFAULT_TUBE_CAP;
 use crate::protocol::{DEFAULT_MAX_JOB_SIZE, MAX_JOB_SIZE_LIMIT};
 use crate::settings::{Config, DEFAULT_BINLOG_SIZE, DEFAULT_FSYNC_MS, DEFAULT_PORT, FsyncPolicy, ListenAddr};
 
@@ -67,6 +68,14 @@ pub struct Args {
     /// Removed in beanstalkd (the binlog is always compacted); accepted and ignored
     #[arg(short = 'n', hide = true, action = ArgAction::SetTrue)]
     pub removed_n: bool,
+
+    /// Serve metrics over HTTP at ADDR:PORT (GET /metrics, Prometheus text format); off by default
+    #[arg(long = "metrics", value_name = "ADDR:PORT", value_parser = parse_metrics_addr)]
+    pub metrics: Option<ListenAddr>,
+
+    /// Tubes with metrics series of their own; the others are counted together as tube="[other]" (default is 100)
+    #[arg(long = "metrics-tubes", value_name = "N", value_parser = parse_size, default_value_t = DEFAULT_TUBE_CAP as u64, hide_default_value = true)]
+    pub metrics_tubes: u64,
 
     /// Show version information
     #[arg(short = 'v', long = "version", action = ArgAction::SetTrue)]
@@ -129,9 +138,30 @@ impl Args {
             skip_damaged_records: self.skip_damaged_records,
             user: self.user,
             verbose: self.verbose,
+            metrics: self.metrics,
+            metrics_tubes: usize::try_from(self.metrics_tubes).unwrap_or(usize::MAX),
         };
         (config, warnings)
     }
+}
+
+/// `--metrics`: `HOST:PORT` (`[::1]:9100` for an IPv6 address, `:9100`
+/// for every address), or `unix:PATH`.
+fn parse_metrics_addr(s: &str) -> Result<ListenAddr, String> {
+    if let Some(path) = s.strip_prefix("unix:") {
+        return if path.is_empty() {
+            Err("unix: needs a path".into())
+        } else {
+            Ok(ListenAddr::Unix(PathBuf::from(path)))
+        };
+    }
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s}: expected ADDR:PORT, e.g. 127.0.0.1:9100"))?;
+    let port = port.parse::<u16>().map_err(|_| format!("{s}: bad port {port:?}"))?;
+    let host = match host {
+        "" => "0.0.0.0",
+        h => h.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(h),
+    };
+    Ok(ListenAddr::Tcp { host: host.to_string(), port })
 }
 
 /// beanstalkd reads sizes with `%zu` and rejects trailing characters.
@@ -210,6 +240,22 @@ mod tests {
         assert!(!help.contains("[default:"), "clap's default notes repeat ours:\n{help}");
         for default in ["(default is 50ms)", "(default is 0.0.0.0)", "(default is 11300)", "(default is 65535)"] {
             assert_eq!(help.matches(default).count(), 1, "{default} in:\n{help}");
+        }
+    }
+
+    #[test]
+    fn metrics_are_off_unless_asked_for() {
+        let c = parse(&[]);
+        assert_eq!((c.metrics, c.metrics_tubes), (None, 100));
+        let c = parse(&["--metrics", "127.0.0.1:9100", "--metrics-tubes", "5"]);
+        assert_eq!(c.metrics, Some(ListenAddr::Tcp { host: "127.0.0.1".into(), port: 9100 }));
+        assert_eq!(c.metrics_tubes, 5);
+        let tcp = |host: &str| Some(ListenAddr::Tcp { host: host.into(), port: 9100 });
+        assert_eq!(parse(&["--metrics=[::1]:9100"]).metrics, tcp("::1"));
+        assert_eq!(parse(&["--metrics", ":9100"]).metrics, tcp("0.0.0.0"));
+        assert_eq!(parse(&["--metrics", "unix:/run/m.sock"]).metrics, Some(ListenAddr::Unix("/run/m.sock".into())));
+        for bad in ["9100", "host:", "host:99999", "unix:"] {
+            assert!(Args::try_parse_from(["sprout", "--metrics", bad]).is_err(), "{bad}");
         }
     }
 

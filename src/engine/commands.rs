@@ -20,7 +20,7 @@ impl<J: Journal> Engine<J> {
             C::Reserve => return self.reserve(now, conn, Op::Reserve, None),
             C::ReserveWithTimeout(timeout) => return self.reserve(now, conn, Op::ReserveWithTimeout, timeout),
             C::ReserveJob(id) => self.reserve_job(now, conn, id),
-            C::Delete(id) => self.delete(conn, id),
+            C::Delete(id) => self.delete(now, conn, id),
             C::Release { id, pri, delay } => self.release(now, conn, id, pri, delay),
             C::Bury { id, pri } => self.bury(now, conn, id, pri),
             C::Touch(id) => self.touch(now, conn, id),
@@ -148,6 +148,7 @@ impl<J: Journal> Engine<J> {
             return Some(self.hand_out(now, conn, id));
         }
         if self.session(conn).deadline_soon(now) {
+            self.meter_deadline_soon(conn);
             return Some(Reply::DeadlineSoon);
         }
         if timeout == Some(0) {
@@ -175,12 +176,13 @@ impl<J: Journal> Engine<J> {
         }
     }
 
-    pub(super) fn delete(&mut self, conn: ConnId, id: JobId) -> Reply {
+    pub(super) fn delete(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
         self.count(Op::Delete);
         let Some(job) = self.jobs.get(&id) else { return Reply::NotFound };
         if job.state() == JobState::Reserved && !job.is_reserved_by(conn) {
             return Reply::NotFound;
         }
+        self.meter_hold_ends(now, id);
         self.unplace(id);
         self.journal_sees(id, |journal, job| journal.log_delete(job));
         let job = self.jobs.remove(&id).expect("job vanished");
@@ -199,6 +201,7 @@ impl<J: Journal> Engine<J> {
         if !self.journal.reserve_update() {
             return Reply::OutOfMemory;
         }
+        self.meter_hold_ends(now, id);
         self.unplace(id);
         self.job_mut(id).pri = pri;
         let extras = self.extras.get_mut(id);
@@ -225,6 +228,7 @@ impl<J: Journal> Engine<J> {
         if !self.journal.reserve_update() {
             return Reply::InternalError;
         }
+        self.meter_hold_ends(now, id);
         self.unplace(id);
         self.job_mut(id).pri = pri;
         self.extras.get_mut(id).counts.buries += 1;
@@ -238,14 +242,16 @@ impl<J: Journal> Engine<J> {
         if !self.is_reserved_by(id, conn) {
             return Reply::NotFound;
         }
+        let reserved_at = self.meter_before_touch(id);
         self.unplace(id);
         self.place_reserved(now, id, conn);
+        self.meter_touched(id, reserved_at);
         Reply::Touched
     }
 
     pub(super) fn use_tube(&mut self, conn: ConnId, name: &TubeName) -> Reply {
         self.count(Op::Use);
-        let tube = self.tubes.get_or_create(name);
+        let tube = self.tube_named(name);
         let old = std::mem::replace(&mut self.session_mut(conn).used, tube);
         self.tubes[tube].using += 1;
         self.tubes[old].using -= 1;
@@ -255,7 +261,7 @@ impl<J: Journal> Engine<J> {
 
     pub(super) fn watch(&mut self, conn: ConnId, name: &TubeName) -> Reply {
         self.count(Op::Watch);
-        let tube = self.tubes.get_or_create(name);
+        let tube = self.tube_named(name);
         self.start_watching(conn, tube);
         Reply::Watching(self.session(conn).watched.len())
     }

@@ -62,6 +62,11 @@ impl Extras {
         self.0.get_or_insert_with(id, JobExtras::default)
     }
 
+    /// The job's extras, to change, if it has any (none are made).
+    pub fn get_mut_if_kept(&mut self, id: JobId) -> Option<&mut JobExtras> {
+        self.0.get_mut(&id)
+    }
+
     /// Sets the extras of a job that has none yet (all-zero ones are not
     /// kept).
     pub fn set(&mut self, id: JobId, extras: JobExtras) {

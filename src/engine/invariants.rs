@@ -82,5 +82,26 @@ impl<J: Journal> Engine<J> {
         for id in self.extras.ids() {
             assert!(self.jobs.contains(id), "extras kept for deleted job {id}");
         }
+
+        // With metrics on, every ready job has a current entry in a
+        // ready-since queue, which never runs backwards.
+        if let Some(meter) = &self.meter {
+            let mut entries = std::collections::HashSet::new();
+            for queue in meter.ready_since_queues() {
+                let mut last = 0;
+                for (since, id) in queue.entries() {
+                    assert!(since >= last, "ready-since queue out of order at job {id}");
+                    last = since;
+                    entries.insert((since, id));
+                }
+            }
+            for id in self.jobs.ids() {
+                let job = &self.jobs[&id];
+                if job.state() == crate::engine::JobState::Ready {
+                    let since = super::metrics::ready_since(&self.extras, id, job);
+                    assert!(entries.contains(&(since, id)), "ready job {id} has no current ready-since entry");
+                }
+            }
+        }
     }
 }

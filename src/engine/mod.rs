@@ -40,10 +40,13 @@
 //!    deadline, once it has any), ready/ (a tube's ready jobs, packed),
 //!    heads.rs (every tube's best ready job), timers.rs (all that is due at
 //!    a time), waiters.rs (how a tube finds its waiting connections),
-//!    watchlist.rs (the tubes a connection watches).
+//!    watchlist.rs (the tubes a connection watches), ready_since.rs (when
+//!    a tube's longest-waiting ready job became ready, for metrics).
 //! 3. Records and registries: job.rs (the 36-byte job record), tubes.rs
 //!    (the tube registry and each tube's queues), session.rs (one
-//!    connection's state), journal.rs (what the write-ahead log is told).
+//!    connection's state), journal.rs (what the write-ahead log is told),
+//!    meter.rs (what metrics measure per tube, and the cap on tubes with
+//!    figures of their own).
 //! 4. `Engine`, defined here, with one `impl` block per concern, because a
 //!    concern needs most of the engine's state (jobs, tubes, sessions,
 //!    timers, counters) at once and so cannot be a type of its own:
@@ -61,6 +64,9 @@
 //!    - watching.rs: `start_watching`, `stop_watching`, `leave_tube`: watch
 //!      lists, the tubes' watcher counts and broad registrations in step.
 //!    - stats.rs: the `stats`, `stats-tube` and `stats-job` documents.
+//!    - metrics.rs: `enable_metrics`, the hooks that feed the meter (each
+//!      an untaken branch while metrics are off), and `figures`, what a
+//!      scrape reports.
 //!    - restore.rs: startup from the log (`restore_all`), ids resuming.
 //! 5. tests/: engine tests on a fake clock, and `check_invariants`
 //!    (tests/invariants.rs), which they run after every step.
@@ -101,8 +107,11 @@ mod ids;
 mod invariants;
 mod job;
 mod journal;
+mod meter;
+mod metrics;
 mod placement;
 mod ready;
+mod ready_since;
 mod restore;
 mod session;
 mod stats;
@@ -126,9 +135,10 @@ pub use time::{Nanos, SECOND, secs, whole_secs};
 use std::collections::BTreeSet;
 
 use crate::host::HostInfo;
-use crate::protocol::{Command, Op, Reply};
+use crate::protocol::{Command, Op, Reply, TubeName};
 use extras::Extras;
 use ids::TubeId;
+use meter::Meter;
 use session::Session;
 use table::IdTable;
 use timers::{Timer, Timers};
@@ -212,6 +222,8 @@ pub struct Engine<J: Journal = NoJournal> {
     counts: Counts,
     draining: bool,
     replies: Vec<(ConnId, Reply)>,
+    /// What metrics measure, while they are on (metrics.rs, meter.rs).
+    meter: Option<Box<Meter>>,
 }
 
 impl Engine<NoJournal> {
@@ -242,6 +254,7 @@ impl<J: Journal> Engine<J> {
             counts: Counts::default(),
             draining: false,
             replies: Vec::new(),
+            meter: None,
         }
     }
 
@@ -358,6 +371,7 @@ impl<J: Journal> Engine<J> {
                     self.place_ready(now, id);
                 }
                 Timer::TtrEnds(id) => {
+                    self.meter_ttr_expiry(id);
                     self.unplace(id);
                     self.counts.job_timeouts += 1;
                     self.extras.get_mut(id).counts.timeouts += 1;
@@ -380,6 +394,7 @@ impl<J: Journal> Engine<J> {
                     self.replies.push((conn, Reply::TimedOut));
                 }
                 Timer::DeadlineSoon(conn) => {
+                    self.meter_deadline_soon(conn);
                     self.end_wait(conn);
                     self.replies.push((conn, Reply::DeadlineSoon));
                 }
@@ -452,9 +467,26 @@ impl<J: Journal> Engine<J> {
     }
 
     pub(super) fn drop_tube_if_unused(&mut self, tube: TubeId) {
-        if let Some(Some(pause)) = self.tubes.drop_if_unused(tube) {
+        let Some(dropped) = self.tubes.drop_if_unused(tube) else { return };
+        if let Some(pause) = dropped.pause {
             self.timers.remove(pause.until, Timer::Unpause(tube));
         }
+        if let Some(meter) = &mut self.meter {
+            meter.tube_dropped(tube, &dropped);
+        }
+    }
+
+    /// The live tube of that name, created if there is none (the caller
+    /// must make something hold it, or drop it).
+    pub(super) fn tube_named(&mut self, name: &TubeName) -> TubeId {
+        let before = self.tubes.len();
+        let tube = self.tubes.get_or_create(name);
+        if self.tubes.len() > before
+            && let Some(meter) = &mut self.meter
+        {
+            meter.tube_created(tube);
+        }
+        tube
     }
 
     pub(super) fn session(&self, conn: ConnId) -> &Session {

@@ -55,6 +55,7 @@ impl<J: Journal> Engine<J> {
                 self.timers.remove(deadline, Timer::TtrEnds(id));
                 self.tubes[tube].reserved -= 1;
                 self.counts.reserved -= 1;
+                self.meter_unreserved(id);
             }
         }
     }
@@ -66,12 +67,14 @@ impl<J: Journal> Engine<J> {
         let (tube, pri) = (job.tube, job.pri);
         self.tubes.insert_ready(tube, (pri, id));
         self.count_ready(tube, pri, true);
+        self.meter_ready(now, id, tube);
         self.serve_waiters(now, tube);
     }
 
     /// Makes many jobs ready at once (recovery). Each tube's ready queue is
     /// given its keys sorted, so each one is appended at its end.
     pub(super) fn place_ready_all(&mut self, now: Nanos, ids: Vec<JobId>) {
+        self.meter_restored_ready(now, &ids);
         let mut by_tube: HashMap<TubeId, Vec<(u32, JobId)>> = HashMap::new();
         for id in ids {
             let job = self.job_mut(id);
@@ -146,6 +149,7 @@ impl<J: Journal> Engine<J> {
     /// Reserves a job that is not reserved yet for `conn`, and makes the
     /// reply carrying it.
     pub(super) fn hand_out(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
+        self.meter_reserve(now, id);
         self.unplace(id);
         self.place_reserved(now, id, conn);
         self.extras.get_mut(id).counts.reserves += 1;

@@ -90,7 +90,7 @@ impl<J: Journal> Engine<J> {
             let tube = match &last_tube {
                 Some((name, id)) if *name == job.tube => *id,
                 _ => {
-                    let id = self.tubes.get_or_create(&job.tube);
+                    let id = self.tube_named(&job.tube);
                     last_tube = Some((job.tube.clone(), id));
                     id
                 }

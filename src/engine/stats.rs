@@ -5,14 +5,20 @@ use super::ids::{JobId, TubeId};
 use super::job::{Job, JobState};
 use super::journal::Journal;
 use super::time::{Nanos, SECOND};
+use super::tubes::Tube;
 use crate::protocol::yaml::{self, BinlogStats, JobStats, ServerStats, TubeStats};
 
 impl<J: Journal> Engine<J> {
     pub(super) fn server_stats(&self, now: Nanos) -> Vec<u8> {
+        yaml::server_stats(&self.server_figures(now))
+    }
+
+    /// Every figure `stats` reports (metrics report them too).
+    pub(super) fn server_figures(&self, now: Nanos) -> ServerStats {
         let c = &self.counts;
         let host = &self.config.host;
         let (utime, stime) = (host.rusage)();
-        yaml::server_stats(&ServerStats {
+        ServerStats {
             urgent: c.urgent,
             ready: c.ready,
             reserved: c.reserved,
@@ -48,27 +54,11 @@ impl<J: Journal> Engine<J> {
             hostname: host.hostname.clone(),
             os: host.os.clone(),
             platform: host.platform.clone(),
-        })
+        }
     }
 
     pub(super) fn tube_stats(&self, now: Nanos, id: TubeId) -> Vec<u8> {
-        let t = &self.tubes[id];
-        yaml::tube_stats(&TubeStats {
-            name: t.name.to_string(),
-            urgent: t.urgent,
-            ready: t.ready.len() as u64,
-            reserved: t.reserved,
-            delayed: t.delayed.len() as u64,
-            buried: t.buried.len() as u64,
-            total_jobs: t.total_jobs,
-            using: t.using,
-            watching: t.watching,
-            waiting: t.waiters.len() as u64,
-            deletes: t.deletes,
-            pauses: t.pauses,
-            pause_secs: t.pause.map_or(0, |p| p.duration / SECOND),
-            pause_time_left: t.pause.map_or(0, |p| p.until.saturating_sub(now) / SECOND),
-        })
+        yaml::tube_stats(&tube_figures(&self.tubes[id], now))
     }
 
     pub(super) fn job_stats(&self, now: Nanos, id: JobId, job: &Job) -> Vec<u8> {
@@ -94,5 +84,25 @@ impl<J: Journal> Engine<J> {
             buries: counts.buries,
             kicks: counts.kicks,
         })
+    }
+}
+
+/// What `stats-tube` reports about a tube (metrics report it too).
+pub(super) fn tube_figures(t: &Tube, now: Nanos) -> TubeStats {
+    TubeStats {
+        name: t.name.to_string(),
+        urgent: t.urgent,
+        ready: t.ready.len() as u64,
+        reserved: t.reserved,
+        delayed: t.delayed.len() as u64,
+        buried: t.buried.len() as u64,
+        total_jobs: t.total_jobs,
+        using: t.using,
+        watching: t.watching,
+        waiting: t.waiters.len() as u64,
+        deletes: t.deletes,
+        pauses: t.pauses,
+        pause_secs: t.pause.map_or(0, |p| p.duration / SECOND),
+        pause_time_left: t.pause.map_or(0, |p| p.until.saturating_sub(now) / SECOND),
     }
 }

@@ -159,9 +159,9 @@ impl Tubes {
         id
     }
 
-    /// Drops the tube if nothing refers to it any more. Returns its pause, if
-    /// it had one, so the caller can cancel the pause's timer.
-    pub fn drop_if_unused(&mut self, id: TubeId) -> Option<Option<Pause>> {
+    /// Drops the tube if nothing refers to it any more, and returns it (the
+    /// caller cancels its pause's timer, if it has one).
+    pub fn drop_if_unused(&mut self, id: TubeId) -> Option<Tube> {
         let tube = &self.tubes[id.slot()];
         if id == self.default || tube.using > 0 || tube.watching > 0 || tube.job_count() > 0 {
             return None;
@@ -172,7 +172,7 @@ impl Tubes {
         if let Some(&moved) = self.order.get(tube.list_pos) {
             self.tubes[moved.slot()].list_pos = tube.list_pos;
         }
-        Some(tube.pause)
+        Some(tube)
     }
 
     /// How many tubes live (`current-tubes`).

@@ -21,6 +21,7 @@ impl Server {
         for i in 0..self.listeners.len() {
             self.accept_all(i);
         }
+        self.accept_http_on_every_listener();
     }
 
     /// Accepts every connection waiting on listener `listener`.
@@ -76,6 +77,6 @@ impl Server {
     }
 }
 
-fn is_out_of_descriptors(e: &io::Error) -> bool {
+pub(super) fn is_out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }

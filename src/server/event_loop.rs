@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Token};
 
 use super::connections::ACCEPT_RETRY;
+use super::web::{HTTP_CONNS, METRICS_LISTENERS};
 use super::{LISTENERS, SIGNALS, Server, ServerError, TIMER, WAKER};
 
 /// How soon an idle server takes the next compaction step.
@@ -17,7 +18,11 @@ impl Server {
     pub(super) fn serve(&mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(1024);
         while !self.stopping {
-            let deadline = self.engine.next_deadline().map(|at| self.clock.monotonic_of(at));
+            let next = match (self.engine.next_deadline(), self.web.next_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let deadline = next.map(|at| self.clock.monotonic_of(at));
             self.timer.arm(deadline);
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -33,9 +38,13 @@ impl Server {
             }
             for event in events.iter() {
                 match event.token() {
-                    SIGNALS | WAKER => {}
+                    SIGNALS => {}
+                    // The binlog's sync thread needs nothing more than a turn.
+                    WAKER => self.send_scrapes(),
                     TIMER => self.timer.clear(),
                     Token(i) if i >= LISTENERS => self.accept_all(i - LISTENERS),
+                    Token(i) if i >= METRICS_LISTENERS => self.accept_http(i - METRICS_LISTENERS),
+                    Token(i) if i >= HTTP_CONNS => self.drive_http(i - HTTP_CONNS),
                     Token(key) => {
                         let Some(conn) = self.conns.get_mut(key) else { continue };
                         conn.on_readiness(event.is_readable(), event.is_read_closed() || event.is_error());
@@ -49,6 +58,9 @@ impl Server {
             }
             if self.accept_paused {
                 self.accept_on_every_listener();
+            }
+            if self.web.next_deadline().is_some_and(|at| at <= self.clock.read()) {
+                self.expire_http();
             }
             let now = self.clock.now();
             self.engine.tick(now);
@@ -71,6 +83,10 @@ impl Server {
         // poll timeout stays as a fallback.
         let now = self.clock.read();
         let mut timeout = self.engine.next_deadline().map(|at| Duration::from_nanos(at.saturating_sub(now)));
+        if let Some(at) = self.web.next_deadline() {
+            let until = Duration::from_nanos(at.saturating_sub(now));
+            timeout = Some(timeout.map_or(until, |t| t.min(until)));
+        }
         if let Some(binlog) = self.engine.journal() {
             let mut until = binlog.next_sync_at().map(|at| at.saturating_duration_since(Instant::now()));
             if binlog.wants_compaction() {

@@ -27,6 +27,10 @@
 //! - `listener.rs`, `systemd.rs`, `user.rs`, `timer.rs`, `memory.rs`: the
 //!   listening sockets (bound or inherited), systemd's two protocols, `-u`,
 //!   the deadline timer, and giving memory back after a drain.
+//! - `web.rs`, `http.rs`, `encoder.rs`: the HTTP side (`--metrics`), apart
+//!   from the beanstalk connections: its listeners, connections, routes
+//!   (`GET /metrics`) and timeouts; one HTTP connection's request parsing
+//!   and response writing; the thread that encodes scrapes off the loop.
 
 #![warn(missing_docs)]
 
@@ -36,8 +40,10 @@ mod conn_state;
 mod connection;
 mod connections;
 mod drive;
+mod encoder;
 mod end_of_turn;
 mod event_loop;
+mod http;
 mod listener;
 mod memory;
 mod output;
@@ -47,8 +53,11 @@ mod signals;
 mod systemd;
 mod timer;
 mod user;
+mod web;
 
 use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use mio::{Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
@@ -69,12 +78,13 @@ pub use user::become_user;
 
 /// The signals' token.
 const SIGNALS: Token = Token(usize::MAX);
-/// The binlog's sync thread wakes the loop with this.
+/// The binlog's sync thread and the metrics encoder wake the loop with this.
 const WAKER: Token = Token(usize::MAX - 1);
 /// The engine's next deadline fires this.
 const TIMER: Token = Token(usize::MAX - 2);
-/// Listener `i` has token `LISTENERS + i`; connections have their slab key,
-/// far below.
+/// Listener `i` has token `LISTENERS + i`; the HTTP side's tokens lie
+/// below ([`web::METRICS_LISTENERS`], [`web::HTTP_CONNS`]), and
+/// connections have their slab key, below those.
 const LISTENERS: usize = usize::MAX / 2;
 
 /// Why the server could not start or had to stop.
@@ -108,30 +118,55 @@ impl From<io::Error> for ServerError {
     }
 }
 
-/// Opens the listening sockets: those systemd passed (socket activation),
-/// all of them, or else one bound to the configured address.
-pub fn listen(config: &Config) -> Result<Vec<Listener>, ServerError> {
-    let inherited = systemd::listen_fds();
-    if !inherited.is_empty() {
-        log::info!("{} inherited listening socket(s); ignoring -l and -p", inherited.len());
-        return inherited.into_iter().map(|fd| Listener::from_inherited_fd(fd).map_err(ServerError::Io)).collect();
-    }
-    let addr = match &config.listen {
-        ListenAddr::Tcp { host, port } => format!("{host}:{port}"),
-        ListenAddr::Unix(path) => format!("unix:{}", path.display()),
+/// The listening sockets the server serves.
+pub struct Listeners {
+    /// The beanstalk protocol's.
+    pub queue: Vec<Listener>,
+    /// HTTP's, for `GET /metrics` (none: metrics are off).
+    pub metrics: Vec<Listener>,
+}
+
+/// Opens the listening sockets. The queue's: those systemd passed (socket
+/// activation), all of them but those named `metrics`, or else one bound
+/// to `-l`/`-p`. The metrics': those systemd passed named `metrics`
+/// (`FileDescriptorName=metrics`), or else one bound to `--metrics`, if
+/// given.
+pub fn listen(config: &Config) -> Result<Listeners, ServerError> {
+    let inherit = |fds: Vec<(OwnedFd, String)>| -> Result<Vec<Listener>, ServerError> {
+        fds.into_iter().map(|(fd, _)| Listener::from_inherited_fd(fd).map_err(ServerError::Io)).collect()
     };
-    let listener = Listener::bind(&config.listen).map_err(|source| ServerError::Bind { addr, source })?;
-    Ok(vec![listener])
+    let (metrics_fds, queue_fds): (Vec<_>, Vec<_>) =
+        systemd::listen_fds().into_iter().partition(|(_, name)| name == systemd::METRICS_FD_NAME);
+    let queue = if queue_fds.is_empty() {
+        vec![bind(&config.listen)?]
+    } else {
+        log::info!("{} inherited listening socket(s); ignoring -l and -p", queue_fds.len());
+        inherit(queue_fds)?
+    };
+    let metrics = match &config.metrics {
+        _ if !metrics_fds.is_empty() => {
+            log::info!("{} inherited metrics socket(s); ignoring --metrics", metrics_fds.len());
+            inherit(metrics_fds)?
+        }
+        Some(addr) => vec![bind(addr)?],
+        None => Vec::new(),
+    };
+    Ok(Listeners { queue, metrics })
+}
+
+fn bind(addr: &ListenAddr) -> Result<Listener, ServerError> {
+    Listener::bind(addr).map_err(|source| {
+        let addr = match addr {
+            ListenAddr::Tcp { host, port } => format!("{host}:{port}"),
+            ListenAddr::Unix(path) => format!("unix:{}", path.display()),
+        };
+        ServerError::Bind { addr, source }
+    })
 }
 
 /// Runs the server until SIGTERM or SIGINT. `binlog` is the opened log
 /// (`-b`), whose jobs are restored before the first client is served.
-pub fn run(
-    config: &Config,
-    listeners: Vec<Listener>,
-    host: HostInfo,
-    binlog: Option<Opened>,
-) -> Result<(), ServerError> {
+pub fn run(config: &Config, listeners: Listeners, host: HostInfo, binlog: Option<Opened>) -> Result<(), ServerError> {
     let mut server = Server::new(config, listeners, host, binlog)?;
     systemd::notify("READY=1");
     server.serve()
@@ -142,6 +177,8 @@ pub fn run(
 struct Server {
     poll: Poll,
     listeners: Vec<Listener>,
+    /// The HTTP side: metrics listeners, connections, their deadlines.
+    web: web::Web,
     signals: Signals,
     conns: Slab<Connection>,
     engine: Engine<Option<Binlog>>,
@@ -178,21 +215,30 @@ struct Server {
 impl Server {
     fn new(
         config: &Config,
-        mut listeners: Vec<Listener>,
+        listeners: Listeners,
         host: HostInfo,
         opened: Option<Opened>,
     ) -> Result<Server, ServerError> {
+        let Listeners { queue: mut listeners, metrics } = listeners;
         let poll = Poll::new()?;
         for (i, listener) in listeners.iter_mut().enumerate() {
             poll.registry().register(listener, Token(LISTENERS + i), Interest::READABLE)?;
         }
+        let metrics_tubes = (!metrics.is_empty()).then_some(config.metrics_tubes);
+        // One waker per poller (mio's rule), shared by the threads that wake
+        // the loop: the binlog's sync thread and the metrics encoder.
+        let waker = if opened.is_some() || !metrics.is_empty() {
+            Some(Arc::new(mio::Waker::new(poll.registry(), WAKER)?))
+        } else {
+            None
+        };
+        let web = web::Web::new(poll.registry(), metrics, waker.clone())?;
         let mut signals = Signals::new([SIGUSR1, SIGTERM, SIGINT])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let clock = Clock::start();
-        let mut engine = restore::engine(config, host, clock.started_at(), opened);
+        let mut engine = restore::engine(config, host, clock.started_at(), opened, metrics_tubes);
         let timer = DeadlineTimer::new(poll.registry(), TIMER)?;
-        if let Some(binlog) = engine.journal_mut() {
-            let waker = mio::Waker::new(poll.registry(), WAKER)?;
+        if let (Some(binlog), Some(waker)) = (engine.journal_mut(), waker) {
             binlog.sync_in_background(Box::new(move || {
                 let _ = waker.wake();
             }))?;
@@ -200,9 +246,11 @@ impl Server {
         for listener in &listeners {
             log::info!("listening on {}", listener.local_description());
         }
+        web.log_listening();
         Ok(Server {
             poll,
             listeners,
+            web,
             signals,
             conns: Slab::new(),
             engine,

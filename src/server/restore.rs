@@ -10,14 +10,29 @@ use crate::settings::Config;
 
 /// Builds the engine at `now`, restoring the opened binlog's jobs (and
 /// logging how long reading and restoring them took).
-pub fn engine(config: &Config, host: HostInfo, now: Nanos, opened: Option<Opened>) -> Engine<Option<Binlog>> {
+/// With `metrics_tubes`, metrics are on (with that cap) from the start, so
+/// the restored jobs are measured too.
+pub fn engine(
+    config: &Config,
+    host: HostInfo,
+    now: Nanos,
+    opened: Option<Opened>,
+    metrics_tubes: Option<usize>,
+) -> Engine<Option<Binlog>> {
     let engine_config = EngineConfig { max_job_size: config.max_job_size, binlog_max_size: config.binlog_size, host };
-    let Some(Opened { binlog, jobs, bodies, next_id, read_in }) = opened else {
-        return Engine::with_journal(engine_config, now, None);
+    let (binlog, restored) = match opened {
+        Some(Opened { binlog, jobs, bodies, next_id, read_in }) => {
+            (Some(binlog), Some((jobs, bodies, next_id, read_in)))
+        }
+        None => (None, None),
     };
+    let mut engine = Engine::with_journal(engine_config, now, binlog);
+    if let Some(cap) = metrics_tubes {
+        engine.enable_metrics(cap);
+    }
+    let Some((jobs, bodies, next_id, read_in)) = restored else { return engine };
     let count = jobs.len();
     let restoring = Instant::now();
-    let mut engine = Engine::with_journal(engine_config, now, Some(binlog));
     engine.restore_all(now, bodies, jobs);
     engine.raise_next_job_id(next_id);
     // Restored jobs were never handed to a client: nothing to send.

@@ -6,12 +6,20 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 /// The first descriptor systemd passes.
 const LISTEN_FDS_START: RawFd = 3;
 
+/// The name systemd gives a passed socket whose unit says
+/// `FileDescriptorName=metrics`: sprout serves metrics on it.
+pub const METRICS_FD_NAME: &str = "metrics";
+
 /// The listening sockets systemd passed to this process, if any, owned from
-/// now on. The variables are removed, so that a second call (or a child
-/// process) cannot claim the same descriptors again.
-pub fn listen_fds() -> Vec<OwnedFd> {
+/// now on, each with its name (`LISTEN_FDNAMES`: the socket unit's
+/// `FileDescriptorName=`, by default the unit's name; empty if systemd
+/// gave none). The variables are removed, so that a second call (or a
+/// child process) cannot claim the same descriptors again.
+pub fn listen_fds() -> Vec<(OwnedFd, String)> {
     let pid = std::env::var("LISTEN_PID").ok().and_then(|v| v.parse::<u32>().ok());
     let count = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<i32>().ok());
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    let mut names = names.split(':').map(str::to_string);
     // SAFETY: called at startup, before any other thread exists.
     unsafe {
         std::env::remove_var("LISTEN_PID");
@@ -25,7 +33,7 @@ pub fn listen_fds() -> Vec<OwnedFd> {
             // pid says so), open, for it alone; nothing else in the process
             // refers to them, and the variables naming them are gone, so
             // each is owned exactly once.
-            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+            .map(|fd| (unsafe { OwnedFd::from_raw_fd(fd) }, names.next().unwrap_or_default()))
             .collect(),
         _ => Vec::new(),
     }

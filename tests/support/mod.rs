@@ -12,6 +12,8 @@
 //! - [`client`]: [`Client`], raw protocol bytes over TCP or a UNIX socket, a
 //!   reply reader that knows which replies carry a body, and the `stats`
 //!   YAML as [`Stats`].
+//! - [`http`]: the metrics port a server logged, raw HTTP requests and
+//!   their responses, and Python's `prometheus_client` parser.
 //! - [`procfs`]: what `/proc` says about a process (memory, CPU, ids).
 //! - [`rng`]: a seeded generator for reproducible "random" input.
 //!
@@ -29,6 +31,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod http;
 pub mod process;
 pub mod procfs;
 pub mod rng;

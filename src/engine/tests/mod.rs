@@ -598,6 +598,7 @@ fn age_and_uptime_follow_the_clock() {
 }
 
 mod many_tubes;
+mod metrics;
 /// The tests' one random generator, shared with the integration tests.
 #[path = "../../../tests/support/rng.rs"]
 pub(super) mod rng;
