@@ -14,12 +14,14 @@
 //!
 //! Bounded like the metrics: the tubes with figures of their own (the
 //! first `--metrics-tubes`) have rows and rates; the others are one
-//! `[other]` row, added up, that says how many tubes it stands for.
+//! `[other]` row, added up, that says how many tubes it stands for. A
+//! document lists at most [`MAX_ROWS`] tubes (those with the most ready
+//! jobs) however high the cap is raised, and says how many it left out.
 
 mod document;
 mod rates;
 
-pub use document::{Connections, Jobs, StatusDocument, TubeRow, counters, sampled};
+pub use document::{Connections, Jobs, MAX_ROWS, StatusDocument, TubeRow, counters, sampled};
 pub use rates::{BYTES_PER_SERIES, Counters, Growth, RateHistory, SAMPLE_INTERVAL, SAMPLES};
 
 /// The page, as served.

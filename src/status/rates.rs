@@ -183,4 +183,10 @@ mod tests {
         assert_eq!(h.series_count(), 1, "a series missing from a sample is dropped");
         assert_eq!(h.growth("a").puts.last(), Some(&0), "counters that went back count as no growth");
     }
+
+    #[test]
+    fn a_series_takes_about_a_kibibyte() {
+        // Two rings of 120 u32s, the last counters, the length and mark.
+        assert_eq!(BYTES_PER_SERIES, 2 * SAMPLES * 4 + 16 + 8 + 8);
+    }
 }
