@@ -5,9 +5,12 @@
 //! scrape has too; Prometheus's own `promtool` accepts every query as
 //! PromQL; and the alerts fire when they should, and only then
 //! (`promtool test rules` with `tests/prometheus/sprout-alerts.test.yml`).
+//! Then end to end: a real Prometheus server scrapes a real sprout, loads
+//! the alert rules, and answers every dashboard query with data, the
+//! numbers being the server's.
 //!
-//! `promtool` is Debian's `prometheus` package (`.ci/run` installs it);
-//! without it the promtool checks skip outside CI.
+//! `promtool` and `prometheus` are Debian's `prometheus` package
+//! (`.ci/run` installs it); without them those tests skip outside CI.
 
 mod support;
 
@@ -19,7 +22,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::http::{get, metrics_port};
-use support::{Server, skip, wait_until};
+use support::process::Stderr;
+use support::{Process, Server, skip, wait_until};
 
 fn repo_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -147,11 +151,12 @@ fn read_scrape(text: &str) -> Scraped {
     scraped
 }
 
-/// A scrape of a sprout with a binlog, and jobs that went through every
-/// state, so every series that can exist does.
-fn scrape_of_a_busy_server() -> Scraped {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::sprout().binlog(dir.path()).args(["-V", "--metrics", "127.0.0.1:0"]).start();
+/// A sprout with a binlog (in `dir`) and metrics, with jobs that went
+/// through every state, so every series that can exist does: in tube
+/// `emails` 2 ready, 1 delayed, 1 buried, 1 deleted; a waiting worker.
+/// Returns the server, its metrics port, and the clients to keep.
+fn busy_server(dir: &Path) -> (Server, u16, Vec<support::Client>) {
+    let server = Server::sprout().binlog(dir).args(["-V", "--metrics", "127.0.0.1:0"]).start();
     let port = metrics_port(&server);
     let mut producer = server.connect();
     producer.exchange("use emails\r\n", "USING emails\r\n");
@@ -169,6 +174,13 @@ fn scrape_of_a_busy_server() -> Scraped {
     let mut waiter = server.connect();
     waiter.send("reserve\r\n");
     assert!(wait_until(Duration::from_secs(10), || producer.stats().num("current-waiting") == 1));
+    assert_eq!(producer.stats().num("current-jobs-ready"), 2);
+    (server, port, vec![producer, worker, waiter])
+}
+
+fn scrape_of_a_busy_server() -> Scraped {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port, _clients) = busy_server(dir.path());
     let response = get(port, "/metrics", "");
     assert_eq!(response.status, 200);
     read_scrape(&response.text())
@@ -292,4 +304,105 @@ fn the_alerts_fire_when_they_should() {
     let cases = repo_file("tests/prometheus/sprout-alerts.test.yml");
     let Some(out) = promtool(test, &[Path::new("test"), Path::new("rules"), &cases]) else { return };
     assert!(out.contains("SUCCESS"), "{out}");
+}
+
+/// Percent-encodes a query for a URL.
+fn url_encoded(query: &str) -> String {
+    query
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Prometheus's HTTP API: the `data` of a successful answer.
+fn prometheus_api(port: u16, path: &str) -> Value {
+    let response = get(port, path, "");
+    let body: Value = serde_json::from_slice(&response.body)
+        .unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&response.body)));
+    assert_eq!(body["status"], "success", "{path}: {body}");
+    body["data"].clone()
+}
+
+/// An instant query's result vector.
+fn instant_query(port: u16, query: &str) -> Vec<Value> {
+    let data = prometheus_api(port, &format!("/api/v1/query?query={}", url_encoded(query)));
+    data["result"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_real_prometheus_answers_every_dashboard_query_with_the_servers_numbers() {
+    let test = "a_real_prometheus_answers_every_dashboard_query_with_the_servers_numbers";
+    if Command::new("prometheus").arg("--version").output().is_err() {
+        return skip(test, "prometheus (Debian's prometheus package) cannot run");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (server, metrics, _clients) = busy_server(&dir.path().join("binlog"));
+    let rules = repo_file("packaging/prometheus/sprout-alerts.yml");
+    let config = dir.path().join("prometheus.yml");
+    fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [\"{}\"]\n\
+             scrape_configs:\n  - job_name: sprout\n    static_configs:\n      - targets: [\"127.0.0.1:{metrics}\"]\n",
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let (prometheus, port) = Process::spawn_on_free_port(
+        |port| {
+            let mut cmd = Command::new("prometheus");
+            cmd.arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn");
+            cmd
+        },
+        Stderr::Capture,
+    );
+    // Rates want two scrapes in their window; the rules one evaluation.
+    let ready = wait_until(Duration::from_secs(60), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && get(port, "/-/ready", "").status == 200
+            && instant_query(port, "count_over_time(sprout_uptime_seconds[1m]) >= 3").len() == 1
+    });
+    assert!(ready, "prometheus never scraped sprout 3 times:\n{}", prometheus.stderr_text());
+    let rules_ok = wait_until(Duration::from_secs(60), || {
+        let groups = prometheus_api(port, "/api/v1/rules")["groups"].clone();
+        let rules: Vec<Value> = groups
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .collect();
+        rules.len() == 5 && rules.iter().all(|r| r["health"] == "ok")
+    });
+    assert!(
+        rules_ok,
+        "prometheus did not load and evaluate the 5 alert rules: {}",
+        prometheus_api(port, "/api/v1/rules")
+    );
+    // Every query answers with data (a rate of a counter that did not move
+    // is 0, a quantile of no observations NaN: series all the same).
+    for (place, query) in dashboard_queries(&dashboard()) {
+        let query = query.replace("$__rate_interval", "1m").replace("$instance", ".*").replace("$tube", ".*");
+        let result = instant_query(port, &query);
+        assert!(!result.is_empty(), "{place}: no data for {query}");
+    }
+    // And the numbers are the server's: the overview's ready and buried.
+    let value = |query: &str| -> f64 {
+        let result = instant_query(port, query);
+        assert_eq!(result.len(), 1, "{query}: {result:?}");
+        result[0]["value"][1].as_str().unwrap().parse().unwrap()
+    };
+    let mut client = server.connect();
+    let stats = client.stats();
+    assert_eq!(value(r#"sum(sprout_current_jobs{state="ready"})"#), stats.num("current-jobs-ready") as f64);
+    assert_eq!(value(r#"sum(sprout_current_jobs{state="buried"})"#), stats.num("current-jobs-buried") as f64);
+    assert_eq!(value(r#"max(sprout_binlog_write_failed or sprout_binlog_allocation_failed)"#), 0.0);
+    // Nothing in this healthy server fires.
+    let alerts = prometheus_api(port, "/api/v1/alerts")["alerts"].clone();
+    assert_eq!(alerts.as_array().map(Vec::len), Some(0), "alerts: {alerts}");
 }
