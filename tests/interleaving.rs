@@ -135,3 +135,22 @@ fn a_closed_waiting_connection_s_queued_commands(bin: &Binary) {
     assert_eq!(observer.stats().num("current-jobs-ready"), want, "{}", bin.name);
 }
 on_both!(a_closed_waiting_connection_s_queued_commands);
+
+/// A job's `age` counts from its put line, not from when its body was
+/// whole: beanstalkd makes the job (and stamps it) when it reads the line.
+/// A body that comes 1.5 s after its line makes a job at least 1 s old at
+/// once on both servers. (Its delay counts from the body, on both.)
+fn age_counts_from_the_put_line(bin: &Binary) {
+    let s = bin.server().start();
+    let mut c = s.connect();
+    let mut d = s.connect();
+    c.send(b"put 0 0 60 3\r\nab");
+    let counted = wait_until(Duration::from_secs(10), || d.stats().num("cmd-put") == 1);
+    assert!(counted, "the put line was never read");
+    std::thread::sleep(Duration::from_millis(1500));
+    c.send(b"c\r\n");
+    c.expect_reply(b"INSERTED 1\r\n");
+    let age = d.stats_job(1).expect("the job").num("age");
+    assert!(age >= 1, "age {age}: counted from the body, not the line");
+}
+on_both!(age_counts_from_the_put_line);

@@ -286,6 +286,8 @@ fn units_are_hardened_and_match_the_package() {
         ("packaging/sprout.1", "usr/share/man/man1/"),
         ("packaging/examples/instance.env", "usr/share/doc/sprout/examples/"),
         ("packaging/examples/sprout-metrics.socket", "usr/share/doc/sprout/examples/"),
+        ("packaging/grafana/sprout-dashboard.json", "usr/share/doc/sprout/examples/"),
+        ("packaging/prometheus/sprout-alerts.yml", "usr/share/doc/sprout/examples/"),
     ] {
         assert!(manifest.contains(&format!("[\"{src}\", \"{dest}\"")), "Cargo.toml deb assets: {src} -> {dest}");
     }
@@ -1131,6 +1133,8 @@ fn deb_installs_and_runs() {
         "./usr/share/doc/sprout/copyright",
         "./usr/share/doc/sprout/examples/instance.env",
         "./usr/share/doc/sprout/examples/sprout-metrics.socket",
+        "./usr/share/doc/sprout/examples/sprout-dashboard.json",
+        "./usr/share/doc/sprout/examples/sprout-alerts.yml",
     ] {
         assert!(listing.lines().any(|l| l.ends_with(path)), "{} lacks {path}:\n{listing}", deb.display());
     }

@@ -221,7 +221,9 @@ fn load(env: &Env, metrics: bool, cap: Option<usize>, body: &[u8]) -> Result<Vec
     let (server, http) = start(env, metrics, cap);
     make_tubes(server.addr, 10_000, 1)?;
     let rss = server.status_bytes("VmRSS");
-    let window = |scraper: bool| -> Result<(f64, Vec<i64>), String> {
+    // Each window's rate, the server's CPU per job in ns (both threads: the
+    // loop and the encoder), and the scrapes' times.
+    let window = |scraper: bool| -> Result<(f64, f64, Vec<i64>), String> {
         let stop = Arc::new(AtomicBool::new(false));
         let scraping = (scraper && http.is_some()).then(|| {
             let (stop, http) = (stop.clone(), http.unwrap());
@@ -243,14 +245,20 @@ fn load(env: &Env, metrics: bool, cap: Option<usize>, body: &[u8]) -> Result<Vec
         let m = measure(&server, roles, limit(env.opts), env.opts, 0.0);
         stop.store(true, Ordering::Relaxed);
         let times = scraping.map(|t| t.join().map_err(|_| "scraper panicked".to_string())?).transpose()?;
-        Ok((m?.outcome.rate(), times.unwrap_or_default()))
+        let m = m?;
+        let rate = m.outcome.rate();
+        Ok((rate, 1e9 * m.cpu.0 / rate, times.unwrap_or_default()))
     };
     let (mut without, mut with, mut scrape_times) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu_without, mut cpu_with) = (Vec::new(), Vec::new());
     for _ in 0..WINDOWS {
-        without.push(window(false)?.0);
+        let (rate, cpu, _) = window(false)?;
+        without.push(rate);
+        cpu_without.push(cpu);
         if http.is_some() {
-            let (rate, times) = window(true)?;
+            let (rate, cpu, times) = window(true)?;
             with.push(rate);
+            cpu_with.push(cpu);
             scrape_times.extend(times);
         }
     }
@@ -259,12 +267,15 @@ fn load(env: &Env, metrics: bool, cap: Option<usize>, body: &[u8]) -> Result<Vec
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     let (without, with) = (median(&mut without), median(&mut with));
+    let (cpu_without, cpu_with) = (median(&mut cpu_without), median(&mut cpu_with));
     scrape_times.sort_unstable();
     let p50 = client::quantile(&scrape_times, 0.5).map_or(f64::NAN, |ns| ns as f64 / 1e6);
     Ok(vec![
         Metric::new("jobs/s, no scraper (median of the windows)", without, Unit::PerSec),
         Metric::new("jobs/s, scraper 10/s (median of the windows)", with, Unit::PerSec),
         Metric::new("scraper / no scraper, percent", 100.0 * with / without, Unit::Count),
+        Metric::new("server CPU ns per job, no scraper (median)", cpu_without, Unit::Count),
+        Metric::new("server CPU ns per job, scraper 10/s (median)", cpu_with, Unit::Count),
         Metric::new("scrapes", scrape_times.len() as f64, Unit::Count),
         Metric::new("scrape under load p50", p50, Unit::Millis),
         Metric::new("RSS with 10000 tubes", rss as f64, Unit::Bytes),

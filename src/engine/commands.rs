@@ -6,6 +6,7 @@ use super::extras::JobExtras;
 use super::ids::{ConnId, JobId};
 use super::job::{Job, JobState, JournalTag, Place};
 use super::journal::{JobView, Journal};
+use super::session::PendingPut;
 use super::time::{Nanos, secs};
 use super::timers::Timer;
 use super::tubes;
@@ -86,14 +87,14 @@ impl<J: Journal> Engine<J> {
 
     // ----- commands -------------------------------------------------------
 
-    /// The id of the put whose body just arrived, assigned when its line
-    /// was ([`Engine::begin_put`]).
-    pub(super) fn take_pending_put(&mut self, conn: ConnId) -> JobId {
+    /// The put whose body just arrived, its id assigned when its line was
+    /// ([`Engine::begin_put`]).
+    pub(super) fn take_pending_put(&mut self, conn: ConnId) -> PendingPut {
         self.session_mut(conn).pending_put.take().expect("a put's body comes after its line (Engine::begin_put)")
     }
 
     pub(super) fn put(&mut self, now: Nanos, conn: ConnId, new: NewJob) -> Reply {
-        let id = self.take_pending_put(conn);
+        let PendingPut { id, line_at } = self.take_pending_put(conn);
         if self.draining {
             return Reply::Draining;
         }
@@ -106,7 +107,7 @@ impl<J: Journal> Engine<J> {
             ttr_secs: new.ttr.max(1),
             // Stored once the log has taken it.
             body: BodyRef::default(),
-            created_at: now,
+            created_at: line_at.map_or(now, |at| at.min(now)),
             place: Place::unheld(if delayed { JobState::Delayed } else { JobState::Ready }),
             journal_tag: JournalTag::default(),
         };

@@ -77,6 +77,10 @@ impl<J: Journal> Engine<J> {
         let Some(meter) = meter.as_deref_mut() else { return };
         if let Some(e) = extras.get_mut_if_kept(id) {
             e.deadline = now;
+        } else if jobs[&id].created_at != now {
+            // Put ready, its body long after its line (created then): ready
+            // since the body came, kept where a ready job's deadline goes.
+            extras.get_mut(id).deadline = now;
         }
         let is_own = meter.own(tube).is_some();
         // The jobs that can be current in the queue: the tube's ready jobs,

@@ -139,7 +139,7 @@ use crate::protocol::{Command, Op, Reply, TubeName};
 use extras::Extras;
 use ids::TubeId;
 use meter::Meter;
-use session::Session;
+use session::{PendingPut, Session};
 use table::IdTable;
 use timers::{Timer, Timers};
 use tubes::Tubes;
@@ -421,12 +421,25 @@ impl<J: Journal> Engine<J> {
     /// As in beanstalkd, the put is counted, the connection becomes a
     /// producer and the job's id is assigned now: `stats` shows them while
     /// the body arrives, and another connection's put takes the next id.
+    ///
+    /// The job is made at the put's own time; see [`Engine::begin_put_at`].
     pub fn begin_put(&mut self, conn: ConnId) {
+        self.start_put(conn, None);
+    }
+
+    /// [`Engine::begin_put`] for a line read at `line_at`: as in beanstalkd,
+    /// the job is made then, so its `age` counts from the line even when
+    /// its body takes a while (its delay still counts from the body).
+    pub fn begin_put_at(&mut self, conn: ConnId, line_at: Nanos) {
+        self.start_put(conn, Some(line_at));
+    }
+
+    fn start_put(&mut self, conn: ConnId, line_at: Option<Nanos>) {
         self.count(Op::Put);
         self.mark_producer(conn);
         let id = self.next_job_id;
         self.next_job_id += 1;
-        self.session_mut(conn).pending_put = Some(id);
+        self.session_mut(conn).pending_put = Some(PendingPut { id, line_at });
     }
 
     /// The body of `conn`'s put did not end in CRLF: the put fails

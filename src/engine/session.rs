@@ -38,9 +38,19 @@ pub struct Session {
     pub is_worker: bool,
     /// While it is blocked in a reserve.
     pub wait: Option<Wait>,
-    /// The id of the put whose line was accepted and whose body is still
-    /// arriving (assigned at the line, as beanstalkd does).
-    pub pending_put: Option<JobId>,
+    /// The put whose line was accepted and whose body is still arriving.
+    pub pending_put: Option<PendingPut>,
+}
+
+/// A put between its line and its body's end. beanstalkd makes the job
+/// when it reads the line: its id and its creation time (`age`) are the
+/// line's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingPut {
+    pub id: JobId,
+    /// When the line was read; `None`: at the put's own time (callers that
+    /// hand the engine line and body at once).
+    pub line_at: Option<Nanos>,
 }
 
 impl Session {

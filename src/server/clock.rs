@@ -65,6 +65,13 @@ impl Clock {
         self.last_stamp
     }
 
+    /// The time [`Clock::stamp`] would give now for `read`, without giving
+    /// it: a put's line is stamped so, and the put itself, when its body is
+    /// in the same read, gets the very same time.
+    pub fn next_stamp(&self, read: Nanos) -> Nanos {
+        read.max(self.last_stamp + 1)
+    }
+
     /// The `CLOCK_MONOTONIC` time at which the engine's clock reads `at`.
     pub fn monotonic_of(&self, at: Nanos) -> MonotonicNanos {
         self.origin_mono + at.saturating_sub(self.origin_wall)

@@ -102,7 +102,7 @@ impl Server {
                     }
                     self.deliver_replies();
                 }
-                Event::PutStarted => self.engine.begin_put(key),
+                Event::PutStarted => self.engine.begin_put_at(key, self.clock.next_stamp(read)),
                 Event::PutWithoutCrlf => {
                     self.engine.abandon_put(key);
                     conn.push_reply(&Reply::ExpectedCrlf);

@@ -53,7 +53,8 @@ pub fn connect(port: u16) -> TcpStream {
 }
 
 /// Reads one response: head, then `Content-Length` bytes of body (none for
-/// a response to HEAD, `head_only`).
+/// a response to HEAD, `head_only`), or a chunked body (as Prometheus's
+/// own server sends larger ones).
 pub fn read_response(stream: &mut TcpStream, head_only: bool) -> io::Result<Response> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
@@ -70,10 +71,37 @@ pub fn read_response(stream: &mut TcpStream, head_only: bool) -> io::Result<Resp
     let status = status_line[9..12].parse().unwrap();
     let headers: BTreeMap<String, String> =
         lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
+    if headers.get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) && !head_only {
+        let body = read_chunked(stream)?;
+        return Ok(Response { status, headers, body });
+    }
     let len: usize = headers.get("content-length").expect("Content-Length").parse().unwrap();
     let mut body = vec![0; if head_only { 0 } else { len }];
     stream.read_exact(&mut body)?;
     Ok(Response { status, headers, body })
+}
+
+/// A chunked body: hex size lines, each chunk and its CRLF, to a chunk of
+/// size 0 (no trailers expected).
+fn read_chunked(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\r\n") {
+            stream.read_exact(&mut byte)?;
+            line.push(byte[0]);
+        }
+        let size_text = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .unwrap_or_else(|e| panic!("chunk size {size_text:?}: {e}"));
+        let mut chunk = vec![0; size + 2];
+        stream.read_exact(&mut chunk)?;
+        if size == 0 {
+            return Ok(body);
+        }
+        body.extend_from_slice(&chunk[..size]);
+    }
 }
 
 /// Sends `raw` on a new connection and reads one response.

@@ -54,6 +54,17 @@ impl Process {
         Process { child, what, stderr: file }
     }
 
+    /// Spawns the command `make` builds for a loopback port no one listens
+    /// on, picked under the same spawn lock as the fork, so no other test's
+    /// server takes the port in between (for programs that cannot listen on
+    /// port 0 and say which port they got).
+    pub fn spawn_on_free_port(make: impl FnOnce(u16) -> Command, stderr: Stderr) -> (Process, u16) {
+        spawn::locked(|| {
+            let port = spawn::pick_port(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+            (Process::spawn_unlocked(&mut make(port), stderr), port)
+        })
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

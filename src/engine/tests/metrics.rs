@@ -83,6 +83,21 @@ fn release_and_bury_end_a_hold_and_a_released_job_waits_anew() {
 }
 
 #[test]
+fn a_job_whose_body_came_after_its_line_is_ready_since_its_body() {
+    let mut h = harness(10);
+    h.engine.begin_put_at(0, h.now);
+    h.advance(3 * SECOND);
+    let job = NewJob { pri: 0, delay: 0, ttr: 5, body: b"x".as_slice().into() };
+    h.engine.apply(h.now, 0, Command::Put(job));
+    h.engine.check_invariants();
+    h.advance(SECOND);
+    assert_eq!(h.tube_figures("default").oldest_ready_age, SECOND, "not from the line 4 s ago");
+    assert_eq!(h.job_stat(1, "age"), "4");
+    assert_eq!(h.reserved_id(1), 1);
+    assert_eq!(h.tube_figures("default").ready_wait.sum_secs(), 1.0);
+}
+
+#[test]
 fn the_oldest_ready_job_is_the_longest_ready_whatever_its_priority() {
     let mut h = harness(10);
     let old = h.put(0, 100, 0, 60, "old");

@@ -597,6 +597,21 @@ fn age_and_uptime_follow_the_clock() {
     assert_eq!(h.server_stat("uptime"), "7");
 }
 
+#[test]
+fn a_job_is_as_old_as_its_put_line_and_delayed_from_its_body() {
+    let mut h = Harness::new();
+    h.engine.begin_put_at(0, h.now);
+    h.advance(2 * SECOND);
+    let job = NewJob { pri: 0, delay: 1, ttr: 5, body: b"x".as_slice().into() };
+    h.engine.apply(h.now, 0, Command::Put(job));
+    h.engine.check_invariants();
+    assert_eq!(h.engine.take_replies().collect::<Vec<_>>(), [(0, Reply::Inserted(1))]);
+    assert_eq!(h.job_stat(1, "age"), "2");
+    assert_eq!(h.job_stat(1, "time-left"), "1", "due a second after the body");
+    h.advance(SECOND - 1);
+    assert_eq!(h.job_stat(1, "state"), "delayed");
+}
+
 mod many_tubes;
 mod metrics;
 /// The tests' one random generator, shared with the integration tests.

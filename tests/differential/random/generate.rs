@@ -30,10 +30,10 @@ use super::ops::{self, Kind, Op, Part};
 use crate::support::Rng;
 
 /// Classes of script that once showed a difference (`SPROUT_DIFF_ALLOW`,
-/// see the module doc of `random`). `waiters`, `close-order` and `unpause`
-/// were fixed and are written by default ([`Allow::MATCHED`]); four are
-/// departures protocol.md documents and tests, and `broad` is open: those
-/// are left out unless asked. (The notes on each class say what differed.)
+/// see the module doc of `random`). `waiters`, `close-order`, `unpause` and
+/// `broad` were fixed and are written by default ([`Allow::MATCHED`]); four
+/// are departures protocol.md documents and tests: those are left out
+/// unless asked. (The notes on each class say what differed.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Allow {
     /// Fixed (was open): several connections waiting in `reserve` at a time. sprout
@@ -67,19 +67,20 @@ pub(crate) struct Allow {
     /// the queued commands; beanstalkd runs one (writing its reply fails,
     /// the peer having reset), sprout runs them all.
     pub(crate) close_queued: bool,
-    /// Open: a connection watching more than 8 tubes waits in a reserve,
-    /// even alone. When it gets a job of tube T, beanstalkd's take moves
-    /// T's cursor (every waiter sits in the list of every tube it
-    /// watches); sprout keeps such a waiter outside the tubes' lists
-    /// (departure 10) and moves no cursor, so when two narrow waiters then
-    /// wait on T, the next job goes to the other one.
+    /// Fixed (was open): a connection watching more than 8 tubes waits in a
+    /// reserve, alone. When it gets a job of tube T, beanstalkd's take moves
+    /// T's cursor (every waiter sits in the list of every tube it watches);
+    /// sprout keeps such a waiter outside the tubes' lists (departure 10)
+    /// and moved no cursor, so when two narrow waiters then waited on T, the
+    /// next job went to the other one. Never beside other waiters
+    /// (departure 10).
     pub(crate) broad: bool,
 }
 
 impl Allow {
     /// The classes where sprout now matches beanstalkd: written unless
     /// `SPROUT_DIFF_ALLOW` says otherwise.
-    pub(crate) const MATCHED: &'static str = "waiters,close-order,unpause";
+    pub(crate) const MATCHED: &'static str = "waiters,close-order,unpause,broad";
 
     pub(crate) const NAMES: [&'static str; 8] =
         ["waiters", "ahead", "arriving", "after-quit", "close-order", "unpause", "close-queued", "broad"];

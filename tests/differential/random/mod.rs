@@ -19,11 +19,11 @@
 //! * `SPROUT_DIFF_ALLOW=waiters,ahead,arriving,after-quit,close-order,unpause,close-queued,broad`
 //!   (or `all`): the classes of script the generator may write
 //!   (`generate::Allow` says what each is). Unset, it is `Allow::MATCHED`
-//!   (`waiters,close-order,unpause`: differences found and since fixed, so
-//!   sprout must match beanstalkd there); the others are departures
-//!   protocol.md documents and tests (4: `ahead` and `close-queued`, 11:
-//!   `arriving`, 12: `after-quit`), left out unless named, and `broad`,
-//!   open (a waiter watching more than 8 tubes moves no tube's cursor);
+//!   (`waiters,close-order,unpause,broad`: differences found and since
+//!   fixed, so sprout must match beanstalkd there); the others are
+//!   departures protocol.md documents and tests (4: `ahead` and
+//!   `close-queued`, 11: `arriving`, 12: `after-quit`), left out unless
+//!   named;
 //! * `SPROUT_DIFF_SELF=1` plays beanstalkd against itself, as for the
 //!   scenarios (no difference may show: checks that the scripts do not
 //!   depend on timing).
