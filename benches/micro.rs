@@ -235,6 +235,7 @@ fn main() {
             black_box(sprout::metrics::encode(figures.clone(), sprout::metrics::Format::Prometheus));
         }
     });
+    status_page(&filter, &mut e, "100 rows + [other]");
     let mut all = engine();
     all.enable_metrics(100_000);
     all.connect(0);
@@ -253,6 +254,34 @@ fn main() {
     bench(&filter, "metrics: encode 10,000 tubes (Prometheus text)", 1, |n| {
         for _ in 0..n {
             black_box(sprout::metrics::encode(figures.clone(), sprout::metrics::Format::Prometheus));
+        }
+    });
+    status_page(&filter, &mut all, "10,000 rows");
+}
+
+/// The status page's costs with `e`'s 10,000 tubes (`rows` says how many
+/// have rows and rates of their own): a sample of the rates (the engine's
+/// figures, then a ring entry per row), and `status.json` with full rings.
+fn status_page(filter: &[String], e: &mut Engine, rows: &str) {
+    use sprout::status::{RateHistory, SAMPLE_INTERVAL, SAMPLES, StatusDocument, sampled};
+    let mut history = RateHistory::new();
+    let mut at = 30_000;
+    for _ in 0..SAMPLES {
+        at += SAMPLE_INTERVAL;
+        history.sample(at, sampled(&e.figures(at)));
+    }
+    bench(filter, &format!("status: sample rates, 10,000 tubes, {rows}"), 1, |n| {
+        for _ in 0..n {
+            at += SAMPLE_INTERVAL;
+            let figures = e.figures(at);
+            history.sample(at, sampled(&figures));
+        }
+    });
+    let figures = e.figures(at);
+    let len = StatusDocument::new(&figures, &history).to_json().len();
+    bench(filter, &format!("status: status.json, 10,000 tubes, {rows} ({} KiB)", len / 1024), 1, |n| {
+        for _ in 0..n {
+            black_box(StatusDocument::new(&figures, &history).to_json());
         }
     });
 }

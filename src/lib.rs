@@ -23,6 +23,9 @@
 //!   as plain figures the engine, the binlog and the server fill in, and
 //!   their encoding (Prometheus text or OpenMetrics, by `prometheus-client`);
 //!   the HTTP side is the server's (`server/web.rs`, `server/http.rs`).
+//! - [`status`]: the status page (`GET /` on the same listener), the JSON
+//!   document it reads, and the fixed-size rings of each tube's put and
+//!   reserve rates over the last minutes.
 //! - [`idindex`]: job id to slot in about four bytes a job (engine and
 //!   recovery); [`idmap`]: the hash map keyed by job id it falls back on.
 //! - [`settings`]: the settings the server runs with, as plain values;
@@ -47,4 +50,5 @@ pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod settings;
+pub mod status;
 pub mod timerfd;

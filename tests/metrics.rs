@@ -245,7 +245,8 @@ fn listening_sockets(pid: u32) -> usize {
 fn other_paths_methods_and_malformed_requests_get_clean_answers() {
     let server = sprout_with_metrics().start();
     let port = metrics_port(&server);
-    let r = get(port, "/", "");
+    // (`/` is the status page: tests/status_page.rs.)
+    let r = get(port, "/favicon.ico", "");
     assert_eq!((r.status, r.text()), (404, "404 Not Found\n".to_string()));
     let r = http::exchange(port, b"POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
     assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));

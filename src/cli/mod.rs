@@ -69,7 +69,7 @@ pub struct Args {
     #[arg(short = 'n', hide = true, action = ArgAction::SetTrue)]
     pub removed_n: bool,
 
-    /// Serve metrics over HTTP at ADDR:PORT (GET /metrics, Prometheus text format); off by default
+    /// Serve metrics over HTTP at ADDR:PORT (GET /metrics, Prometheus text format; a status page at GET /); off by default
     #[arg(long = "metrics", value_name = "ADDR:PORT", value_parser = parse_metrics_addr)]
     pub metrics: Option<ListenAddr>,
 

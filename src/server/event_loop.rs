@@ -61,6 +61,7 @@ impl Server {
             }
             if self.web.next_deadline().is_some_and(|at| at <= self.clock.read()) {
                 self.expire_http();
+                self.sample_rates_if_due();
             }
             let now = self.clock.now();
             self.engine.tick(now);

@@ -83,13 +83,15 @@ pub struct Response {
     pub body: Vec<u8>,
     /// `Allow: GET, HEAD` (a 405).
     pub allow_get: bool,
+    /// More header lines, each ending in CRLF.
+    pub headers: &'static str,
 }
 
 impl Response {
     /// A short plain-text answer: the status line's words.
     pub fn plain(status: Status) -> Response {
         let body = format!("{}\n", status.line()).into_bytes();
-        Response { status, content_type: "text/plain; charset=utf-8", body, allow_get: false }
+        Response { status, content_type: "text/plain; charset=utf-8", body, allow_get: false, headers: "" }
     }
 }
 
@@ -267,6 +269,7 @@ impl HttpConn {
         if response.allow_get {
             head.push_str("Allow: GET, HEAD\r\n");
         }
+        head.push_str(response.headers);
         match (keep_alive, request.is_some_and(|r| r.http10)) {
             (false, _) => head.push_str("Connection: close\r\n"),
             (true, true) => head.push_str("Connection: keep-alive\r\n"),

@@ -31,6 +31,8 @@
 //!   from the beanstalk connections: its listeners, connections, routes
 //!   (`GET /metrics`) and timeouts; one HTTP connection's request parsing
 //!   and response writing; the thread that encodes scrapes off the loop.
+//! - `status.rs`: the status page (`GET /`), its document
+//!   (`GET /status.json`), and sampling the rates it charts on a timer.
 
 #![warn(missing_docs)]
 
@@ -50,6 +52,7 @@ mod output;
 mod restore;
 mod shutdown;
 mod signals;
+mod status;
 mod systemd;
 mod timer;
 mod user;

@@ -3,8 +3,9 @@
 //! their own), what each request is answered, and the timeouts.
 //!
 //! Routes: `GET /metrics` (and `HEAD`) is a scrape, in the Prometheus text
-//! format or OpenMetrics as `Accept` asks; another method on it is 405
-//! with `Allow: GET, HEAD`; any other path is 404. A scrape's figures are
+//! format or OpenMetrics as `Accept` asks; `GET /` is the status page and
+//! `GET /status.json` what it shows (status.rs); another method on any of
+//! them is 405 with `Allow: GET, HEAD`; any other path is 404. A scrape's figures are
 //! taken in the loop, at one instant (O(tubes), see `Engine::figures`),
 //! encoded on a thread of their own (encoder.rs) and written as the socket
 //! takes them, so a slow scraper costs a buffer, never a wait.
@@ -31,9 +32,11 @@ use super::connections::is_out_of_descriptors;
 use super::encoder::{Encoded, Encoder};
 use super::http::{HttpConn, Parsed, ReadOutcome, Request, Response, Status};
 use super::listener::Listener;
+use super::status::status_page;
 use crate::binlog::Binlog;
 use crate::engine::{Nanos, SECOND};
 use crate::metrics::Format;
+use crate::status::RateHistory;
 
 /// Metrics listener `i` has token `METRICS_LISTENERS + i`.
 pub const METRICS_LISTENERS: usize = usize::MAX / 4;
@@ -60,6 +63,9 @@ pub struct Web {
     /// own is `deadline_of[key]`.
     deadlines: BTreeSet<(Nanos, usize)>,
     deadline_of: Vec<Nanos>,
+    /// The status page's rates, sampled on a timer (status.rs): only
+    /// while there are listeners.
+    pub(super) rates: Option<RateHistory>,
 }
 
 impl Web {
@@ -74,7 +80,9 @@ impl Web {
             Some(waker) if !listeners.is_empty() => Some(Encoder::start(waker)?),
             _ => None,
         };
+        let rates = (!listeners.is_empty()).then(RateHistory::new);
         Ok(Web {
+            rates,
             listeners,
             encoder,
             next_serial: 0,
@@ -87,15 +95,30 @@ impl Web {
     pub fn log_listening(&self) {
         for listener in &self.listeners {
             match listener {
-                Listener::Tcp(_) => log::info!("metrics on http://{}/metrics", listener.local_description()),
-                Listener::Unix(_) => log::info!("metrics on {} (GET /metrics)", listener.local_description()),
+                Listener::Tcp(_) => {
+                    log::info!("metrics on http://{}/metrics", listener.local_description());
+                    log::info!("status page on http://{}/", listener.local_description());
+                }
+                Listener::Unix(_) => {
+                    log::info!("metrics on {} (GET /metrics, status page GET /)", listener.local_description())
+                }
             }
         }
     }
 
-    /// The first HTTP deadline, if any connection is open.
+    /// The first HTTP deadline (a connection's, or the next sample of
+    /// the rates), if any.
     pub fn next_deadline(&self) -> Option<Nanos> {
-        self.deadlines.first().map(|&(at, _)| at)
+        let conn = self.deadlines.first().map(|&(at, _)| at);
+        match (conn, self.next_sample_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the rates are to be sampled next, if they are kept.
+    pub(super) fn next_sample_at(&self) -> Option<Nanos> {
+        self.rates.as_ref().map(|rates| rates.next_sample_at(0))
     }
 
     fn set_deadline(&mut self, key: usize, at: Nanos) {
@@ -257,7 +280,11 @@ impl Server {
         let get = matches!(request.method.as_str(), "GET" | "HEAD");
         match request.path.as_str() {
             "/metrics" if get => None,
-            "/metrics" => Some(Response { allow_get: true, ..Response::plain(Status::MethodNotAllowed) }),
+            "/" if get => Some(status_page()),
+            "/status.json" if get => Some(self.status_json()),
+            "/metrics" | "/" | "/status.json" => {
+                Some(Response { allow_get: true, ..Response::plain(Status::MethodNotAllowed) })
+            }
             _ => Some(Response::plain(Status::NotFound)),
         }
     }
@@ -290,6 +317,7 @@ impl Server {
                 content_type: format.content_type(),
                 body: body.into_bytes(),
                 allow_get: false,
+                headers: "",
             };
             conn.respond(response, Some(&request));
             self.drive_http(key);

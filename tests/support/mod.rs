@@ -14,6 +14,8 @@
 //!   YAML as [`Stats`].
 //! - [`http`]: the metrics port a server logged, raw HTTP requests and
 //!   their responses, and Python's `prometheus_client` parser.
+//! - [`browser`]: headless chromium, to load the status page as a person's
+//!   browser would (the document after its scripts ran, a screenshot).
 //! - [`procfs`]: what `/proc` says about a process (memory, CPU, ids).
 //! - [`rng`]: a seeded generator for reproducible "random" input.
 //!
@@ -30,6 +32,7 @@
 //! and re-exports are expected here.
 #![allow(dead_code, unused_imports)]
 
+pub mod browser;
 pub mod client;
 pub mod http;
 pub mod process;
