@@ -12,6 +12,7 @@
 //! is checked; an unexpected one aborts the run. See BENCHMARKS.md.
 
 mod client;
+mod do_nothing;
 mod floor;
 mod metrics;
 mod scenarios;
@@ -92,9 +93,10 @@ pub struct Opts {
     #[arg(long)]
     pub beanstalkd: Option<PathBuf>,
 
-    /// Run only one server: sprout or beanstalkd
-    #[arg(long)]
-    pub only: Option<String>,
+    /// Run only these servers, comma-separated: sprout, beanstalkd, do-nothing (the ceiling: put and
+    /// reserve-delete only)
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
 
     /// Where binlog directories and server logs go (must be a real disk, not tmpfs) [default: /tmp]
     #[arg(long)]
@@ -216,18 +218,22 @@ fn median(values: &[f64]) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
-/// All measurements of one metric of one variant.
+/// All measurements of one metric of one variant, by server ([`idx`]).
 #[derive(Default)]
 struct Row {
     metric: Option<Metric>,
-    values: [Vec<f64>; 2],
-    cpu: [Vec<(f64, f64)>; 2],
+    values: [Vec<f64>; 3],
+    cpu: [Vec<(f64, f64)>; 3],
+    /// The server's CPU time per operation, in microseconds, where the
+    /// metric is a rate measured with the server's CPU.
+    cpu_per_op: [Vec<f64>; 3],
 }
 
 fn idx(kind: Kind) -> usize {
     match kind {
         Kind::Beanstalkd => 0,
         Kind::Sprout => 1,
+        Kind::DoNothing => 2,
     }
 }
 
@@ -240,26 +246,43 @@ fn fmt_cpu(cpu: &[(f64, f64)]) -> String {
     format!("{:.0}/{:.0}", s * 100.0, c * 100.0)
 }
 
-/// One markdown row: scenario, variant, metric, medians, ratio, rounds, CPU.
+fn fmt_cpu_per_op(values: &[f64]) -> String {
+    if values.is_empty() { String::new() } else { format!("{:.2}", median(values)) }
+}
+
+fn ratio(over: f64, under: f64) -> String {
+    if over.is_finite() && under.is_finite() && under != 0.0 { format!("{:.2}", over / under) } else { "-".into() }
+}
+
+/// One markdown row: scenario, variant, metric, medians, ratios, rounds,
+/// CPU use and CPU per operation, each by server (beanstalkd, sprout,
+/// do-nothing).
 fn table_row(scenario: &str, variant: &str, row: &Row) -> String {
     let metric = row.metric.as_ref().expect("row has a metric");
-    let b = median(&row.values[0]);
-    let s = median(&row.values[1]);
-    let ratio = if b.is_finite() && s.is_finite() && b != 0.0 { format!("{:.2}", s / b) } else { "-".into() };
+    let [b, s, d] = [0, 1, 2].map(|i| median(&row.values[i]));
     let rounds = |v: &[f64]| v.iter().map(|x| metric.unit.format(*x)).collect::<Vec<_>>().join(", ");
+    let unit = |v: f64| if v.is_finite() { metric.unit.format(v) } else { "-".into() };
     format!(
-        "| {scenario} | {variant} | {} | {} | {} | **{ratio}** | {} | {} | {} | {} |",
+        "| {scenario} | {variant} | {} | {} | {} | {} | **{}** | **{}** | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         metric.name,
         metric.unit.format(b),
         metric.unit.format(s),
+        unit(d),
+        ratio(s, b),
+        ratio(s, d),
         rounds(&row.values[0]),
         rounds(&row.values[1]),
+        rounds(&row.values[2]),
         fmt_cpu(&row.cpu[0]),
         fmt_cpu(&row.cpu[1]),
+        fmt_cpu(&row.cpu[2]),
+        fmt_cpu_per_op(&row.cpu_per_op[0]),
+        fmt_cpu_per_op(&row.cpu_per_op[1]),
+        fmt_cpu_per_op(&row.cpu_per_op[2]),
     )
 }
 
-const TABLE_HEAD: &str = "| scenario | variant | metric | beanstalkd | sprout | sprout/bs | rounds bs | rounds sprout | CPU% bs srv/cli | CPU% sprout srv/cli |\n|---|---|---|---:|---:|---:|---|---|---:|---:|";
+const TABLE_HEAD: &str = "| scenario | variant | metric | beanstalkd | sprout | do-nothing | sprout/bs | sprout/do-nothing | rounds bs | rounds sprout | rounds do-nothing | CPU% bs srv/cli | CPU% sprout srv/cli | CPU% do-nothing srv/cli | srv µs/op bs | srv µs/op sprout | srv µs/op do-nothing |\n|---|---|---|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|";
 
 /// The metrics of one run on one line.
 fn summary(metrics: &[Metric]) -> String {
@@ -354,12 +377,19 @@ fn add_metrics(rows: &mut Vec<Row>, kind: Kind, metrics: Vec<Metric>) {
         row.values[idx(kind)].push(m.value);
         if let Some(cpu) = m.cpu {
             row.cpu[idx(kind)].push(cpu);
+            if matches!(m.unit, scenarios::Unit::PerSec) && m.value > 0.0 {
+                row.cpu_per_op[idx(kind)].push(cpu.0 / m.value * 1e6);
+            }
         }
         row.metric.get_or_insert(m);
     }
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == do_nothing::FLAG) {
+        do_nothing::serve(&args[2..]);
+    }
     let opts = Opts::parse();
     let beanstalkd = opts
         .beanstalkd
@@ -402,11 +432,16 @@ fn main() {
 
     // Fixtures are beanstalkd's, whatever --only says.
     let reference = Binary { kind: Kind::Beanstalkd, path: beanstalkd.clone() };
-    let mut binaries = vec![reference.clone(), Binary { kind: Kind::Sprout, path: sprout.clone() }];
-    if let Some(only) = &opts.only {
-        binaries.retain(|b| b.kind.name() == only);
-        if binaries.is_empty() {
-            eprintln!("race: --only takes sprout or beanstalkd");
+    let this = std::env::current_exe().expect("the race's own executable (the do-nothing server)");
+    let mut binaries = vec![
+        reference.clone(),
+        Binary { kind: Kind::Sprout, path: sprout.clone() },
+        Binary { kind: Kind::DoNothing, path: this },
+    ];
+    if !opts.only.is_empty() {
+        binaries.retain(|b| opts.only.iter().any(|o| o == b.kind.name()));
+        if binaries.len() != opts.only.len() {
+            eprintln!("race: --only takes sprout, beanstalkd and do-nothing, comma-separated");
             std::process::exit(2);
         }
     }
@@ -435,7 +470,7 @@ fn main() {
 
     let extra: Vec<String> = opts.server_flags.split_whitespace().map(String::from).collect();
     let mut table = String::new();
-    let mut results: BTreeMap<(String, String, String), [f64; 2]> = BTreeMap::new();
+    let mut results: BTreeMap<(String, String, String), [f64; 3]> = BTreeMap::new();
     let mut failed = None;
     // Within a scenario, rounds are the outer loop: round 1 of every variant
     // (each beanstalkd then sprout), then round 2, ... so a burst of noise
@@ -466,7 +501,7 @@ fn main() {
                         break 'groups;
                     }
                 };
-                for binary in &binaries {
+                for binary in binaries.iter().filter(|b| b.kind != Kind::DoNothing || variant.do_nothing_answers()) {
                     let fixture = fixture.as_ref().map(|f| f.0.as_path());
                     match run_one(variant, binary, round, &opts, &extra, work.path(), fixture) {
                         Ok(metrics) => add_metrics(&mut rows[v], binary.kind, metrics),
@@ -494,7 +529,7 @@ fn main() {
                 let metric = row.metric.as_ref().unwrap();
                 results.insert(
                     (variant.scenario.to_string(), variant.label.clone(), metric.name.clone()),
-                    [median(&row.values[0]), median(&row.values[1])],
+                    [0, 1, 2].map(|i| median(&row.values[i])),
                 );
             }
         }
