@@ -94,9 +94,14 @@ pub struct Opts {
     pub beanstalkd: Option<PathBuf>,
 
     /// Run only these servers, comma-separated: sprout, beanstalkd, do-nothing (the ceiling: put and
-    /// reserve-delete only)
+    /// reserve-delete only), baseline (with --baseline)
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+
+    /// Another sprout build (e.g. main's) raced in the same rounds, with a column and a ratio
+    /// sprout/baseline of its own: a change measured against the same noise
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
 
     /// Where binlog directories and server logs go (must be a real disk, not tmpfs) [default: /tmp]
     #[arg(long)]
@@ -222,18 +227,26 @@ fn median(values: &[f64]) -> f64 {
 #[derive(Default)]
 struct Row {
     metric: Option<Metric>,
-    values: [Vec<f64>; 3],
-    cpu: [Vec<(f64, f64)>; 3],
+    values: [Vec<f64>; KINDS],
+    cpu: [Vec<(f64, f64)>; KINDS],
     /// The server's CPU time per operation, in microseconds, where the
     /// metric is a rate measured with the server's CPU.
-    cpu_per_op: [Vec<f64>; 3],
+    cpu_per_op: [Vec<f64>; KINDS],
 }
 
+/// The servers a table can have columns for, in their columns' order.
+const KINDS: usize = 4;
+const COLUMNS: [Kind; KINDS] = [Kind::Beanstalkd, Kind::Sprout, Kind::DoNothing, Kind::Baseline];
+
 fn idx(kind: Kind) -> usize {
+    COLUMNS.iter().position(|&k| k == kind).expect("every kind has a column")
+}
+
+/// Short names for the column heads.
+fn short(kind: Kind) -> &'static str {
     match kind {
-        Kind::Beanstalkd => 0,
-        Kind::Sprout => 1,
-        Kind::DoNothing => 2,
+        Kind::Beanstalkd => "bs",
+        other => other.name(),
     }
 }
 
@@ -254,35 +267,51 @@ fn ratio(over: f64, under: f64) -> String {
     if over.is_finite() && under.is_finite() && under != 0.0 { format!("{:.2}", over / under) } else { "-".into() }
 }
 
-/// One markdown row: scenario, variant, metric, medians, ratios, rounds,
-/// CPU use and CPU per operation, each by server (beanstalkd, sprout,
-/// do-nothing).
-fn table_row(scenario: &str, variant: &str, row: &Row) -> String {
-    let metric = row.metric.as_ref().expect("row has a metric");
-    let [b, s, d] = [0, 1, 2].map(|i| median(&row.values[i]));
-    let rounds = |v: &[f64]| v.iter().map(|x| metric.unit.format(*x)).collect::<Vec<_>>().join(", ");
-    let unit = |v: f64| if v.is_finite() { metric.unit.format(v) } else { "-".into() };
-    format!(
-        "| {scenario} | {variant} | {} | {} | {} | {} | **{}** | **{}** | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-        metric.name,
-        metric.unit.format(b),
-        metric.unit.format(s),
-        unit(d),
-        ratio(s, b),
-        ratio(s, d),
-        rounds(&row.values[0]),
-        rounds(&row.values[1]),
-        rounds(&row.values[2]),
-        fmt_cpu(&row.cpu[0]),
-        fmt_cpu(&row.cpu[1]),
-        fmt_cpu(&row.cpu[2]),
-        fmt_cpu_per_op(&row.cpu_per_op[0]),
-        fmt_cpu_per_op(&row.cpu_per_op[1]),
-        fmt_cpu_per_op(&row.cpu_per_op[2]),
-    )
+/// The servers of this run that get columns: beanstalkd and sprout always
+/// (the table's old shape), the do-nothing server and a baseline build when
+/// they run.
+fn columns(binaries: &[Binary]) -> Vec<Kind> {
+    COLUMNS
+        .into_iter()
+        .filter(|&k| matches!(k, Kind::Beanstalkd | Kind::Sprout) || binaries.iter().any(|b| b.kind == k))
+        .collect()
 }
 
-const TABLE_HEAD: &str = "| scenario | variant | metric | beanstalkd | sprout | do-nothing | sprout/bs | sprout/do-nothing | rounds bs | rounds sprout | rounds do-nothing | CPU% bs srv/cli | CPU% sprout srv/cli | CPU% do-nothing srv/cli | srv µs/op bs | srv µs/op sprout | srv µs/op do-nothing |\n|---|---|---|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|";
+/// The kinds sprout is compared with, each a ratio column.
+fn ratio_columns(columns: &[Kind]) -> Vec<Kind> {
+    columns.iter().copied().filter(|&k| k != Kind::Sprout).collect()
+}
+
+/// One markdown row: scenario, variant, metric, medians, sprout's ratios,
+/// rounds, CPU use and CPU per operation, each by server.
+fn table_row(scenario: &str, variant: &str, row: &Row, columns: &[Kind]) -> String {
+    let metric = row.metric.as_ref().expect("row has a metric");
+    let med = |k: Kind| median(&row.values[idx(k)]);
+    let rounds = |v: &[f64]| v.iter().map(|x| metric.unit.format(*x)).collect::<Vec<_>>().join(", ");
+    let mut cells = vec![scenario.to_string(), variant.to_string(), metric.name.clone()];
+    cells.extend(columns.iter().map(|&k| metric.unit.format(med(k))));
+    cells.extend(ratio_columns(columns).into_iter().map(|k| format!("**{}**", ratio(med(Kind::Sprout), med(k)))));
+    cells.extend(columns.iter().map(|&k| rounds(&row.values[idx(k)])));
+    cells.extend(columns.iter().map(|&k| fmt_cpu(&row.cpu[idx(k)])));
+    cells.extend(columns.iter().map(|&k| fmt_cpu_per_op(&row.cpu_per_op[idx(k)])));
+    format!("| {} |", cells.join(" | "))
+}
+
+/// The table's head for these columns.
+fn table_head(columns: &[Kind]) -> String {
+    let mut heads = vec!["scenario".to_string(), "variant".into(), "metric".into()];
+    let mut align = vec!["---"; 3];
+    heads.extend(columns.iter().map(|k| k.name().to_string()));
+    let ratios = ratio_columns(columns);
+    heads.extend(ratios.iter().map(|&k| format!("sprout/{}", short(k))));
+    align.extend(std::iter::repeat_n("---:", columns.len() + ratios.len()));
+    heads.extend(columns.iter().map(|&k| format!("rounds {}", short(k))));
+    align.extend(std::iter::repeat_n("---", columns.len()));
+    heads.extend(columns.iter().map(|&k| format!("CPU% {} srv/cli", short(k))));
+    heads.extend(columns.iter().map(|&k| format!("srv µs/op {}", short(k))));
+    align.extend(std::iter::repeat_n("---:", 2 * columns.len()));
+    format!("| {} |\n|{}|", heads.join(" | "), align.join("|"))
+}
 
 /// The metrics of one run on one line.
 fn summary(metrics: &[Metric]) -> String {
@@ -438,10 +467,13 @@ fn main() {
         Binary { kind: Kind::Sprout, path: sprout.clone() },
         Binary { kind: Kind::DoNothing, path: this },
     ];
+    if let Some(path) = &opts.baseline {
+        binaries.push(Binary { kind: Kind::Baseline, path: path.clone() });
+    }
     if !opts.only.is_empty() {
         binaries.retain(|b| opts.only.iter().any(|o| o == b.kind.name()));
         if binaries.len() != opts.only.len() {
-            eprintln!("race: --only takes sprout, beanstalkd and do-nothing, comma-separated");
+            eprintln!("race: --only takes sprout, beanstalkd, do-nothing and baseline, comma-separated");
             std::process::exit(2);
         }
     }
@@ -471,6 +503,7 @@ fn main() {
     let extra: Vec<String> = opts.server_flags.split_whitespace().map(String::from).collect();
     let mut table = String::new();
     let mut results: BTreeMap<(String, String, String), [f64; 3]> = BTreeMap::new();
+    let columns = columns(&binaries);
     let mut failed = None;
     // Within a scenario, rounds are the outer loop: round 1 of every variant
     // (each beanstalkd then sprout), then round 2, ... so a burst of noise
@@ -523,7 +556,7 @@ fn main() {
         }
         for (variant, (fixture_rows, rows)) in group.iter().zip(fixture_rows.iter().zip(&rows)) {
             for row in fixture_rows.iter().chain(rows) {
-                let line = table_row(variant.scenario, &variant.label, row);
+                let line = table_row(variant.scenario, &variant.label, row, &columns);
                 println!("{line}");
                 let _ = writeln!(table, "{line}");
                 let metric = row.metric.as_ref().unwrap();
@@ -536,7 +569,7 @@ fn main() {
     }
 
     let targets = scenarios::targets(&results);
-    let mut report = format!("{header}\n{TABLE_HEAD}\n{table}");
+    let mut report = format!("{header}\n{}\n{table}", table_head(&columns));
     if !targets.is_empty() {
         let _ = write!(report, "\nTargets (medians from this run):\n{targets}");
     }

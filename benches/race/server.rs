@@ -70,6 +70,8 @@ pub enum Kind {
     Sprout,
     /// The ceiling (`do_nothing.rs`): the race's own executable.
     DoNothing,
+    /// Another sprout build (`--baseline`), raced as sprout is.
+    Baseline,
 }
 
 impl Kind {
@@ -78,7 +80,13 @@ impl Kind {
             Kind::Beanstalkd => "beanstalkd",
             Kind::Sprout => "sprout",
             Kind::DoNothing => "do-nothing",
+            Kind::Baseline => "baseline",
         }
+    }
+
+    /// Whether the server is a sprout build (sprout or the baseline).
+    pub fn is_sprout(self) -> bool {
+        matches!(self, Kind::Sprout | Kind::Baseline)
     }
 }
 
