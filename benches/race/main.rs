@@ -30,13 +30,14 @@ use clap::Parser;
 use scenarios::{FixtureEnv, Metric, Variant};
 use server::{Binary, Kind};
 
-const ALL_SCENARIOS: &str = "put,put-binlog,recovery,takeover,reserve-delete,mixed,idle,delayed,big,tubes,metrics";
+const ALL_SCENARIOS: &str =
+    "put,put-binlog,recovery,takeover,reserve-delete,reserve-delete-binlog,mixed,idle,delayed,big,tubes,metrics";
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "race", about = "Race sprout against beanstalkd on loopback.")]
 pub struct Opts {
-    /// Scenarios to run, comma-separated: put, put-binlog, recovery, takeover, reserve-delete, mixed, idle, delayed,
-    /// big, tubes, metrics
+    /// Scenarios to run, comma-separated: put, put-binlog, recovery, takeover, reserve-delete,
+    /// reserve-delete-binlog, mixed, idle, delayed, big, tubes, metrics
     #[arg(long, value_delimiter = ',', default_value = ALL_SCENARIOS)]
     pub scenarios: Vec<String>,
 
@@ -57,7 +58,8 @@ pub struct Opts {
     pub count: Option<u64>,
 
     /// Connection shapes CxD (C connections, D requests in flight each), comma-separated;
-    /// replaces the scenario's default shapes (put: 1x100,50x16,50x1; put-binlog and reserve-delete: 50x1,1x100)
+    /// replaces the scenario's default shapes (put: 1x100,1x1000,50x16,50x1; put-binlog and
+    /// reserve-delete-binlog: 50x1,1x100; reserve-delete: 1x100,1x1000,50x1)
     #[arg(long, value_delimiter = ',', value_parser = parse_shape)]
     pub shapes: Vec<(usize, usize)>,
 
@@ -81,7 +83,7 @@ pub struct Opts {
     #[arg(long, allow_hyphen_values = true, default_value = "")]
     pub server_flags: String,
 
-    /// Fsync policies for put-binlog, comma-separated: none (no -b, for comparison), default, f0 (-f 0), F (-F), or fN (-f N)
+    /// Fsync policies for put-binlog and reserve-delete-binlog, comma-separated: none (no -b, for comparison), default, f0 (-f 0), F (-F), or fN (-f N)
     #[arg(long, value_delimiter = ',', default_value = "none,default,f0,F")]
     pub policies: Vec<String>,
 

@@ -348,22 +348,32 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                         flags: vec![],
                         binlog: false,
                         fixture: None,
-                        run: Box::new(move |env| {
-                            let server = env.start();
-                            let total = env.opts.preload;
-                            preload(&server, &body, total, 0, env.opts)?;
-                            let check = BodyCheck::Exact(body.clone());
-                            let roles =
-                                (0..c).map(|_| Role::worker(check.clone(), Stamp::None, true, d, true)).collect();
-                            let limit = Limit::Count { total, timeout: Duration::from_secs(900) };
-                            let m = measure(&server, roles, limit, env.opts, 0.0)?;
-                            let left = server::stats(server.addr).map_err(|e| e.to_string())?;
-                            if server::stat(&left, "current-jobs-ready") != Some(0) {
-                                return Err("jobs left after reserving and deleting them all".into());
-                            }
-                            Ok(vec![m.rate("reserve+delete jobs/s")])
-                        }),
+                        run: Box::new(move |env| reserve_delete(env, &body, c, d)),
                     });
+                }
+            }
+            "reserve-delete-binlog" => {
+                for (c, d) in shapes(opts, &[(50, 1), (1, 100)]) {
+                    for policy in &opts.policies {
+                        let flags = match policy_flags(policy) {
+                            Ok(flags) => flags,
+                            Err(e) => {
+                                eprintln!("race: {e}");
+                                std::process::exit(2);
+                            }
+                        };
+                        let body = body.clone();
+                        let binlog = policy != "none";
+                        let label = if binlog { policy_label(&flags) } else { "no -b".to_string() };
+                        out.push(Variant {
+                            scenario: "reserve-delete-binlog",
+                            label: format!("{label} {} preloaded, {}", opts.preload, shape_label(c, d)),
+                            flags,
+                            binlog,
+                            fixture: None,
+                            run: Box::new(move |env| reserve_delete(env, &body, c, d)),
+                        });
+                    }
                 }
             }
             "mixed" => {
@@ -491,6 +501,23 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
         }
     }
     out
+}
+
+/// Preloads `--preload` jobs of `body`, then reserves and deletes them all
+/// over `conns` connections with `depth` reserves in flight each.
+fn reserve_delete(env: &Env, body: &[u8], conns: usize, depth: usize) -> Result<Vec<Metric>, String> {
+    let server = env.start();
+    let total = env.opts.preload;
+    preload(&server, body, total, 0, env.opts)?;
+    let check = BodyCheck::Exact(body.into());
+    let roles = (0..conns).map(|_| Role::worker(check.clone(), Stamp::None, true, depth, true)).collect();
+    let limit = Limit::Count { total, timeout: Duration::from_secs(900) };
+    let m = measure(&server, roles, limit, env.opts, 0.0)?;
+    let left = server::stats(server.addr).map_err(|e| e.to_string())?;
+    if server::stat(&left, "current-jobs-ready") != Some(0) {
+        return Err("jobs left after reserving and deleting them all".into());
+    }
+    Ok(vec![m.rate("reserve+delete jobs/s")])
 }
 
 /// Loads the jobs, notes peak RSS, SIGKILLs the server, restarts it on the
@@ -627,17 +654,23 @@ pub fn targets(results: &BTreeMap<(String, String, String), [f64; 3]>) -> String
             );
         }
     }
-    for shape in ["50x1", "1x100"] {
-        let without = get("put-binlog", &format!("no -b {shape}"), "put jobs/s").or(get("put", shape, "put jobs/s"));
-        if let (Some([_, with]), Some([_, without])) =
-            (get("put-binlog", &format!("default {shape}"), "put jobs/s"), without)
-        {
-            let _ = writeln!(
-                out,
-                "- sprout put {shape}: default-fsync binlog / no binlog = {:.2} (target >= 0.80){}",
-                with / without,
-                check(with / without >= 0.8)
-            );
+    // Issue 15: sprout with -b against sprout without, in the same rounds.
+    for (scenario, metric) in [("put-binlog", "put jobs/s"), ("reserve-delete-binlog", "reserve+delete jobs/s")] {
+        for ((sc, variant, m), &[_, without, _]) in results {
+            let Some(shape) = variant.strip_prefix("no -b ") else { continue };
+            if sc != scenario || m != metric {
+                continue;
+            }
+            for (policy, target) in [("default", 0.85), ("-F", 0.95)] {
+                if let Some([_, with]) = get(scenario, &format!("{policy} {shape}"), metric) {
+                    let _ = writeln!(
+                        out,
+                        "- sprout {scenario} {shape}: {policy} / no -b = {:.2} (target >= {target}){}",
+                        with / without,
+                        check(with / without >= target)
+                    );
+                }
+            }
         }
     }
     if let Some([b, s]) = get("put", "50x16", "put jobs/s") {
