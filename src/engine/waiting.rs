@@ -82,7 +82,7 @@ impl<J: Journal> Engine<J> {
         let seq = self.next_wait_seq;
         self.next_wait_seq += 1;
         let timeout_at = timeout.map(|t| now + secs(t));
-        let deadline_soon_at = self.session(conn).deadline_soon_at();
+        let deadline_soon_at = self.deadline_soon_at(conn);
         let watched = &self.sessions[conn].as_ref().expect("unknown connection").watched;
         match watched.mark() {
             Some(mark) => {
