@@ -86,6 +86,7 @@ fn main() {
         ("parse_line reserve", b"reserve"),
         ("parse_line reserve-with-timeout", b"reserve-with-timeout 5"),
         ("parse_line delete", b"delete 18446744073709551615"),
+        ("parse_line delete 123456", b"delete 123456"),
         ("parse_line use", b"use some-tube.name_(1)"),
         ("parse_line unknown", b"frobnicate 1 2 3"),
     ] {

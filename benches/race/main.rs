@@ -12,6 +12,7 @@
 //! is checked; an unexpected one aborts the run. See BENCHMARKS.md.
 
 mod client;
+mod do_nothing;
 mod floor;
 mod metrics;
 mod scenarios;
@@ -29,13 +30,14 @@ use clap::Parser;
 use scenarios::{FixtureEnv, Metric, Variant};
 use server::{Binary, Kind};
 
-const ALL_SCENARIOS: &str = "put,put-binlog,recovery,takeover,reserve-delete,mixed,idle,delayed,big,tubes,metrics";
+const ALL_SCENARIOS: &str =
+    "put,put-binlog,recovery,takeover,reserve-delete,reserve-delete-binlog,mixed,idle,delayed,big,tubes,metrics";
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "race", about = "Race sprout against beanstalkd on loopback.")]
 pub struct Opts {
-    /// Scenarios to run, comma-separated: put, put-binlog, recovery, takeover, reserve-delete, mixed, idle, delayed,
-    /// big, tubes, metrics
+    /// Scenarios to run, comma-separated: put, put-binlog, recovery, takeover, reserve-delete,
+    /// reserve-delete-binlog, mixed, idle, delayed, big, tubes, metrics
     #[arg(long, value_delimiter = ',', default_value = ALL_SCENARIOS)]
     pub scenarios: Vec<String>,
 
@@ -56,7 +58,8 @@ pub struct Opts {
     pub count: Option<u64>,
 
     /// Connection shapes CxD (C connections, D requests in flight each), comma-separated;
-    /// replaces the scenario's default shapes (put: 1x100,50x16,50x1; put-binlog and reserve-delete: 50x1,1x100)
+    /// replaces the scenario's default shapes (put: 1x100,1x1000,50x16,50x1; put-binlog and
+    /// reserve-delete-binlog: 50x1,1x100; reserve-delete: 1x100,1x1000,50x1)
     #[arg(long, value_delimiter = ',', value_parser = parse_shape)]
     pub shapes: Vec<(usize, usize)>,
 
@@ -80,7 +83,7 @@ pub struct Opts {
     #[arg(long, allow_hyphen_values = true, default_value = "")]
     pub server_flags: String,
 
-    /// Fsync policies for put-binlog, comma-separated: none (no -b, for comparison), default, f0 (-f 0), F (-F), or fN (-f N)
+    /// Fsync policies for put-binlog and reserve-delete-binlog, comma-separated: none (no -b, for comparison), default, f0 (-f 0), F (-F), or fN (-f N)
     #[arg(long, value_delimiter = ',', default_value = "none,default,f0,F")]
     pub policies: Vec<String>,
 
@@ -92,9 +95,15 @@ pub struct Opts {
     #[arg(long)]
     pub beanstalkd: Option<PathBuf>,
 
-    /// Run only one server: sprout or beanstalkd
+    /// Run only these servers, comma-separated: sprout, beanstalkd, do-nothing (the ceiling: put and
+    /// reserve-delete only), baseline (with --baseline)
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+
+    /// Another sprout build (e.g. main's) raced in the same rounds, with a column and a ratio
+    /// sprout/baseline of its own: a change measured against the same noise
     #[arg(long)]
-    pub only: Option<String>,
+    pub baseline: Option<PathBuf>,
 
     /// Where binlog directories and server logs go (must be a real disk, not tmpfs) [default: /tmp]
     #[arg(long)]
@@ -216,18 +225,30 @@ fn median(values: &[f64]) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
-/// All measurements of one metric of one variant.
+/// All measurements of one metric of one variant, by server ([`idx`]).
 #[derive(Default)]
 struct Row {
     metric: Option<Metric>,
-    values: [Vec<f64>; 2],
-    cpu: [Vec<(f64, f64)>; 2],
+    values: [Vec<f64>; KINDS],
+    cpu: [Vec<(f64, f64)>; KINDS],
+    /// The server's CPU time per operation, in microseconds, where the
+    /// metric is a rate measured with the server's CPU.
+    cpu_per_op: [Vec<f64>; KINDS],
 }
 
+/// The servers a table can have columns for, in their columns' order.
+const KINDS: usize = 4;
+const COLUMNS: [Kind; KINDS] = [Kind::Beanstalkd, Kind::Sprout, Kind::DoNothing, Kind::Baseline];
+
 fn idx(kind: Kind) -> usize {
+    COLUMNS.iter().position(|&k| k == kind).expect("every kind has a column")
+}
+
+/// Short names for the column heads.
+fn short(kind: Kind) -> &'static str {
     match kind {
-        Kind::Beanstalkd => 0,
-        Kind::Sprout => 1,
+        Kind::Beanstalkd => "bs",
+        other => other.name(),
     }
 }
 
@@ -240,26 +261,59 @@ fn fmt_cpu(cpu: &[(f64, f64)]) -> String {
     format!("{:.0}/{:.0}", s * 100.0, c * 100.0)
 }
 
-/// One markdown row: scenario, variant, metric, medians, ratio, rounds, CPU.
-fn table_row(scenario: &str, variant: &str, row: &Row) -> String {
-    let metric = row.metric.as_ref().expect("row has a metric");
-    let b = median(&row.values[0]);
-    let s = median(&row.values[1]);
-    let ratio = if b.is_finite() && s.is_finite() && b != 0.0 { format!("{:.2}", s / b) } else { "-".into() };
-    let rounds = |v: &[f64]| v.iter().map(|x| metric.unit.format(*x)).collect::<Vec<_>>().join(", ");
-    format!(
-        "| {scenario} | {variant} | {} | {} | {} | **{ratio}** | {} | {} | {} | {} |",
-        metric.name,
-        metric.unit.format(b),
-        metric.unit.format(s),
-        rounds(&row.values[0]),
-        rounds(&row.values[1]),
-        fmt_cpu(&row.cpu[0]),
-        fmt_cpu(&row.cpu[1]),
-    )
+fn fmt_cpu_per_op(values: &[f64]) -> String {
+    if values.is_empty() { String::new() } else { format!("{:.2}", median(values)) }
 }
 
-const TABLE_HEAD: &str = "| scenario | variant | metric | beanstalkd | sprout | sprout/bs | rounds bs | rounds sprout | CPU% bs srv/cli | CPU% sprout srv/cli |\n|---|---|---|---:|---:|---:|---|---|---:|---:|";
+fn ratio(over: f64, under: f64) -> String {
+    if over.is_finite() && under.is_finite() && under != 0.0 { format!("{:.2}", over / under) } else { "-".into() }
+}
+
+/// The servers of this run that get columns: beanstalkd and sprout always
+/// (the table's old shape), the do-nothing server and a baseline build when
+/// they run.
+fn columns(binaries: &[Binary]) -> Vec<Kind> {
+    COLUMNS
+        .into_iter()
+        .filter(|&k| matches!(k, Kind::Beanstalkd | Kind::Sprout) || binaries.iter().any(|b| b.kind == k))
+        .collect()
+}
+
+/// The kinds sprout is compared with, each a ratio column.
+fn ratio_columns(columns: &[Kind]) -> Vec<Kind> {
+    columns.iter().copied().filter(|&k| k != Kind::Sprout).collect()
+}
+
+/// One markdown row: scenario, variant, metric, medians, sprout's ratios,
+/// rounds, CPU use and CPU per operation, each by server.
+fn table_row(scenario: &str, variant: &str, row: &Row, columns: &[Kind]) -> String {
+    let metric = row.metric.as_ref().expect("row has a metric");
+    let med = |k: Kind| median(&row.values[idx(k)]);
+    let rounds = |v: &[f64]| v.iter().map(|x| metric.unit.format(*x)).collect::<Vec<_>>().join(", ");
+    let mut cells = vec![scenario.to_string(), variant.to_string(), metric.name.clone()];
+    cells.extend(columns.iter().map(|&k| metric.unit.format(med(k))));
+    cells.extend(ratio_columns(columns).into_iter().map(|k| format!("**{}**", ratio(med(Kind::Sprout), med(k)))));
+    cells.extend(columns.iter().map(|&k| rounds(&row.values[idx(k)])));
+    cells.extend(columns.iter().map(|&k| fmt_cpu(&row.cpu[idx(k)])));
+    cells.extend(columns.iter().map(|&k| fmt_cpu_per_op(&row.cpu_per_op[idx(k)])));
+    format!("| {} |", cells.join(" | "))
+}
+
+/// The table's head for these columns.
+fn table_head(columns: &[Kind]) -> String {
+    let mut heads = vec!["scenario".to_string(), "variant".into(), "metric".into()];
+    let mut align = vec!["---"; 3];
+    heads.extend(columns.iter().map(|k| k.name().to_string()));
+    let ratios = ratio_columns(columns);
+    heads.extend(ratios.iter().map(|&k| format!("sprout/{}", short(k))));
+    align.extend(std::iter::repeat_n("---:", columns.len() + ratios.len()));
+    heads.extend(columns.iter().map(|&k| format!("rounds {}", short(k))));
+    align.extend(std::iter::repeat_n("---", columns.len()));
+    heads.extend(columns.iter().map(|&k| format!("CPU% {} srv/cli", short(k))));
+    heads.extend(columns.iter().map(|&k| format!("srv µs/op {}", short(k))));
+    align.extend(std::iter::repeat_n("---:", 2 * columns.len()));
+    format!("| {} |\n|{}|", heads.join(" | "), align.join("|"))
+}
 
 /// The metrics of one run on one line.
 fn summary(metrics: &[Metric]) -> String {
@@ -354,12 +408,19 @@ fn add_metrics(rows: &mut Vec<Row>, kind: Kind, metrics: Vec<Metric>) {
         row.values[idx(kind)].push(m.value);
         if let Some(cpu) = m.cpu {
             row.cpu[idx(kind)].push(cpu);
+            if matches!(m.unit, scenarios::Unit::PerSec) && m.value > 0.0 {
+                row.cpu_per_op[idx(kind)].push(cpu.0 / m.value * 1e6);
+            }
         }
         row.metric.get_or_insert(m);
     }
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == do_nothing::FLAG) {
+        do_nothing::serve(&args[2..]);
+    }
     let opts = Opts::parse();
     let beanstalkd = opts
         .beanstalkd
@@ -402,11 +463,19 @@ fn main() {
 
     // Fixtures are beanstalkd's, whatever --only says.
     let reference = Binary { kind: Kind::Beanstalkd, path: beanstalkd.clone() };
-    let mut binaries = vec![reference.clone(), Binary { kind: Kind::Sprout, path: sprout.clone() }];
-    if let Some(only) = &opts.only {
-        binaries.retain(|b| b.kind.name() == only);
-        if binaries.is_empty() {
-            eprintln!("race: --only takes sprout or beanstalkd");
+    let this = std::env::current_exe().expect("the race's own executable (the do-nothing server)");
+    let mut binaries = vec![
+        reference.clone(),
+        Binary { kind: Kind::Sprout, path: sprout.clone() },
+        Binary { kind: Kind::DoNothing, path: this },
+    ];
+    if let Some(path) = &opts.baseline {
+        binaries.push(Binary { kind: Kind::Baseline, path: path.clone() });
+    }
+    if !opts.only.is_empty() {
+        binaries.retain(|b| opts.only.iter().any(|o| o == b.kind.name()));
+        if binaries.len() != opts.only.len() {
+            eprintln!("race: --only takes sprout, beanstalkd, do-nothing and baseline, comma-separated");
             std::process::exit(2);
         }
     }
@@ -435,7 +504,8 @@ fn main() {
 
     let extra: Vec<String> = opts.server_flags.split_whitespace().map(String::from).collect();
     let mut table = String::new();
-    let mut results: BTreeMap<(String, String, String), [f64; 2]> = BTreeMap::new();
+    let mut results: BTreeMap<(String, String, String), [f64; 3]> = BTreeMap::new();
+    let columns = columns(&binaries);
     let mut failed = None;
     // Within a scenario, rounds are the outer loop: round 1 of every variant
     // (each beanstalkd then sprout), then round 2, ... so a burst of noise
@@ -466,7 +536,7 @@ fn main() {
                         break 'groups;
                     }
                 };
-                for binary in &binaries {
+                for binary in binaries.iter().filter(|b| b.kind != Kind::DoNothing || variant.do_nothing_answers()) {
                     let fixture = fixture.as_ref().map(|f| f.0.as_path());
                     match run_one(variant, binary, round, &opts, &extra, work.path(), fixture) {
                         Ok(metrics) => add_metrics(&mut rows[v], binary.kind, metrics),
@@ -488,20 +558,20 @@ fn main() {
         }
         for (variant, (fixture_rows, rows)) in group.iter().zip(fixture_rows.iter().zip(&rows)) {
             for row in fixture_rows.iter().chain(rows) {
-                let line = table_row(variant.scenario, &variant.label, row);
+                let line = table_row(variant.scenario, &variant.label, row, &columns);
                 println!("{line}");
                 let _ = writeln!(table, "{line}");
                 let metric = row.metric.as_ref().unwrap();
                 results.insert(
                     (variant.scenario.to_string(), variant.label.clone(), metric.name.clone()),
-                    [median(&row.values[0]), median(&row.values[1])],
+                    [0, 1, 2].map(|i| median(&row.values[i])),
                 );
             }
         }
     }
 
     let targets = scenarios::targets(&results);
-    let mut report = format!("{header}\n{TABLE_HEAD}\n{table}");
+    let mut report = format!("{header}\n{}\n{table}", table_head(&columns));
     if !targets.is_empty() {
         let _ = write!(report, "\nTargets (medians from this run):\n{targets}");
     }

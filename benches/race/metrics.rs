@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::{self, Role};
 use crate::scenarios::{Env, Metric, Unit, Variant, limit, measure};
-use crate::server::{Kind, Server, free_port};
+use crate::server::{Server, free_port};
 
 /// The load: one connection with 100 put+reserve, delete cycles in flight,
 /// which keeps the server busy (50 connections with one each left it
@@ -87,7 +87,7 @@ pub fn variants(opts: &crate::Opts, body: &Arc<[u8]>, out: &mut Vec<Variant>) {
 fn start(env: &Env, metrics: bool, cap: Option<usize>) -> (Server, Option<SocketAddr>) {
     let mut flags = env.flags.clone();
     let mut http = None;
-    if metrics && env.binary.kind == Kind::Sprout {
+    if metrics && env.binary.kind.is_sprout() {
         let port = free_port();
         flags.extend(["--metrics".to_string(), format!("127.0.0.1:{port}")]);
         if let Some(cap) = cap {

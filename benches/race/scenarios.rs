@@ -118,6 +118,15 @@ pub struct Variant {
     pub run: RunFn,
 }
 
+impl Variant {
+    /// Whether the do-nothing server (`do_nothing.rs`) is raced in this
+    /// variant too: the loads it answers, puts and reserve+delete without a
+    /// binlog.
+    pub fn do_nothing_answers(&self) -> bool {
+        matches!(self.scenario, "put" | "reserve-delete")
+    }
+}
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
@@ -272,7 +281,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
     for scenario in &opts.scenarios {
         match scenario.as_str() {
             "put" => {
-                for (c, d) in shapes(opts, &[(1, 100), (50, 16), (50, 1)]) {
+                for (c, d) in shapes(opts, &[(1, 100), (1, 1000), (50, 16), (50, 1)]) {
                     let body = body.clone();
                     out.push(Variant {
                         scenario: "put",
@@ -331,7 +340,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                 }
             }
             "reserve-delete" => {
-                for (c, d) in shapes(opts, &[(1, 100), (50, 1)]) {
+                for (c, d) in shapes(opts, &[(1, 100), (1, 1000), (50, 1)]) {
                     let body = body.clone();
                     out.push(Variant {
                         scenario: "reserve-delete",
@@ -339,22 +348,32 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                         flags: vec![],
                         binlog: false,
                         fixture: None,
-                        run: Box::new(move |env| {
-                            let server = env.start();
-                            let total = env.opts.preload;
-                            preload(&server, &body, total, 0, env.opts)?;
-                            let check = BodyCheck::Exact(body.clone());
-                            let roles =
-                                (0..c).map(|_| Role::worker(check.clone(), Stamp::None, true, d, true)).collect();
-                            let limit = Limit::Count { total, timeout: Duration::from_secs(900) };
-                            let m = measure(&server, roles, limit, env.opts, 0.0)?;
-                            let left = server::stats(server.addr).map_err(|e| e.to_string())?;
-                            if server::stat(&left, "current-jobs-ready") != Some(0) {
-                                return Err("jobs left after reserving and deleting them all".into());
-                            }
-                            Ok(vec![m.rate("reserve+delete jobs/s")])
-                        }),
+                        run: Box::new(move |env| reserve_delete(env, &body, c, d)),
                     });
+                }
+            }
+            "reserve-delete-binlog" => {
+                for (c, d) in shapes(opts, &[(50, 1), (1, 100)]) {
+                    for policy in &opts.policies {
+                        let flags = match policy_flags(policy) {
+                            Ok(flags) => flags,
+                            Err(e) => {
+                                eprintln!("race: {e}");
+                                std::process::exit(2);
+                            }
+                        };
+                        let body = body.clone();
+                        let binlog = policy != "none";
+                        let label = if binlog { policy_label(&flags) } else { "no -b".to_string() };
+                        out.push(Variant {
+                            scenario: "reserve-delete-binlog",
+                            label: format!("{label} {} preloaded, {}", opts.preload, shape_label(c, d)),
+                            flags,
+                            binlog,
+                            fixture: None,
+                            run: Box::new(move |env| reserve_delete(env, &body, c, d)),
+                        });
+                    }
                 }
             }
             "mixed" => {
@@ -484,6 +503,23 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
     out
 }
 
+/// Preloads `--preload` jobs of `body`, then reserves and deletes them all
+/// over `conns` connections with `depth` reserves in flight each.
+fn reserve_delete(env: &Env, body: &[u8], conns: usize, depth: usize) -> Result<Vec<Metric>, String> {
+    let server = env.start();
+    let total = env.opts.preload;
+    preload(&server, body, total, 0, env.opts)?;
+    let check = BodyCheck::Exact(body.into());
+    let roles = (0..conns).map(|_| Role::worker(check.clone(), Stamp::None, true, depth, true)).collect();
+    let limit = Limit::Count { total, timeout: Duration::from_secs(900) };
+    let m = measure(&server, roles, limit, env.opts, 0.0)?;
+    let left = server::stats(server.addr).map_err(|e| e.to_string())?;
+    if server::stat(&left, "current-jobs-ready") != Some(0) {
+        return Err("jobs left after reserving and deleting them all".into());
+    }
+    Ok(vec![m.rate("reserve+delete jobs/s")])
+}
+
 /// Loads the jobs, notes peak RSS, SIGKILLs the server, restarts it on the
 /// same binlog and times until `stats` shows every job back (ready, or
 /// delayed if put with a delay).
@@ -585,9 +621,29 @@ fn idle(env: &Env, body: &[u8]) -> Result<Vec<Metric>, String> {
 }
 
 /// The targets the project reports, from this run's medians.
-pub fn targets(results: &BTreeMap<(String, String, String), [f64; 2]>) -> String {
+pub fn targets(results: &BTreeMap<(String, String, String), [f64; 3]>) -> String {
     let mut out = String::new();
-    let get = |s: &str, v: &str, m: &str| results.get(&(s.to_string(), v.to_string(), m.to_string())).copied();
+    let get = |s: &str, v: &str, m: &str| {
+        results.get(&(s.to_string(), v.to_string(), m.to_string())).map(|&[b, s, _]| [b, s])
+    };
+    // Issue 15: how close sprout comes to the do-nothing server.
+    let preloaded = |shape: &str| format!("{} preloaded, {shape}", results_preload(results));
+    for (scenario, variant, metric, target) in [
+        ("put", "1x1000".to_string(), "put jobs/s", 0.9),
+        ("put", "50x16".to_string(), "put jobs/s", 0.85),
+        ("reserve-delete", preloaded("1x1000"), "reserve+delete jobs/s", 0.7),
+    ] {
+        if let Some(&[_, s, d]) = results.get(&(scenario.to_string(), variant.clone(), metric.to_string()))
+            && d.is_finite()
+        {
+            let _ = writeln!(
+                out,
+                "- {scenario} {variant}: sprout/do-nothing = {:.2} (target >= {target}){}",
+                s / d,
+                check(s / d >= target)
+            );
+        }
+    }
     for (label, shape) in [("-f 0 50x1", "50x1"), ("-f 0 1x100", "1x100")] {
         if let Some([b, s]) = get("put-binlog", label, "put jobs/s") {
             let _ = writeln!(
@@ -598,17 +654,23 @@ pub fn targets(results: &BTreeMap<(String, String, String), [f64; 2]>) -> String
             );
         }
     }
-    for shape in ["50x1", "1x100"] {
-        let without = get("put-binlog", &format!("no -b {shape}"), "put jobs/s").or(get("put", shape, "put jobs/s"));
-        if let (Some([_, with]), Some([_, without])) =
-            (get("put-binlog", &format!("default {shape}"), "put jobs/s"), without)
-        {
-            let _ = writeln!(
-                out,
-                "- sprout put {shape}: default-fsync binlog / no binlog = {:.2} (target >= 0.80){}",
-                with / without,
-                check(with / without >= 0.8)
-            );
+    // Issue 15: sprout with -b against sprout without, in the same rounds.
+    for (scenario, metric) in [("put-binlog", "put jobs/s"), ("reserve-delete-binlog", "reserve+delete jobs/s")] {
+        for ((sc, variant, m), &[_, without, _]) in results {
+            let Some(shape) = variant.strip_prefix("no -b ") else { continue };
+            if sc != scenario || m != metric {
+                continue;
+            }
+            for (policy, target) in [("default", 0.85), ("-F", 0.95)] {
+                if let Some([_, with]) = get(scenario, &format!("{policy} {shape}"), metric) {
+                    let _ = writeln!(
+                        out,
+                        "- sprout {scenario} {shape}: {policy} / no -b = {:.2} (target >= {target}){}",
+                        with / without,
+                        check(with / without >= target)
+                    );
+                }
+            }
         }
     }
     if let Some([b, s]) = get("put", "50x16", "put jobs/s") {
@@ -624,7 +686,7 @@ pub fn targets(results: &BTreeMap<(String, String, String), [f64; 2]>) -> String
         );
     }
     let delayed = |metric: &str| results.iter().find(|((sc, _, m), _)| sc == "delayed" && m == metric).map(|(_, v)| *v);
-    if let (Some([_, s]), Some([_, floor])) =
+    if let (Some([_, s, _]), Some([_, floor, _])) =
         (delayed("lateness max"), delayed("machine: bare timerfd wake-up lateness max"))
     {
         let _ = writeln!(
@@ -639,7 +701,7 @@ pub fn targets(results: &BTreeMap<(String, String, String), [f64; 2]>) -> String
         ("restart time", "restart until stats counts every job", 0.33),
         ("peak RSS after load", "peak RSS after load (VmHWM)", 0.5),
     ] {
-        if let Some(((_, v, _), [b, s])) = results.iter().find(|((sc, _, m), _)| sc == "recovery" && m == metric) {
+        if let Some(((_, v, _), [b, s, _])) = results.iter().find(|((sc, _, m), _)| sc == "recovery" && m == metric) {
             let _ = writeln!(
                 out,
                 "- recovery {v}: {name} sprout/beanstalkd = {:.2} (target <= {target}){}",
@@ -649,7 +711,7 @@ pub fn targets(results: &BTreeMap<(String, String, String), [f64; 2]>) -> String
         }
     }
     let takeover = crate::takeover::START;
-    if let Some(((_, v, _), [b, s])) = results.iter().find(|((sc, _, m), _)| sc == "takeover" && m == takeover) {
+    if let Some(((_, v, _), [b, s, _])) = results.iter().find(|((sc, _, m), _)| sc == "takeover" && m == takeover) {
         let _ = writeln!(
             out,
             "- takeover {v}: sprout's takeover / beanstalkd's restart on the same binlog = {:.2} (target < 1){}",
@@ -658,6 +720,16 @@ pub fn targets(results: &BTreeMap<(String, String, String), [f64; 2]>) -> String
         );
     }
     out
+}
+
+/// The preload of this run's reserve-delete variants (their labels carry it).
+fn results_preload(results: &BTreeMap<(String, String, String), [f64; 3]>) -> String {
+    results
+        .keys()
+        .find_map(|(scenario, variant, _)| {
+            (scenario == "reserve-delete").then(|| variant.split(' ').next().unwrap_or_default().to_string())
+        })
+        .unwrap_or_default()
 }
 
 fn check(ok: bool) -> &'static str {

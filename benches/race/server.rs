@@ -68,6 +68,10 @@ pub fn install_cleanup() {
 pub enum Kind {
     Beanstalkd,
     Sprout,
+    /// The ceiling (`do_nothing.rs`): the race's own executable.
+    DoNothing,
+    /// Another sprout build (`--baseline`), raced as sprout is.
+    Baseline,
 }
 
 impl Kind {
@@ -75,7 +79,14 @@ impl Kind {
         match self {
             Kind::Beanstalkd => "beanstalkd",
             Kind::Sprout => "sprout",
+            Kind::DoNothing => "do-nothing",
+            Kind::Baseline => "baseline",
         }
+    }
+
+    /// Whether the server is a sprout build (sprout or the baseline).
+    pub fn is_sprout(self) -> bool {
+        matches!(self, Kind::Sprout | Kind::Baseline)
     }
 }
 
@@ -113,6 +124,9 @@ impl Server {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let stderr = fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let mut command = Command::new(&binary.path);
+        if binary.kind == Kind::DoNothing {
+            command.arg(crate::do_nothing::FLAG);
+        }
         command
             .args(["-l", "127.0.0.1", "-p", &port.to_string()])
             .args(flags)
@@ -180,9 +194,25 @@ impl Server {
             .map_or(0, |kb| kb * 1024)
     }
 
-    /// User + system CPU seconds the server has used so far.
+    /// User + system CPU seconds the server has used so far: every
+    /// thread's run time from the scheduler (nanoseconds), or, where
+    /// schedstat is missing, the clock ticks of /proc/PID/stat (10 ms
+    /// each: a 0.1 s count run of a fast server would be read to +-10%).
     pub fn cpu_seconds(&self) -> f64 {
-        proc_cpu_seconds(&format!("/proc/{}/stat", self.pid()))
+        let pid = self.pid();
+        let scheduled = fs::read_dir(format!("/proc/{pid}/task")).ok().and_then(|tasks| {
+            tasks
+                .flatten()
+                .map(|task| {
+                    let text = fs::read_to_string(task.path().join("schedstat")).ok()?;
+                    text.split_whitespace().next()?.parse::<u64>().ok()
+                })
+                .sum::<Option<u64>>()
+        });
+        match scheduled {
+            Some(nanos) => nanos as f64 / 1e9,
+            None => proc_cpu_seconds(&format!("/proc/{pid}/stat")),
+        }
     }
 
     /// SIGKILL and reap.

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::client;
 use crate::scenarios::{self, Env, FixtureEnv, Metric, Unit, Variant};
-use crate::server::{self, Kind, Server};
+use crate::server::{self, Server};
 
 /// Where sprout moves beanstalkd's files: `DIR/<this><time>/`.
 const IMPORTED_PREFIX: &str = "beanstalkd-imported-";
@@ -84,7 +84,7 @@ fn run(env: &Env) -> Result<Vec<Metric>, String> {
     let dir = env.binlog_dir().ok_or("takeover: no -b directory")?;
     let theirs =
         copy_synced(fixture, dir).map_err(|e| format!("copy {} to {}: {e}", fixture.display(), dir.display()))?;
-    let sprout = env.binary.kind == Kind::Sprout;
+    let sprout = env.binary.kind.is_sprout();
     // At info level sprout logs how long opening the binlog (the takeover,
     // then reading its own log back) and restoring the jobs took.
     let vars: &[(&str, &str)] = if sprout { &[("RUST_LOG", "info")] } else { &[] };

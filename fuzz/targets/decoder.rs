@@ -133,6 +133,8 @@ struct Connection {
     /// The last large put's line and body lengths, for an aimed read.
     last_put: Option<(usize, usize)>,
     aim_min: usize,
+    /// The command of a whole put whose line's event was given.
+    whole_put: Option<sprout::protocol::command::NewJob>,
 }
 
 impl Connection {
@@ -144,6 +146,7 @@ impl Connection {
             input_start: 0,
             last_put: None,
             aim_min,
+            whole_put: None,
         }
     }
 
@@ -197,6 +200,9 @@ impl Connection {
     /// `Connection::next_event`, with the decoder's bounds checked at
     /// every step.
     fn next_event(&mut self, fresh: &mut &[u8]) -> Option<Event> {
+        if let Some(job) = self.whole_put.take() {
+            return Some(Event::Command(Command::Put(job)));
+        }
         loop {
             let buffered = !self.undecoded().is_empty();
             let step = if buffered {
@@ -212,6 +218,14 @@ impl Connection {
                 Some(Event::PutStarted) if step.consumed > 0 => {
                     let len = self.decoder.body_len().expect("a put line starts a body");
                     self.last_put = (len >= self.aim_min).then_some((step.consumed, len));
+                    return Some(Event::PutStarted);
+                }
+                // A whole put is its line's event and its command's, as a
+                // put cut by a read gives them: the schedules must agree.
+                Some(Event::WholePut(job)) => {
+                    let len = job.body.len();
+                    self.last_put = (len >= self.aim_min).then_some((step.consumed - len - 2, len));
+                    self.whole_put = Some(job);
                     return Some(Event::PutStarted);
                 }
                 Some(event) => return Some(event),
@@ -235,7 +249,7 @@ impl Connection {
         let limit = (z + 64).max(1024);
         let step = alloc_guard::within(limit, "Decoder::decode", || self.decoder.decode(input));
         assert!(step.consumed <= input.len(), "consumed {} of {} bytes", step.consumed, input.len());
-        if let Some(Event::Command(Command::Put(job))) = &step.event {
+        if let Some(Event::Command(Command::Put(job)) | Event::WholePut(job)) = &step.event {
             assert!(job.body.len() <= z, "a body of {} bytes under -z {z}", job.body.len());
         }
         let d = &self.decoder;

@@ -148,7 +148,7 @@ impl<J: Journal> Engine<J> {
             self.tubes[tube].waiters.narrow.served_at_once();
             return Some(self.hand_out(now, conn, id));
         }
-        if self.session(conn).deadline_soon(now) {
+        if self.deadline_soon(conn, now) {
             self.meter_deadline_soon(conn);
             return Some(Reply::DeadlineSoon);
         }

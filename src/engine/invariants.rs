@@ -71,14 +71,37 @@ impl<J: Journal> Engine<J> {
         // live jobs.
         let mut reserved = 0;
         for (conn, session) in self.sessions.iter().enumerate() {
-            for &(deadline, id) in session.iter().flat_map(|s| &s.reserved) {
-                let job = &self.jobs[&id];
-                let held = job.is_reserved_by(conn) && self.extras.get(id).deadline == deadline;
-                assert!(held, "job {id} reserved by {conn}");
-                reserved += 1;
-            }
+            let Some(session) = session else { continue };
+            // Entries of jobs no longer held are forgotten lazily; the held
+            // ones are all there, once each (an entry may be there twice).
+            let held: std::collections::BTreeSet<_> = session
+                .reserved
+                .entries()
+                .filter(|&(d, id)| super::holds(&self.jobs, &self.extras, conn, d, id))
+                .collect();
+            assert_eq!(held.len(), session.reserved.len(), "jobs held by {conn}");
+            reserved += held.len() as u64;
         }
         assert_eq!(self.counts.reserved, reserved, "reserved count");
+
+        // A connection holding jobs has one TTR timer, at or before its
+        // soonest job's deadline; one that holds none may still have one.
+        let mut ttr_timers = 0;
+        for (conn, session) in self.sessions.iter().enumerate() {
+            let Some(session) = session else { continue };
+            let soonest =
+                session.reserved.entries().filter(|&(d, id)| super::holds(&self.jobs, &self.extras, conn, d, id)).min();
+            match (session.ttr_timer, soonest) {
+                (Some((at, id)), soonest) => {
+                    assert!(self.timers.contains(at, Timer::TtrEnds(id, conn)), "TTR timer of {conn} not set");
+                    assert!(soonest.is_none_or(|s| (at, id) <= s), "TTR timer of {conn} after its soonest job");
+                    ttr_timers += 1;
+                }
+                (None, Some(s)) => panic!("{conn} holds {s:?} with no TTR timer"),
+                (None, None) => {}
+            }
+        }
+        assert_eq!(self.timers.count(|t| matches!(t, Timer::TtrEnds(..))), ttr_timers, "TTR timers");
         for id in self.extras.ids() {
             assert!(self.jobs.contains(id), "extras kept for deleted job {id}");
         }

@@ -178,7 +178,7 @@ impl<J: Journal> Engine<J> {
         if self.meter.is_none() {
             return;
         }
-        let Some(&(_, id)) = self.session(conn).reserved.first() else { return };
+        let Some((_, id)) = self.soonest_held(conn) else { return };
         let tube = self.jobs[&id].tube;
         if let Some(meter) = &mut self.meter {
             meter.tube(tube).deadline_soon += 1;

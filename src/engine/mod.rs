@@ -40,7 +40,8 @@
 //!    deadline, once it has any), ready/ (a tube's ready jobs, packed),
 //!    heads.rs (every tube's best ready job), timers.rs (all that is due at
 //!    a time), waiters.rs (how a tube finds its waiting connections),
-//!    watchlist.rs (the tubes a connection watches), ready_since.rs (when
+//!    watchlist.rs (the tubes a connection watches), held.rs (the jobs a
+//!    connection holds, soonest deadline first), ready_since.rs (when
 //!    a tube's longest-waiting ready job became ready, for metrics).
 //! 3. Records and registries: job.rs (the 36-byte job record), tubes.rs
 //!    (the tube registry and each tube's queues), session.rs (one
@@ -103,6 +104,7 @@ mod bodies;
 mod commands;
 mod extras;
 mod heads;
+mod held;
 mod ids;
 mod invariants;
 mod job;
@@ -298,9 +300,25 @@ impl<J: Journal> Engine<J> {
         self.bodies.pages_freed()
     }
 
-    /// When [`Engine::tick`] next has work to do.
-    pub fn next_deadline(&self) -> Option<Nanos> {
+    /// When [`Engine::tick`] next has work to do. A connection's TTR timer
+    /// whose job went since it was set (placement.rs) is first moved to the
+    /// connection's soonest job, so the answer is never early (hence
+    /// `&mut`).
+    pub fn next_deadline(&mut self) -> Option<Nanos> {
+        while let Some((at, Timer::TtrEnds(id, conn))) = self.timers.first() {
+            if self.ttr_timer_is_live(at, id, conn) {
+                break;
+            }
+            let soonest = self.soonest_held(conn);
+            self.set_ttr_timer(conn, soonest);
+        }
         self.timers.next()
+    }
+
+    /// Whether `conn`'s TTR timer, set at `at` for job `id`, is still for a
+    /// job it holds until then.
+    fn ttr_timer_is_live(&self, at: Nanos, id: JobId, conn: ConnId) -> bool {
+        holds(&self.jobs, &self.extras, conn, at, id)
     }
 
     /// True while the connection is blocked in a reserve; the server must not
@@ -337,6 +355,7 @@ impl<J: Journal> Engine<J> {
             self.unplace(id);
             self.place_ready(now, id);
         }
+        self.set_ttr_timer(conn, None);
         let session = self.sessions[conn].take().expect("disconnect of an unknown connection");
         // In beanstalkd's order (ms_clear: the first tube, then the one
         // that moves into its slot, the last, each time), which decides
@@ -364,18 +383,29 @@ impl<J: Journal> Engine<J> {
     /// Acts on every timer due at `now`: delayed jobs become ready, TTRs run
     /// out, pauses end, waiting reserves time out.
     pub fn tick(&mut self, now: Nanos) {
-        while let Some(timer) = self.timers.pop_due(now) {
+        while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::DelayEnds(id) => {
                     self.unplace(id);
                     self.place_ready(now, id);
                 }
-                Timer::TtrEnds(id) => {
-                    self.meter_ttr_expiry(id);
-                    self.unplace(id);
-                    self.counts.job_timeouts += 1;
-                    self.extras.get_mut(id).counts.timeouts += 1;
-                    self.place_ready(now, id);
+                Timer::TtrEnds(id, conn) => {
+                    self.session_mut(conn).ttr_timer = None;
+                    // Set for the connection's soonest job, which may have
+                    // gone since (or been reserved again, until later).
+                    if self.ttr_timer_is_live(at, id, conn) {
+                        self.meter_ttr_expiry(id);
+                        self.unplace(id);
+                        self.counts.job_timeouts += 1;
+                        self.extras.get_mut(id).counts.timeouts += 1;
+                        self.place_ready(now, id);
+                    }
+                    // The next soonest, if it is due too, comes next in
+                    // this loop, in the timers' order.
+                    if self.sessions.get(conn).is_some_and(Option::is_some) {
+                        let soonest = self.soonest_held(conn);
+                        self.set_ttr_timer(conn, soonest);
+                    }
                 }
                 Timer::Unpause(tube) => {
                     // Tubes that resume at one instant resume together, and
@@ -506,6 +536,25 @@ impl<J: Journal> Engine<J> {
         self.sessions[conn].as_ref().expect("unknown connection")
     }
 
+    /// The job `conn` holds whose TTR ends first, with its deadline.
+    pub(super) fn soonest_held(&mut self, conn: ConnId) -> Option<(Nanos, JobId)> {
+        let (jobs, extras) = (&self.jobs, &self.extras);
+        let session = self.sessions[conn].as_mut().expect("unknown connection");
+        session.reserved.first(|deadline, id| holds(jobs, extras, conn, deadline, id))
+    }
+
+    /// When beanstalkd's safety margin starts for `conn`: a second before
+    /// the TTR of its reserved job that runs out first. From then on, a
+    /// reserve that has no job to hand out answers `DEADLINE_SOON`.
+    pub(super) fn deadline_soon_at(&mut self, conn: ConnId) -> Option<Nanos> {
+        self.soonest_held(conn).map(|(deadline, _)| deadline.saturating_sub(SECOND))
+    }
+
+    /// True once `conn`'s safety margin started ([`Engine::deadline_soon_at`]).
+    pub(super) fn deadline_soon(&mut self, conn: ConnId, now: Nanos) -> bool {
+        self.deadline_soon_at(conn).is_some_and(|at| now >= at)
+    }
+
     pub(super) fn session_mut(&mut self, conn: ConnId) -> &mut Session {
         self.sessions[conn].as_mut().expect("unknown connection")
     }
@@ -534,3 +583,9 @@ impl<J: Journal> Engine<J> {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether `conn` holds job `id` until `deadline`: what [`held::HeldJobs`]
+/// asks of its entries.
+fn holds(jobs: &IdTable<Job>, extras: &Extras, conn: ConnId, deadline: Nanos, id: JobId) -> bool {
+    jobs.get(&id).is_some_and(|job| job.is_reserved_by(conn)) && extras.get(id).deadline == deadline
+}

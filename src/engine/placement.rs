@@ -50,9 +50,9 @@ impl<J: Journal> Engine<J> {
             }
             JobState::Reserved => {
                 let conn = place.holder().expect("a reserved job has a holder");
-                let deadline = deadline();
-                self.session_mut(conn).reserved.remove(&(deadline, id));
-                self.timers.remove(deadline, Timer::TtrEnds(id));
+                // Its entry, and its connection's TTR timer if it was set
+                // for this job, are left to go lazily (held.rs).
+                self.session_mut(conn).reserved.remove();
                 self.tubes[tube].reserved -= 1;
                 self.counts.reserved -= 1;
                 self.meter_unreserved(id);
@@ -140,10 +140,28 @@ impl<J: Journal> Engine<J> {
         job.place = Place::reserved_by(conn);
         let tube = job.tube;
         self.extras.get_mut(id).deadline = deadline;
-        self.session_mut(conn).reserved.insert((deadline, id));
-        self.timers.insert(deadline, Timer::TtrEnds(id));
+        let (jobs, extras) = (&self.jobs, &self.extras);
+        let session = self.sessions[conn].as_mut().expect("unknown connection");
+        session.reserved.insert(deadline, id, |deadline, id| super::holds(jobs, extras, conn, deadline, id));
+        // One TTR timer a connection, for its soonest job: a job reserved
+        // after the others (the usual case) leaves it as it is.
+        if session.ttr_timer.is_none_or(|set| (deadline, id) < set) {
+            self.set_ttr_timer(conn, Some((deadline, id)));
+        }
         self.tubes[tube].reserved += 1;
         self.counts.reserved += 1;
+    }
+
+    /// Sets `conn`'s TTR timer for `soonest` (its soonest held job), or
+    /// none, replacing the one set before if any.
+    pub(super) fn set_ttr_timer(&mut self, conn: ConnId, soonest: Option<(Nanos, JobId)>) {
+        let session = self.sessions[conn].as_mut().expect("unknown connection");
+        if let Some((at, id)) = std::mem::replace(&mut session.ttr_timer, soonest) {
+            self.timers.remove(at, Timer::TtrEnds(id, conn));
+        }
+        if let Some((at, id)) = soonest {
+            self.timers.insert(at, Timer::TtrEnds(id, conn));
+        }
     }
 
     /// Reserves a job that is not reserved yet for `conn`, and makes the

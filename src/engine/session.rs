@@ -1,9 +1,8 @@
 //! What the engine knows about one client connection.
 
-use std::collections::BTreeSet;
-
+use super::held::HeldJobs;
 use super::ids::{JobId, TubeId};
-use super::time::{Nanos, SECOND};
+use super::time::Nanos;
 use super::watchlist::WatchList;
 
 /// A connection blocked in `reserve` or `reserve-with-timeout`.
@@ -27,7 +26,10 @@ pub struct Session {
     /// the hole, which `list-tubes-watched` shows).
     pub watched: WatchList,
     /// Jobs this connection has reserved, by (TTR deadline, id).
-    pub reserved: BTreeSet<(Nanos, JobId)>,
+    pub reserved: HeldJobs,
+    /// Its TTR timer ([`Timer::TtrEnds`](super::timers::Timer::TtrEnds)),
+    /// while set: at or before its soonest held job's deadline.
+    pub ttr_timer: Option<(Nanos, JobId)>,
     /// The ids it reserved, in the order it reserved them (a touch does not
     /// move one), for [`Session::in_reservation_order`]. Ids it no longer
     /// holds are dropped lazily ([`Session::note_reservation`]).
@@ -59,30 +61,14 @@ impl Session {
         Session {
             used: default_tube,
             watched: WatchList::new(default_tube),
-            reserved: BTreeSet::new(),
+            reserved: HeldJobs::default(),
+            ttr_timer: None,
             reservation_order: Vec::new(),
             is_producer: false,
             is_worker: false,
             wait: None,
             pending_put: None,
         }
-    }
-
-    /// The TTR deadline of the reserved job that runs out first.
-    pub fn soonest_deadline(&self) -> Option<Nanos> {
-        self.reserved.first().map(|&(deadline, _)| deadline)
-    }
-
-    /// When beanstalkd's safety margin starts: a second before the TTR of
-    /// the reserved job that runs out first. From then on, a reserve that
-    /// has no job to hand out answers `DEADLINE_SOON`.
-    pub fn deadline_soon_at(&self) -> Option<Nanos> {
-        self.soonest_deadline().map(|d| d.saturating_sub(SECOND))
-    }
-
-    /// True once the safety margin started ([`Session::deadline_soon_at`]).
-    pub fn deadline_soon(&self, now: Nanos) -> bool {
-        self.deadline_soon_at().is_some_and(|at| now >= at)
     }
 
     /// The connection reserved `id`. `holds` says whether it still holds a

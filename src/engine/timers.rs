@@ -24,8 +24,11 @@ pub enum Timer {
     DelayEnds(JobId),
     /// A paused tube resumes.
     Unpause(TubeId),
-    /// A reserved job's time to run is over.
-    TtrEnds(JobId),
+    /// The TTR of a job `conn` holds is over: the soonest of its jobs when
+    /// the timer was set. Each connection holding jobs has one such timer,
+    /// not one a job (placement.rs); one whose job went meanwhile fires
+    /// early, and is set again for the connection's soonest job.
+    TtrEnds(JobId, ConnId),
     /// A waiting reserve must be told that one of its jobs is due within a
     /// second (`DEADLINE_SOON`).
     DeadlineSoon(ConnId),
@@ -79,11 +82,17 @@ impl Timers {
         }
     }
 
-    /// Removes and returns the earliest timer due at or before `now`.
-    pub fn pop_due(&mut self, now: Nanos) -> Option<Timer> {
+    /// Removes and returns the earliest timer due at or before `now`, with
+    /// the time it was due.
+    pub fn pop_due(&mut self, now: Nanos) -> Option<(Nanos, Timer)> {
         match self.due.first() {
-            Some(&(at, _)) if at <= now => self.due.pop_first().map(|(_, timer)| timer),
+            Some(&(at, _)) if at <= now => self.due.pop_first(),
             _ => None,
         }
+    }
+
+    /// The earliest timer and its due time, if anything is scheduled.
+    pub fn first(&self) -> Option<(Nanos, Timer)> {
+        self.due.first().copied()
     }
 }

@@ -82,7 +82,7 @@ impl<J: Journal> Engine<J> {
         let seq = self.next_wait_seq;
         self.next_wait_seq += 1;
         let timeout_at = timeout.map(|t| now + secs(t));
-        let deadline_soon_at = self.session(conn).deadline_soon_at();
+        let deadline_soon_at = self.deadline_soon_at(conn);
         let watched = &self.sessions[conn].as_ref().expect("unknown connection").watched;
         match watched.mark() {
             Some(mark) => {
@@ -141,6 +141,10 @@ impl<J: Journal> Engine<J> {
     /// the reservation invariant only one tube at a time can have both,
     /// except for tubes that resume at one instant (`tick`).
     pub(super) fn serve_waiters_of(&mut self, now: Nanos, tubes: &[TubeId]) {
+        // Most puts find nobody waiting: no tube's head need be looked at.
+        if self.counts.waiting == 0 {
+            return;
+        }
         loop {
             let servable = |t: TubeId| Some((self.tubes[t].reservable()?, t, self.first_waiter(t)?));
             let Some(((_, id), tube, conn)) = tubes.iter().filter_map(|&t| servable(t)).min() else { return };

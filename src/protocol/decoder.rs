@@ -35,6 +35,12 @@ pub enum Event {
     /// assigns the job's id now, before the body arrives: `stats` shows the
     /// count meanwhile, and a put from another connection takes the next id.
     PutStarted,
+    /// A `put` line within `-z` and its whole body, CRLF included, in the
+    /// same input: what [`Event::PutStarted`] and then the put's
+    /// [`Event::Command`] would say, in one step (a pipelined put costs one
+    /// decoding step, not two). The line's length is what the step consumed
+    /// less the body and its CRLF.
+    WholePut(NewJob),
     /// The body of the put just started did not end in CRLF. It is
     /// answered `EXPECTED_CRLF`, and the id assigned at its line is spent.
     PutWithoutCrlf,
@@ -240,7 +246,15 @@ impl Decoder {
             Line::CountedBadFormat(op) => Event::CountedBadFormat(op),
             Line::Quit => Event::Quit,
             Line::PutHeader { pri, delay, ttr, bytes } => {
-                self.state = State::Body { pri, delay, ttr, len: bytes as usize, partial: None, announced: true };
+                let len = bytes as usize;
+                let end = line_len + len + 2;
+                if input.get(end - 2..end) == Some(b"\r\n") {
+                    // One copy, from the input, as a body that arrives whole
+                    // after its line is taken.
+                    let body = Rc::from(&input[line_len..line_len + len]);
+                    return Step { consumed: end, event: Some(Event::WholePut(NewJob { pri, delay, ttr, body })) };
+                }
+                self.state = State::Body { pri, delay, ttr, len, partial: None, announced: true };
                 Event::PutStarted
             }
             Line::PutTooBig { bytes } => {
@@ -287,8 +301,13 @@ mod tests {
                 let step = decoder.decode(&buffered);
                 buffered.drain(..step.consumed);
                 let stalled = step.is_stalled();
-                // Put lines are checked in `put_lines_come_first`.
-                out.extend(step.event.filter(|e| !matches!(e, Event::PutStarted | Event::PutTooBig)));
+                // Put lines are checked in `put_lines_come_first`; a whole
+                // put is its command.
+                let event = match step.event {
+                    Some(Event::WholePut(job)) => Some(Event::Command(Command::Put(job))),
+                    other => other,
+                };
+                out.extend(event.filter(|e| !matches!(e, Event::PutStarted | Event::PutTooBig)));
                 if stalled {
                     break;
                 }
@@ -313,6 +332,21 @@ mod tests {
     fn put_with_body_in_any_chunking() {
         let events = every_chunking(b"put 1 0 5 3\r\nabc\r\nput 1 0 5 0\r\n\r\nquit\r\n", 65535);
         assert_eq!(events, vec![put(b"abc"), put(b""), Event::Quit]);
+    }
+
+    #[test]
+    fn a_put_with_its_whole_body_is_one_step() {
+        let mut decoder = Decoder::new(10);
+        let job = NewJob { pri: 1, delay: 0, ttr: 5, body: b"abc"[..].into() };
+        assert_eq!(
+            decoder.decode(b"put 1 0 5 3\r\nabc\r\nquit"),
+            Step { consumed: 18, event: Some(Event::WholePut(job)) }
+        );
+        assert!(decoder.is_at_line());
+        // Without its CRLF yet, or with another byte there, the line comes first.
+        assert_eq!(decoder.decode(b"put 1 0 5 3\r\nabc\r").event, Some(Event::PutStarted));
+        let mut decoder = Decoder::new(10);
+        assert_eq!(decoder.decode(b"put 1 0 5 3\r\nabcde").event, Some(Event::PutStarted));
     }
 
     #[test]

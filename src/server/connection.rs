@@ -133,6 +133,14 @@ impl Connection {
                     self.make_room_for_body(in_hand, allowance);
                     return Some(Event::PutStarted);
                 }
+                // A put line with its whole body: the line as above, but
+                // the body needs no room (it is here, and taken).
+                Some(Event::WholePut(job)) => {
+                    let len = job.body.len();
+                    let line = step.consumed - len - 2;
+                    self.last_put = (len >= AIM_MIN).then_some((line as u32, len as u32));
+                    return Some(Event::WholePut(job));
+                }
                 Some(event) => {
                     if self.room_ahead > 0 && !self.decoder.in_body() {
                         self.give_back_room(allowance);

@@ -6,7 +6,7 @@ use super::Server;
 use super::connection::{READ_CHUNK, ReadOutcome};
 use crate::binlog::Binlog;
 use crate::engine::ConnId;
-use crate::protocol::{Event, Op, Reply};
+use crate::protocol::{Command, Event, Op, Reply};
 
 /// Reads per connection per wake-up, so one busy client cannot starve the
 /// others.
@@ -103,6 +103,14 @@ impl Server {
                     self.deliver_replies();
                 }
                 Event::PutStarted => self.engine.begin_put_at(key, self.clock.next_stamp(read)),
+                Event::WholePut(job) => {
+                    // The line's part, then the body's, as if they came apart
+                    // (at one instant: the job is made at the put's time).
+                    self.engine.begin_put(key);
+                    let now = self.clock.stamp(read);
+                    self.engine.apply(now, key, Command::Put(job));
+                    self.deliver_replies();
+                }
                 Event::PutWithoutCrlf => {
                     self.engine.abandon_put(key);
                     conn.push_reply(&Reply::ExpectedCrlf);

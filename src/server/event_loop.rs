@@ -76,7 +76,7 @@ impl Server {
 
     /// Sleep until the engine's next timer, or not at all when connections
     /// still have work from the last turn.
-    fn poll_timeout(&self) -> Option<Duration> {
+    fn poll_timeout(&mut self) -> Option<Duration> {
         if !self.woken.is_empty() {
             return Some(Duration::ZERO);
         }

@@ -304,7 +304,7 @@ fn random_mixes_of_tubes_and_watchers_match_a_look_at_everything() {
             }
             4..=7 => {
                 let best = best_by_brute_force(&h.engine, conn);
-                let soon = h.engine.session(conn).deadline_soon(h.now);
+                let soon = h.engine.deadline_soon(conn, h.now);
                 let timeout = [Some(0), Some(0), Some(2), None][rng.index(4)];
                 let replies = h.run(conn, Command::ReserveWithTimeout(timeout));
                 match (best, soon, timeout, replies.as_slice()) {
