@@ -109,6 +109,9 @@ impl JobBody for BodyBytes<'_> {
 
 impl<B> Reply<B> {
     /// The same reply with its job body, if it has one, turned into a `C`.
+    /// Inlined: on the server's path every reply goes through it, and most
+    /// have no body (out of line, it took 1.5% of a put's time).
+    #[inline]
     pub fn map_body<C>(self, f: impl FnOnce(B) -> C) -> Reply<C> {
         match self {
             Reply::Reserved { id, body } => Reply::Reserved { id, body: f(body) },
