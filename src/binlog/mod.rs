@@ -16,6 +16,8 @@
 //! - `room`: space reservation: the promised bytes, [`Binlog::prepare_ahead`]
 //!   making spare files between turns, [`Binlog::room_is_low`], choosing
 //!   the file a record goes to.
+//!   `room_budget`: the bytes left before room runs low, so that asking
+//!   costs a subtraction.
 //! - `retire`: counting each file's live jobs, deleting the files no live
 //!   job needs.
 //! - `compaction`: moving the oldest file's jobs to the head of the log.
@@ -71,10 +73,12 @@ pub mod record;
 mod recovery;
 mod retire;
 mod room;
+mod room_budget;
 mod segment;
 mod syncer;
 mod takeover;
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -85,6 +89,7 @@ use fsyncs::FsyncTimes;
 use lock::DirLock;
 pub use open::Opened;
 use room::Preparation;
+use room_budget::RoomBudget;
 use segment::Segment;
 use syncer::Syncer;
 pub use syncer::Wake;
@@ -191,6 +196,9 @@ pub struct Binlog {
     migration: Option<Migration>,
     /// Spare files made ahead, between commands.
     preparation: Preparation,
+    /// Bytes the log can take before room runs low, worked out when it was
+    /// last asked (`room_budget`).
+    room_budget: Cell<Option<RoomBudget>>,
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Opening the log: lock the directory, read it back, reopen its files.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,7 @@ impl Binlog {
             syncer: None,
             deletable_after_sync: None,
             migration: None,
+            room_budget: Cell::new(None),
             preparation: Preparation::default(),
         };
         for file in recovered.files {

@@ -88,21 +88,29 @@ impl Binlog {
 
     /// True if a record of `need` bytes fits in the allocated room on top
     /// of what is promised, counting the ends of the files it would skip
-    /// because it does not fit in them. One pass over the files from the
-    /// current one on (usually two).
-    fn has_room(&self, need: u64) -> bool {
+    /// because it does not fit in them.
+    pub(super) fn has_room(&self, need: u64) -> bool {
+        self.room_margin(need).is_some()
+    }
+
+    /// If a record of `need` bytes fits (see `has_room`): the room left
+    /// over, and whether the current file is the one it would go to. One
+    /// pass over the files from the current one on (usually two).
+    pub(super) fn room_margin(&self, need: u64) -> Option<(u64, bool)> {
         let mut room = 0;
         let mut skipped = None;
         let mut files = 0;
         for segment in self.segments.range(self.current..) {
             let remaining = segment.remaining();
             if skipped.is_none() && remaining >= need {
-                skipped = Some(room);
+                skipped = Some((room, files == 0));
             }
             room += remaining;
             files += 1;
         }
-        skipped.is_some_and(|skipped| room - skipped >= self.reserved + need + DELETE_LEN * files)
+        let (skipped, in_current) = skipped?;
+        let margin = (room - skipped).checked_sub(self.reserved + need + DELETE_LEN * files)?;
+        Some((margin, in_current))
     }
 
     /// Makes sure `need` more bytes fit on top of what is promised. Called
@@ -112,6 +120,9 @@ impl Binlog {
     pub(super) fn ensure_room(&mut self, need: u64) -> bool {
         if self.failed {
             return false;
+        }
+        if need <= self.file_size / 2 && self.budget_covers_half_a_file() {
+            return true;
         }
         if self.has_room(need) {
             return true;
@@ -213,7 +224,10 @@ impl Binlog {
     /// a command. False on a full disk: waiting would not make room, and
     /// commands that need none (reserve, delete) go on.
     pub fn room_is_low(&self) -> bool {
-        !self.failed && self.preparation.failed_at.is_none() && !self.has_room(self.file_size / 2)
+        !self.failed
+            && self.preparation.failed_at.is_none()
+            && !self.budget_covers_half_a_file()
+            && !self.has_room_for_half_a_file()
     }
 
     pub(super) fn add_segment(&mut self, min_record: u64) -> io::Result<()> {

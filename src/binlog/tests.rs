@@ -692,3 +692,35 @@ fn a_spare_file_never_written_survives_a_restart() {
     }
     assert_eq!(field(run(&mut e, T0, 1, Command::Stats), "binlog-current-index"), "2");
 }
+
+/// The budget that answers `room_is_low` without walking the files gives
+/// the walk's answers, through puts of many sizes, deletes, turns cut where
+/// the server would cut them, files made and retired.
+#[test]
+fn the_room_budget_answers_as_the_walk_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let file_size = 8192;
+    let mut e = open(dir.path(), file_size, T0).unwrap();
+    let mut live = std::collections::VecDeque::new();
+    let mut seed = 7u64;
+    let mut answers = [0; 2];
+    for step in 0..20_000 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let low = binlog(&e).room_is_low();
+        let b = binlog(&e);
+        let walked = b.preparation.has_failed() || !b.has_room(file_size / 2);
+        assert_eq!(low, walked, "step {step}");
+        answers[usize::from(low)] += 1;
+        if low || seed.is_multiple_of(97) {
+            commit(&mut e);
+        }
+        if live.len() > 40 || (seed >> 20).is_multiple_of(3) && !live.is_empty() {
+            let id = live.pop_front().unwrap();
+            assert_eq!(run(&mut e, T0, 0, Command::Delete(id)), Reply::Deleted);
+        } else {
+            let len = ((seed >> 33) % 700) as usize;
+            live.push_back(put(&mut e, T0, 0, 0, &vec![b'x'; len]));
+        }
+    }
+    assert!(answers[0] > 1000 && answers[1] > 100, "{answers:?}");
+}

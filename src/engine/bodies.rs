@@ -17,6 +17,8 @@ use std::rc::Rc;
 
 use slab::Slab;
 
+use crate::protocol::BodyBytes;
+
 /// Bodies up to this size are packed into cells.
 pub const SMALL_MAX: usize = 1024;
 
@@ -168,8 +170,17 @@ impl Bodies {
         }
     }
 
-    /// The body as a shareable value, for a reply: large bodies are shared,
-    /// small ones copied.
+    /// The body lent for a reply being written: a large one's allocation
+    /// shared, a small one's bytes borrowed.
+    pub fn lend(&self, body: BodyRef) -> BodyBytes<'_> {
+        match body.len() {
+            len if len > SMALL_MAX => BodyBytes::Shared(Rc::clone(&self.large[body.at as usize])),
+            _ => BodyBytes::Borrowed(self.get(body)),
+        }
+    }
+
+    /// The body as a shareable value, for a reply kept after the body may
+    /// be gone: large bodies are shared, small ones copied.
     pub fn share(&self, body: BodyRef) -> Rc<[u8]> {
         match body.len() {
             len if len > SMALL_MAX => Rc::clone(&self.large[body.at as usize]),

@@ -6,12 +6,13 @@ use super::extras::JobExtras;
 use super::ids::{ConnId, JobId};
 use super::job::{Job, JobState, JournalTag, Place};
 use super::journal::{JobView, Journal};
+use super::outbox::{Reply, ReplyBody};
 use super::session::PendingPut;
 use super::time::{Nanos, secs};
 use super::timers::Timer;
 use super::tubes;
 use crate::protocol::command::NewJob;
-use crate::protocol::{Command, Op, Reply, TubeName};
+use crate::protocol::{Command, Op, TubeName};
 
 impl<J: Journal> Engine<J> {
     pub(super) fn execute(&mut self, now: Nanos, conn: ConnId, command: Command) -> Option<Reply> {
@@ -187,6 +188,7 @@ impl<J: Journal> Engine<J> {
         self.unplace(id);
         self.journal_sees(id, |journal, job| journal.log_delete(job));
         let job = self.jobs.remove(&id).expect("job vanished");
+        self.replies.detach(&self.bodies);
         self.bodies.remove(job.body);
         self.extras.forget(id);
         self.tubes[job.tube].deletes += 1;
@@ -282,7 +284,7 @@ impl<J: Journal> Engine<J> {
 
     pub(super) fn found(&self, id: Option<JobId>) -> Reply {
         match id.map(|id| (id, &self.jobs[&id])) {
-            Some((id, job)) => Reply::Found { id, body: self.bodies.share(job.body) },
+            Some((id, job)) => Reply::Found { id, body: ReplyBody::Stored(job.body) },
             None => Reply::NotFound,
         }
     }

@@ -47,7 +47,8 @@
 //!    (the tube registry and each tube's queues), session.rs (one
 //!    connection's state), journal.rs (what the write-ahead log is told),
 //!    meter.rs (what metrics measure per tube, and the cap on tubes with
-//!    figures of their own).
+//!    figures of their own), outbox.rs (replies on their way out, which
+//!    name their job bodies in the store rather than copy them).
 //! 4. `Engine`, defined here, with one `impl` block per concern, because a
 //!    concern needs most of the engine's state (jobs, tubes, sessions,
 //!    timers, counters) at once and so cannot be a type of its own:
@@ -111,6 +112,7 @@ mod job;
 mod journal;
 mod meter;
 mod metrics;
+mod outbox;
 mod placement;
 mod ready;
 mod ready_since;
@@ -137,10 +139,11 @@ pub use time::{Nanos, SECOND, secs, whole_secs};
 use std::collections::BTreeSet;
 
 use crate::host::HostInfo;
-use crate::protocol::{Command, Op, Reply, TubeName};
+use crate::protocol::{self, BodyBytes, Command, Op, TubeName};
 use extras::Extras;
 use ids::TubeId;
 use meter::Meter;
+use outbox::{Outbox, Reply};
 use session::{PendingPut, Session};
 use table::IdTable;
 use timers::{Timer, Timers};
@@ -223,7 +226,7 @@ pub struct Engine<J: Journal = NoJournal> {
     last_buried_at: Nanos,
     counts: Counts,
     draining: bool,
-    replies: Vec<(ConnId, Reply)>,
+    replies: Outbox,
     /// What metrics measure, while they are on (metrics.rs, meter.rs).
     meter: Option<Box<Meter>>,
 }
@@ -255,7 +258,7 @@ impl<J: Journal> Engine<J> {
             last_buried_at: 0,
             counts: Counts::default(),
             draining: false,
-            replies: Vec::new(),
+            replies: Outbox::default(),
             meter: None,
         }
     }
@@ -283,9 +286,17 @@ impl<J: Journal> Engine<J> {
         }
     }
 
-    /// Replies produced since the last call, in the order they were made.
-    pub fn take_replies(&mut self) -> std::vec::Drain<'_, (ConnId, Reply)> {
-        self.replies.drain(..)
+    /// Replies produced since the last call, in the order they were made,
+    /// each with its own copy of its job body, if it has one.
+    pub fn take_replies(&mut self) -> impl Iterator<Item = (ConnId, protocol::Reply)> + '_ {
+        self.replies.take(&self.bodies)
+    }
+
+    /// Replies produced since the last call, in the order they were made,
+    /// their job bodies lent from the engine's store until they are
+    /// written: the server's way, which copies no body but into the output.
+    pub fn send_replies(&mut self) -> impl Iterator<Item = (ConnId, protocol::Reply<BodyBytes<'_>>)> + '_ {
+        self.replies.send(&self.bodies)
     }
 
     /// Drain mode (SIGUSR1): puts are refused with `DRAINING` from now on.
@@ -376,7 +387,7 @@ impl<J: Journal> Engine<J> {
     pub fn hang_up(&mut self, conn: ConnId) {
         if self.is_waiting(conn) {
             self.end_wait(conn);
-            self.replies.push((conn, Reply::TimedOut));
+            self.replies.push(conn, Reply::TimedOut);
         }
     }
 
@@ -421,12 +432,12 @@ impl<J: Journal> Engine<J> {
                 }
                 Timer::ReserveTimeout(conn) => {
                     self.end_wait(conn);
-                    self.replies.push((conn, Reply::TimedOut));
+                    self.replies.push(conn, Reply::TimedOut);
                 }
                 Timer::DeadlineSoon(conn) => {
                     self.meter_deadline_soon(conn);
                     self.end_wait(conn);
-                    self.replies.push((conn, Reply::DeadlineSoon));
+                    self.replies.push(conn, Reply::DeadlineSoon);
                 }
             }
         }
@@ -443,7 +454,7 @@ impl<J: Journal> Engine<J> {
             self.tick(now);
         }
         if let Some(reply) = self.execute(now, conn, command) {
-            self.replies.push((conn, reply));
+            self.replies.push(conn, reply);
         }
     }
 

@@ -8,10 +8,10 @@ use super::Engine;
 use super::ids::{ConnId, JobId, TubeId};
 use super::job::{JobState, Place};
 use super::journal::Journal;
+use super::outbox::{Reply, ReplyBody};
 use super::time::Nanos;
 use super::timers::Timer;
 use super::tubes::URGENT_PRIORITY;
-use crate::protocol::Reply;
 
 impl<J: Journal> Engine<J> {
     /// Counts a ready job of priority `pri` in `tube` in or out of the
@@ -175,6 +175,6 @@ impl<J: Journal> Engine<J> {
         let session = self.sessions[conn].as_mut().expect("unknown connection");
         session.note_reservation(id, |id| jobs.get(&id).is_some_and(|job| job.is_reserved_by(conn)));
         let body = self.jobs[&id].body;
-        Reply::Reserved { id, body: self.bodies.share(body) }
+        Reply::Reserved { id, body: ReplyBody::Stored(body) }
     }
 }

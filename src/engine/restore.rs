@@ -75,6 +75,7 @@ impl<J: Journal> Engine<J> {
     /// were buried. Only for a fresh engine, before any job was put.
     pub fn restore_all(&mut self, now: Nanos, bodies: Bodies, mut jobs: Vec<RestoredJob>) {
         assert!(self.counts.total_jobs == 0 && self.jobs.is_empty(), "restore into a fresh engine only");
+        self.replies.detach(&self.bodies);
         self.bodies = bodies;
         self.jobs.reserve(jobs.len());
         let mut last_tube: Option<(TubeName, TubeId)> = None;

@@ -160,7 +160,7 @@ impl<J: Journal> Engine<J> {
             }
             self.end_wait(conn);
             let reply = self.hand_out(now, conn, id);
-            self.replies.push((conn, reply));
+            self.replies.push(conn, reply);
         }
     }
 

@@ -19,7 +19,7 @@ pub mod yaml;
 
 pub use command::{Command, Op, TubeName};
 pub use decoder::{Decoder, Event};
-pub use reply::Reply;
+pub use reply::{BodyBytes, JobBody, Reply};
 
 /// Longest command line accepted, CRLF included (beanstalkd's `LINE_BUF_SIZE`).
 pub const MAX_LINE: usize = 224;

@@ -15,7 +15,7 @@ use super::conn_state::ConnState;
 use super::listener::Stream;
 use super::output::Output;
 use crate::protocol::decoder::PartialBody;
-use crate::protocol::{Decoder, Event, Reply};
+use crate::protocol::{BodyBytes, Decoder, Event, Reply};
 
 /// Stop decoding commands while this much output is waiting for the client.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
@@ -371,6 +371,12 @@ impl Connection {
 
     /// Queues a reply, sent by the next [`Connection::flush`].
     pub fn push_reply(&mut self, reply: &Reply) {
+        reply.write_to(&mut self.output);
+    }
+
+    /// Queues a reply whose job body is lent (by the engine's store) only
+    /// until it is written: it is copied into the output now.
+    pub fn push_lent_reply(&mut self, reply: &Reply<BodyBytes<'_>>) {
         reply.write_to(&mut self.output);
     }
 

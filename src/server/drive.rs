@@ -132,9 +132,9 @@ impl Server {
     /// drive ends; others are listed here, and woken to take up their
     /// pipelines.
     pub(super) fn deliver_replies(&mut self) {
-        for (key, reply) in self.engine.take_replies() {
+        for (key, reply) in self.engine.send_replies() {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.push_reply(&reply);
+                conn.push_lent_reply(&reply);
                 if self.driving != Some(key) {
                     if conn.list_for_flush() {
                         self.handed.push(key);

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::host::HostInfo;
-use crate::protocol::TubeName;
 use crate::protocol::command::NewJob;
+use crate::protocol::{Reply, TubeName};
 
 const MS: Nanos = 1_000_000;
 
@@ -617,3 +617,56 @@ mod metrics;
 /// The tests' one random generator, shared with the integration tests.
 #[path = "../../../tests/support/rng.rs"]
 pub(super) mod rng;
+
+/// Replies name bodies in the store until they are taken; a body deleted
+/// (and its cell reused) before then must not change a reply that shows it.
+#[test]
+fn replies_keep_their_bodies_when_the_job_goes_before_they_are_taken() {
+    for len in [5, 3000] {
+        let mut h = Harness::new();
+        let first = "a".repeat(len);
+        let id = h.put(0, 0, 0, 10, &first);
+        let apply = |h: &mut Harness, command| {
+            if matches!(command, Command::Put(_)) {
+                h.engine.begin_put(0);
+            }
+            h.engine.apply(h.now, 0, command);
+        };
+        apply(&mut h, Command::Peek(id));
+        apply(&mut h, Command::Reserve);
+        apply(&mut h, Command::Delete(id));
+        let second = NewJob { pri: 0, delay: 0, ttr: 10, body: "b".repeat(len).as_bytes().into() };
+        apply(&mut h, Command::Put(second));
+        apply(&mut h, Command::Peek(id + 1));
+        h.engine.check_invariants();
+        let (first, second): (std::rc::Rc<[u8]>, std::rc::Rc<[u8]>) =
+            (first.as_bytes().into(), "b".repeat(len).as_bytes().into());
+        let expected = vec![
+            (0, Reply::Found { id, body: first.clone() }),
+            (0, Reply::Reserved { id, body: first }),
+            (0, Reply::Deleted),
+            (0, Reply::Inserted(id + 1)),
+            (0, Reply::Found { id: id + 1, body: second }),
+        ];
+        assert_eq!(h.engine.take_replies().collect::<Vec<_>>(), expected);
+    }
+}
+
+/// The server's way to take replies (bodies lent from the store) writes the
+/// same bytes as replies with their own copies.
+#[test]
+fn lent_replies_write_the_same_bytes() {
+    for len in [0, 7, 1024, 1025, 3000] {
+        let mut h = Harness::new();
+        let body = "x".repeat(len);
+        let id = h.put(0, 0, 0, 10, &body);
+        h.engine.apply(h.now, 0, Command::Peek(id));
+        h.engine.apply(h.now, 0, Command::Reserve);
+        let mut lent = Vec::new();
+        for (_, reply) in h.engine.send_replies() {
+            reply.write_to(&mut lent);
+        }
+        let expected = format!("FOUND {id} {len}\r\n{body}\r\nRESERVED {id} {len}\r\n{body}\r\n");
+        assert_eq!(String::from_utf8(lent).unwrap(), expected);
+    }
+}
