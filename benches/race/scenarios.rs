@@ -271,6 +271,18 @@ fn policy_label(flags: &[String]) -> String {
     if flags.is_empty() { "default".into() } else { flags.join(" ") }
 }
 
+/// A `--policies` word as the server's flags, whether it runs with `-b`,
+/// and the row's label; an unknown word ends the run.
+fn binlog_policy(policy: &str) -> (Vec<String>, bool, String) {
+    let flags = policy_flags(policy).unwrap_or_else(|e| {
+        eprintln!("race: {e}");
+        std::process::exit(2);
+    });
+    let binlog = policy != "none";
+    let label = if binlog { policy_label(&flags) } else { "no -b".to_string() };
+    (flags, binlog, label)
+}
+
 fn shape_label(c: usize, d: usize) -> String {
     format!("{c}x{d}")
 }
@@ -300,16 +312,8 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
             "put-binlog" => {
                 for (c, d) in shapes(opts, &[(50, 1), (1, 100)]) {
                     for policy in &opts.policies {
-                        let flags = match policy_flags(policy) {
-                            Ok(flags) => flags,
-                            Err(e) => {
-                                eprintln!("race: {e}");
-                                std::process::exit(2);
-                            }
-                        };
+                        let (flags, binlog, label) = binlog_policy(policy);
                         let body = body.clone();
-                        let binlog = policy != "none";
-                        let label = if binlog { policy_label(&flags) } else { "no -b".to_string() };
                         out.push(Variant {
                             scenario: "put-binlog",
                             label: format!("{label} {}", shape_label(c, d)),
@@ -355,16 +359,8 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
             "reserve-delete-binlog" => {
                 for (c, d) in shapes(opts, &[(50, 1), (1, 100)]) {
                     for policy in &opts.policies {
-                        let flags = match policy_flags(policy) {
-                            Ok(flags) => flags,
-                            Err(e) => {
-                                eprintln!("race: {e}");
-                                std::process::exit(2);
-                            }
-                        };
+                        let (flags, binlog, label) = binlog_policy(policy);
                         let body = body.clone();
-                        let binlog = policy != "none";
-                        let label = if binlog { policy_label(&flags) } else { "no -b".to_string() };
                         out.push(Variant {
                             scenario: "reserve-delete-binlog",
                             label: format!("{label} {} preloaded, {}", opts.preload, shape_label(c, d)),
