@@ -46,7 +46,7 @@ impl<J: Journal> Engine<J> {
             C::PeekBuried => {
                 self.count(Op::PeekBuried);
                 let tube = &self.tubes[self.session(conn).used];
-                self.found(tube.buried.first().map(|&(_, id)| id))
+                self.found(tube.buried.first())
             }
             C::Kick(bound) => self.kick(now, conn, bound),
             C::KickJob(id) => self.kick_job(now, id),
@@ -298,8 +298,7 @@ impl<J: Journal> Engine<J> {
         let mut kicked = 0;
         while kicked < bound {
             let t = &self.tubes[tube];
-            let next =
-                if from_buried { t.buried.first().map(|&(_, id)| id) } else { t.delayed.first().map(|&(_, id)| id) };
+            let next = if from_buried { t.buried.first() } else { t.delayed.first().map(|&(_, id)| id) };
             let Some(id) = next else { break };
             if !self.kick_one(now, id) {
                 break;
