@@ -207,9 +207,11 @@ impl<J: Journal> Engine<J> {
         self.meter_hold_ends(now, id);
         self.unplace(id);
         self.job_mut(id).pri = pri;
-        let extras = self.extras.get_mut(id);
-        extras.delay_secs = delay;
-        extras.counts.releases += 1;
+        {
+            let mut extras = self.extras.get_mut(id);
+            extras.delay_secs = delay;
+            extras.counts.releases += 1;
+        }
         // Logged before placing: placing a ready job may hand it straight to
         // a waiting worker, and the log must say "ready", not "reserved".
         if delay > 0 {
