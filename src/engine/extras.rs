@@ -75,6 +75,9 @@ impl NarrowExtras {
     /// The slot of a job whose extras are in the wide table.
     const WIDE: NarrowExtras = NarrowExtras { deadline: 0, delay_secs: 0, counts: [0; 5], form: Form::Wide };
 
+    /// All-zero extras.
+    const EMPTY: NarrowExtras = NarrowExtras { form: Form::Narrow, ..NarrowExtras::WIDE };
+
     /// The extras in the narrow form, if every counter fits in a byte.
     fn pack(e: JobExtras) -> Option<NarrowExtras> {
         let c = e.counts;
@@ -118,13 +121,14 @@ impl Extras {
     /// The job's extras, to change: kept from now on (written back when
     /// the returned guard goes).
     pub fn get_mut(&mut self, id: JobId) -> ExtrasMut<'_> {
-        let value = self.get(id);
-        ExtrasMut { extras: self, id, value }
+        let slot = self.narrow.get_or_insert_with(id, || NarrowExtras::EMPTY);
+        ExtrasMut::new(slot, &mut self.wide, id)
     }
 
     /// The job's extras, to change, if it has any (none are made).
     pub fn get_mut_if_kept(&mut self, id: JobId) -> Option<ExtrasMut<'_>> {
-        self.contains(id).then(|| self.get_mut(id))
+        let slot = self.narrow.get_mut(&id)?;
+        Some(ExtrasMut::new(slot, &mut self.wide, id))
     }
 
     /// Sets the extras of a job that has none yet (all-zero ones are not
@@ -137,20 +141,8 @@ impl Extras {
 
     /// Keeps `value` as the job's extras, in the narrow form if it fits.
     fn store(&mut self, id: JobId, value: JobExtras) {
-        let slot = self.narrow.get_or_insert_with(id, || NarrowExtras::WIDE);
-        let was_wide = slot.form == Form::Wide;
-        match NarrowExtras::pack(value) {
-            Some(narrow) => {
-                *slot = narrow;
-                if was_wide {
-                    self.wide.remove(&id);
-                }
-            }
-            None => {
-                *slot = NarrowExtras::WIDE;
-                *self.wide.get_or_insert_with(id, JobExtras::default) = value;
-            }
-        }
+        let slot = self.narrow.get_or_insert_with(id, || NarrowExtras::EMPTY);
+        store(slot, &mut self.wide, id, value);
     }
 
     /// Forgets a deleted job.
@@ -192,13 +184,39 @@ impl Extras {
     }
 }
 
-/// A job's extras being changed: a copy, written back to the table when
-/// the guard goes (in the narrow form if it fits).
+/// Keeps `value` as job `id`'s extras: in its narrow slot if it fits,
+/// else in the wide table, the slot saying so.
+fn store(slot: &mut NarrowExtras, wide: &mut IdTable<JobExtras>, id: JobId, value: JobExtras) {
+    let was_wide = slot.form == Form::Wide;
+    match NarrowExtras::pack(value) {
+        Some(narrow) => {
+            *slot = narrow;
+            if was_wide {
+                wide.remove(&id);
+            }
+        }
+        None => {
+            *slot = NarrowExtras::WIDE;
+            *wide.get_or_insert_with(id, JobExtras::default) = value;
+        }
+    }
+}
+
+/// A job's extras being changed: a copy, written back to its slot (found
+/// once, when the guard is made) when the guard goes.
 #[derive(Debug)]
 pub struct ExtrasMut<'a> {
-    extras: &'a mut Extras,
+    slot: &'a mut NarrowExtras,
+    wide: &'a mut IdTable<JobExtras>,
     id: JobId,
     value: JobExtras,
+}
+
+impl<'a> ExtrasMut<'a> {
+    fn new(slot: &'a mut NarrowExtras, wide: &'a mut IdTable<JobExtras>, id: JobId) -> ExtrasMut<'a> {
+        let value = if slot.form == Form::Narrow { slot.unpack() } else { wide[&id] };
+        ExtrasMut { slot, wide, id, value }
+    }
 }
 
 impl std::ops::Deref for ExtrasMut<'_> {
@@ -216,7 +234,7 @@ impl std::ops::DerefMut for ExtrasMut<'_> {
 
 impl Drop for ExtrasMut<'_> {
     fn drop(&mut self) {
-        self.extras.store(self.id, self.value);
+        store(self.slot, self.wide, self.id, self.value);
     }
 }
 
