@@ -23,6 +23,7 @@
 
 use std::collections::VecDeque;
 
+use super::chunked;
 use super::ids::JobId;
 use super::time::Nanos;
 
@@ -40,6 +41,20 @@ struct Chunk {
     /// The id the offsets are from: the first job buried into the chunk.
     base: JobId,
     offsets: VecDeque<i32>,
+}
+
+impl chunked::Chunk for Chunk {
+    fn len(&self) -> usize {
+        Chunk::len(self)
+    }
+
+    fn capacity(&self) -> usize {
+        self.offsets.capacity()
+    }
+
+    fn shrink_to(&mut self, capacity: usize) {
+        self.offsets.shrink_to(capacity);
+    }
 }
 
 impl Chunk {
@@ -131,48 +146,21 @@ impl BuriedJobs {
         true
     }
 
-    /// Keeps chunk `at` from holding on to memory after a removal, by the
-    /// ready queue's two rules: any two neighbouring chunks hold more than
-    /// `CHUNK / 4` jobs between them, and a chunk's capacity is less than
-    /// four times its jobs (or at most 4). An empty chunk goes; a small one
-    /// joins a neighbour it fits with (if its ids fit the neighbour's base);
-    /// then spare capacity goes back.
+    /// Keeps chunk `at` from holding on to memory after a removal (the
+    /// rules are [`chunked::tidy`]'s). A small chunk joins a neighbour only
+    /// if its ids fit the neighbour's base.
     fn tidy(&mut self, at: usize) {
-        let len = self.chunks[at].len();
-        if len == 0 {
-            // Its neighbours held more than CHUNK / 4 jobs with one job
-            // here, so each alone held at least that many.
-            self.chunks.remove(at);
-            return;
-        }
-        let fits = |chunk: Option<&Chunk>| chunk.is_some_and(|c| c.len() + len <= CHUNK / 4);
-        // One merge is enough, as in the ready queue: if both neighbours
-        // were small, the merged chunk and the other one hold more than
-        // CHUNK / 4 together.
-        if at > 0 && fits(self.chunks.get(at - 1)) && self.merge_with_next(at - 1) {
-            return;
-        }
-        if fits(self.chunks.get(at + 1)) && self.merge_with_next(at) {
-            return;
-        }
-        let offsets = &mut self.chunks[at].offsets;
-        if offsets.capacity() >= 4 * len && offsets.capacity() > 4 {
-            offsets.shrink_to((2 * len).next_power_of_two());
-        }
-    }
-
-    /// Joins chunk `at + 1` onto chunk `at`, if its ids fit chunk `at`'s
-    /// base; `false` (and nothing changed) if not.
-    fn merge_with_next(&mut self, at: usize) -> bool {
-        let next: Vec<JobId> = self.chunks[at + 1].ids().collect();
-        let chunk = &mut self.chunks[at];
-        if !chunk.try_extend(&next) {
-            return false;
-        }
-        // Merged chunks hold at most CHUNK / 4 jobs: room for twice that.
-        chunk.offsets.shrink_to((2 * chunk.len()).next_power_of_two());
-        self.chunks.remove(at + 1);
-        true
+        chunked::tidy(&mut self.chunks, at, CHUNK / 4, |chunks, at| {
+            let next: Vec<JobId> = chunks[at + 1].ids().collect();
+            let chunk = &mut chunks[at];
+            if !chunk.try_extend(&next) {
+                return false;
+            }
+            // Merged chunks hold at most CHUNK / 4 jobs: room for twice that.
+            chunk.offsets.shrink_to((2 * chunk.len()).next_power_of_two());
+            chunks.remove(at + 1);
+            true
+        });
     }
 
     /// Every buried job, oldest burial first.

@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 
 use super::ReadyKey;
+use crate::engine::chunked;
 use crate::engine::ids::JobId;
 
 /// The most keys a chunk holds. 256 keys shift in about as long as a cache
@@ -268,6 +269,20 @@ impl Chunk {
             codes.capacity() * std::mem::size_of::<C>()
         }
         with_codes!(self, |_, codes| of(codes))
+    }
+}
+
+impl chunked::Chunk for Chunk {
+    fn len(&self) -> usize {
+        Chunk::len(self)
+    }
+
+    fn capacity(&self) -> usize {
+        Chunk::capacity(self)
+    }
+
+    fn shrink_to(&mut self, capacity: usize) {
+        Chunk::shrink_to(self, capacity);
     }
 }
 

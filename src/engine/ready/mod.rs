@@ -24,6 +24,7 @@
 
 use std::collections::VecDeque;
 
+use super::chunked;
 use super::ids::JobId;
 
 mod chunk;
@@ -116,43 +117,18 @@ impl ReadyQueue {
         true
     }
 
-    /// Keeps chunk `at` from holding on to memory after a removal. Two
-    /// rules, which every change keeps: any two neighbouring chunks hold
-    /// more than `CHUNK / 4` keys between them, and a chunk's capacity is
-    /// less than four times its keys (or at most 4). An empty chunk goes;
-    /// a small one joins a neighbour it fits with, in the narrowest coding
-    /// for both (so a key that made a chunk wider does not keep it wide for
-    /// good once it has gone); then spare capacity goes back.
+    /// Keeps chunk `at` from holding on to memory after a removal (the
+    /// rules are [`chunked::tidy`]'s). A small chunk joins its neighbour in
+    /// the narrowest coding for both, so a key that made a chunk wider does
+    /// not keep it wide for good once it has gone.
     fn tidy(&mut self, at: usize) {
-        let len = self.chunks[at].len();
-        if len == 0 {
-            // Its neighbours held more than CHUNK / 4 keys with one key
-            // here, so each alone held at least that many.
-            self.chunks.remove(at);
-            return;
-        }
-        let fits = |chunk: Option<&Chunk>| chunk.is_some_and(|c| c.len() + len <= CHUNK / 4);
-        // One merge is enough: if both neighbours were small, each still had
-        // more than CHUNK / 4 - len keys, so the merged chunk and the other
-        // neighbour hold more than CHUNK / 4 together.
-        if at > 0 && fits(self.chunks.get(at - 1)) {
-            self.merge_with_next(at - 1);
-        } else if fits(self.chunks.get(at + 1)) {
-            self.merge_with_next(at);
-        } else {
-            let chunk = &mut self.chunks[at];
-            if chunk.capacity() >= 4 * len && chunk.capacity() > 4 {
-                chunk.shrink_to((2 * len).next_power_of_two());
-            }
-        }
-    }
-
-    /// Joins chunk `at + 1` onto chunk `at`.
-    fn merge_with_next(&mut self, at: usize) {
-        let next = self.chunks.remove(at + 1).expect("chunk exists");
-        let chunk = &mut self.chunks[at];
-        let len = chunk.len() + next.len();
-        *chunk = Chunk::narrowest(&[chunk.keys(), next.keys()].concat(), len.next_power_of_two());
+        chunked::tidy(&mut self.chunks, at, CHUNK / 4, |chunks, at| {
+            let next = chunks.remove(at + 1).expect("chunk exists");
+            let chunk = &mut chunks[at];
+            let len = chunk.len() + next.len();
+            *chunk = Chunk::narrowest(&[chunk.keys(), next.keys()].concat(), len.next_power_of_two());
+            true
+        });
     }
 
     /// Every key, in order.
