@@ -11,9 +11,12 @@
 //! every other one (a new job, in the usual case) goes at the end of the last
 //! chunk, so chunks fill up completely; so do new jobs at a priority that is
 //! not the largest, which go at the end of a chunk in the middle (see
-//! [`ReadyQueue::insert`]). A tube whose jobs have one priority, or a few,
-//! costs about 4.2 bytes a job; a priority for every job (a timestamp, say)
-//! 8.2; a key never takes more than 12 bytes.
+//! [`ReadyQueue::insert`]). A run of keys of one priority whose ids leave
+//! no gap (the jobs of a tube that no other tube's puts came between, the
+//! usual queue) is kept as its first id and its length, with no key written
+//! down: about 0.2 bytes a job. A tube whose jobs have one priority, or a
+//! few, costs about 4.2 bytes a job otherwise; a priority for every job (a
+//! timestamp, say) 8.2; a key never takes more than 12 bytes.
 //!
 //! Every operation is O(log n + CHUNK): a binary search for the chunk, one for
 //! the key, and a shift of at most one chunk's keys, or a rewrite of them in
@@ -174,7 +177,7 @@ mod tests {
     use crate::engine::tests::rng::Rng;
 
     /// Inserts the keys into a new queue, checks it and its codings (one
-    /// letter a chunk: One, Near, Far).
+    /// letter a chunk: Run, One, Near, Far).
     fn queue_of(keys: impl IntoIterator<Item = ReadyKey>, codings: &str) -> ReadyQueue {
         let mut queue = ReadyQueue::default();
         keys.into_iter().for_each(|key| queue.insert(key));
@@ -187,6 +190,36 @@ mod tests {
         fn codings(&self) -> String {
             self.chunks.iter().map(Chunk::coding).collect()
         }
+    }
+
+    #[test]
+    fn a_run_takes_the_next_id_and_gives_up_its_middle() {
+        let mut queue = queue_of((10..20).map(|id| (7, id)), "R");
+        assert!(matches!(queue.chunks[0], Chunk::Run { pri: 7, first: 10, len: 10 }));
+        assert_eq!(queue.heap_bytes(), queue.chunks.capacity() * std::mem::size_of::<Chunk>(), "no codes");
+        // Taken from either end, it stays a run.
+        assert!(queue.remove((7, 10)) && queue.remove((7, 19)));
+        assert_eq!(queue.codings(), "R");
+        assert_eq!(queue.chunks[0].search((7, 15)), Ok(4));
+        assert_eq!(queue.chunks[0].search((7, 9)), Err(0));
+        assert_eq!(queue.chunks[0].search((6, 50)), Err(0));
+        assert_eq!(queue.chunks[0].search((7, 19)), Err(8));
+        assert_eq!(queue.chunks[0].search((8, 0)), Err(8));
+        // A gap, another priority, or an id below: codes.
+        assert!(queue.remove((7, 14)));
+        queue.check();
+        assert_eq!(queue.codings(), "O");
+        assert!(queue.iter().eq([11, 12, 13, 15, 16, 17, 18].map(|id| (7, id))));
+        for (key, codings) in [((7, 21), "O"), ((8, 2), "N"), ((7, 8), "O")] {
+            let mut queue = queue_of((10..20).map(|id| (7, id)), "R");
+            queue.insert(key);
+            queue.check();
+            assert_eq!(queue.codings(), codings, "after {key:?}");
+        }
+        // The largest id there is, reserved.
+        let mut queue = queue_of([(0, u64::MAX - 1), (0, u64::MAX)], "R");
+        assert!(queue.remove((0, u64::MAX - 1)) && queue.remove((0, u64::MAX)));
+        assert!(queue.is_empty());
     }
 
     #[test]
@@ -211,17 +244,17 @@ mod tests {
     #[test]
     fn splits_and_merges_write_chunks_in_their_narrowest_coding() {
         // A full chunk at one priority but for its last key: splitting it
-        // leaves the lower half at one priority.
+        // leaves the lower half at one priority, a run of ids.
         let keys = (1..CHUNK as u64).map(|id| (9, id)).chain([(10, 0)]);
         let mut queue = queue_of(keys, "N");
         queue.insert((9, 0));
         queue.check();
-        assert_eq!(queue.codings(), "ON");
+        assert_eq!(queue.codings(), "RN");
         // A far key inserted into a full chunk lands in one half only.
-        let mut queue = queue_of((1..=CHUNK as u64).map(|id| (9, id)), "O");
+        let mut queue = queue_of((1..=CHUNK as u64).map(|id| (9, id)), "R");
         queue.insert((0, 1 << 40));
         queue.check();
-        assert_eq!(queue.codings(), "FO");
+        assert_eq!(queue.codings(), "FR");
         // The far key's chunk stays wide when the key goes, and shrinking
         // keeps the coding; merging with its neighbour narrows it.
         assert!(queue.remove((0, 1 << 40)));
@@ -229,7 +262,7 @@ mod tests {
             assert!(queue.remove((9, id)));
         }
         queue.check();
-        assert_eq!(queue.codings(), "FO");
+        assert_eq!(queue.codings(), "FR");
         for id in 129..=240 {
             assert!(queue.remove((9, id)));
         }
@@ -247,7 +280,7 @@ mod tests {
         queue.check();
         assert_eq!(queue.chunks.len(), 10);
         assert!(queue.chunks.iter().all(|c| c.len() == CHUNK && c.capacity() == CHUNK));
-        assert_eq!(queue.codings(), "O".repeat(10));
+        assert_eq!(queue.codings(), "R".repeat(10), "runs: no codes at all");
         assert_eq!(queue.first(), Some((1024, 1)));
     }
 
@@ -264,8 +297,9 @@ mod tests {
 
     #[test]
     fn jobs_at_one_priority_in_id_order_cost_about_four_bytes() {
+        // One after another: runs, a chunk header for 256 keys.
         let cost = bytes_a_key((1..=1_000_000).map(|id| (1024, id)));
-        assert!(cost <= 4.2, "{cost:.3} bytes a key");
+        assert!(cost <= 0.25, "{cost:.3} bytes a key");
         // Ids with gaps (jobs of other tubes between them) cost the same.
         let cost = bytes_a_key((1..=1_000_000).map(|n| (1024, n * 1000)));
         assert!(cost <= 4.2, "{cost:.3} bytes a key");
