@@ -11,6 +11,7 @@
 //! gives each server's median and the ratio sprout/beanstalkd. Every reply
 //! is checked; an unexpected one aborts the run. See BENCHMARKS.md.
 
+mod buried;
 mod client;
 mod do_nothing;
 mod floor;
@@ -31,12 +32,12 @@ use scenarios::{FixtureEnv, Metric, Variant};
 use server::{Binary, Kind};
 
 const ALL_SCENARIOS: &str =
-    "put,put-binlog,recovery,takeover,reserve-delete,reserve-delete-binlog,mixed,idle,delayed,big,tubes,metrics";
+    "put,put-binlog,recovery,takeover,buried,reserve-delete,reserve-delete-binlog,mixed,idle,delayed,big,tubes,metrics";
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "race", about = "Race sprout against beanstalkd on loopback.")]
 pub struct Opts {
-    /// Scenarios to run, comma-separated: put, put-binlog, recovery, takeover, reserve-delete,
+    /// Scenarios to run, comma-separated: put, put-binlog, recovery, takeover, buried, reserve-delete,
     /// reserve-delete-binlog, mixed, idle, delayed, big, tubes, metrics
     #[arg(long, value_delimiter = ',', default_value = ALL_SCENARIOS)]
     pub scenarios: Vec<String>,
@@ -109,11 +110,11 @@ pub struct Opts {
     #[arg(long)]
     pub tmp_dir: Option<PathBuf>,
 
-    /// Jobs loaded for the recovery and takeover scenarios
+    /// Jobs loaded for the recovery, takeover and buried scenarios
     #[arg(long, default_value_t = 1_000_000)]
     pub recovery_jobs: u64,
 
-    /// Body size for the recovery and takeover scenarios
+    /// Body size for the recovery, takeover and buried scenarios
     #[arg(long, default_value_t = 100)]
     pub recovery_body: usize,
 

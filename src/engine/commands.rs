@@ -46,7 +46,7 @@ impl<J: Journal> Engine<J> {
             C::PeekBuried => {
                 self.count(Op::PeekBuried);
                 let tube = &self.tubes[self.session(conn).used];
-                self.found(tube.buried.first().map(|&(_, id)| id))
+                self.found(tube.buried.first())
             }
             C::Kick(bound) => self.kick(now, conn, bound),
             C::KickJob(id) => self.kick_job(now, id),
@@ -207,9 +207,11 @@ impl<J: Journal> Engine<J> {
         self.meter_hold_ends(now, id);
         self.unplace(id);
         self.job_mut(id).pri = pri;
-        let extras = self.extras.get_mut(id);
-        extras.delay_secs = delay;
-        extras.counts.releases += 1;
+        {
+            let mut extras = self.extras.get_mut(id);
+            extras.delay_secs = delay;
+            extras.counts.releases += 1;
+        }
         // Logged before placing: placing a ready job may hand it straight to
         // a waiting worker, and the log must say "ready", not "reserved".
         if delay > 0 {
@@ -298,8 +300,7 @@ impl<J: Journal> Engine<J> {
         let mut kicked = 0;
         while kicked < bound {
             let t = &self.tubes[tube];
-            let next =
-                if from_buried { t.buried.first().map(|&(_, id)| id) } else { t.delayed.first().map(|&(_, id)| id) };
+            let next = if from_buried { t.buried.first() } else { t.delayed.first().map(|&(_, id)| id) };
             let Some(id) = next else { break };
             if !self.kick_one(now, id) {
                 break;

@@ -27,6 +27,26 @@ impl<J: Journal> Engine<J> {
         }
         assert_eq!(self.timers.count(|t| matches!(t, Timer::DelayEnds(_))), firsts.len(), "delay timers");
 
+        // Each tube's buried jobs are its jobs in the buried state, in
+        // burial order, each filed where a removal will find it.
+        let mut buried = 0;
+        for tube in self.tubes.ids() {
+            let fifo = &self.tubes[tube].buried;
+            fifo.check();
+            let mut last = None;
+            for (range, id) in fifo.filed() {
+                let job = self.jobs.get(&id).unwrap_or_else(|| panic!("deleted job {id} still buried"));
+                assert_eq!(job.state(), crate::engine::JobState::Buried, "job {id} in the buried jobs");
+                assert_eq!(job.tube, tube, "job {id} buried in another tube");
+                let buried_at = self.extras.get(id).deadline;
+                assert!(range.contains(&buried_at), "job {id} buried at {buried_at} filed under {range:?}");
+                assert!(last < Some(buried_at), "buried jobs out of burial order at job {id}");
+                last = Some(buried_at);
+                buried += 1;
+            }
+        }
+        assert_eq!(self.counts.buried, buried, "buried count");
+
         // No unpaused tube has a ready job while a waiting connection watches it.
         for tube in self.tubes.ids() {
             if self.tubes[tube].reservable().is_some() {
@@ -102,6 +122,7 @@ impl<J: Journal> Engine<J> {
             }
         }
         assert_eq!(self.timers.count(|t| matches!(t, Timer::TtrEnds(..))), ttr_timers, "TTR timers");
+        self.extras.check();
         for id in self.extras.ids() {
             assert!(self.jobs.contains(id), "extras kept for deleted job {id}");
         }

@@ -75,7 +75,7 @@ impl<J: Journal> Engine<J> {
     fn note_ready(&mut self, now: Nanos, id: JobId, tube: TubeId) {
         let Engine { meter, jobs, extras, tubes, counts, .. } = self;
         let Some(meter) = meter.as_deref_mut() else { return };
-        if let Some(e) = extras.get_mut_if_kept(id) {
+        if let Some(mut e) = extras.get_mut_if_kept(id) {
             e.deadline = now;
         } else if jobs[&id].created_at != now {
             // Put ready, its body long after its line (created then): ready
@@ -197,18 +197,13 @@ impl<J: Journal> Engine<J> {
         for &id in ids {
             let job = &self.jobs[&id];
             let tube = job.tube;
-            let since = match self.extras.get_mut_if_kept(id) {
-                Some(e) => {
-                    e.deadline = now;
-                    now
-                }
-                // A job put "later" than now (the wall clock went back
-                // across the restart) counts as ready since now.
-                None if job.created_at > now => {
-                    self.extras.get_mut(id).deadline = now;
-                    now
-                }
-                None => job.created_at,
+            // A job with extras, or put "later" than now (the wall clock
+            // went back across the restart), counts as ready since now.
+            let since = if self.extras.contains(id) || job.created_at > now {
+                self.extras.get_mut(id).deadline = now;
+                now
+            } else {
+                job.created_at
             };
             entries.push((since, id, tube));
         }

@@ -38,7 +38,8 @@
 //! 2. Data structures, which know nothing of `Engine`: bodies.rs (job bodies,
 //!    packed), table.rs (records by job id), extras.rs (a job's counters and
 //!    deadline, once it has any), ready/ (a tube's ready jobs, packed),
-//!    heads.rs (every tube's best ready job), timers.rs (all that is due at
+//!    buried.rs (a tube's buried jobs in burial order, packed), chunked.rs
+//!    (the rules both packed queues keep their chunks by), heads.rs (every tube's best ready job), timers.rs (all that is due at
 //!    a time), waiters.rs (how a tube finds its waiting connections),
 //!    watchlist.rs (the tubes a connection watches), held.rs (the jobs a
 //!    connection holds, soonest deadline first), ready_since.rs (when
@@ -102,6 +103,8 @@
 #![warn(missing_docs)]
 
 mod bodies;
+mod buried;
+mod chunked;
 mod commands;
 mod extras;
 mod heads;

@@ -44,8 +44,9 @@ impl<J: Journal> Engine<J> {
                 self.counts.delayed -= 1;
             }
             JobState::Buried => {
-                let deadline = deadline();
-                self.tubes[tube].buried.remove(&(deadline, id));
+                let buried_at = deadline();
+                let removed = self.tubes[tube].buried.remove(buried_at, id);
+                debug_assert!(removed, "buried job {id} not in its tube's buried jobs");
                 self.counts.buried -= 1;
             }
             JobState::Reserved => {
@@ -130,7 +131,7 @@ impl<J: Journal> Engine<J> {
         job.place = Place::unheld(JobState::Buried);
         let tube = job.tube;
         self.extras.get_mut(id).deadline = buried_at;
-        self.tubes[tube].buried.insert((buried_at, id));
+        self.tubes[tube].buried.push(buried_at, id);
         self.counts.buried += 1;
     }
 

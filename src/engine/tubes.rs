@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::buried::BuriedJobs;
+
 use slab::Slab;
 
 use super::heads::Heads;
@@ -48,9 +50,8 @@ pub struct Tube {
     pub ready: ReadyJobs,
     /// Delayed jobs by (deadline, id).
     pub delayed: BTreeSet<(Nanos, JobId)>,
-    /// Buried jobs by (burial time, id): burial order, since burial times
-    /// only grow.
-    pub buried: BTreeSet<(Nanos, JobId)>,
+    /// Buried jobs in burial order (the order kicks take them in).
+    pub buried: BuriedJobs,
     /// Connections blocked in a reserve that watch this tube.
     pub waiters: TubeWaiters,
     /// Its jobs that are reserved (they are held by their sessions).
@@ -79,7 +80,7 @@ impl Tube {
             name,
             ready: ReadyJobs::default(),
             delayed: BTreeSet::new(),
-            buried: BTreeSet::new(),
+            buried: BuriedJobs::default(),
             waiters: TubeWaiters::default(),
             reserved: 0,
             urgent: 0,

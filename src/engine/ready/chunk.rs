@@ -1,12 +1,14 @@
 //! One chunk of a ready queue: up to [`CHUNK`] sorted keys, written down
 //! as narrowly as they allow. What the keys of a chunk have in common (the
 //! id they are near, and often their priority) is kept once for the chunk,
-//! so a key costs 4 bytes when the chunk's keys share a priority, 8 when
-//! they do not, and 12 only when their ids lie 2^32 or more apart.
+//! so a key costs nothing when the chunk's keys are a run (one priority,
+//! ids without a gap), 4 bytes when they share a priority, 8 when they do
+//! not, and 12 only when their ids lie 2^32 or more apart.
 
 use std::collections::VecDeque;
 
 use super::ReadyKey;
+use crate::engine::chunked;
 use crate::engine::ids::JobId;
 
 /// The most keys a chunk holds. 256 keys shift in about as long as a cache
@@ -100,6 +102,10 @@ impl Code for PackedKey {
 /// the tag, so a chunk takes 48 bytes, not 56.
 #[derive(Debug)]
 pub(super) enum Chunk {
+    /// Keys `(pri, first)`, `(pri, first + 1)`, ... `(pri, first + len -
+    /// 1)`: jobs put one after another into a tube no other tube's puts
+    /// came between, the usual queue. No codes at all.
+    Run { pri: u32, first: JobId, len: u32 },
     /// Every key has priority `pri`; ids are less than 2^32 above `base`.
     OnePriority { pri: u32, base: JobId, codes: VecDeque<IdOffset> },
     /// Ids are less than 2^32 above `base`.
@@ -114,6 +120,7 @@ pub(super) enum Chunk {
 macro_rules! with_codes {
     ($chunk:expr, |$frame:pat, $codes:ident| $body:expr) => {
         match $chunk {
+            Chunk::Run { .. } => unreachable!("a run has no codes"),
             Chunk::OnePriority { pri, base, codes: $codes } => {
                 let $frame = (*pri, *base);
                 $body
@@ -138,6 +145,10 @@ impl Chunk {
         let one_priority = keys.iter().all(|&(key_pri, _)| key_pri == pri);
         let lowest = keys.iter().map(|&(_, id)| id).min().expect("a chunk has keys");
         let highest = keys.iter().map(|&(_, id)| id).max().expect("a chunk has keys");
+        // Sorted keys of one priority are a run when their ids leave no gap.
+        if one_priority && highest - lowest == keys.len() as u64 - 1 {
+            return Chunk::Run { pri, first: lowest, len: keys.len() as u32 };
+        }
         if offset(highest, lowest).is_none() {
             Chunk::FarIds { codes: encode_all(keys, (), capacity) }
         } else if one_priority {
@@ -150,16 +161,24 @@ impl Chunk {
     /// A chunk of one key: the first, or one past a full last chunk. (What
     /// `narrowest` would write, without its work.)
     pub(super) fn single((pri, id): ReadyKey) -> Chunk {
-        Chunk::OnePriority { pri, base: id, codes: VecDeque::from([IdOffset(0)]) }
+        Chunk::Run { pri, first: id, len: 1 }
     }
 
     #[inline]
     pub(super) fn len(&self) -> usize {
-        with_codes!(self, |_, codes| codes.len())
+        match self {
+            Chunk::Run { len, .. } => *len as usize,
+            _ => with_codes!(self, |_, codes| codes.len()),
+        }
     }
 
+    /// Keys the chunk has room for; a run's room is nominal (it takes none:
+    /// the next power of two, as a chunk of codes would have).
     pub(super) fn capacity(&self) -> usize {
-        with_codes!(self, |_, codes| codes.capacity())
+        match self {
+            Chunk::Run { len, .. } => (*len as usize).next_power_of_two(),
+            _ => with_codes!(self, |_, codes| codes.capacity()),
+        }
     }
 
     // `first`, `last` and `insert` are on the path of every put and
@@ -167,18 +186,27 @@ impl Chunk {
     // instructions a put and a reserve, counted with callgrind).
     #[inline(always)]
     pub(super) fn first(&self) -> ReadyKey {
-        with_codes!(self, |frame, codes| codes.front().expect("a chunk has keys").decode(frame))
+        match self {
+            Chunk::Run { pri, first, .. } => (*pri, *first),
+            _ => with_codes!(self, |frame, codes| codes.front().expect("a chunk has keys").decode(frame)),
+        }
     }
 
     #[inline(always)]
     pub(super) fn last(&self) -> ReadyKey {
-        with_codes!(self, |frame, codes| codes.back().expect("a chunk has keys").decode(frame))
+        match self {
+            Chunk::Run { pri, first, len } => (*pri, first + u64::from(*len) - 1),
+            _ => with_codes!(self, |frame, codes| codes.back().expect("a chunk has keys").decode(frame)),
+        }
     }
 
     /// The keys, decoded, with room for one more.
     pub(super) fn keys(&self) -> Vec<ReadyKey> {
         let mut keys = Vec::with_capacity(self.len() + 1);
-        with_codes!(self, |frame, codes| keys.extend(codes.iter().map(|code| code.decode(frame))));
+        match self {
+            Chunk::Run { pri, first, len } => keys.extend((0..u64::from(*len)).map(|i| (*pri, first + i))),
+            _ => with_codes!(self, |frame, codes| keys.extend(codes.iter().map(|code| code.decode(frame)))),
+        }
         keys
     }
 
@@ -191,7 +219,19 @@ impl Chunk {
 
     /// Where the key is (`Ok`), or where it would go (`Err`).
     pub(super) fn search(&self, key: ReadyKey) -> Result<usize, usize> {
-        with_codes!(self, |frame, codes| codes.binary_search_by(|code| code.decode(frame).cmp(&key)))
+        match *self {
+            Chunk::Run { pri, first, len } => {
+                if key < (pri, first) {
+                    Err(0)
+                } else if key > self.last() {
+                    Err(len as usize)
+                } else {
+                    // Same priority, id in the run.
+                    Ok((key.1 - first) as usize)
+                }
+            }
+            _ => with_codes!(self, |frame, codes| codes.binary_search_by(|code| code.decode(frame).cmp(&key))),
+        }
     }
 
     /// Inserts the key at `pos`, which keeps the keys sorted, into a chunk
@@ -200,7 +240,16 @@ impl Chunk {
     #[inline(always)]
     pub(super) fn insert(&mut self, pos: usize, key: ReadyKey) {
         debug_assert!(self.len() < CHUNK, "a full chunk is split, not grown");
-        let fits = with_codes!(self, |frame, codes| insert_code(codes, pos, key, frame));
+        let fits = match self {
+            // The next job of the run: the usual put.
+            Chunk::Run { pri, first, len } => {
+                let extends =
+                    pos == *len as usize && key.0 == *pri && first.checked_add(u64::from(*len)) == Some(key.1);
+                *len += u32::from(extends);
+                extends
+            }
+            _ => with_codes!(self, |frame, codes| insert_code(codes, pos, key, frame)),
+        };
         if !fits {
             self.rewrite_with(pos, key);
         }
@@ -217,6 +266,19 @@ impl Chunk {
 
     #[inline]
     pub(super) fn remove(&mut self, pos: usize) {
+        if let Chunk::Run { first, len, .. } = self {
+            if pos == 0 {
+                // A reserve, the usual removal. (An emptied run goes: its
+                // first id may be the largest there is.)
+                *first = first.wrapping_add(1);
+                *len -= 1;
+            } else if pos + 1 == *len as usize {
+                *len -= 1;
+            } else {
+                self.rewrite_without(pos);
+            }
+            return;
+        }
         with_codes!(self, |_, codes| {
             if pos == 0 {
                 // A reserve, the usual removal: cheaper than the general one.
@@ -227,8 +289,20 @@ impl Chunk {
         })
     }
 
+    /// A run with a key taken out of its middle: the rest in codes. Cold:
+    /// a job leaves the middle of a queue only when deleted or reserved by
+    /// id while ready.
+    #[cold]
+    fn rewrite_without(&mut self, pos: usize) {
+        let mut keys = self.keys();
+        keys.remove(pos);
+        *self = Chunk::narrowest(&keys, keys.len().next_power_of_two());
+    }
+
     pub(super) fn shrink_to(&mut self, capacity: usize) {
-        with_codes!(self, |_, codes| codes.shrink_to(capacity))
+        if !matches!(self, Chunk::Run { .. }) {
+            with_codes!(self, |_, codes| codes.shrink_to(capacity))
+        }
     }
 
     /// A full chunk with `key` inserted at `pos` (not after its last key),
@@ -255,6 +329,7 @@ impl Chunk {
     #[cfg(test)]
     pub(super) fn coding(&self) -> char {
         match self {
+            Chunk::Run { .. } => 'R',
             Chunk::OnePriority { .. } => 'O',
             Chunk::NearIds { .. } => 'N',
             Chunk::FarIds { .. } => 'F',
@@ -267,7 +342,24 @@ impl Chunk {
         fn of<C>(codes: &VecDeque<C>) -> usize {
             codes.capacity() * std::mem::size_of::<C>()
         }
-        with_codes!(self, |_, codes| of(codes))
+        match self {
+            Chunk::Run { .. } => 0,
+            _ => with_codes!(self, |_, codes| of(codes)),
+        }
+    }
+}
+
+impl chunked::Chunk for Chunk {
+    fn len(&self) -> usize {
+        Chunk::len(self)
+    }
+
+    fn capacity(&self) -> usize {
+        Chunk::capacity(self)
+    }
+
+    fn shrink_to(&mut self, capacity: usize) {
+        Chunk::shrink_to(self, capacity);
     }
 }
 

@@ -11,9 +11,12 @@
 //! every other one (a new job, in the usual case) goes at the end of the last
 //! chunk, so chunks fill up completely; so do new jobs at a priority that is
 //! not the largest, which go at the end of a chunk in the middle (see
-//! [`ReadyQueue::insert`]). A tube whose jobs have one priority, or a few,
-//! costs about 4.2 bytes a job; a priority for every job (a timestamp, say)
-//! 8.2; a key never takes more than 12 bytes.
+//! [`ReadyQueue::insert`]). A run of keys of one priority whose ids leave
+//! no gap (the jobs of a tube that no other tube's puts came between, the
+//! usual queue) is kept as its first id and its length, with no key written
+//! down: about 0.2 bytes a job. A tube whose jobs have one priority, or a
+//! few, costs about 4.2 bytes a job otherwise; a priority for every job (a
+//! timestamp, say) 8.2; a key never takes more than 12 bytes.
 //!
 //! Every operation is O(log n + CHUNK): a binary search for the chunk, one for
 //! the key, and a shift of at most one chunk's keys, or a rewrite of them in
@@ -24,6 +27,7 @@
 
 use std::collections::VecDeque;
 
+use super::chunked;
 use super::ids::JobId;
 
 mod chunk;
@@ -116,43 +120,18 @@ impl ReadyQueue {
         true
     }
 
-    /// Keeps chunk `at` from holding on to memory after a removal. Two
-    /// rules, which every change keeps: any two neighbouring chunks hold
-    /// more than `CHUNK / 4` keys between them, and a chunk's capacity is
-    /// less than four times its keys (or at most 4). An empty chunk goes;
-    /// a small one joins a neighbour it fits with, in the narrowest coding
-    /// for both (so a key that made a chunk wider does not keep it wide for
-    /// good once it has gone); then spare capacity goes back.
+    /// Keeps chunk `at` from holding on to memory after a removal (the
+    /// rules are [`chunked::tidy`]'s). A small chunk joins its neighbour in
+    /// the narrowest coding for both, so a key that made a chunk wider does
+    /// not keep it wide for good once it has gone.
     fn tidy(&mut self, at: usize) {
-        let len = self.chunks[at].len();
-        if len == 0 {
-            // Its neighbours held more than CHUNK / 4 keys with one key
-            // here, so each alone held at least that many.
-            self.chunks.remove(at);
-            return;
-        }
-        let fits = |chunk: Option<&Chunk>| chunk.is_some_and(|c| c.len() + len <= CHUNK / 4);
-        // One merge is enough: if both neighbours were small, each still had
-        // more than CHUNK / 4 - len keys, so the merged chunk and the other
-        // neighbour hold more than CHUNK / 4 together.
-        if at > 0 && fits(self.chunks.get(at - 1)) {
-            self.merge_with_next(at - 1);
-        } else if fits(self.chunks.get(at + 1)) {
-            self.merge_with_next(at);
-        } else {
-            let chunk = &mut self.chunks[at];
-            if chunk.capacity() >= 4 * len && chunk.capacity() > 4 {
-                chunk.shrink_to((2 * len).next_power_of_two());
-            }
-        }
-    }
-
-    /// Joins chunk `at + 1` onto chunk `at`.
-    fn merge_with_next(&mut self, at: usize) {
-        let next = self.chunks.remove(at + 1).expect("chunk exists");
-        let chunk = &mut self.chunks[at];
-        let len = chunk.len() + next.len();
-        *chunk = Chunk::narrowest(&[chunk.keys(), next.keys()].concat(), len.next_power_of_two());
+        chunked::tidy(&mut self.chunks, at, CHUNK / 4, |chunks, at| {
+            let next = chunks.remove(at + 1).expect("chunk exists");
+            let chunk = &mut chunks[at];
+            let len = chunk.len() + next.len();
+            *chunk = Chunk::narrowest(&[chunk.keys(), next.keys()].concat(), len.next_power_of_two());
+            true
+        });
     }
 
     /// Every key, in order.
@@ -198,7 +177,7 @@ mod tests {
     use crate::engine::tests::rng::Rng;
 
     /// Inserts the keys into a new queue, checks it and its codings (one
-    /// letter a chunk: One, Near, Far).
+    /// letter a chunk: Run, One, Near, Far).
     fn queue_of(keys: impl IntoIterator<Item = ReadyKey>, codings: &str) -> ReadyQueue {
         let mut queue = ReadyQueue::default();
         keys.into_iter().for_each(|key| queue.insert(key));
@@ -211,6 +190,36 @@ mod tests {
         fn codings(&self) -> String {
             self.chunks.iter().map(Chunk::coding).collect()
         }
+    }
+
+    #[test]
+    fn a_run_takes_the_next_id_and_gives_up_its_middle() {
+        let mut queue = queue_of((10..20).map(|id| (7, id)), "R");
+        assert!(matches!(queue.chunks[0], Chunk::Run { pri: 7, first: 10, len: 10 }));
+        assert_eq!(queue.heap_bytes(), queue.chunks.capacity() * std::mem::size_of::<Chunk>(), "no codes");
+        // Taken from either end, it stays a run.
+        assert!(queue.remove((7, 10)) && queue.remove((7, 19)));
+        assert_eq!(queue.codings(), "R");
+        assert_eq!(queue.chunks[0].search((7, 15)), Ok(4));
+        assert_eq!(queue.chunks[0].search((7, 9)), Err(0));
+        assert_eq!(queue.chunks[0].search((6, 50)), Err(0));
+        assert_eq!(queue.chunks[0].search((7, 19)), Err(8));
+        assert_eq!(queue.chunks[0].search((8, 0)), Err(8));
+        // A gap, another priority, or an id below: codes.
+        assert!(queue.remove((7, 14)));
+        queue.check();
+        assert_eq!(queue.codings(), "O");
+        assert!(queue.iter().eq([11, 12, 13, 15, 16, 17, 18].map(|id| (7, id))));
+        for (key, codings) in [((7, 21), "O"), ((8, 2), "N"), ((7, 8), "O")] {
+            let mut queue = queue_of((10..20).map(|id| (7, id)), "R");
+            queue.insert(key);
+            queue.check();
+            assert_eq!(queue.codings(), codings, "after {key:?}");
+        }
+        // The largest id there is, reserved.
+        let mut queue = queue_of([(0, u64::MAX - 1), (0, u64::MAX)], "R");
+        assert!(queue.remove((0, u64::MAX - 1)) && queue.remove((0, u64::MAX)));
+        assert!(queue.is_empty());
     }
 
     #[test]
@@ -235,17 +244,17 @@ mod tests {
     #[test]
     fn splits_and_merges_write_chunks_in_their_narrowest_coding() {
         // A full chunk at one priority but for its last key: splitting it
-        // leaves the lower half at one priority.
+        // leaves the lower half at one priority, a run of ids.
         let keys = (1..CHUNK as u64).map(|id| (9, id)).chain([(10, 0)]);
         let mut queue = queue_of(keys, "N");
         queue.insert((9, 0));
         queue.check();
-        assert_eq!(queue.codings(), "ON");
+        assert_eq!(queue.codings(), "RN");
         // A far key inserted into a full chunk lands in one half only.
-        let mut queue = queue_of((1..=CHUNK as u64).map(|id| (9, id)), "O");
+        let mut queue = queue_of((1..=CHUNK as u64).map(|id| (9, id)), "R");
         queue.insert((0, 1 << 40));
         queue.check();
-        assert_eq!(queue.codings(), "FO");
+        assert_eq!(queue.codings(), "FR");
         // The far key's chunk stays wide when the key goes, and shrinking
         // keeps the coding; merging with its neighbour narrows it.
         assert!(queue.remove((0, 1 << 40)));
@@ -253,7 +262,7 @@ mod tests {
             assert!(queue.remove((9, id)));
         }
         queue.check();
-        assert_eq!(queue.codings(), "FO");
+        assert_eq!(queue.codings(), "FR");
         for id in 129..=240 {
             assert!(queue.remove((9, id)));
         }
@@ -271,7 +280,7 @@ mod tests {
         queue.check();
         assert_eq!(queue.chunks.len(), 10);
         assert!(queue.chunks.iter().all(|c| c.len() == CHUNK && c.capacity() == CHUNK));
-        assert_eq!(queue.codings(), "O".repeat(10));
+        assert_eq!(queue.codings(), "R".repeat(10), "runs: no codes at all");
         assert_eq!(queue.first(), Some((1024, 1)));
     }
 
@@ -288,8 +297,9 @@ mod tests {
 
     #[test]
     fn jobs_at_one_priority_in_id_order_cost_about_four_bytes() {
+        // One after another: runs, a chunk header for 256 keys.
         let cost = bytes_a_key((1..=1_000_000).map(|id| (1024, id)));
-        assert!(cost <= 4.2, "{cost:.3} bytes a key");
+        assert!(cost <= 0.25, "{cost:.3} bytes a key");
         // Ids with gaps (jobs of other tubes between them) cost the same.
         let cost = bytes_a_key((1..=1_000_000).map(|n| (1024, n * 1000)));
         assert!(cost <= 4.2, "{cost:.3} bytes a key");

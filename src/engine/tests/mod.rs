@@ -100,6 +100,10 @@ fn reserved(id: u64, body: &str) -> Reply {
     Reply::Reserved { id, body: body.as_bytes().into() }
 }
 
+fn found(id: u64, body: &str) -> Reply {
+    Reply::Found { id, body: body.as_bytes().into() }
+}
+
 #[test]
 fn ready_order_is_priority_then_id() {
     let mut h = Harness::new();
@@ -399,6 +403,60 @@ fn bury_and_kick() {
     assert_eq!(h.call(0, Command::Kick(10)), Reply::Kicked(1));
     assert_eq!(h.job_stat(d, "state"), "ready");
     assert_eq!(h.call(0, Command::Kick(10)), Reply::Kicked(0));
+}
+
+/// Kicks take buried jobs in burial order, whatever their ids, around a
+/// delete, a kick-job and a reserve-job from the middle, and a job kicked
+/// and buried again goes to the back.
+#[test]
+fn kicks_follow_burial_order_around_removals_from_the_middle() {
+    let mut h = Harness::new();
+    let ids: Vec<u64> = (0..600).map(|n| h.put(0, 0, 0, 50, &n.to_string())).collect();
+    let mut burial_order: Vec<u64> = ids.iter().map(|_| h.reserved_id(1)).collect();
+    burial_order.reverse();
+    for &id in &burial_order {
+        h.advance(1);
+        assert_eq!(h.call(1, Command::Bury { id, pri: 0 }), Reply::Buried);
+    }
+    let (deleted, kicked, taken, again) = (burial_order[10], burial_order[300], burial_order[301], burial_order[0]);
+    assert_eq!(h.call(1, Command::Delete(deleted)), Reply::Deleted);
+    assert_eq!(h.call(1, Command::KickJob(kicked)), Reply::KickedOne);
+    assert_eq!(h.call(2, Command::ReserveJob(taken)), reserved(taken, &(taken - 1).to_string()));
+    assert_eq!(h.call(1, Command::KickJob(again)), Reply::KickedOne);
+    assert_eq!(h.call(2, Command::ReserveJob(again)), reserved(again, &(again - 1).to_string()));
+    assert_eq!(h.call(2, Command::Bury { id: again, pri: 0 }), Reply::Buried);
+    assert_eq!(h.job_stat(again, "buries"), "2");
+    assert_eq!(h.job_stat(again, "kicks"), "1");
+    let mut expected: Vec<u64> =
+        burial_order.iter().copied().filter(|id| ![deleted, kicked, taken, again].contains(id)).collect();
+    expected.push(again);
+    assert_eq!(h.stat(0, Command::StatsTube(tube("default")), "current-jobs-buried"), expected.len().to_string());
+    for id in expected {
+        assert_eq!(h.call(0, Command::PeekBuried), found(id, &(id - 1).to_string()));
+        assert_eq!(h.call(0, Command::Kick(1)), Reply::Kicked(1));
+    }
+    assert_eq!(h.call(0, Command::PeekBuried), Reply::NotFound);
+}
+
+/// A job's counters go on past 255 (where the extras table keeps them
+/// apart), and back.
+#[test]
+fn counters_past_a_byte_are_kept_exactly() {
+    let mut h = Harness::new();
+    let id = h.put(0, 0, 0, 50, "x");
+    for _ in 0..300 {
+        h.reserved_id(1);
+        assert_eq!(h.call(1, Command::Bury { id, pri: 0 }), Reply::Buried);
+        assert_eq!(h.call(0, Command::KickJob(id)), Reply::KickedOne);
+    }
+    h.reserved_id(1);
+    assert_eq!(h.call(1, Command::Bury { id, pri: 0 }), Reply::Buried);
+    for (key, value) in [("reserves", "301"), ("buries", "301"), ("kicks", "300"), ("state", "buried")] {
+        assert_eq!(h.job_stat(id, key), value, "{key}");
+    }
+    assert_eq!(h.call(0, Command::PeekBuried), found(id, "x"));
+    assert_eq!(h.call(0, Command::Delete(id)), Reply::Deleted);
+    assert_eq!(h.server_stat("current-jobs-buried"), "0");
 }
 
 #[test]
