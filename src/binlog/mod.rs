@@ -5,7 +5,8 @@
 //! The format and the behaviour are specified in docs/binlog-format.md.
 //!
 //! A map of the module, one behaviour a file:
-//! - [`record`]: the bytes of records and file headers (format version 1).
+//! - [`record`]: the bytes of records and file headers (format version 2
+//!   written, 1 and 2 read).
 //! - `segment`: one preallocated file: appending, writing, syncing.
 //! - `open`: [`Binlog::open`]: locking the directory (`lock`), reading it
 //!   back (`recovery`: torn tails repaired, damage refused), reopening its
@@ -96,9 +97,6 @@ pub use syncer::Wake;
 
 /// Bytes of a delete record, set aside for every live job.
 const DELETE_LEN: u64 = 17;
-
-/// Bytes of a state record.
-const UPDATE_LEN: u64 = 58;
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]
