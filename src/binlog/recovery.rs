@@ -227,14 +227,7 @@ impl State {
                 Some(tube)
             }
         };
-        let decoded = file.decode_with(bytes, &mut tube_name);
-        if decoded == Decoded::Damaged && record::is_record(file.format(), bytes) {
-            // Whole but unreadable (format 2: its tube's declaration was
-            // skipped as damage): the job is lost, its id not reused.
-            let id = record::legible_id(file.format(), bytes).unwrap_or(0);
-            self.next_id = self.next_id.max(id.saturating_add(1));
-        }
-        decoded
+        file.decode_with(bytes, &mut tube_name)
     }
 
     /// A file header: the records that follow are in its format, and no id
@@ -368,10 +361,12 @@ pub(super) fn describe_damage(format: Format, bytes: &[u8], at: usize) -> String
     }
     let id = record::legible_id(format, &bytes[at..]);
     if record::is_record(format, &bytes[at..]) {
-        // Valid but unreadable: a format-2 job record whose tube's
-        // declaration was lost (skipped as damage), or declared twice.
+        // Valid but unreadable: a format-2 job record naming a tube index
+        // that nothing before it declared, or declaring one as another
+        // tube.
         return format!(
-            "a job record about job {} naming a tube index that no earlier record of the file declared once",
+            "a job record about job {} naming a tube index that no earlier record of the file declared as that \
+             tube",
             id.unwrap_or(0)
         );
     }

@@ -136,6 +136,8 @@ fn sprout_files_are_counted_and_replayed(format: Format, described: FileFormat) 
     assert_eq!(report.exit_status(), EXIT_CLEAN);
     let [first, spare] = &report.files[..] else { panic!("two files: {report}") };
     assert_eq!(first.format, described);
+    let version = if described == FileFormat::SproutV1 { 1 } else { 2 };
+    assert!(report.to_string().contains(&format!("sprout's binlog (format version {version})")), "{report}");
     assert_eq!(first.records, RecordCounts::Sprout { job: 3, state: 2, delete: 1, padding: 1 });
     assert_eq!(first.records_end as usize, offsets[6] + PADDING_LEN);
     assert_eq!((spare.format, spare.records_end), (FileFormat::Spare, HEADER_LEN as u64));

@@ -36,6 +36,13 @@ impl<'a> Cursor<'a> {
     /// An LEB128 varint of at most 64 bits, in its shortest form (so each
     /// value has one encoding, as the writer makes it).
     pub(super) fn varint(&mut self) -> Option<u64> {
+        // Most fields are small: one byte, one test.
+        if let Some((&byte, rest)) = self.0.split_first()
+            && byte < 0x80
+        {
+            self.0 = rest;
+            return Some(byte.into());
+        }
         let mut value = 0u64;
         for (i, &byte) in self.0.iter().enumerate().take(MAX_VARINT_LEN) {
             let bits = u64::from(byte & 0x7f);
@@ -91,6 +98,10 @@ impl Head<'_> {
     }
 
     pub(super) fn varint(&mut self, mut v: u64) {
+        // Most fields are small: one byte, one test.
+        if v < 0x80 {
+            return self.u8(v as u8);
+        }
         while v >= 0x80 {
             self.u8(v as u8 | 0x80);
             v >>= 7;

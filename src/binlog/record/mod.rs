@@ -290,12 +290,16 @@ fn checked_payload(bytes: &[u8]) -> Result<(&[u8], usize), Decoded<'_>> {
 pub struct FileDecoder {
     format: Format,
     tubes: DeclaredTubes,
+    /// Something before the next record was not one: damage (skipped, or
+    /// about to be refused), or padding, which is only ever written over
+    /// damage a start skipped. A declaration may have been lost in it.
+    after_damage: bool,
 }
 
 impl FileDecoder {
     /// For a file with this header's format, read from its first record.
     pub fn new(format: Format) -> FileDecoder {
-        FileDecoder { format, tubes: DeclaredTubes::default() }
+        FileDecoder { format, tubes: DeclaredTubes::default(), after_damage: false }
     }
 
     /// The file's format.
@@ -323,29 +327,47 @@ impl FileDecoder {
     ) -> Decoded<'a> {
         let (payload, len) = match checked_payload(bytes) {
             Ok(checked) => checked,
-            Err(end_or_damage) => return end_or_damage,
+            Err(end_or_damage) => {
+                self.after_damage = true;
+                return end_or_damage;
+            }
         };
         let record = match self.format {
             Format::V1 => v1::decode_payload(payload, tube_name),
             Format::V2 { .. } => match v2::decode_payload(payload, self.format.base_ns()) {
                 Some(v2::Payload::Other(record)) => Some(record),
-                Some(v2::Payload::Job { update, ttr, created_at, tube, body }) => {
-                    let tube = match tube {
-                        v2::TubeField::Refers(index) => self.tubes.get(index).cloned(),
-                        v2::TubeField::Declares(index, name) => match tube_name(name) {
-                            Some(tube) if self.tubes.declare(index, tube.clone()) => Some(tube),
-                            _ => None,
-                        },
-                    };
-                    tube.map(|tube| Record::Job(FullJob { update, tube, ttr, created_at, body }))
-                }
+                Some(v2::Payload::Job { update, ttr, created_at, tube, body }) => match tube {
+                    v2::TubeField::Refers(index) => match self.tubes.get(index) {
+                        Some(tube) => Some(Record::Job(FullJob { update, tube: tube.clone(), ttr, created_at, body })),
+                        // The index's declaration was lost to the damage
+                        // before it: what the record still tells is its
+                        // job's state (and id). A job whose full record is
+                        // only here is dropped, and logged as such.
+                        None if self.after_damage => Some(Record::State(update)),
+                        None => None,
+                    },
+                    v2::TubeField::Declares(index, name) => match tube_name(name) {
+                        Some(tube) if self.tubes.declare(index, tube.clone()) => {
+                            Some(Record::Job(FullJob { update, tube, ttr, created_at, body }))
+                        }
+                        _ => None,
+                    },
+                },
                 None => None,
             },
         };
         // An id no server hands out: the checksum was made over bad data.
         match record {
-            Some(record) if record.job_id() <= MAX_JOB_ID => Decoded::Record(record, len),
-            _ => Decoded::Damaged,
+            Some(record) if record.job_id() <= MAX_JOB_ID => {
+                if matches!(record, Record::Padding(_)) {
+                    self.after_damage = true;
+                }
+                Decoded::Record(record, len)
+            }
+            _ => {
+                self.after_damage = true;
+                Decoded::Damaged
+            }
         }
     }
 }

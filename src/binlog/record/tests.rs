@@ -353,12 +353,22 @@ fn a_tube_index_not_declared_in_the_file_is_damage() {
     let records = pinned_records();
     let bytes = file_bytes(V2, &records[..2]);
     let first_len = PINNED[0].replace(' ', "").len() / 2;
-    // The second record refers to the index the first declared: alone in
-    // a file (the first skipped as damage), it cannot be read.
+    // The second record refers to the index the first declared: first in
+    // a file, it cannot be read.
     let second = &bytes[first_len..];
     assert_eq!(decode(V2, second), Decoded::Damaged);
     assert!(is_record(V2, second), "its checksum and layout are valid: a record to resume at");
     assert_eq!(legible_id(V2, second), Some(1001));
+    // After damage, or padding (written over damage a start skipped), the
+    // declaration may have been lost there: the record tells its job's
+    // state.
+    let Record::Job(job) = &records[1] else { unreachable!() };
+    for before in [vec![0xee; 20], padding(20)] {
+        let mut decoder = FileDecoder::new(V2);
+        let first = decoder.decode(&before);
+        assert!(matches!(first, Decoded::Damaged | Decoded::Record(Record::Padding(_), _)));
+        assert_eq!(decoder.decode(second), Decoded::Record(Record::State(job.update), second.len()));
+    }
     // An index declared again as the same tube reads (the writer does so
     // every so often); as another tube, it is damage.
     let mut decoder = FileDecoder::new(V2);

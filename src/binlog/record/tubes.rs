@@ -113,24 +113,31 @@ impl WrittenTubes {
     /// Notes that a job record named `tube` as `named` (what
     /// [`WrittenTubes::name`] said) and was appended.
     pub(super) fn named(&mut self, tube: &TubeName, named: TubeRef) {
+        self.jobs += 1;
+        if let (TubeRef::Index(_), Some((last, ..))) = (named, &self.last)
+            && last == tube
+        {
+            // A run of puts into one tube: nothing else changes.
+            return;
+        }
+        let jobs = self.jobs - 1;
         let (index, declared_at) = match named {
             TubeRef::Index(index) => {
                 let declared_at = self.last.as_ref().filter(|(t, ..)| t == tube).map(|l| l.2);
                 (index, declared_at.unwrap_or_else(|| self.indexes[tube].1))
             }
             TubeRef::Declare(index) => {
-                self.indexes.insert(tube.clone(), (index, self.jobs));
+                self.indexes.insert(tube.clone(), (index, jobs));
                 if index == self.next {
                     // Each declaration takes a record of at least 12 bytes:
                     // 2^32 of them would make a file of 48 GiB, and a server
                     // of 2^32 tubes.
                     self.next = self.next.checked_add(1).expect("fewer than 2^32 tubes declared in one binlog file");
                 }
-                (index, self.jobs)
+                (index, jobs)
             }
         };
         self.last = Some((tube.clone(), index, declared_at));
-        self.jobs += 1;
     }
 }
 

@@ -38,7 +38,7 @@ pub const MAX_STATE_LEN: usize = FRAME_LEN + 2 + MAX_UPDATE_LEN;
 
 /// The longest a job record's head can be, beside its tube name and body:
 /// frame, type, flags, state, TTR, creation time, tube index, the name's
-/// length byte, the body's length.
+/// length byte, the body's length (101 bytes).
 const MAX_JOB_HEAD_LEN: usize = FRAME_LEN + 2 + MAX_UPDATE_LEN + 2 * MAX_VARINT_LEN + 5 + 1 + 5;
 
 /// How a job record names its tube.
@@ -71,16 +71,24 @@ pub fn max_len<Body: AsRef<[u8]>>(record: &Record<Body>) -> usize {
     }
 }
 
-/// A record's bytes before its body: put together on the stack, so that
-/// its length is known before anything is appended.
+/// A record's bytes but its body (and a declared tube's name): put
+/// together on the stack, so that its length is known before anything is
+/// appended. Small, so that making one costs little: a put's record is
+/// made once per put.
 pub(super) struct Head2 {
-    buf: [u8; MAX_JOB_HEAD_LEN + 255],
+    /// Frame, type, flags, the fields up to the tube's index, then (if the
+    /// record declares the tube) the name's length byte, then the body's
+    /// length: `name_at` is where the name goes, between the two.
+    buf: [u8; MAX_JOB_HEAD_LEN],
     len: usize,
+    name_at: usize,
+    name_len: usize,
 }
 
 impl Head2 {
+    /// The record's length but its body (or padding's filler).
     pub(super) fn len(&self) -> usize {
-        self.len
+        self.len + self.name_len
     }
 }
 
@@ -88,7 +96,7 @@ impl Head2 {
 /// `tube` (job records only). The payload length in the frame counts the
 /// body; the CRC is left for [`finish`].
 pub(super) fn head<Body: AsRef<[u8]>>(record: &Record<Body>, base: i64, tube: TubeRef) -> Head2 {
-    let mut out = Head2 { buf: [0; MAX_JOB_HEAD_LEN + 255], len: 0 };
+    let mut out = Head2 { buf: [0; MAX_JOB_HEAD_LEN], len: 0, name_at: 0, name_len: 0 };
     let mut head = Head { buf: &mut out.buf, at: FRAME_LEN };
     let mut body_len = 0;
     match record {
@@ -96,16 +104,17 @@ pub(super) fn head<Body: AsRef<[u8]>>(record: &Record<Body>, base: i64, tube: Tu
             head.u8(TYPE_JOB);
             let whole = job.ttr % NS_PER_SEC == 0 && job.update.delay % NS_PER_SEC == 0;
             let declares = if matches!(tube, TubeRef::Declare(_)) { DECLARES_TUBE } else { 0 };
-            head.u8(flags(&job.update, whole) | declares);
-            put_update(&job.update, whole, base, &mut head);
+            let flags = flags(&job.update, whole);
+            head.u8(flags | declares);
+            put_update(&job.update, flags, base, &mut head);
             head.varint(if whole { job.ttr / NS_PER_SEC } else { job.ttr });
             head.zigzag(job.created_at.wrapping_sub(base));
             match tube {
                 TubeRef::Declare(index) => {
                     head.varint(index.into());
-                    let name = job.tube.as_str().as_bytes();
-                    head.u8(name.len() as u8);
-                    head.bytes(name);
+                    let name = job.tube.as_str().len();
+                    head.u8(name as u8);
+                    (out.name_at, out.name_len) = (head.at, name);
                 }
                 TubeRef::Index(index) => head.varint(index.into()),
             }
@@ -114,9 +123,9 @@ pub(super) fn head<Body: AsRef<[u8]>>(record: &Record<Body>, base: i64, tube: Tu
         }
         Record::State(update) => {
             head.u8(TYPE_STATE);
-            let whole = update.delay % NS_PER_SEC == 0;
-            head.u8(flags(update, whole));
-            put_update(update, whole, base, &mut head);
+            let flags = flags(update, update.delay % NS_PER_SEC == 0);
+            head.u8(flags);
+            put_update(update, flags, base, &mut head);
         }
         Record::Delete(id) => {
             head.u8(TYPE_DELETE);
@@ -128,16 +137,24 @@ pub(super) fn head<Body: AsRef<[u8]>>(record: &Record<Body>, base: i64, tube: Tu
         }
     }
     out.len = head.at;
-    let payload_len = (out.len - FRAME_LEN + body_len) as u32;
+    let payload_len = (out.len + out.name_len - FRAME_LEN + body_len) as u32;
     out.buf[4..8].copy_from_slice(&payload_len.to_le_bytes());
     out
 }
 
-/// Appends the record whose head is `head` to `out`: the head, the body
-/// (or the padding's zeros), the CRC.
+/// Appends the record whose head is `head` to `out`: the head (and the
+/// tube's name where it declares it), the body (or the padding's zeros),
+/// the CRC.
 pub(super) fn finish<Body: AsRef<[u8]>>(record: &Record<Body>, head: &Head2, out: &mut Vec<u8>) {
     let start = out.len();
-    out.extend_from_slice(&head.buf[..head.len]);
+    match record {
+        Record::Job(job) if head.name_len > 0 => {
+            out.extend_from_slice(&head.buf[..head.name_at]);
+            out.extend_from_slice(job.tube.as_str().as_bytes());
+            out.extend_from_slice(&head.buf[head.name_at..head.len]);
+        }
+        _ => out.extend_from_slice(&head.buf[..head.len]),
+    }
     match record {
         Record::Job(job) => out.extend_from_slice(job.body.as_ref()),
         Record::Padding(filler) => out.resize(out.len() + filler, 0),
@@ -147,7 +164,7 @@ pub(super) fn finish<Body: AsRef<[u8]>>(record: &Record<Body>, head: &Head2, out
 }
 
 fn flags(u: &JobUpdate, whole: bool) -> u8 {
-    let counters = [u.reserves, u.timeouts, u.releases, u.buries, u.kicks].iter().any(|&n| n != 0);
+    let counters = (u.reserves | u.timeouts | u.releases | u.buries | u.kicks) != 0;
     let mut flags = u.state as u8;
     if counters {
         flags |= COUNTERS;
@@ -164,16 +181,17 @@ fn flags(u: &JobUpdate, whole: bool) -> u8 {
     flags
 }
 
-fn put_update(u: &JobUpdate, whole: bool, base: i64, head: &mut Head<'_>) {
+/// The job state's fields, as `flags` says which are there.
+fn put_update(u: &JobUpdate, flags: u8, base: i64, head: &mut Head<'_>) {
     head.varint(u.id);
     head.varint(u.pri.into());
-    if u.delay != 0 {
-        head.varint(if whole { u.delay / NS_PER_SEC } else { u.delay });
+    if flags & DELAY != 0 {
+        head.varint(if flags & NANOS == 0 { u.delay / NS_PER_SEC } else { u.delay });
     }
-    if u.ready_at != 0 {
+    if flags & READY_AT != 0 {
         head.zigzag(u.ready_at.wrapping_sub(base));
     }
-    if [u.reserves, u.timeouts, u.releases, u.buries, u.kicks].iter().any(|&n| n != 0) {
+    if flags & COUNTERS != 0 {
         for n in [u.reserves, u.timeouts, u.releases, u.buries, u.kicks] {
             head.varint(n.into());
         }
