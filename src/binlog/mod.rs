@@ -42,8 +42,10 @@
 //! Invariants:
 //! - **Live jobs are counted per file**: each file knows how many live jobs
 //!   have their full record in it (the engine keeps that file's number in
-//!   the job, as its [`JournalTag`](crate::engine::JournalTag)), and `live_bytes` is the size of
-//!   those records. A delete or a migration moves the count.
+//!   the job, as its [`JournalTag`](crate::engine::JournalTag)), and `live_bytes` is about the size
+//!   of those records (each counts for `record::accounted_job_len` of its
+//!   body, the same going as coming). A delete or a migration moves the
+//!   count.
 //! - **Room is promised before it is used**: from the current file on, the
 //!   unwritten room covers the 17-byte delete of every live job plus one
 //!   delete's worth per file, at all times. A change is logged only if its
@@ -167,7 +169,8 @@ pub struct Binlog {
     /// `--skip-damaged-records` skipped (its header damaged) stays in the
     /// directory under its number, after the last file read.
     last_seq: u64,
-    /// Bytes of the live jobs' full records.
+    /// Bytes of the live jobs' full records, as `record::accounted_job_len`
+    /// counts them (compaction's measure of the live data).
     live_bytes: u64,
     /// Bytes promised to the deletes of live jobs.
     reserved: u64,

@@ -77,10 +77,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The records of [`PINNED`], in order, in one file of base [`BASE`].
-fn pinned_records() -> Vec<Record<&'static [u8]>> {
-    let ready = JobUpdate {
-        id: 1000,
+/// A job just put at the default priority: ready, no delay, no counters.
+fn fresh_put(id: u64) -> JobUpdate {
+    JobUpdate {
+        id,
         pri: 1024,
         state: LoggedState::Ready,
         delay: 0,
@@ -90,7 +90,12 @@ fn pinned_records() -> Vec<Record<&'static [u8]>> {
         releases: 0,
         buries: 0,
         kicks: 0,
-    };
+    }
+}
+
+/// The records of [`PINNED`], in order, in one file of base [`BASE`].
+fn pinned_records() -> Vec<Record<&'static [u8]>> {
+    let ready = fresh_put(1000);
     vec![
         Record::Job(FullJob {
             update: ready,
@@ -177,18 +182,7 @@ fn format_2_reads_back_what_it_pinned() {
 #[test]
 fn a_put_and_a_change_of_state_are_small() {
     let created_at = BASE + 60_000_000_000;
-    let ready = JobUpdate {
-        id: 1_000_000,
-        pri: 1024,
-        state: LoggedState::Ready,
-        delay: 0,
-        ready_at: 0,
-        reserves: 0,
-        timeouts: 0,
-        releases: 0,
-        buries: 0,
-        kicks: 0,
-    };
+    let ready = fresh_put(1_000_000);
     let body = [b'x'; 100];
     let put =
         Record::Job(FullJob { update: ready, tube: tube("default"), ttr: 60_000_000_000, created_at, body: &body[..] });
