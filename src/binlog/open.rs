@@ -91,7 +91,7 @@ impl Binlog {
         // Collected in place, into the memory of the recovered list.
         let jobs: Vec<RestoredJob> = (recovered.jobs.into_iter())
             .map(|live| {
-                let tag = binlog.track(u64::from(live.seq), recovered.bodies.get(live.job.body).len());
+                let tag = binlog.track(u64::from(live.seq), live.job.body.len());
                 binlog.reserved += DELETE_LEN;
                 restored_job(live.job, tag)
             })
