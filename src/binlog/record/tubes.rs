@@ -98,6 +98,7 @@ impl WrittenTubes {
     /// How the next job record names `tube`: by its index, or declaring it
     /// (first use in the file, or [`REDECLARE_AFTER`] records since it was
     /// last declared).
+    #[inline]
     pub(super) fn name(&self, tube: &TubeName) -> TubeRef {
         let known = match &self.last {
             Some((last, index, declared_at)) if last == tube => Some((*index, *declared_at)),
@@ -112,6 +113,7 @@ impl WrittenTubes {
 
     /// Notes that a job record named `tube` as `named` (what
     /// [`WrittenTubes::name`] said) and was appended.
+    #[inline]
     pub(super) fn named(&mut self, tube: &TubeName, named: TubeRef) {
         self.jobs += 1;
         if let (TubeRef::Index(_), Some((last, ..))) = (named, &self.last)
