@@ -33,23 +33,23 @@ pub const FILE_SIZE: u64 = 4096;
 pub const NOW: Nanos = 1_765_000_000 * SECOND;
 
 /// The bound on any single allocation while a target works on an input of
-/// `input_len` bytes: four times the input, and 256 KiB besides.
+/// `input_len` bytes: sixteen times the input, and 256 KiB besides.
 ///
 /// Everything a start holds is derived from the files' bytes: a file read
 /// whole; job bodies copied out of it; one entry per record or job (a live
-/// job is 104 bytes, and takes a record of at least 80 bytes in sprout's
-/// format, 87 in beanstalkd's; a beanstalkd record read is about 120 bytes
-/// for a record of at least 84), in vectors that double as they grow, so
-/// at most 2.6 bytes for a byte of input, and at most twice what they hold
-/// (a doubled vector) for copies. The fixed-size buffers on these paths
-/// are at most 64 KiB (the zeros written where `fallocate` is missing, the
-/// buffer that tells a file of zeros) and 16 KiB pages of small bodies; the
-/// takeover flushes what it queued every 1 MiB, which only an input of more
-/// than that reaches. A length read from a file (32 bits in both formats)
-/// and used unchecked is up to 4 GiB: far over this for any input afl
-/// makes (1 MiB at most).
+/// job is 104 bytes, and takes a record of at least 16 bytes in sprout's
+/// format 2, 80 in format 1, 87 in beanstalkd's; a beanstalkd record read
+/// is about 120 bytes for a record of at least 84), in vectors that double
+/// as they grow, so at most 6.5 bytes for a byte of input, and at most
+/// twice what they hold (a doubled vector) for copies. The fixed-size
+/// buffers on these paths are at most 64 KiB (the zeros written where
+/// `fallocate` is missing, the buffer that tells a file of zeros) and 16
+/// KiB pages of small bodies; the takeover flushes what it queued every 1
+/// MiB, which only an input of more than that reaches. A length read from a
+/// file (32 bits in every format) and used unchecked is up to 4 GiB: far
+/// over this for any input afl makes (1 MiB at most).
 pub fn alloc_limit(input_len: usize) -> usize {
-    4 * input_len + (256 << 10)
+    16 * input_len + (256 << 10)
 }
 
 /// The files an input describes.

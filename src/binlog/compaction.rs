@@ -4,7 +4,7 @@
 
 use super::Binlog;
 use super::convert::full_job;
-use super::record::Record;
+use super::record::{self, Record};
 use crate::engine::{JobId, JobView, JournalTag};
 
 /// Most jobs considered for migration per turn of the event loop, so
@@ -70,15 +70,14 @@ impl Binlog {
             return None;
         }
         let record = Record::Job(full_job(job));
-        let len = record.encoded_len() as u64;
         // Only into room prepared ahead: a job that does not fit waits for
         // the next turn, after the end of this one has made a file.
-        if !self.has_room_now(len) {
+        if !self.has_room_now(record::max_len(&record) as u64) {
             return None;
         }
-        let seq = self.append(&record);
+        let (seq, _) = self.append(&record);
         self.untrack(job);
         self.records_migrated += 1;
-        Some(self.track(seq, len))
+        Some(self.track(seq, job.body.len()))
     }
 }

@@ -2,26 +2,25 @@
 //! for no log at all (`Option<Binlog>`).
 
 use super::convert::{full_job, job_update};
-use super::record::Record;
-use super::{Binlog, DELETE_LEN, UPDATE_LEN};
+use super::record::{self, Record};
+use super::{Binlog, DELETE_LEN};
 use crate::engine::{Job, JobId, JobView, Journal, JournalStats, JournalTag};
 
 impl Journal for Binlog {
     fn log_put(&mut self, job: JobView) -> Option<JournalTag> {
         let record = Record::Job(full_job(job));
-        let len = record.encoded_len() as u64;
-        if !self.ensure_room(len + DELETE_LEN) {
+        if !self.ensure_room(record::max_len(&record) as u64 + DELETE_LEN) {
             self.refused += 1;
             return None;
         }
         self.next_id = self.next_id.max(job.id + 1);
-        let seq = self.append(&record);
+        let (seq, _) = self.append(&record);
         self.reserved += DELETE_LEN;
-        Some(self.track(seq, len))
+        Some(self.track(seq, job.body.len()))
     }
 
     fn reserve_update(&mut self) -> bool {
-        let room = self.ensure_room(UPDATE_LEN);
+        let room = self.ensure_room(record::MAX_STATE_LEN as u64);
         self.refused += u64::from(!room);
         room
     }

@@ -5,7 +5,8 @@
 //! The format and the behaviour are specified in docs/binlog-format.md.
 //!
 //! A map of the module, one behaviour a file:
-//! - [`record`]: the bytes of records and file headers (format version 1).
+//! - [`record`]: the bytes of records and file headers (format version 2
+//!   written, 1 and 2 read).
 //! - `segment`: one preallocated file: appending, writing, syncing.
 //! - `open`: [`Binlog::open`]: locking the directory (`lock`), reading it
 //!   back (`recovery`: torn tails repaired, damage refused), reopening its
@@ -41,8 +42,10 @@
 //! Invariants:
 //! - **Live jobs are counted per file**: each file knows how many live jobs
 //!   have their full record in it (the engine keeps that file's number in
-//!   the job, as its [`JournalTag`](crate::engine::JournalTag)), and `live_bytes` is the size of
-//!   those records. A delete or a migration moves the count.
+//!   the job, as its [`JournalTag`](crate::engine::JournalTag)), and `live_bytes` is about the size
+//!   of those records (each counts for `record::accounted_job_len` of its
+//!   body, the same going as coming). A delete or a migration moves the
+//!   count.
 //! - **Room is promised before it is used**: from the current file on, the
 //!   unwritten room covers the 17-byte delete of every live job plus one
 //!   delete's worth per file, at all times. A change is logged only if its
@@ -96,9 +99,6 @@ pub use syncer::Wake;
 
 /// Bytes of a delete record, set aside for every live job.
 const DELETE_LEN: u64 = 17;
-
-/// Bytes of a state record.
-const UPDATE_LEN: u64 = 58;
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]
@@ -169,7 +169,8 @@ pub struct Binlog {
     /// `--skip-damaged-records` skipped (its header damaged) stays in the
     /// directory under its number, after the last file read.
     last_seq: u64,
-    /// Bytes of the live jobs' full records.
+    /// Bytes of the live jobs' full records, as `record::accounted_job_len`
+    /// counts them (compaction's measure of the live data).
     live_bytes: u64,
     /// Bytes promised to the deletes of live jobs.
     reserved: u64,

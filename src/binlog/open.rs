@@ -78,7 +78,7 @@ impl Binlog {
             preparation: Preparation::default(),
         };
         for file in recovered.files {
-            let segment = Segment::reopen(file.path.clone(), file.seq, file.end)
+            let segment = Segment::reopen(file.path.clone(), file.seq, file.end, file.encoder)
                 .map_err(|e| OpenError::Io(format!("cannot open {}: {e}", file.path.display())))?;
             binlog.last_seq = binlog.last_seq.max(file.seq);
             binlog.segments.push_back(segment);
@@ -91,7 +91,7 @@ impl Binlog {
         // Collected in place, into the memory of the recovered list.
         let jobs: Vec<RestoredJob> = (recovered.jobs.into_iter())
             .map(|live| {
-                let tag = binlog.track(u64::from(live.seq), u64::from(live.record_len));
+                let tag = binlog.track(u64::from(live.seq), live.job.body.len());
                 binlog.reserved += DELETE_LEN;
                 restored_job(live.job, tag)
             })

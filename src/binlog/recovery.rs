@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use super::OpenError;
-use super::record::{self, Decoded, FRAME_LEN, FullJob, HEADER_LEN, Header, LoggedState, Record};
+use super::record::{
+    self, Decoded, FRAME_LEN, FileDecoder, FileEncoder, Format, FullJob, HEADER_LEN, Header, LoggedState, Record,
+};
 use super::segment::sync_dir;
 use crate::engine::{Bodies, BodyRef};
 use crate::idindex::IdIndex;
@@ -41,6 +43,9 @@ pub struct FoundFile {
     pub path: PathBuf,
     /// Where valid records end (new records may be appended here).
     pub end: u64,
+    /// How to append there: the file's format, and the tubes its records
+    /// declared.
+    pub encoder: FileEncoder,
 }
 
 #[derive(Debug)]
@@ -87,7 +92,7 @@ pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
         let path = dir.join(super::segment::file_name(seq));
         if let Some(header) = spare_header(&path, seq) {
             state.saw_header(&header);
-            files.push(FoundFile { seq, path, end: HEADER_LEN as u64 });
+            files.push(FoundFile { seq, path, end: HEADER_LEN as u64, encoder: FileEncoder::new(header.format) });
             continue;
         }
         read_into(&path, &mut bytes).map_err(|e| OpenError::Io(format!("cannot read {}: {e}", path.display())))?;
@@ -114,7 +119,8 @@ pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
                 log::warn!("{}: {e}; skipping the whole file", path.display());
                 continue;
             }
-            Err(e @ record::HeaderError::Beanstalkd) => {
+            // Skipping a newer sprout's file would lose its jobs.
+            Err(e @ (record::HeaderError::Beanstalkd | record::HeaderError::NewerFormat(_))) => {
                 return Err(OpenError::Damaged(format!("{}: {e}", path.display())));
             }
             Err(e) => {
@@ -126,7 +132,7 @@ pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
         };
         state.saw_header(&header);
         let end = state.read_records(&path, seq, bytes, mode, later_have_data)?;
-        files.push(FoundFile { seq, path, end });
+        files.push(FoundFile { seq, path, end, encoder: state.end_of_file() });
     }
     Ok(state.finish(files))
 }
@@ -143,6 +149,9 @@ pub(super) struct State {
     bodies: Bodies,
     /// One shared copy of each tube name.
     tube_names: HashMap<Box<[u8]>, TubeName>,
+    /// The file being read: its format, and the tubes its records declared
+    /// so far (format 2). Set by its header.
+    file: Option<FileDecoder>,
     next_id: u64,
     /// Ids whose records were lost to damage we skipped.
     lost_in_damage: bool,
@@ -168,8 +177,12 @@ impl State {
                 }
                 Decoded::End if records_end_at(bytes, at) => return Ok(at as u64),
                 Decoded::End | Decoded::Damaged => {
-                    let resume = next_valid_record(bytes, at + 1);
-                    if resume.is_none() && !later_have_data() {
+                    let format = self.format();
+                    let resume = next_valid_record(format, bytes, at + 1);
+                    // A record whose checksum holds was written whole: not
+                    // torn, even if it cannot be read (format 2: its tube's
+                    // declaration was skipped as damage).
+                    if resume.is_none() && !record::is_record(format, &bytes[at..]) && !later_have_data() {
                         log::warn!(
                             "{}: cut off a torn record at offset {at} (a crash during a write; \
                              it was never acknowledged with -f 0)",
@@ -180,7 +193,7 @@ impl State {
                         }
                         return Ok(at as u64);
                     }
-                    let what = describe_damage(bytes, at);
+                    let what = describe_damage(format, bytes, at);
                     if !mode.skip_damaged {
                         return Err(OpenError::Damaged(format!(
                             "{}: damaged record at offset {at} ({what}); refusing to start rather than \
@@ -200,9 +213,11 @@ impl State {
         }
     }
 
-    /// Decodes the record at `bytes[0]`, its tube name shared with every
-    /// job of that tube read so far.
+    /// Decodes the record at `bytes[0]`, the next of the file whose header
+    /// was seen last, its tube name shared with every job of that tube read
+    /// so far.
     pub(super) fn decode<'a>(&mut self, bytes: &'a [u8]) -> Decoded<'a> {
+        let file = self.file.as_mut().expect("a file's header is read before its records");
         let tube_names = &mut self.tube_names;
         let mut tube_name = |name: &[u8]| match tube_names.get(name) {
             Some(tube) => Some(tube.clone()),
@@ -212,12 +227,27 @@ impl State {
                 Some(tube)
             }
         };
-        record::decode_with(bytes, &mut tube_name)
+        file.decode_with(bytes, &mut tube_name)
     }
 
-    /// A file header's next id: no id below it is handed out again.
+    /// A file header: the records that follow are in its format, and no id
+    /// below its next id is handed out again.
     pub(super) fn saw_header(&mut self, header: &Header) {
         self.next_id = self.next_id.max(header.next_id);
+        self.file = Some(FileDecoder::new(header.format));
+    }
+
+    /// The format of the file being read.
+    pub(super) fn format(&self) -> Format {
+        self.file.as_ref().expect("a file's header is read before its records").format()
+    }
+
+    /// The file read to its end: how a writer appends to it (its format,
+    /// and the tubes it declared).
+    fn end_of_file(&mut self) -> FileEncoder {
+        let file = self.file.take().expect("a file's header is read before its records");
+        let format = file.format();
+        FileEncoder::resume(format, &file.into_declared())
     }
 
     /// Records were skipped as damaged: a state record about a job not seen
@@ -300,11 +330,14 @@ fn narrow(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// The first offset after `from` where a valid record starts.
-pub(super) fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
+/// The first offset after `from` where a valid record starts, in a file
+/// of this format. (A format-2 record that refers to a tube whose
+/// declaration was lost counts: it is where reading resumes, and it reads
+/// as damage in turn, so it is dropped and logged.)
+pub(super) fn next_valid_record(format: Format, bytes: &[u8], from: usize) -> Option<usize> {
     (from..bytes.len().saturating_sub(FRAME_LEN))
         .filter(|&at| bytes[at + 4..at + FRAME_LEN] != [0; 4])
-        .find(|&at| matches!(record::decode(&bytes[at..]), Decoded::Record(..)))
+        .find(|&at| record::is_record(format, &bytes[at..]))
 }
 
 /// True if the records end at `at`: zeros from there to the end of the
@@ -320,16 +353,25 @@ pub(super) fn records_end_at(bytes: &[u8], at: usize) -> bool {
     bytes[at..].iter().all(|&b| b == 0)
 }
 
-/// Names the job a damaged record probably belonged to, if its id is legible.
-pub(super) fn describe_damage(bytes: &[u8], at: usize) -> String {
+/// Names the job a damaged record probably belonged to, if its id is
+/// legible.
+pub(super) fn describe_damage(format: Format, bytes: &[u8], at: usize) -> String {
     if bytes.get(at..at + FRAME_LEN).is_some_and(|frame| frame == [0; FRAME_LEN]) {
         return "eight zero bytes, which end the records, with data after them".into();
     }
-    match bytes.get(at + FRAME_LEN + 1..at + FRAME_LEN + 9) {
-        Some(id) => format!(
-            "checksum or layout mismatch; the record may be about job {}",
-            u64::from_le_bytes(id.try_into().unwrap())
-        ),
+    let id = record::legible_id(format, &bytes[at..]);
+    if record::is_record(format, &bytes[at..]) {
+        // Valid but unreadable: a format-2 job record naming a tube index
+        // that nothing before it declared, or declaring one as another
+        // tube.
+        return format!(
+            "a job record about job {} naming a tube index that no earlier record of the file declared as that \
+             tube",
+            id.unwrap_or(0)
+        );
+    }
+    match id {
+        Some(id) => format!("checksum or layout mismatch; the record may be about job {id}"),
         None => "checksum or layout mismatch".into(),
     }
 }
@@ -389,7 +431,7 @@ pub(super) fn file_has_records(path: &Path) -> bool {
 }
 
 /// Where the non-zero bytes of a file end (at least `from`).
-fn garbage_end(bytes: &[u8], from: usize) -> usize {
+pub(super) fn garbage_end(bytes: &[u8], from: usize) -> usize {
     bytes.iter().rposition(|&b| b != 0).map_or(from, |i| i + 1).max(from)
 }
 
@@ -403,8 +445,7 @@ fn pad_over(path: &Path, from: usize, until: usize) -> Result<(), OpenError> {
         log::warn!("{}: {len} damaged bytes at offset {from} are too few to pad over", path.display());
         return Ok(());
     }
-    let mut padding = Vec::with_capacity(len);
-    Record::<&[u8]>::Padding(len - FRAME_LEN - 1).encode(&mut padding);
+    let padding = record::padding(len);
     let fail = |e: std::io::Error| OpenError::Io(format!("cannot repair {}: {e}", path.display()));
     let file = fs::OpenOptions::new().write(true).open(path).map_err(fail)?;
     file.write_all_at(&padding, from as u64).map_err(fail)?;

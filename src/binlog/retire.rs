@@ -1,7 +1,7 @@
 //! Which files live jobs still need, and deleting the others.
 
 use super::Binlog;
-use super::record::Record;
+use super::record;
 use super::segment::Segment;
 use crate::engine::{JobView, JournalTag};
 
@@ -18,19 +18,20 @@ impl Binlog {
         &mut self.segments[at]
     }
 
-    /// Counts a job's full record, just written to file `seq`.
-    pub(super) fn track(&mut self, seq: u64, len: u64) -> JournalTag {
+    /// Counts a job's full record, just written to file `seq`, for a body
+    /// of `body_len` bytes.
+    pub(super) fn track(&mut self, seq: u64, body_len: usize) -> JournalTag {
         let segment = self.segment_mut(seq);
         segment.live_jobs += 1;
-        self.live_bytes += len;
+        self.live_bytes += record::accounted_job_len(body_len) as u64;
         JournalTag { file: u32::try_from(seq).expect("2^32 binlog files") }
     }
 
-    /// Forgets a job's full record (deleted, or rewritten elsewhere). Its
-    /// length follows from the tube name's and the body's.
+    /// Forgets a job's full record (deleted, or rewritten elsewhere): it
+    /// counted for what its body's length says, as when it was tracked.
     pub(super) fn untrack(&mut self, job: JobView) {
         self.segment_mut(u64::from(job.job.journal_tag.file)).live_jobs -= 1;
-        self.live_bytes -= Record::<&[u8]>::full_job_len(job.tube.as_str().len(), job.body.len()) as u64;
+        self.live_bytes -= record::accounted_job_len(job.body.len()) as u64;
     }
 
     /// The seq of the newest file in the run of old files holding no live

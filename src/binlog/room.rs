@@ -232,27 +232,34 @@ impl Binlog {
 
     pub(super) fn add_segment(&mut self, min_record: u64) -> io::Result<()> {
         let seq = self.last_seq + 1;
+        if seq > u64::from(u32::MAX) {
+            // A start reads no file numbered past 2^32 (and format 2's
+            // header holds the number in 32 bits).
+            return Err(io::Error::other("binlog file numbers are used up (2^32 files made in this directory)"));
+        }
         let capacity = self.file_size.max(HEADER_LEN as u64 + min_record).next_multiple_of(4096);
         let durable = self.fsync != FsyncPolicy::Never;
-        let segment =
-            (self.preparation.make_file)(&self.dir, Header { seq, next_id: self.next_id }, capacity, durable)?;
+        let segment = (self.preparation.make_file)(&self.dir, Header::new(seq, self.next_id), capacity, durable)?;
         self.segments.push_back(segment);
         self.last_seq = seq;
         Ok(())
     }
 
     /// Queues a record in the first file, from the current one on, that has
-    /// room for it (room was ensured). Returns that file's seq.
-    pub(super) fn append(&mut self, record: &Record<impl AsRef<[u8]>>) -> u64 {
-        let len = record.encoded_len() as u64;
-        while self.segments[self.current].remaining() < len {
+    /// room for it (room was ensured, for `record::max_len` bytes: its
+    /// length depends on the file's format and, in format 2, on its base
+    /// time and the tubes it declared). Returns that file's seq and the
+    /// record's length there.
+    pub(super) fn append(&mut self, record: &Record<impl AsRef<[u8]>>) -> (u64, u64) {
+        loop {
+            if let Some(len) = self.current().append(record) {
+                self.records_written += 1;
+                self.written_bytes += len;
+                return (self.segments[self.current].seq, len);
+            }
             assert!(self.current + 1 < self.segments.len(), "binlog room was not ensured");
             self.current += 1;
         }
-        self.current().append(record);
-        self.records_written += 1;
-        self.written_bytes += len;
-        self.segments[self.current].seq
     }
 
     /// Bytes the log's files take on disk (allocated whole), spare files

@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::fsyncs::FsyncTimes;
-use super::record::{HEADER_LEN, Header, Record};
+use super::record::{FileEncoder, HEADER_LEN, Header, Record};
 
 /// A binlog file. Its whole capacity is allocated when it is created, so a
 /// full disk is noticed when a file is made, never in the middle of a write.
@@ -27,6 +27,8 @@ pub struct Segment {
     unsynced: bool,
     /// Live jobs whose full record is in this file; it can go at zero.
     pub live_jobs: u64,
+    /// The file's format, and for format 2 the tubes its records declared.
+    encoder: FileEncoder,
 }
 
 /// The name of file `seq`, as beanstalkd names its files too.
@@ -92,27 +94,45 @@ impl Segment {
             pending: Vec::new(),
             unsynced: false,
             live_jobs: 0,
+            encoder: FileEncoder::new(header.format),
         })
     }
 
-    /// Reopens an existing file whose records end at `end`.
-    pub fn reopen(path: PathBuf, seq: u64, end: u64) -> io::Result<Segment> {
+    /// Reopens an existing file whose records end at `end`, to append to it
+    /// with `encoder` (its format, and the tubes its records declared).
+    pub fn reopen(path: PathBuf, seq: u64, end: u64, encoder: FileEncoder) -> io::Result<Segment> {
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         let capacity = file.metadata()?.len().max(end);
-        Ok(Segment { seq, file, path, capacity, end, written: end, pending: Vec::new(), unsynced: false, live_jobs: 0 })
+        Ok(Segment {
+            seq,
+            file,
+            path,
+            capacity,
+            end,
+            written: end,
+            pending: Vec::new(),
+            unsynced: false,
+            live_jobs: 0,
+            encoder,
+        })
     }
 
     pub fn remaining(&self) -> u64 {
         self.capacity - self.end
     }
 
-    /// Queues a record, which must fit in the remaining capacity.
-    pub fn append(&mut self, record: &Record<impl AsRef<[u8]>>) {
-        let before = self.pending.len();
-        record.encode(&mut self.pending);
-        let len = (self.pending.len() - before) as u64;
-        debug_assert!(len <= self.remaining());
+    /// Queues a record if it fits in the remaining capacity; returns its
+    /// length. `None` if it does not fit (nothing is queued).
+    pub fn append(&mut self, record: &Record<impl AsRef<[u8]>>) -> Option<u64> {
+        let len = self.encoder.append(record, self.remaining(), &mut self.pending)? as u64;
         self.end += len;
+        Some(len)
+    }
+
+    /// How to go on appending to this file where another owner of it
+    /// takes over (the takeover's files, opened by the log).
+    pub fn into_encoder(self) -> FileEncoder {
+        self.encoder
     }
 
     /// The ids of the jobs whose full records this file holds (some since
@@ -121,7 +141,7 @@ impl Segment {
         let mut bytes = vec![0; (self.written - HEADER_LEN as u64) as usize];
         self.file.read_exact_at(&mut bytes, HEADER_LEN as u64)?;
         bytes.extend_from_slice(&self.pending);
-        Ok(super::record::full_record_ids(&bytes))
+        Ok(super::record::full_record_ids(self.encoder.format(), &bytes))
     }
 
     /// Hands queued records to the kernel in one write.

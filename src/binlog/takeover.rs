@@ -38,7 +38,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::OpenError;
 use super::beanstalkd::{self, End, ImportedState, Replay};
-use super::record::{FullJob, HEADER_LEN, Header, JobUpdate, LoggedState, MAGIC, Record};
+use super::record::{self, FullJob, HEADER_LEN, Header, JobUpdate, LoggedState, MAGIC, Record};
 use super::recovery::{FoundFile, LiveJob, Recovered};
 use super::segment::{Segment, file_name, numbered_files, sync_dir};
 
@@ -228,7 +228,7 @@ fn write_staging(dir: &Path, staging: &Path, import: Import, file_size: u64) -> 
     let beanstalkd::Imported { jobs, bodies, next_id, .. } = import.replayed;
     let make = |seq: u64, record_len: u64| {
         let capacity = file_size.max(HEADER_LEN as u64 + record_len).next_multiple_of(4096);
-        let made = Segment::create(staging, Header { seq, next_id }, capacity, false);
+        let made = Segment::create(staging, Header::new(seq, next_id), capacity, false);
         crash_point();
         made
     };
@@ -273,17 +273,20 @@ fn write_staging(dir: &Path, staging: &Path, import: Import, file_size: u64) -> 
                 created_at: full.created_at,
                 body: bodies.get(full.body),
             });
-            let len = record.encoded_len() as u64;
-            if files.last().is_none_or(|f| f.remaining() < len) {
-                if let Some(full) = files.last_mut() {
-                    full.write_pending().map_err(fail)?;
-                    crash_point();
+            let len = match files.last_mut().and_then(|file| file.append(&record)) {
+                Some(len) => len,
+                None => {
+                    if let Some(full) = files.last_mut() {
+                        full.write_pending().map_err(fail)?;
+                        crash_point();
+                    }
+                    let seq = files.len() as u64 + 1;
+                    files.push(make(seq, record::max_len(&record) as u64).map_err(fail)?);
+                    let file = files.last_mut().expect("made above");
+                    file.append(&record).expect("a new file is made with room for its first record")
                 }
-                let seq = files.len() as u64 + 1;
-                files.push(make(seq, len).map_err(fail)?);
-            }
+            };
             let file = files.last_mut().expect("made above");
-            file.append(&record);
             if file.pending_len() >= WRITE_EVERY {
                 file.write_pending().map_err(fail)?;
                 crash_point();
@@ -309,7 +312,10 @@ fn write_staging(dir: &Path, staging: &Path, import: Import, file_size: u64) -> 
     fs::File::open(&plan).and_then(|f| f.sync_all()).map_err(fail)?;
     crash_point();
     sync(staging)?;
-    let found = files.iter().map(|f| FoundFile { seq: f.seq, path: dir.join(file_name(f.seq)), end: f.end }).collect();
+    let found = files
+        .into_iter()
+        .map(|f| FoundFile { seq: f.seq, path: dir.join(file_name(f.seq)), end: f.end, encoder: f.into_encoder() })
+        .collect();
     Ok(Recovered { jobs: live, bodies, next_id, files: found })
 }
 

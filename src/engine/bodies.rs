@@ -41,7 +41,9 @@ pub struct BodyRef {
 }
 
 impl BodyRef {
-    fn len(self) -> usize {
+    /// The body's length, without looking it up (the binlog counts a
+    /// restored job's record by it).
+    pub(crate) fn len(self) -> usize {
         self.len as usize
     }
 }

@@ -1,5 +1,5 @@
 //! The binlog's files as the tests see them: read by the byte layout in
-//! protocol.md (not by sprout's own reader, so a test checks the format the
+//! docs/binlog-format.md (not by sprout's own reader, so a test checks the format the
 //! spec promises), copied, damaged, measured; and what sprout says about
 //! them on stderr.
 
@@ -35,12 +35,22 @@ pub(crate) struct RecordPos {
     pub len: usize,
     pub kind: u8,
     pub id: u64,
+    /// Where in the record its id starts, and how many bytes it takes (8 in
+    /// format 1 and in deletes, a varint in format 2's job and state
+    /// records, after the type and flags bytes); the priority follows it.
+    pub id_at: usize,
+    pub id_len: usize,
+    /// Format 2: a job record that declares its tube's index (flags bit 6).
+    pub declares_tube: bool,
 }
 
 /// The records of a file (frame: crc u32, len u32), walked by their `len`
-/// fields up to the first zero.
+/// fields up to the first zero, their ids read as the header's format
+/// version lays them out.
 pub(crate) fn records(bytes: &[u8]) -> Vec<RecordPos> {
     assert_eq!(&bytes[..8], b"SPROUTWL", "binlog magic");
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    assert!(version == 1 || version == 2, "format version {version}");
     let mut out = Vec::new();
     let mut at = HEADER_LEN;
     while at + FRAME_LEN <= bytes.len() {
@@ -49,15 +59,56 @@ pub(crate) fn records(bytes: &[u8]) -> Vec<RecordPos> {
             break;
         }
         let kind = bytes[at + FRAME_LEN];
-        let id = u64::from_le_bytes(bytes[at + FRAME_LEN + 1..at + FRAME_LEN + 9].try_into().unwrap());
-        out.push(RecordPos { offset: at, len: FRAME_LEN + len, kind, id });
+        let (id, id_at, id_len) = match (version, kind) {
+            (2, KIND_JOB | KIND_STATE) => {
+                let (id, id_len) = varint(&bytes[at + FRAME_LEN + 2..]);
+                (id, FRAME_LEN + 2, id_len)
+            }
+            _ => {
+                let id = bytes
+                    .get(at + FRAME_LEN + 1..at + FRAME_LEN + 9)
+                    .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
+                (id, FRAME_LEN + 1, 8)
+            }
+        };
+        let declares_tube = version == 2 && kind == KIND_JOB && bytes[at + FRAME_LEN + 1] & 0x40 != 0;
+        out.push(RecordPos { offset: at, len: FRAME_LEN + len, kind, id, id_at, id_len, declares_tube });
         at += FRAME_LEN + len;
     }
     out
 }
 
-/// Bytes of a job's state as records hold it (id, priority, state, delay,
-/// ready-at, five counters).
+/// An LEB128 varint at the start of `bytes`, and its length.
+fn varint(bytes: &[u8]) -> (u64, usize) {
+    let mut value = 0;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return (value, i + 1);
+        }
+    }
+    (value, 10)
+}
+
+/// The jobs `--skip-damaged-records` drops when it skips the full record of
+/// `victim` in a file with these records: that job, and in format 2, when
+/// its record declared its tube, the job records after it that name the
+/// tube by index, up to the tube's next declaration (the tests put every
+/// job in one tube).
+pub(crate) fn dropped_with(records: &[RecordPos], victim: u64) -> Vec<u64> {
+    let jobs: Vec<&RecordPos> = records.iter().filter(|r| r.kind == KIND_JOB).collect();
+    let at = jobs.iter().position(|r| r.id == victim).expect("the victim's full record");
+    let mut dropped = vec![victim];
+    if jobs[at].declares_tube {
+        dropped.extend(jobs[at + 1..].iter().take_while(|r| !r.declares_tube).map(|r| r.id));
+    }
+    dropped
+}
+
+/// Bytes of a job's state as format-1 records hold it (id, priority,
+/// state, delay, ready-at, five counters). The lengths here are format 1's:
+/// bounds on what format 2, which sprout writes now, takes for the jobs
+/// the tests put (small ids, few counters, times near the file's base).
 const JOB_STATE_LEN: u64 = 8 + 4 + 1 + 8 + 8 + 5 * 4;
 
 /// Bytes a state record takes: frame, type, job state.

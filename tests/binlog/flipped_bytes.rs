@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tempfile::TempDir;
 
-use crate::files::{FRAME_LEN, KIND_JOB, copy_binlog, names_file_and_offset, names_job, newest_records, patch};
+use crate::files::{KIND_JOB, copy_binlog, dropped_with, names_file_and_offset, names_job, newest_records, patch};
 use crate::support::Exited;
 use crate::{SYNCED_SMALL_FILES, check_jobs, launch, start};
 
@@ -32,7 +32,8 @@ fn damage_fixture(dir: &Path) -> BTreeMap<u64, Vec<u8>> {
 /// checksum, length or id byte makes sprout refuse to start (exit 1, naming
 /// the file and the record's offset); with `--skip-damaged-records` it
 /// starts without the damaged job (logging which, when its id is legible)
-/// and with every other job as it was.
+/// and with every other job as it was, but for (format 2) the jobs whose
+/// records named the tube the damaged record declared, each logged.
 #[test]
 fn a_flipped_byte_in_an_earlier_record_is_refused_or_skipped() {
     let dir = TempDir::new().unwrap();
@@ -44,7 +45,7 @@ fn a_flipped_byte_in_an_earlier_record_is_refused_or_skipped() {
         ("a body byte", 2, full(2).offset + full(2).len - 5, 0x40, true),
         ("a checksum byte", 3, full(3).offset + 1, 0x01, true),
         ("a length byte", 4, full(4).offset + 4, 0x01, true),
-        ("an id byte", 1, full(1).offset + FRAME_LEN + 1, 0x04, false),
+        ("an id byte", 1, full(1).offset + full(1).id_at, 0x04, false),
     ];
     let mut failures = Vec::new();
     for (what, victim, at, xor, id_legible) in variants {
@@ -84,12 +85,21 @@ fn a_flipped_byte_in_an_earlier_record_is_refused_or_skipped() {
         if id_legible && !names_job(&stderr, victim) {
             failures.push(format!("{tag}: --skip-damaged-records does not log the dropped job {victim}:\n{stderr}"));
         }
+        let dropped = dropped_with(&recs, victim);
+        for &id in dropped.iter().filter(|&&id| id != victim) {
+            if !names_job(&stderr, id) {
+                failures.push(format!(
+                    "{tag}: job {id}, whose tube was declared by the damaged record, is dropped \
+                     without being logged:\n{stderr}"
+                ));
+            }
+        }
         let mut c = server.connect();
         let expected: BTreeMap<u64, Option<Vec<u8>>> =
-            bodies.iter().map(|(&id, b)| (id, (id != victim).then(|| b.clone()))).collect();
+            bodies.iter().map(|(&id, b)| (id, (!dropped.contains(&id)).then(|| b.clone()))).collect();
         failures
             .extend(check_jobs(&mut c, &expected).into_iter().map(|f| format!("{tag}, --skip-damaged-records: {f}")));
-        for (&id, _) in bodies.iter().filter(|(id, _)| **id != victim) {
+        for (&id, _) in bodies.iter().filter(|(id, _)| !dropped.contains(id)) {
             let s = c.stats_job(id);
             let (state, pri) = if id == 2 { ("buried", 77) } else { ("ready", 10 + id) };
             if s.as_ref().map(|s| (s["state"].as_str(), s.num("pri"))) != Some((state, pri)) {
@@ -116,7 +126,7 @@ fn a_flipped_byte_in_the_last_record_is_never_accepted_silently() {
     let (file, recs) = newest_records(dir.path());
     let rec = *recs.last().unwrap();
     assert_eq!((rec.kind, rec.id), (KIND_JOB, 6));
-    for (what, at) in [("body", rec.offset + rec.len - 4), ("priority", rec.offset + FRAME_LEN + 9)] {
+    for (what, at) in [("body", rec.offset + rec.len - 4), ("priority", rec.offset + rec.id_at + rec.id_len)] {
         let copy = copy_binlog(dir.path());
         let path = copy.path().join(&file);
         patch(&path, at, |b| b[0] ^= 0x10);

@@ -87,8 +87,10 @@ pub struct FileReport {
 #[serde(rename_all = "snake_case")]
 pub enum FileFormat {
     /// sprout's format, version 1 (magic `SPROUTWL`), with records (or a
-    /// damaged header).
+    /// damaged header), written by sprout before format 2.
     SproutV1,
+    /// sprout's format, version 2, with records.
+    SproutV2,
     /// A sprout file with a header and no record yet: made ahead by a
     /// server, which writes into it when the current file fills.
     Spare,
@@ -108,6 +110,7 @@ impl FileFormat {
     pub fn describe(self) -> &'static str {
         match self {
             FileFormat::SproutV1 => "sprout v1",
+            FileFormat::SproutV2 => "sprout v2",
             FileFormat::Spare => "spare",
             FileFormat::BeanstalkdV7 => "beanstalkd v7",
             FileFormat::BeanstalkdV5 => "beanstalkd v5",

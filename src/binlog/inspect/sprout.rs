@@ -7,8 +7,8 @@
 
 use super::report::{FileFormat, FileReport, JobState, Live, RecordCounts, Spot};
 use super::{MAX_READS, RETIRED, Reading, Reread};
-use crate::binlog::record::{Decoded, HEADER_LEN, Header, LoggedState, Record};
-use crate::binlog::recovery::{State, describe_damage, next_valid_record, records_end_at};
+use crate::binlog::record::{Decoded, Format, HEADER_LEN, Header, LoggedState, Record, is_record};
+use crate::binlog::recovery::{State, describe_damage, garbage_end, next_valid_record, records_end_at};
 
 /// sprout's files of a directory, replayed one by one, oldest first.
 #[derive(Default)]
@@ -64,9 +64,15 @@ impl SproutFiles {
                 return report;
             }
         };
-        self.state.saw_header(&header);
+        report.format = match header.format {
+            Format::V1 => FileFormat::SproutV1,
+            Format::V2 { .. } => FileFormat::SproutV2,
+        };
         let (mut reads, mut retired) = (1, false);
         loop {
+            // Each reading of the file starts from its header: format 2's
+            // tube declarations are read afresh with its records.
+            self.state.saw_header(&header);
             let mut walk = walk(&mut self.state, &bytes);
             let tail_is_damage = walk.bad_tail.is_some() && reading.later_have_data();
             let damaged = !walk.damage.is_empty() || tail_is_damage;
@@ -167,11 +173,19 @@ fn walk<'a>(state: &mut State, bytes: &'a [u8]) -> Walk<'a> {
             Decoded::End if records_end_at(bytes, at) => break,
             Decoded::End | Decoded::Damaged => {
                 walk.before_damage = walk.before_damage.min(walk.records.len());
-                let spot = Spot { offset: at as u64, reason: describe_damage(bytes, at) };
-                match next_valid_record(bytes, at + 1) {
+                let format = state.format();
+                let spot = Spot { offset: at as u64, reason: describe_damage(format, bytes, at) };
+                match next_valid_record(format, bytes, at + 1) {
                     Some(next) => {
                         walk.damage.push(spot);
                         at = next;
+                    }
+                    // Whole but unreadable (a format-2 record whose tube's
+                    // declaration was skipped): damage, never a torn tail.
+                    None if is_record(format, &bytes[at..]) => {
+                        walk.damage.push(spot);
+                        at = garbage_end(bytes, at);
+                        break;
                     }
                     None => {
                         walk.bad_tail = Some(spot);

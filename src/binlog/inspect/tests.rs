@@ -11,7 +11,7 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::binlog::beanstalkd::{ExportJob, State, V7Writer, full_record_len, read_file};
-use crate::binlog::record::{FullJob, HEADER_LEN, Header, JobUpdate, LoggedState, Record};
+use crate::binlog::record::{FileEncoder, Format, FullJob, HEADER_LEN, Header, JobUpdate, LoggedState, Record};
 use crate::engine::JobCounts;
 use crate::protocol::TubeName;
 
@@ -31,14 +31,20 @@ fn job(id: u64, tube: &str, body: &'static [u8]) -> Record<&'static [u8]> {
     })
 }
 
-/// A sprout file: header, records, zeros to `FILE_SIZE`; and where each
-/// record starts.
+/// A sprout file as sprout writes it now: header, records, zeros to
+/// `FILE_SIZE`; and where each record starts.
 fn sprout_file(seq: u64, next_id: u64, records: &[Record<&[u8]>]) -> (Vec<u8>, Vec<usize>) {
-    let mut bytes = Header { seq, next_id }.encode().to_vec();
+    sprout_file_in(Format::new_file(), seq, next_id, records)
+}
+
+/// [`sprout_file`] in `format`.
+fn sprout_file_in(format: Format, seq: u64, next_id: u64, records: &[Record<&[u8]>]) -> (Vec<u8>, Vec<usize>) {
+    let mut bytes = Header { seq, next_id, format }.encode().to_vec();
     let mut offsets = Vec::new();
+    let mut encoder = FileEncoder::new(format);
     for record in records {
         offsets.push(bytes.len());
-        record.encode(&mut bytes);
+        encoder.append(record, u64::MAX, &mut bytes).unwrap();
     }
     bytes.resize(FILE_SIZE.max(bytes.len()), 0);
     (bytes, offsets)
@@ -91,6 +97,11 @@ fn damage_at(report: &Report) -> Vec<(Option<&str>, Option<u64>)> {
 /// Jobs 1 to 3 in two tubes; 2 buried, 3 logged reserved (by
 /// `reserve-job`), 1 deleted; then a spare file.
 fn sprout_dir() -> (TempDir, Vec<usize>) {
+    sprout_dir_in(Format::new_file())
+}
+
+/// [`sprout_dir`], its first file in `format`.
+fn sprout_dir_in(format: Format) -> (TempDir, Vec<usize>) {
     let dir = TempDir::new().unwrap();
     let records = [
         job(1, "a", b"one"),
@@ -101,24 +112,34 @@ fn sprout_dir() -> (TempDir, Vec<usize>) {
         Record::Delete(1),
         Record::Padding(10),
     ];
-    let (bytes, offsets) = sprout_file(1, 1, &records);
+    let (bytes, offsets) = sprout_file_in(format, 1, 1, &records);
     write(dir.path(), 1, &bytes);
     write(dir.path(), 2, &sprout_file(2, 40, &[]).0);
     (dir, offsets)
 }
 
+/// Padding of 10 bytes: a frame, a type byte, the filler (either format).
+const PADDING_LEN: usize = 8 + 1 + 10;
+
 #[test]
-fn sprout_files_are_counted_and_replayed() {
-    let (dir, offsets) = sprout_dir();
+fn sprout_files_are_counted_and_replayed_in_either_format() {
+    for (format, described) in [(Format::V1, FileFormat::SproutV1), (Format::new_file(), FileFormat::SproutV2)] {
+        sprout_files_are_counted_and_replayed(format, described);
+    }
+}
+
+fn sprout_files_are_counted_and_replayed(format: Format, described: FileFormat) {
+    let (dir, offsets) = sprout_dir_in(format);
     let report = inspect(dir.path()).unwrap();
     assert_eq!(report.format, DirFormat::Sprout);
     assert!(report.clean && report.damage.is_empty(), "{report}");
     assert_eq!(report.exit_status(), EXIT_CLEAN);
     let [first, spare] = &report.files[..] else { panic!("two files: {report}") };
-    assert_eq!(first.format, FileFormat::SproutV1);
+    assert_eq!(first.format, described);
+    let version = if described == FileFormat::SproutV1 { 1 } else { 2 };
+    assert!(report.to_string().contains(&format!("sprout's binlog (format version {version})")), "{report}");
     assert_eq!(first.records, RecordCounts::Sprout { job: 3, state: 2, delete: 1, padding: 1 });
-    let padding_len = Record::<&[u8]>::Padding(10).encoded_len();
-    assert_eq!(first.records_end as usize, offsets[6] + padding_len);
+    assert_eq!(first.records_end as usize, offsets[6] + PADDING_LEN);
     assert_eq!((spare.format, spare.records_end), (FileFormat::Spare, HEADER_LEN as u64));
 
     let live = &report.live;
@@ -127,7 +148,8 @@ fn sprout_files_are_counted_and_replayed() {
     assert_eq!(live.tubes["b"], StateCounts { total: 1, ready: 0, delayed: 0, buried: 1, reserved: 0 });
     assert_eq!(report.next_id, 40, "the spare's header says so");
 
-    let records: u64 = [job(2, "b", b"two"), job(3, "a", b"three")].iter().map(|r| r.encoded_len() as u64).sum();
+    // The full records of jobs 2 and 3, as long as the file has them.
+    let records = (offsets[2] - offsets[1] + offsets[4] - offsets[3]) as u64;
     let files = 2 * FILE_SIZE as u64;
     assert_eq!(report.space, Space::new(files, HEADER_LEN as u64 + records, FILE_SIZE as u64));
     assert_eq!(report.space.reclaimable_bytes, files - HEADER_LEN as u64 - records - FILE_SIZE as u64);
@@ -158,7 +180,7 @@ fn a_torn_tail_is_no_damage_unless_a_later_file_has_records() {
     let path = dir.path().join("binlog.1");
     let mut bytes = fs::read(&path).unwrap();
     // The padding, the last record, garbled.
-    let end = offsets[6] + Record::<&[u8]>::Padding(10).encoded_len();
+    let end = offsets[6] + PADDING_LEN;
     bytes[end - 4..end].fill(0xff);
     fs::write(&path, &bytes).unwrap();
     let report = inspect(dir.path()).unwrap();
@@ -282,7 +304,7 @@ fn the_json_document_has_its_documented_fields() {
     assert_eq!(json["schema"], SCHEMA);
     assert_eq!(json["format"], "sprout");
     let file = &json["files"][0];
-    assert_eq!(file["format"], "sprout_v1");
+    assert_eq!(file["format"], "sprout_v2");
     assert_eq!(file["records"]["job"], 3);
     assert_eq!(file["torn_tail"], serde_json::Value::Null);
     assert_eq!(json["files"][1]["format"], "spare");

@@ -7,8 +7,15 @@ use super::report::{DirFormat, FileFormat, FileReport, RecordCounts, Report, Sta
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let has = |format: FileFormat| self.files.iter().any(|file| file.format == format);
         let whose = match self.format {
-            DirFormat::Sprout => "sprout's binlog (format version 1)",
+            DirFormat::Sprout => match (has(FileFormat::SproutV1), has(FileFormat::SproutV2)) {
+                (true, true) => "sprout's binlog (format versions 1 and 2)",
+                (true, false) => "sprout's binlog (format version 1)",
+                (false, true) => "sprout's binlog (format version 2)",
+                // Spare files only.
+                (false, false) => "sprout's binlog",
+            },
             DirFormat::Beanstalkd => "beanstalkd's binlog (sprout -b takes it over)",
             DirFormat::Mixed => "both sprout's and beanstalkd's files",
             DirFormat::None => "no binlog records",

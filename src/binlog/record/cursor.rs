@@ -1,0 +1,174 @@
+//! Reading a record's fields off its payload, and writing them into a
+//! record's head: fixed-width little-endian integers (format 1) and LEB128
+//! varints (format 2). Every read is checked: a field cut short, a varint
+//! longer than its type or not in its shortest form reads as `None`, which
+//! makes the record invalid.
+
+/// A reader over a payload, consumed from the front.
+pub(super) struct Cursor<'a>(pub(super) &'a [u8]);
+
+impl<'a> Cursor<'a> {
+    pub(super) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+
+    pub(super) fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    pub(super) fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    }
+
+    pub(super) fn u64(&mut self) -> Option<u64> {
+        self.take(8).map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    }
+
+    pub(super) fn i64(&mut self) -> Option<i64> {
+        self.take(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+    }
+
+    /// An LEB128 varint of at most 64 bits, in its shortest form (so each
+    /// value has one encoding, as the writer makes it).
+    pub(super) fn varint(&mut self) -> Option<u64> {
+        // Most fields are small: one byte, one test.
+        if let Some((&byte, rest)) = self.0.split_first()
+            && byte < 0x80
+        {
+            self.0 = rest;
+            return Some(byte.into());
+        }
+        let mut value = 0u64;
+        for (i, &byte) in self.0.iter().enumerate().take(MAX_VARINT_LEN) {
+            let bits = u64::from(byte & 0x7f);
+            // The tenth byte holds the 64th bit only.
+            if i == MAX_VARINT_LEN - 1 && byte > 1 {
+                return None;
+            }
+            value |= bits << (7 * i);
+            if byte & 0x80 == 0 {
+                // A last byte of zero after others is a longer form of a
+                // shorter encoding.
+                if i > 0 && byte == 0 {
+                    return None;
+                }
+                self.0 = &self.0[i + 1..];
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// A varint that must fit in 32 bits.
+    pub(super) fn varint_u32(&mut self) -> Option<u32> {
+        u32::try_from(self.varint()?).ok()
+    }
+
+    /// A zigzag varint: a signed offset.
+    pub(super) fn zigzag(&mut self) -> Option<i64> {
+        let v = self.varint()?;
+        Some((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+}
+
+/// Bytes of the longest varint (a 64-bit value).
+pub(super) const MAX_VARINT_LEN: usize = 10;
+
+/// A writer into a fixed buffer (a record's head, on the stack), from the
+/// front. The buffer is sized for the largest head, so writes never fail.
+pub(super) struct Head<'a> {
+    pub(super) buf: &'a mut [u8],
+    pub(super) at: usize,
+}
+
+impl Head<'_> {
+    pub(super) fn bytes(&mut self, bytes: &[u8]) {
+        self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+
+    pub(super) fn u8(&mut self, b: u8) {
+        self.buf[self.at] = b;
+        self.at += 1;
+    }
+
+    pub(super) fn varint(&mut self, mut v: u64) {
+        // Most fields are small: one byte, one test.
+        if v < 0x80 {
+            return self.u8(v as u8);
+        }
+        while v >= 0x80 {
+            self.u8(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.u8(v as u8);
+    }
+
+    /// A signed offset, zigzag-encoded so that small offsets either way
+    /// take few bytes.
+    pub(super) fn zigzag(&mut self, v: i64) {
+        self.varint(((v << 1) ^ (v >> 63)) as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(v: u64) -> Vec<u8> {
+        let mut buf = [0u8; MAX_VARINT_LEN];
+        let mut head = Head { buf: &mut buf, at: 0 };
+        head.varint(v);
+        let at = head.at;
+        buf[..at].to_vec()
+    }
+
+    #[test]
+    fn varints_are_leb128() {
+        assert_eq!(encoded(0), [0]);
+        assert_eq!(encoded(127), [0x7f]);
+        assert_eq!(encoded(128), [0x80, 0x01]);
+        assert_eq!(encoded(300), [0xac, 0x02]);
+        assert_eq!(encoded(u64::MAX), [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        for v in [0, 1, 127, 128, 16383, 16384, u32::MAX as u64, 1 << 63, u64::MAX] {
+            let bytes = encoded(v);
+            let mut cursor = Cursor(&bytes);
+            assert_eq!(cursor.varint(), Some(v));
+            assert!(cursor.0.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_varint_too_long_or_not_shortest_is_refused() {
+        // 2^64: past 64 bits.
+        assert_eq!(Cursor(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]).varint(), None);
+        // Eleven bytes.
+        assert_eq!(Cursor(&[0x80; 11]).varint(), None);
+        // 0 written in two bytes.
+        assert_eq!(Cursor(&[0x80, 0x00]).varint(), None);
+        // Cut short.
+        assert_eq!(Cursor(&[0x80]).varint(), None);
+        assert_eq!(Cursor(&[0x80, 0x80, 0x80, 0x80, 0x10]).varint_u32(), None);
+        assert_eq!(Cursor(&[0xff, 0xff, 0xff, 0xff, 0x0f]).varint_u32(), Some(u32::MAX));
+    }
+
+    #[test]
+    fn zigzag_round_trips_both_signs() {
+        for v in [0i64, 1, -1, 63, -64, 64, i64::MAX, i64::MIN] {
+            let mut buf = [0u8; MAX_VARINT_LEN];
+            let mut head = Head { buf: &mut buf, at: 0 };
+            head.zigzag(v);
+            let at = head.at;
+            assert_eq!(Cursor(&buf[..at]).zigzag(), Some(v), "{v}");
+        }
+        let mut buf = [0u8; MAX_VARINT_LEN];
+        let mut head = Head { buf: &mut buf, at: 0 };
+        head.zigzag(-1);
+        assert_eq!((head.at, buf[0]), (1, 1));
+    }
+}
