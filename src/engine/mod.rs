@@ -139,6 +139,7 @@ pub use time::{Nanos, SECOND, secs, whole_secs};
 use std::collections::BTreeSet;
 
 use crate::host::HostInfo;
+use crate::protocol::command::NewJob;
 use crate::protocol::{self, BodyBytes, Command, Op, TubeName};
 use extras::Extras;
 use ids::TubeId;
@@ -447,14 +448,28 @@ impl<J: Journal> Engine<J> {
     /// and any replies to other connections it caused, go to the outbox.
     /// A [`Command::Put`] comes after [`Engine::begin_put`] for its line.
     pub fn apply(&mut self, now: Nanos, conn: ConnId, command: Command) {
-        // What fell due by now happens first, as beanstalkd ticks between
-        // a connection's commands: a `pause-tube t 0` has ended by the next
-        // command of the same write.
-        if self.timers.next().is_some_and(|at| at <= now) {
-            self.tick(now);
-        }
+        self.catch_up(now);
         if let Some(reply) = self.execute(now, conn, command) {
             self.replies.push(conn, reply);
+        }
+    }
+
+    /// [`Engine::apply`] of a [`Command::Put`] whose body is lent, for
+    /// the moment of the call: the store copies it, which is the body's
+    /// one copy when it is borrowed from where it arrived (the server's
+    /// read buffer).
+    pub fn apply_put(&mut self, now: Nanos, conn: ConnId, job: NewJob<BodyBytes<'_>>) {
+        self.catch_up(now);
+        let reply = self.put(now, conn, job);
+        self.replies.push(conn, reply);
+    }
+
+    /// What fell due by `now` happens before a command, as beanstalkd ticks
+    /// between a connection's commands: a `pause-tube t 0` has ended by the
+    /// next command of the same write.
+    fn catch_up(&mut self, now: Nanos) {
+        if self.timers.next().is_some_and(|at| at <= now) {
+            self.tick(now);
         }
     }
 

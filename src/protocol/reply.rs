@@ -82,13 +82,33 @@ impl JobBody for Rc<[u8]> {
     }
 }
 
-/// A job's body lent for the moment its reply is written: a small one as
-/// the bytes themselves, a large one as its shared allocation, which a sink
-/// may send from instead of copying.
+/// A job's body lent for a moment: the bytes themselves, or a shared
+/// allocation. A reply lends its body from the engine's store until it is
+/// written (a small one as the bytes, a large one as its allocation, which
+/// a sink may send from instead of copying); a put lends its body from the
+/// read buffer until the engine stores it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BodyBytes<'a> {
     Borrowed(&'a [u8]),
     Shared(Rc<[u8]>),
+}
+
+impl BodyBytes<'_> {
+    /// The body's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            BodyBytes::Borrowed(bytes) => bytes,
+            BodyBytes::Shared(body) => body,
+        }
+    }
+
+    /// The body as a shared allocation of its own: a borrowed one copied.
+    pub fn into_shared(self) -> Rc<[u8]> {
+        match self {
+            BodyBytes::Borrowed(bytes) => Rc::from(bytes),
+            BodyBytes::Shared(body) => body,
+        }
+    }
 }
 
 impl JobBody for BodyBytes<'_> {

@@ -6,7 +6,7 @@ use super::Server;
 use super::connection::{READ_CHUNK, ReadOutcome};
 use crate::binlog::Binlog;
 use crate::engine::ConnId;
-use crate::protocol::{Command, Event, Op, Reply};
+use crate::protocol::{Event, Op, Reply};
 
 /// Reads per connection per wake-up, so one busy client cannot starve the
 /// others.
@@ -108,7 +108,7 @@ impl Server {
                     // (at one instant: the job is made at the put's time).
                     self.engine.begin_put(key);
                     let now = self.clock.stamp(read);
-                    self.engine.apply(now, key, Command::Put(job));
+                    self.engine.apply_put(now, key, job);
                     self.deliver_replies();
                 }
                 Event::PutWithoutCrlf => {
