@@ -95,7 +95,9 @@ impl Server {
                 Event::Command(command) => {
                     let input_ended = conn.input_ended();
                     let now = self.clock.stamp(read);
-                    self.engine.apply(now, key, command);
+                    if let Some(reply) = self.engine.answer(now, key, command) {
+                        conn.push_lent_reply(&reply);
+                    }
                     if input_ended && self.engine.is_waiting(key) {
                         // A reserve from a client that already hung up.
                         self.engine.hang_up(key);
@@ -108,7 +110,7 @@ impl Server {
                     // (at one instant: the job is made at the put's time).
                     self.engine.begin_put(key);
                     let now = self.clock.stamp(read);
-                    self.engine.apply_put(now, key, job);
+                    conn.push_lent_reply(&self.engine.answer_put(now, key, job));
                     self.deliver_replies();
                 }
                 Event::PutWithoutCrlf => {
@@ -132,6 +134,10 @@ impl Server {
     /// drive ends; others are listed here, and woken to take up their
     /// pipelines.
     pub(super) fn deliver_replies(&mut self) {
+        if !self.engine.has_replies() {
+            // Most commands: their own reply went straight to their output.
+            return;
+        }
         for (key, reply) in self.engine.send_replies() {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.push_lent_reply(&reply);
