@@ -133,11 +133,17 @@ impl Server {
     /// The connection being driven is listed for the flush once, when its
     /// drive ends; others are listed here, and woken to take up their
     /// pipelines.
+    ///
+    /// Inlined: it runs after every command, and most leave no reply in
+    /// the engine's outbox (their own went straight to their output).
+    #[inline]
     pub(super) fn deliver_replies(&mut self) {
-        if !self.engine.has_replies() {
-            // Most commands: their own reply went straight to their output.
-            return;
+        if self.engine.has_replies() {
+            self.deliver_queued_replies();
         }
+    }
+
+    fn deliver_queued_replies(&mut self) {
         for (key, reply) in self.engine.send_replies() {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.push_lent_reply(&reply);
