@@ -27,11 +27,12 @@
 //!   is at most `-z`, it wants at most a line ([`MAX_LINE`]) or a body and
 //!   its CRLF; between reads the connection keeps fewer than [`MAX_LINE`]
 //!   undecoded bytes, unless decoding was stopped;
+//! - a whole put's body is borrowed from the input it was decoded from;
 //! - no single allocation inside [`Decoder::decode`] is larger than
 //!   `-z` + 64 bytes (a body, and its `Rc`'s counts) or 1 KiB.
 
-use sprout::protocol::decoder::PartialBody;
-use sprout::protocol::{Command, Decoder, Event, MAX_JOB_SIZE_LIMIT, MAX_LINE};
+use sprout::protocol::decoder::{PartialBody, Step};
+use sprout::protocol::{BodyBytes, Command, Decoder, Event, MAX_JOB_SIZE_LIMIT, MAX_LINE};
 
 use super::alloc_guard;
 
@@ -65,7 +66,7 @@ pub fn run(data: &[u8]) {
 
 /// What a stream amounted to.
 struct Fed {
-    events: Vec<Event>,
+    events: Vec<Event<'static>>,
     end: End,
 }
 
@@ -181,12 +182,12 @@ impl Connection {
     /// `process_input`: decodes the kept bytes and then `fresh`, stopping
     /// after `stop_after` events; keeps what is left. True if it stopped
     /// there.
-    fn process(&mut self, fresh: &[u8], stop_after: usize, events: &mut Vec<Event>) -> bool {
+    fn process(&mut self, fresh: &[u8], stop_after: usize, events: &mut Vec<Event<'static>>) -> bool {
         let mut fresh = fresh;
         let mut stopped = false;
         let mut count = 0;
         while let Some(event) = self.next_event(&mut fresh) {
-            events.push(event);
+            events.push(event.into_owned());
             count += 1;
             if count == stop_after {
                 stopped = true;
@@ -199,18 +200,20 @@ impl Connection {
 
     /// `Connection::next_event`, with the decoder's bounds checked at
     /// every step.
-    fn next_event(&mut self, fresh: &mut &[u8]) -> Option<Event> {
+    fn next_event<'a>(&mut self, fresh: &mut &'a [u8]) -> Option<Event<'a>> {
         if let Some(job) = self.whole_put.take() {
             return Some(Event::Command(Command::Put(job)));
         }
         loop {
             let buffered = !self.undecoded().is_empty();
             let step = if buffered {
-                let step = self.decode(true, &[]);
-                self.consume(step.consumed);
-                step
+                let input = &self.input[self.input_start..];
+                let Step { consumed, event } = checked_decode(&mut self.decoder, self.max_job_size, input);
+                let event = event.map(Event::into_owned);
+                self.consume(consumed);
+                Step { consumed, event }
             } else {
-                let step = self.decode(false, fresh);
+                let step = checked_decode(&mut self.decoder, self.max_job_size, fresh);
                 *fresh = &fresh[step.consumed..];
                 step
             };
@@ -223,9 +226,9 @@ impl Connection {
                 // A whole put is its line's event and its command's, as a
                 // put cut by a read gives them: the schedules must agree.
                 Some(Event::WholePut(job)) => {
-                    let len = job.body.len();
+                    let len = job.body.bytes().len();
                     self.last_put = (len >= self.aim_min).then_some((step.consumed - len - 2, len));
-                    self.whole_put = Some(job);
+                    self.whole_put = Some(job.map_body(BodyBytes::into_shared));
                     return Some(Event::PutStarted);
                 }
                 Some(event) => return Some(event),
@@ -239,23 +242,6 @@ impl Connection {
                 }
             }
         }
-    }
-
-    /// One decoding step over the kept bytes (`buffered`) or `fresh`,
-    /// under the allocation bound, with the decoder's bounds checked.
-    fn decode(&mut self, buffered: bool, fresh: &[u8]) -> sprout::protocol::decoder::Step {
-        let z = self.max_job_size as usize;
-        let input = if buffered { &self.input[self.input_start..] } else { fresh };
-        let limit = (z + 64).max(1024);
-        let step = alloc_guard::within(limit, "Decoder::decode", || self.decoder.decode(input));
-        assert!(step.consumed <= input.len(), "consumed {} of {} bytes", step.consumed, input.len());
-        if let Some(Event::Command(Command::Put(job)) | Event::WholePut(job)) = &step.event {
-            assert!(job.body.len() <= z, "a body of {} bytes under -z {z}", job.body.len());
-        }
-        let d = &self.decoder;
-        assert!(d.body_len().is_none_or(|len| len <= z), "collecting a body of {:?} bytes under -z {z}", d.body_len());
-        assert!(d.wanted() <= MAX_LINE.max(z + 2), "wants {} bytes under -z {z}", d.wanted());
-        step
     }
 
     fn keep(&mut self, bytes: &[u8]) {
@@ -276,4 +262,34 @@ impl Connection {
             self.input.clear();
         }
     }
+}
+
+/// One decoding step over `input` (the kept bytes, or fresh ones), under
+/// the allocation bound, with the decoder's bounds checked.
+fn checked_decode<'a>(decoder: &mut Decoder, max_job_size: u32, input: &'a [u8]) -> Step<'a> {
+    let z = max_job_size as usize;
+    let limit = (z + 64).max(1024);
+    let step = alloc_guard::within(limit, "Decoder::decode", || decoder.decode(input));
+    assert!(step.consumed <= input.len(), "consumed {} of {} bytes", step.consumed, input.len());
+    let body_len = match &step.event {
+        Some(Event::Command(Command::Put(job))) => Some(job.body.len()),
+        Some(Event::WholePut(job)) => Some(job.body.bytes().len()),
+        _ => None,
+    };
+    if let Some(len) = body_len {
+        assert!(len <= z, "a body of {len} bytes under -z {z}");
+    }
+    // A whole put's body is lent from the input it was decoded from.
+    if let Some(Event::WholePut(job)) = &step.event {
+        let BodyBytes::Borrowed(body) = job.body else { panic!("a whole put's body is borrowed") };
+        let (start, end) = (body.as_ptr_range().start, body.as_ptr_range().end);
+        assert!(input.as_ptr_range().start <= start && end <= input.as_ptr_range().end, "lent from the input");
+    }
+    assert!(
+        decoder.body_len().is_none_or(|len| len <= z),
+        "collecting a body of {:?} bytes under -z {z}",
+        decoder.body_len()
+    );
+    assert!(decoder.wanted() <= MAX_LINE.max(z + 2), "wants {} bytes under -z {z}", decoder.wanted());
+    step
 }

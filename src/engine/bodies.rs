@@ -154,6 +154,15 @@ impl Bodies {
         self.insert_large(body)
     }
 
+    /// Stores a body lent to it: borrowed bytes are copied, a shared
+    /// allocation is kept if large ([`Bodies::insert_shared`]).
+    pub fn insert_lent(&mut self, body: BodyBytes<'_>) -> BodyRef {
+        match body {
+            BodyBytes::Borrowed(bytes) => self.insert(bytes),
+            BodyBytes::Shared(body) => self.insert_shared(body),
+        }
+    }
+
     fn insert_large(&mut self, body: Rc<[u8]>) -> BodyRef {
         let len = u32::try_from(body.len()).expect("bodies are limited to -z, at most 2^32 bytes");
         let at = u32::try_from(self.large.insert(body)).expect("fewer than 2^32 large bodies");

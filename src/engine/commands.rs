@@ -12,13 +12,13 @@ use super::time::{Nanos, secs};
 use super::timers::Timer;
 use super::tubes;
 use crate::protocol::command::NewJob;
-use crate::protocol::{Command, Op, TubeName};
+use crate::protocol::{BodyBytes, Command, Op, TubeName};
 
 impl<J: Journal> Engine<J> {
     pub(super) fn execute(&mut self, now: Nanos, conn: ConnId, command: Command) -> Option<Reply> {
         use Command as C;
         let reply = match command {
-            C::Put(job) => self.put(now, conn, job),
+            C::Put(job) => self.put(now, conn, job.map_body(BodyBytes::Shared)),
             C::Reserve => return self.reserve(now, conn, Op::Reserve, None),
             C::ReserveWithTimeout(timeout) => return self.reserve(now, conn, Op::ReserveWithTimeout, timeout),
             C::ReserveJob(id) => self.reserve_job(now, conn, id),
@@ -94,7 +94,7 @@ impl<J: Journal> Engine<J> {
         self.session_mut(conn).pending_put.take().expect("a put's body comes after its line (Engine::begin_put)")
     }
 
-    pub(super) fn put(&mut self, now: Nanos, conn: ConnId, new: NewJob) -> Reply {
+    pub(super) fn put(&mut self, now: Nanos, conn: ConnId, new: NewJob<BodyBytes<'_>>) -> Reply {
         let PendingPut { id, line_at } = self.take_pending_put(conn);
         if self.draining {
             return Reply::Draining;
@@ -117,12 +117,12 @@ impl<J: Journal> Engine<J> {
             deadline: if delayed { now + secs(new.delay) } else { 0 },
             ..JobExtras::default()
         };
-        let view = JobView { id, job: &job, extras, tube: &self.tubes[tube].name, body: &new.body };
+        let view = JobView { id, job: &job, extras, tube: &self.tubes[tube].name, body: new.body.bytes() };
         match self.journal.log_put(view) {
             Some(tag) => job.journal_tag = tag,
             None => return Reply::OutOfMemory,
         }
-        job.body = self.bodies.insert_shared(new.body);
+        job.body = self.bodies.insert_lent(new.body);
         self.jobs.insert(id, job);
         self.extras.set(id, extras);
         self.counts.total_jobs += 1;

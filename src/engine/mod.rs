@@ -5,7 +5,9 @@
 //! time ([`Engine::tick`], at [`Engine::next_deadline`]), and collects the
 //! replies it produced ([`Engine::take_replies`]), which may be addressed to
 //! other connections than the one that sent the command (a `put` can complete
-//! another client's waiting `reserve`).
+//! another client's waiting `reserve`). The server's own way in is
+//! [`Engine::answer`], which returns the command's own reply instead of
+//! queueing it, and [`Engine::answer_put`], whose body may be borrowed.
 //!
 //! Invariant that makes reservation cheap: a tube that is not paused never has
 //! both ready jobs and a waiting connection that watches it. Whenever a job
@@ -142,6 +144,7 @@ pub use time::{Nanos, SECOND, secs, whole_secs};
 use std::collections::BTreeSet;
 
 use crate::host::HostInfo;
+use crate::protocol::command::NewJob;
 use crate::protocol::{self, BodyBytes, Command, Op, TubeName};
 use extras::Extras;
 use ids::TubeId;
@@ -450,14 +453,51 @@ impl<J: Journal> Engine<J> {
     /// and any replies to other connections it caused, go to the outbox.
     /// A [`Command::Put`] comes after [`Engine::begin_put`] for its line.
     pub fn apply(&mut self, now: Nanos, conn: ConnId, command: Command) {
-        // What fell due by now happens first, as beanstalkd ticks between
-        // a connection's commands: a `pause-tube t 0` has ended by the next
-        // command of the same write.
-        if self.timers.next().is_some_and(|at| at <= now) {
-            self.tick(now);
-        }
+        self.catch_up(now);
         if let Some(reply) = self.execute(now, conn, command) {
             self.replies.push(conn, reply);
+        }
+    }
+
+    /// [`Engine::apply`], the server's way: the command's own reply, if it
+    /// has one yet, is returned, its body lent from the store, rather than
+    /// queued in the outbox, which keeps the replies it caused to other
+    /// connections (and a later reply to `conn`, for a reserve that waits).
+    /// Replies to `conn` still in the outbox come before the one returned:
+    /// the server takes the outbox after every command, so that there are
+    /// none. (Through the outbox, the put's reply cost a push, a drain, and
+    /// a look-up of its connection.)
+    pub fn answer(&mut self, now: Nanos, conn: ConnId, command: Command) -> Option<protocol::Reply<BodyBytes<'_>>> {
+        self.catch_up(now);
+        let reply = self.execute(now, conn, command)?;
+        Some(outbox::lend(reply, &self.bodies))
+    }
+
+    /// [`Engine::answer`] for a put whose body is lent, for the moment of
+    /// the call: the store copies it, which is the body's one copy when it
+    /// is borrowed from where it arrived (the server's read buffer).
+    pub fn answer_put(
+        &mut self,
+        now: Nanos,
+        conn: ConnId,
+        job: NewJob<BodyBytes<'_>>,
+    ) -> protocol::Reply<BodyBytes<'_>> {
+        self.catch_up(now);
+        let reply = self.put(now, conn, job);
+        outbox::lend(reply, &self.bodies)
+    }
+
+    /// True while replies wait in the outbox ([`Engine::send_replies`]).
+    pub fn has_replies(&self) -> bool {
+        !self.replies.is_empty()
+    }
+
+    /// What fell due by `now` happens before a command, as beanstalkd ticks
+    /// between a connection's commands: a `pause-tube t 0` has ended by the
+    /// next command of the same write.
+    fn catch_up(&mut self, now: Nanos) {
+        if self.timers.next().is_some_and(|at| at <= now) {
+            self.tick(now);
         }
     }
 

@@ -30,6 +30,16 @@ pub enum ReplyBody {
 /// A reply as the engine makes it.
 pub type Reply = protocol::Reply<ReplyBody>;
 
+/// The reply with its body lent from `bodies`, for as long as it is
+/// borrowed: to be written now.
+#[inline]
+pub fn lend(reply: Reply, bodies: &Bodies) -> protocol::Reply<BodyBytes<'_>> {
+    reply.map_body(|body| match body {
+        ReplyBody::Stored(stored) => bodies.lend(stored),
+        ReplyBody::Copied(copy) => BodyBytes::Shared(copy),
+    })
+}
+
 #[derive(Debug, Default)]
 pub struct Outbox {
     replies: Vec<(ConnId, Reply)>,
@@ -52,19 +62,17 @@ impl Outbox {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.replies.is_empty()
+    }
+
     /// The replies, in the order they were made, with their bodies lent
     /// from `bodies` for as long as the replies are borrowed.
     pub fn send<'a>(
         &'a mut self,
         bodies: &'a Bodies,
     ) -> impl Iterator<Item = (ConnId, protocol::Reply<BodyBytes<'a>>)> + 'a {
-        self.replies.drain(..).map(move |(conn, reply)| {
-            let reply = reply.map_body(|body| match body {
-                ReplyBody::Stored(stored) => bodies.lend(stored),
-                ReplyBody::Copied(copy) => BodyBytes::Shared(copy),
-            });
-            (conn, reply)
-        })
+        self.replies.drain(..).map(move |(conn, reply)| (conn, lend(reply, bodies)))
     }
 
     /// The replies, in the order they were made, each with its own copy of

@@ -119,13 +119,25 @@ impl Op {
 }
 
 /// A job as `put` delivers it. Durations are whole seconds, as on the wire.
+/// The body is a `B`: by default its own shared allocation; on the server's
+/// path, the bytes where they arrived, when they arrived whole
+/// ([`crate::protocol::BodyBytes`], see [`crate::protocol::Event::WholePut`]), so that the
+/// engine copies them once, into its store.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewJob {
+pub struct NewJob<B = Rc<[u8]>> {
     pub pri: u32,
     pub delay: u32,
     pub ttr: u32,
     /// The body without its trailing CRLF.
-    pub body: Rc<[u8]>,
+    pub body: B,
+}
+
+impl<B> NewJob<B> {
+    /// The same job with its body turned into a `C`.
+    pub fn map_body<C>(self, f: impl FnOnce(B) -> C) -> NewJob<C> {
+        let NewJob { pri, delay, ttr, body } = self;
+        NewJob { pri, delay, ttr, body: f(body) }
+    }
 }
 
 /// A command of the protocol, whole and well-formed, for the engine: the

@@ -3,13 +3,17 @@
 //!
 //! Framing is apart from commands: an [`Event`] says what the input amounts
 //! to (a whole [`Command`], the start or failure of a put, a reply that
-//! needs no queue, `quit`), and only [`Event::Command`] carries a command.
+//! needs no queue, `quit`), and only [`Event::Command`] and
+//! [`Event::WholePut`] carry a command.
 //!
 //! The connection keeps the bytes read so far and offers them to
 //! [`Decoder::decode`], which says how many it used; so a body that arrives
 //! one byte at a time and one that arrives with a thousand commands behind
-//! it take the same path. The one buffer the decoder holds is a body that
-//! arrives over several reads: it is copied, as it comes, into an
+//! it take the same path. A put whose line and body are both in the input
+//! offered is one event whose body is borrowed from that input: the
+//! engine's store makes the body's one copy (a pipelined put allocates
+//! nothing for its body on its way). The one buffer the decoder holds is a
+//! body that arrives over several reads: it is copied, as it comes, into an
 //! allocation that grows with what arrived up to the announced size, and
 //! becomes the job's body ([`PartialBody`]). So the connection never holds
 //! more than a read of it, a large body is copied into the job as it
@@ -23,11 +27,12 @@ use super::MAX_LINE;
 pub use super::body::PartialBody;
 use super::command::{Command, NewJob, Op};
 use super::parse::{Line, parse_line};
-use super::reply::Reply;
+use super::reply::{BodyBytes, Reply};
 
-/// What a connection's input amounts to, one step at a time.
+/// What a connection's input amounts to, one step at a time. A whole put's
+/// body is borrowed from the input the step was decoded from (`'a`).
 #[derive(Debug, PartialEq, Eq)]
-pub enum Event {
+pub enum Event<'a> {
     /// A whole command for the engine (a put with its body).
     Command(Command),
     /// A `put` line within `-z` was accepted, and its body is on its way.
@@ -39,8 +44,10 @@ pub enum Event {
     /// same input: what [`Event::PutStarted`] and then the put's
     /// [`Event::Command`] would say, in one step (a pipelined put costs one
     /// decoding step, not two). The line's length is what the step consumed
-    /// less the body and its CRLF.
-    WholePut(NewJob),
+    /// less the body and its CRLF. The body is borrowed from the input (the
+    /// engine copies it once, into its store), unless the event was made
+    /// to outlive it ([`Event::into_owned`]).
+    WholePut(NewJob<BodyBytes<'a>>),
     /// The body of the put just started did not end in CRLF. It is
     /// answered `EXPECTED_CRLF`, and the id assigned at its line is spent.
     PutWithoutCrlf,
@@ -82,16 +89,34 @@ pub struct Decoder {
     max_job_size: u32,
 }
 
-/// The result of one decoding step.
+impl Event<'_> {
+    /// The same event, owning its bytes: a whole put's body borrowed from
+    /// the input is copied into an allocation of its own, for an event that
+    /// must outlive the input it was decoded from.
+    pub fn into_owned(self) -> Event<'static> {
+        match self {
+            Event::WholePut(job) => Event::WholePut(job.map_body(|body| BodyBytes::Shared(body.into_shared()))),
+            Event::Command(command) => Event::Command(command),
+            Event::PutStarted => Event::PutStarted,
+            Event::PutWithoutCrlf => Event::PutWithoutCrlf,
+            Event::PutTooBig => Event::PutTooBig,
+            Event::CountedBadFormat(op) => Event::CountedBadFormat(op),
+            Event::Reply(reply) => Event::Reply(reply),
+            Event::Quit => Event::Quit,
+        }
+    }
+}
+
+/// The result of one decoding step over an input that lives for `'a`.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Step {
+pub struct Step<'a> {
     /// Bytes of the input that were used and can be dropped.
     pub consumed: usize,
     /// What those bytes amounted to, if anything yet.
-    pub event: Option<Event>,
+    pub event: Option<Event<'a>>,
 }
 
-impl Step {
+impl Step<'_> {
     /// True when the decoder needs more input to go on.
     pub fn is_stalled(&self) -> bool {
         self.consumed == 0 && self.event.is_none()
@@ -173,7 +198,7 @@ impl Decoder {
     }
 
     /// Takes one step over `input`, the bytes received and not yet consumed.
-    pub fn decode(&mut self, input: &[u8]) -> Step {
+    pub fn decode<'a>(&mut self, input: &'a [u8]) -> Step<'a> {
         match self.state {
             State::Line => self.decode_line(input),
             State::Body { announced: ref mut announced @ false, .. } => {
@@ -226,7 +251,7 @@ impl Decoder {
         }
     }
 
-    fn decode_line(&mut self, input: &[u8]) -> Step {
+    fn decode_line<'a>(&mut self, input: &'a [u8]) -> Step<'a> {
         let line_len = match find_line_end(input) {
             LineEnd::Found(len) => len,
             LineEnd::NeedMore => return Step { consumed: 0, event: None },
@@ -249,9 +274,9 @@ impl Decoder {
                 let len = bytes as usize;
                 let end = line_len + len + 2;
                 if input.get(end - 2..end) == Some(b"\r\n") {
-                    // One copy, from the input, as a body that arrives whole
-                    // after its line is taken.
-                    let body = Rc::from(&input[line_len..line_len + len]);
+                    // Lent from the input: the engine's store takes the
+                    // one copy.
+                    let body = BodyBytes::Borrowed(&input[line_len..line_len + len]);
                     return Step { consumed: end, event: Some(Event::WholePut(NewJob { pri, delay, ttr, body })) };
                 }
                 self.state = State::Body { pri, delay, ttr, len, partial: None, announced: true };
@@ -291,7 +316,7 @@ mod tests {
     use super::*;
 
     /// Feeds `input` in chunks of `chunk` bytes, as a connection would.
-    fn events(input: &[u8], chunk: usize, max_job_size: u32) -> Vec<Event> {
+    fn events(input: &[u8], chunk: usize, max_job_size: u32) -> Vec<Event<'static>> {
         let mut decoder = Decoder::new(max_job_size);
         let mut buffered = Vec::new();
         let mut out = Vec::new();
@@ -299,14 +324,17 @@ mod tests {
             buffered.extend_from_slice(piece);
             loop {
                 let step = decoder.decode(&buffered);
-                buffered.drain(..step.consumed);
                 let stalled = step.is_stalled();
                 // Put lines are checked in `put_lines_come_first`; a whole
-                // put is its command.
+                // put is its command (its body copied out of the input,
+                // which is about to go).
                 let event = match step.event {
-                    Some(Event::WholePut(job)) => Some(Event::Command(Command::Put(job))),
-                    other => other,
+                    Some(Event::WholePut(job)) => {
+                        Some(Event::Command(Command::Put(job.map_body(BodyBytes::into_shared))))
+                    }
+                    other => other.map(Event::into_owned),
                 };
+                buffered.drain(..step.consumed);
                 out.extend(event.filter(|e| !matches!(e, Event::PutStarted | Event::PutTooBig)));
                 if stalled {
                     break;
@@ -316,7 +344,7 @@ mod tests {
         out
     }
 
-    fn every_chunking(input: &[u8], max_job_size: u32) -> Vec<Event> {
+    fn every_chunking(input: &[u8], max_job_size: u32) -> Vec<Event<'static>> {
         let whole = events(input, input.len().max(1), max_job_size);
         for chunk in [1, 2, 3, 7, 100, 223, 224, 225] {
             assert_eq!(events(input, chunk, max_job_size), whole, "chunk {chunk}");
@@ -324,7 +352,7 @@ mod tests {
         whole
     }
 
-    fn put(body: &[u8]) -> Event {
+    fn put(body: &[u8]) -> Event<'static> {
         Event::Command(Command::Put(NewJob { pri: 1, delay: 0, ttr: 5, body: body.into() }))
     }
 
@@ -337,12 +365,14 @@ mod tests {
     #[test]
     fn a_put_with_its_whole_body_is_one_step() {
         let mut decoder = Decoder::new(10);
-        let job = NewJob { pri: 1, delay: 0, ttr: 5, body: b"abc"[..].into() };
-        assert_eq!(
-            decoder.decode(b"put 1 0 5 3\r\nabc\r\nquit"),
-            Step { consumed: 18, event: Some(Event::WholePut(job)) }
-        );
+        let input = b"put 1 0 5 3\r\nabc\r\nquit";
+        let job = NewJob { pri: 1, delay: 0, ttr: 5, body: BodyBytes::Borrowed(b"abc") };
+        let step = decoder.decode(input);
+        assert_eq!(step, Step { consumed: 18, event: Some(Event::WholePut(job)) });
         assert!(decoder.is_at_line());
+        // The body is lent from the input, not copied.
+        let Some(Event::WholePut(NewJob { body: BodyBytes::Borrowed(body), .. })) = step.event else { unreachable!() };
+        assert_eq!(body.as_ptr(), input[13..].as_ptr());
         // Without its CRLF yet, or with another byte there, the line comes first.
         assert_eq!(decoder.decode(b"put 1 0 5 3\r\nabc\r").event, Some(Event::PutStarted));
         let mut decoder = Decoder::new(10);

@@ -14,7 +14,7 @@ use super::allowance::BodyAllowance;
 use super::conn_state::ConnState;
 use super::listener::Stream;
 use super::output::Output;
-use crate::protocol::decoder::PartialBody;
+use crate::protocol::decoder::{PartialBody, Step};
 use crate::protocol::{BodyBytes, Decoder, Event, Reply};
 
 /// Stop decoding commands while this much output is waiting for the client.
@@ -111,13 +111,17 @@ impl Connection {
     /// A body larger than a read takes its room from `allowance` if it can
     /// (see `allowance.rs`), and gives it back once complete.
     #[inline]
-    pub fn next_event(&mut self, fresh: &mut &[u8], allowance: &mut BodyAllowance) -> Option<Event> {
+    pub fn next_event<'a>(&mut self, fresh: &mut &'a [u8], allowance: &mut BodyAllowance) -> Option<Event<'a>> {
         loop {
             let buffered = !self.unprocessed().is_empty();
             let step = if buffered {
-                let step = self.decoder.decode(&self.input[self.input_start..]);
-                self.consume(step.consumed);
-                step
+                let Step { consumed, event } = self.decoder.decode(&self.input[self.input_start..]);
+                // A whole put's body is copied out of the buffer, which the
+                // step consumes: one put per read at most (the one a read
+                // cut), the others are lent from `fresh`.
+                let event = event.map(Event::into_owned);
+                self.consume(consumed);
+                Step { consumed, event }
             } else {
                 let step = self.decoder.decode(fresh);
                 *fresh = &fresh[step.consumed..];
@@ -136,7 +140,7 @@ impl Connection {
                 // A put line with its whole body: the line as above, but
                 // the body needs no room (it is here, and taken).
                 Some(Event::WholePut(job)) => {
-                    let len = job.body.len();
+                    let len = job.body.bytes().len();
                     let line = step.consumed - len - 2;
                     self.last_put = (len >= AIM_MIN).then_some((line as u32, len as u32));
                     return Some(Event::WholePut(job));
@@ -428,7 +432,7 @@ mod tests {
         client: &mut std::os::unix::net::UnixStream,
         bytes: &[u8],
         allowance: &mut BodyAllowance,
-    ) -> Vec<Event> {
+    ) -> Vec<Event<'static>> {
         use std::io::Write;
         let mut scratch = vec![0; READ_BUFFER];
         let mut events = Vec::new();
@@ -437,7 +441,7 @@ mod tests {
             while let ReadOutcome::Data(range) = conn.read_some(&mut scratch, &mut None) {
                 let mut fresh = &scratch[range];
                 while let Some(event) = conn.next_event(&mut fresh, allowance) {
-                    events.push(event);
+                    events.push(event.into_owned());
                 }
                 conn.keep(fresh);
             }

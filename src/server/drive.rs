@@ -6,7 +6,7 @@ use super::Server;
 use super::connection::{READ_CHUNK, ReadOutcome};
 use crate::binlog::Binlog;
 use crate::engine::ConnId;
-use crate::protocol::{Command, Event, Op, Reply};
+use crate::protocol::{Event, Op, Reply};
 
 /// Reads per connection per wake-up, so one busy client cannot starve the
 /// others.
@@ -95,7 +95,9 @@ impl Server {
                 Event::Command(command) => {
                     let input_ended = conn.input_ended();
                     let now = self.clock.stamp(read);
-                    self.engine.apply(now, key, command);
+                    if let Some(reply) = self.engine.answer(now, key, command) {
+                        conn.push_lent_reply(&reply);
+                    }
                     if input_ended && self.engine.is_waiting(key) {
                         // A reserve from a client that already hung up.
                         self.engine.hang_up(key);
@@ -108,7 +110,7 @@ impl Server {
                     // (at one instant: the job is made at the put's time).
                     self.engine.begin_put(key);
                     let now = self.clock.stamp(read);
-                    self.engine.apply(now, key, Command::Put(job));
+                    conn.push_lent_reply(&self.engine.answer_put(now, key, job));
                     self.deliver_replies();
                 }
                 Event::PutWithoutCrlf => {
@@ -131,7 +133,17 @@ impl Server {
     /// The connection being driven is listed for the flush once, when its
     /// drive ends; others are listed here, and woken to take up their
     /// pipelines.
+    ///
+    /// Inlined: it runs after every command, and most leave no reply in
+    /// the engine's outbox (their own went straight to their output).
+    #[inline]
     pub(super) fn deliver_replies(&mut self) {
+        if self.engine.has_replies() {
+            self.deliver_queued_replies();
+        }
+    }
+
+    fn deliver_queued_replies(&mut self) {
         for (key, reply) in self.engine.send_replies() {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.push_lent_reply(&reply);

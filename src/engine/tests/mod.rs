@@ -728,3 +728,25 @@ fn lent_replies_write_the_same_bytes() {
         assert_eq!(String::from_utf8(lent).unwrap(), expected);
     }
 }
+
+/// The server's way in: a command's own reply comes back from `answer`,
+/// its body lent from the store, and only the replies it caused to other
+/// connections wait in the outbox.
+#[test]
+fn answer_returns_the_own_reply_and_queues_the_others() {
+    let mut h = Harness::new();
+    assert_eq!(h.engine.answer(h.now, 0, Command::Reserve), None, "connection 0 waits");
+    assert!(!h.engine.has_replies());
+
+    h.engine.begin_put(1);
+    let job = NewJob { pri: 0, delay: 0, ttr: 5, body: BodyBytes::Borrowed(b"lent") };
+    assert_eq!(h.engine.answer_put(h.now, 1, job), protocol::Reply::Inserted(1));
+    h.engine.check_invariants();
+    let queued: Vec<_> = h.engine.take_replies().collect();
+    assert_eq!(queued, [(0, Reply::Reserved { id: 1, body: b"lent".as_slice().into() })], "the waiter's");
+
+    h.put(1, 0, 0, 5, "second");
+    let reply = h.engine.answer(h.now, 2, Command::Peek(2));
+    assert_eq!(reply, Some(protocol::Reply::Found { id: 2, body: BodyBytes::Borrowed(b"second") }));
+    assert!(!h.engine.has_replies(), "nothing queued for a command's own reply");
+}
