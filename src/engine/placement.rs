@@ -2,13 +2,14 @@
 //! one `place_*`, so the counters and timers that go with each state are kept
 //! in one place.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use super::Engine;
 use super::ids::{ConnId, JobId, TubeId};
 use super::job::{JobState, Place};
 use super::journal::Journal;
 use super::outbox::{Reply, ReplyBody};
+use super::ready::ReadyKey;
 use super::time::Nanos;
 use super::timers::Timer;
 use super::tubes::URGENT_PRIORITY;
@@ -71,21 +72,21 @@ impl<J: Journal> Engine<J> {
         self.serve_waiters(now, tube);
     }
 
-    /// Makes many jobs ready at once (recovery). Each tube's ready queue is
-    /// given its keys sorted, so each one is appended at its end.
-    pub(super) fn place_ready_all(&mut self, now: Nanos, ids: Vec<JobId>) {
-        self.meter_restored_ready(now, &ids);
-        let mut by_tube: HashMap<TubeId, Vec<(u32, JobId)>> = HashMap::new();
-        for id in ids {
-            let job = self.job_mut(id);
-            job.place = Place::unheld(JobState::Ready);
-            let (tube, pri) = (job.tube, job.pri);
-            by_tube.entry(tube).or_default().push((pri, id));
-            self.count_ready(tube, pri, true);
-        }
-        for (tube, mut keys) in by_tube {
-            keys.sort_unstable();
-            self.tubes.append_ready(tube, keys);
+    /// Makes many jobs ready at once (recovery): jobs in the table, marked
+    /// ready but in no queue yet, each given with its tube and key. Each
+    /// tube's ready queue is given its keys sorted, so that it is built a
+    /// chunk at a time (`ReadyQueue::append`).
+    pub(super) fn place_ready_all(&mut self, now: Nanos, mut ready: Vec<(TubeId, ReadyKey)>) {
+        self.meter_restored_ready(now, ready.iter().map(|&(_, (_, id))| id));
+        // Sorting what comes already sorted (one tube, one priority, ids in
+        // order: the usual restart) is one pass.
+        ready.sort_unstable();
+        for run in ready.chunk_by(|a, b| a.0 == b.0) {
+            let tube = run[0].0;
+            for &(_, (pri, _)) in run {
+                self.count_ready(tube, pri, true);
+            }
+            self.tubes.append_ready(tube, run.iter().map(|&(_, key)| key));
             self.serve_waiters(now, tube);
         }
     }

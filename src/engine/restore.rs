@@ -7,6 +7,7 @@ use super::extras::{JobCounts, JobExtras};
 use super::ids::{JobId, TubeId};
 use super::job::{Job, JobState, JournalTag, Place};
 use super::journal::Journal;
+use super::ready::ReadyKey;
 use super::time::{Nanos, whole_secs};
 use crate::protocol::TubeName;
 
@@ -43,9 +44,9 @@ pub struct RestoredJob {
 
 impl<J: Journal> Engine<J> {
     /// Restores a job, except that a job that comes back ready is left for
-    /// the caller to place: its id is returned.
+    /// the caller to place: its tube and ready key are returned.
     #[must_use]
-    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId) -> Option<JobId> {
+    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId) -> Option<(TubeId, ReadyKey)> {
         let id = restored.id;
         let job = Job {
             tube,
@@ -65,7 +66,7 @@ impl<J: Journal> Engine<J> {
                 self.place_delayed(now, id, restored.ready_at - now);
             }
             JobState::Buried => self.place_buried(id, restored.ready_at),
-            _ => return Some(id),
+            _ => return Some((tube, (restored.pri, id))),
         }
         None
     }
