@@ -12,15 +12,14 @@ use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use std::collections::HashMap;
 use std::io::Read;
 
 use super::OpenError;
 use super::record::{self, Decoded, FRAME_LEN, FullJob, HEADER_LEN, Header, LoggedState, Record};
 use super::segment::sync_dir;
+use super::tube_names::TubeNames;
 use crate::engine::{Bodies, BodyRef};
 use crate::idindex::IdIndex;
-use crate::protocol::TubeName;
 
 /// A live job and where its full record is. (Sizes in 32 bits: a million
 /// of these are held at once, and the takeover builds them in place of its
@@ -141,8 +140,7 @@ pub(super) struct State {
     jobs: Vec<Option<LiveJob>>,
     slots: IdIndex,
     bodies: Bodies,
-    /// One shared copy of each tube name.
-    tube_names: HashMap<Box<[u8]>, TubeName>,
+    tube_names: TubeNames,
     next_id: u64,
     /// Ids whose records were lost to damage we skipped.
     lost_in_damage: bool,
@@ -204,14 +202,7 @@ impl State {
     /// job of that tube read so far.
     pub(super) fn decode<'a>(&mut self, bytes: &'a [u8]) -> Decoded<'a> {
         let tube_names = &mut self.tube_names;
-        let mut tube_name = |name: &[u8]| match tube_names.get(name) {
-            Some(tube) => Some(tube.clone()),
-            None => {
-                let tube = TubeName::new(name)?;
-                tube_names.insert(name.into(), tube.clone());
-                Some(tube)
-            }
-        };
+        let mut tube_name = |name: &[u8]| tube_names.share(name);
         record::decode_with(bytes, &mut tube_name)
     }
 
