@@ -276,11 +276,18 @@ impl State {
         // than in random order.
         // (Collected in place: a second list of a million jobs would double
         // the memory a restart needs.)
-        let mut jobs = self.jobs;
-        jobs.retain(Option::is_some);
-        let mut jobs: Vec<LiveJob> = jobs.into_iter().map(|live| live.expect("kept above")).collect();
-        let mut buried: Vec<LiveJob> = jobs.extract_if(.., |l| l.job.update.state == LoggedState::Buried).collect();
-        buried.sort_unstable_by_key(|l| (l.job.update.ready_at, l.job.update.id));
+        // One pass over the list, which takes the buried jobs out too.
+        let mut buried = Vec::new();
+        let mut jobs: Vec<LiveJob> = (self.jobs.into_iter())
+            .filter_map(|live| match live {
+                Some(l) if l.job.update.state == LoggedState::Buried => {
+                    buried.push(l);
+                    None
+                }
+                live => live,
+            })
+            .collect();
+        buried.sort_unstable_by_key(|l: &LiveJob| (l.job.update.ready_at, l.job.update.id));
         jobs.append(&mut buried);
         Recovered { jobs, bodies: self.bodies, next_id: self.next_id.max(1), files }
     }

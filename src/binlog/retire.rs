@@ -26,6 +26,13 @@ impl Binlog {
         JournalTag { file: u32::try_from(seq).expect("2^32 binlog files") }
     }
 
+    /// Counts `jobs` restored jobs whose full records, `bytes` long in all,
+    /// are in file `seq`.
+    pub(super) fn track_restored(&mut self, seq: u64, jobs: u64, bytes: u64) {
+        self.segment_mut(seq).live_jobs += jobs;
+        self.live_bytes += bytes;
+    }
+
     /// Forgets a job's full record (deleted, or rewritten elsewhere). Its
     /// length follows from the tube name's and the body's.
     pub(super) fn untrack(&mut self, job: JobView) {
