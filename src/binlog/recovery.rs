@@ -98,7 +98,7 @@ pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
             Ok(header) => {
                 return Err(OpenError::Damaged(format!("{}: header says it is file {}", path.display(), header.seq)));
             }
-            Err(_) if bytes.iter().all(|&b| b == 0) && !later_have_data() => {
+            Err(_) if all_zeros(bytes) && !later_have_data() => {
                 // A crash while the file was being created: it holds nothing.
                 if mode.repair {
                     log::warn!("{}: empty file left by a crash, removed", path.display());
@@ -315,7 +315,16 @@ pub(super) fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
 /// passed over, the records appended at `at` would be read on into them at
 /// the next start: back to life, or refused as damage.
 pub(super) fn records_end_at(bytes: &[u8], at: usize) -> bool {
-    bytes[at..].iter().all(|&b| b == 0)
+    all_zeros(&bytes[at..])
+}
+
+/// True if every byte is zero. Or-ing them all together, which the
+/// compiler does 16 bytes an instruction, is about ten times cheaper than
+/// stopping at the first non-zero byte one byte at a time: every start
+/// reads the spare file's 10 MB of zeros, and the zeros after the last
+/// record.
+fn all_zeros(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0, |acc, &b| acc | b) == 0
 }
 
 /// Names the job a damaged record probably belonged to, if its id is legible.
@@ -367,7 +376,7 @@ fn zeros_from(file: &fs::File, from: u64) -> std::io::Result<bool> {
         };
         let n = buf.len().min(len.saturating_sub(data) as usize);
         file.read_exact_at(&mut buf[..n], data)?;
-        if buf[..n].iter().any(|&b| b != 0) {
+        if !all_zeros(&buf[..n]) {
             return Ok(false);
         }
         at = data + n as u64;
@@ -383,7 +392,7 @@ fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
 
 /// True if the file has anything but zeros after its header.
 pub(super) fn file_has_records(path: &Path) -> bool {
-    fs::read(path).map(|b| b.iter().skip(HEADER_LEN).any(|&x| x != 0)).unwrap_or(false)
+    fs::read(path).map(|b| !all_zeros(b.get(HEADER_LEN..).unwrap_or_default())).unwrap_or(false)
 }
 
 /// Where the non-zero bytes of a file end (at least `from`).
