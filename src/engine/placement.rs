@@ -9,7 +9,6 @@ use super::ids::{ConnId, JobId, TubeId};
 use super::job::{JobState, Place};
 use super::journal::Journal;
 use super::outbox::{Reply, ReplyBody};
-use super::ready::ReadyKey;
 use super::time::Nanos;
 use super::timers::Timer;
 use super::tubes::URGENT_PRIORITY;
@@ -73,20 +72,21 @@ impl<J: Journal> Engine<J> {
     }
 
     /// Makes many jobs ready at once (recovery): jobs in the table, marked
-    /// ready but in no queue yet, each given with its tube and key. Each
-    /// tube's ready queue is given its keys sorted, so that it is built a
-    /// chunk at a time (`ReadyQueue::append`).
-    pub(super) fn place_ready_all(&mut self, now: Nanos, mut ready: Vec<(TubeId, ReadyKey)>) {
-        self.meter_restored_ready(now, ready.iter().map(|&(_, (_, id))| id));
+    /// ready but in no queue yet, each given as (tube, priority, id), 16
+    /// bytes (a restart may bring back millions). Each tube's ready queue
+    /// is given its keys sorted, so that it is built a chunk at a time
+    /// (`ReadyQueue::append`).
+    pub(super) fn place_ready_all(&mut self, now: Nanos, mut ready: Vec<(TubeId, u32, JobId)>) {
+        self.meter_restored_ready(now, ready.iter().map(|&(_, _, id)| id));
         // Sorting what comes already sorted (one tube, one priority, ids in
         // order: the usual restart) is one pass.
         ready.sort_unstable();
         for run in ready.chunk_by(|a, b| a.0 == b.0) {
             let tube = run[0].0;
-            for &(_, (pri, _)) in run {
+            for &(_, pri, _) in run {
                 self.count_ready(tube, pri, true);
             }
-            self.tubes.append_ready(tube, run.iter().map(|&(_, key)| key));
+            self.tubes.append_ready(tube, run.iter().map(|&(_, pri, id)| (pri, id)));
             self.serve_waiters(now, tube);
         }
     }

@@ -7,7 +7,6 @@ use super::extras::{JobCounts, JobExtras};
 use super::ids::{JobId, TubeId};
 use super::job::{Job, JobState, JournalTag, Place};
 use super::journal::Journal;
-use super::ready::ReadyKey;
 use super::time::{Nanos, whole_secs};
 use crate::protocol::TubeName;
 
@@ -44,9 +43,9 @@ pub struct RestoredJob {
 
 impl<J: Journal> Engine<J> {
     /// Restores a job, except that a job that comes back ready is left for
-    /// the caller to place: its tube and ready key are returned.
+    /// the caller to place: its tube, priority and id are returned.
     #[must_use]
-    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId) -> Option<(TubeId, ReadyKey)> {
+    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId) -> Option<(TubeId, u32, JobId)> {
         let id = restored.id;
         let job = Job {
             tube,
@@ -66,7 +65,7 @@ impl<J: Journal> Engine<J> {
                 self.place_delayed(now, id, restored.ready_at - now);
             }
             JobState::Buried => self.place_buried(id, restored.ready_at),
-            _ => return Some((tube, (restored.pri, id))),
+            _ => return Some((tube, restored.pri, id)),
         }
         None
     }
