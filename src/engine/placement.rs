@@ -101,6 +101,30 @@ impl<J: Journal> Engine<J> {
         self.counts.delayed += 1;
     }
 
+    /// Makes many jobs delayed at once (recovery): jobs in the table,
+    /// marked delayed with their deadlines (in the future) but in no set
+    /// yet, each given as (tube, deadline, id). Each tube's empty set is
+    /// built at once from its sorted entries, its nodes filled: inserted
+    /// one at a time, each entry searched the tree from its root (about 800
+    /// instructions a job) and left the nodes half empty.
+    pub(super) fn place_delayed_all(&mut self, mut delayed: Vec<(TubeId, Nanos, JobId)>) {
+        delayed.sort_unstable();
+        for run in delayed.chunk_by(|a, b| a.0 == b.0) {
+            let tube = run[0].0;
+            let entries = run.iter().map(|&(_, deadline, id)| (deadline, id));
+            self.change_delayed(tube, |set| {
+                let before = set.len();
+                if set.is_empty() {
+                    *set = entries.collect();
+                } else {
+                    set.extend(entries);
+                }
+                set.len() == before + run.len()
+            });
+            self.counts.delayed += run.len() as u64;
+        }
+    }
+
     /// Changes a tube's delayed jobs, and keeps a timer for its first one
     /// only: the earliest of the tubes' first jobs is the earliest of all, so
     /// delayed jobs still come ready one at a time in (deadline, id) order,

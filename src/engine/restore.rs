@@ -41,33 +41,45 @@ pub struct RestoredJob {
     pub journal_tag: JournalTag,
 }
 
+/// A restored job to place in bulk once every job is in the table.
+enum ToPlace {
+    /// (tube, priority, id), for `place_ready_all`.
+    Ready((TubeId, u32, JobId)),
+    /// (tube, deadline, id), for `place_delayed_all`.
+    Delayed((TubeId, Nanos, JobId)),
+}
+
 impl<J: Journal> Engine<J> {
-    /// Restores a job, except that a job that comes back ready is left for
-    /// the caller to place: its tube, priority and id are returned.
+    /// Restores a job, except that a job that comes back ready or delayed
+    /// is only marked so: it is returned, to be placed in bulk.
     #[must_use]
-    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId) -> Option<(TubeId, u32, JobId)> {
+    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId) -> Option<ToPlace> {
         let id = restored.id;
+        // A delay that ended while the server was down ends now: ready.
+        let delayed_until =
+            (restored.state == JobState::Delayed && restored.ready_at > now).then_some(restored.ready_at);
         let job = Job {
             tube,
             pri: restored.pri,
             ttr_secs: whole_secs(restored.ttr).max(1),
             body: restored.body,
             created_at: restored.created_at,
-            place: Place::unheld(JobState::Ready),
+            place: Place::unheld(if delayed_until.is_some() { JobState::Delayed } else { JobState::Ready }),
             journal_tag: restored.journal_tag,
         };
         self.jobs.insert(id, job);
-        let extras = JobExtras { counts: restored.counts, delay_secs: whole_secs(restored.delay), deadline: 0 };
+        let deadline = delayed_until.unwrap_or(0);
+        let extras = JobExtras { counts: restored.counts, delay_secs: whole_secs(restored.delay), deadline };
         self.extras.set(id, extras);
         self.next_job_id = self.next_job_id.max(id + 1);
-        match restored.state {
-            JobState::Delayed if restored.ready_at > now => {
-                self.place_delayed(now, id, restored.ready_at - now);
+        match (restored.state, delayed_until) {
+            (JobState::Buried, _) => {
+                self.place_buried(id, restored.ready_at);
+                None
             }
-            JobState::Buried => self.place_buried(id, restored.ready_at),
-            _ => return Some((tube, restored.pri, id)),
+            (_, Some(deadline)) => Some(ToPlace::Delayed((tube, deadline, id))),
+            (_, None) => Some(ToPlace::Ready((tube, restored.pri, id))),
         }
-        None
     }
 
     /// Puts the jobs recovered from the log back in their states, with the
@@ -79,7 +91,7 @@ impl<J: Journal> Engine<J> {
         self.bodies = bodies;
         self.jobs.reserve(jobs.len());
         let mut last_tube: Option<(TubeName, TubeId)> = None;
-        let mut ready = Vec::new();
+        let (mut ready, mut delayed) = (Vec::new(), Vec::new());
         // Taken from the back, the list shrinking as the job table grows, so
         // that a restart needs little more memory than the jobs themselves.
         jobs.reverse();
@@ -96,9 +108,14 @@ impl<J: Journal> Engine<J> {
                     id
                 }
             };
-            ready.extend(self.restore_into(now, job, tube));
+            match self.restore_into(now, job, tube) {
+                Some(ToPlace::Ready(job)) => ready.push(job),
+                Some(ToPlace::Delayed(job)) => delayed.push(job),
+                None => {}
+            }
         }
         self.place_ready_all(now, ready);
+        self.place_delayed_all(delayed);
     }
 
     /// Ids handed out from now on are at least `next`.
