@@ -41,19 +41,19 @@ pub struct RestoredJob {
     pub journal_tag: JournalTag,
 }
 
-/// A restored job to place in bulk once every job is in the table.
-enum ToPlace {
+/// Restored jobs to place in bulk once every job is in the table.
+#[derive(Default)]
+struct ToPlace {
     /// (tube, priority, id), for `place_ready_all`.
-    Ready((TubeId, u32, JobId)),
+    ready: Vec<(TubeId, u32, JobId)>,
     /// (tube, deadline, id), for `place_delayed_all`.
-    Delayed((TubeId, Nanos, JobId)),
+    delayed: Vec<(TubeId, Nanos, JobId)>,
 }
 
 impl<J: Journal> Engine<J> {
     /// Restores a job, except that a job that comes back ready or delayed
-    /// is only marked so: it is returned, to be placed in bulk.
-    #[must_use]
-    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId) -> Option<ToPlace> {
+    /// is only marked so, and listed in `to_place`.
+    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId, to_place: &mut ToPlace) {
         let id = restored.id;
         // A delay that ended while the server was down ends now: ready.
         let delayed_until =
@@ -73,12 +73,9 @@ impl<J: Journal> Engine<J> {
         self.extras.set(id, extras);
         self.next_job_id = self.next_job_id.max(id + 1);
         match (restored.state, delayed_until) {
-            (JobState::Buried, _) => {
-                self.place_buried(id, restored.ready_at);
-                None
-            }
-            (_, Some(deadline)) => Some(ToPlace::Delayed((tube, deadline, id))),
-            (_, None) => Some(ToPlace::Ready((tube, restored.pri, id))),
+            (JobState::Buried, _) => self.place_buried(id, restored.ready_at),
+            (_, Some(deadline)) => to_place.delayed.push((tube, deadline, id)),
+            (_, None) => to_place.ready.push((tube, restored.pri, id)),
         }
     }
 
@@ -91,7 +88,7 @@ impl<J: Journal> Engine<J> {
         self.bodies = bodies;
         self.jobs.reserve(jobs.len());
         let mut last_tube: Option<(TubeName, TubeId)> = None;
-        let (mut ready, mut delayed) = (Vec::new(), Vec::new());
+        let mut to_place = ToPlace::default();
         // Taken from the back, the list shrinking as the job table grows, so
         // that a restart needs little more memory than the jobs themselves.
         jobs.reverse();
@@ -108,14 +105,10 @@ impl<J: Journal> Engine<J> {
                     id
                 }
             };
-            match self.restore_into(now, job, tube) {
-                Some(ToPlace::Ready(job)) => ready.push(job),
-                Some(ToPlace::Delayed(job)) => delayed.push(job),
-                None => {}
-            }
+            self.restore_into(now, job, tube, &mut to_place);
         }
-        self.place_ready_all(now, ready);
-        self.place_delayed_all(delayed);
+        self.place_ready_all(now, to_place.ready);
+        self.place_delayed_all(to_place.delayed);
     }
 
     /// Ids handed out from now on are at least `next`.
