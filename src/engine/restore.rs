@@ -1,6 +1,8 @@
 //! Startup: the jobs the write-ahead log recovered go back into a fresh
 //! engine, in the states they were logged in, and job ids resume past them.
 
+use std::collections::HashMap;
+
 use super::Engine;
 use super::bodies::{Bodies, BodyRef};
 use super::extras::{JobCounts, JobExtras};
@@ -46,8 +48,32 @@ pub struct RestoredJob {
 struct ToPlace {
     /// (tube, priority, id), for `place_ready_all`.
     ready: Vec<(TubeId, u32, JobId)>,
-    /// (tube, deadline, id), for `place_delayed_all`.
-    delayed: Vec<(TubeId, Nanos, JobId)>,
+    /// For `place_delayed_all`.
+    delayed: DelayedByTube,
+}
+
+/// Delayed jobs grouped by tube: each tube's (deadline, id) in the order
+/// they were restored, ready to be collected into its set in place.
+#[derive(Default)]
+struct DelayedByTube {
+    lists: Vec<(TubeId, Vec<(Nanos, JobId)>)>,
+    /// Where each tube's list is in `lists`.
+    at: HashMap<TubeId, usize>,
+    /// The list pushed to last: jobs come in runs of one tube.
+    last: usize,
+}
+
+impl DelayedByTube {
+    fn push(&mut self, tube: TubeId, deadline: Nanos, id: JobId) {
+        if self.lists.get(self.last).is_none_or(|&(last, _)| last != tube) {
+            let lists = &mut self.lists;
+            self.last = *self.at.entry(tube).or_insert_with(|| {
+                lists.push((tube, Vec::new()));
+                lists.len() - 1
+            });
+        }
+        self.lists[self.last].1.push((deadline, id));
+    }
 }
 
 impl<J: Journal> Engine<J> {
@@ -74,7 +100,7 @@ impl<J: Journal> Engine<J> {
         self.next_job_id = self.next_job_id.max(id + 1);
         match (restored.state, delayed_until) {
             (JobState::Buried, _) => self.place_buried(id, restored.ready_at),
-            (_, Some(deadline)) => to_place.delayed.push((tube, deadline, id)),
+            (_, Some(deadline)) => to_place.delayed.push(tube, deadline, id),
             (_, None) => to_place.ready.push((tube, restored.pri, id)),
         }
     }
@@ -108,7 +134,7 @@ impl<J: Journal> Engine<J> {
             self.restore_into(now, job, tube, &mut to_place);
         }
         self.place_ready_all(now, to_place.ready);
-        self.place_delayed_all(to_place.delayed);
+        self.place_delayed_all(to_place.delayed.lists);
     }
 
     /// Ids handed out from now on are at least `next`.
