@@ -85,9 +85,15 @@ impl IdIndex {
                 self.outliers.insert(id, slot);
                 return;
             }
-            self.window.resize(i + 1, EMPTY);
+            // The next id, the usual case, is one push (a resize by one is
+            // a call and a fill loop).
+            if i > self.window.len() {
+                self.window.resize(i, EMPTY);
+            }
+            self.window.push_back(slot);
+        } else {
+            self.window[i] = slot;
         }
-        self.window[i] = slot;
         self.in_window += 1;
     }
 

@@ -25,6 +25,7 @@
 //! - `journal`: what the engine asks of the log ([`Journal`](crate::engine::Journal)), with or
 //!   without a log (`Option<Binlog>`).
 //! - `convert`: the engine's jobs as records, records as jobs to restore.
+//! - `tube_names`: one shared copy of each tube name a replay reads.
 //! - `takeover`: a directory beanstalkd wrote, taken over at open: its jobs
 //!   imported into sprout's log, crash-safely, its files moved aside.
 //! - [`export`]: the way back: sprout's live jobs as beanstalkd's files.
@@ -80,6 +81,7 @@ mod room_budget;
 mod segment;
 mod syncer;
 mod takeover;
+mod tube_names;
 
 use std::cell::Cell;
 use std::collections::VecDeque;

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use super::convert::restored_job;
 use super::lock::DirLock;
-use super::record::HEADER_LEN;
+use super::record::{self, HEADER_LEN};
 use super::room::Preparation;
 use super::segment::{Segment, numbered_files};
 use super::{Binlog, BinlogConfig, DELETE_LEN, OpenError, recovery, takeover};
-use crate::engine::{Bodies, JobId, RestoredJob};
+use crate::engine::{Bodies, JobId, JournalTag, RestoredJob};
 
 /// The log opened and read back: the jobs for the engine to restore before
 /// it serves anyone, and the log to hand it as its journal.
@@ -88,14 +88,22 @@ impl Binlog {
         // than always starting a new file, lets the server restart on a full
         // disk.
         binlog.current = binlog.segments.iter().rposition(|s| s.end > HEADER_LEN as u64).unwrap_or(0);
-        // Collected in place, into the memory of the recovered list.
+        // Collected in place, into the memory of the recovered list. Jobs
+        // come in long runs of one file: each file's are counted at once.
+        let mut run = FileRun::default();
         let jobs: Vec<RestoredJob> = (recovered.jobs.into_iter())
             .map(|live| {
-                let tag = binlog.track(u64::from(live.seq), live.job.body.len());
-                binlog.reserved += DELETE_LEN;
-                restored_job(live.job, tag)
+                if live.seq != run.seq {
+                    run.count_into(&mut binlog);
+                    run = FileRun { seq: live.seq, ..FileRun::default() };
+                }
+                run.jobs += 1;
+                run.bytes += record::accounted_job_len(live.job.body.len()) as u64;
+                restored_job(live.job, JournalTag { file: live.seq })
             })
             .collect();
+        run.count_into(&mut binlog);
+        binlog.reserved += DELETE_LEN * jobs.len() as u64;
         if binlog.segments.is_empty() {
             binlog
                 .add_segment(0)
@@ -114,6 +122,23 @@ impl Binlog {
         binlog.collect_garbage(u64::MAX);
         let next_id = binlog.next_id;
         Ok(Opened { binlog, jobs, bodies: recovered.bodies, next_id, read_in: started.elapsed() })
+    }
+}
+
+/// Restored jobs whose full records are in one file, not yet counted.
+#[derive(Default)]
+struct FileRun {
+    seq: u32,
+    jobs: u64,
+    bytes: u64,
+}
+
+impl FileRun {
+    /// Counts the run's jobs as the file's live jobs.
+    fn count_into(&self, binlog: &mut Binlog) {
+        if self.jobs > 0 {
+            binlog.track_restored(u64::from(self.seq), self.jobs, self.bytes);
+        }
     }
 }
 

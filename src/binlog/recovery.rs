@@ -12,7 +12,6 @@ use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use std::collections::HashMap;
 use std::io::Read;
 
 use super::OpenError;
@@ -20,9 +19,9 @@ use super::record::{
     self, Decoded, FRAME_LEN, FileDecoder, FileEncoder, Format, FullJob, HEADER_LEN, Header, LoggedState, Record,
 };
 use super::segment::sync_dir;
+use super::tube_names::TubeNames;
 use crate::engine::{Bodies, BodyRef};
 use crate::idindex::IdIndex;
-use crate::protocol::TubeName;
 
 /// A live job and where its full record is. (Sizes in 32 bits: a million
 /// of these are held at once, and the takeover builds them in place of its
@@ -104,7 +103,7 @@ pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
             Ok(header) => {
                 return Err(OpenError::Damaged(format!("{}: header says it is file {}", path.display(), header.seq)));
             }
-            Err(_) if bytes.iter().all(|&b| b == 0) && !later_have_data() => {
+            Err(_) if all_zeros(bytes) && !later_have_data() => {
                 // A crash while the file was being created: it holds nothing.
                 if mode.repair {
                     log::warn!("{}: empty file left by a crash, removed", path.display());
@@ -148,7 +147,7 @@ pub(super) struct State {
     slots: IdIndex,
     bodies: Bodies,
     /// One shared copy of each tube name.
-    tube_names: HashMap<Box<[u8]>, TubeName>,
+    tube_names: TubeNames,
     /// The file being read: its format, and the tubes its records declared
     /// so far (format 2). Set by its header.
     file: Option<FileDecoder>,
@@ -219,14 +218,7 @@ impl State {
     pub(super) fn decode<'a>(&mut self, bytes: &'a [u8]) -> Decoded<'a> {
         let file = self.file.as_mut().expect("a file's header is read before its records");
         let tube_names = &mut self.tube_names;
-        let mut tube_name = |name: &[u8]| match tube_names.get(name) {
-            Some(tube) => Some(tube.clone()),
-            None => {
-                let tube = TubeName::new(name)?;
-                tube_names.insert(name.into(), tube.clone());
-                Some(tube)
-            }
-        };
+        let mut tube_name = |name: &[u8]| tube_names.share(name);
         file.decode_with(bytes, &mut tube_name)
     }
 
@@ -315,11 +307,18 @@ impl State {
         // than in random order.
         // (Collected in place: a second list of a million jobs would double
         // the memory a restart needs.)
-        let mut jobs = self.jobs;
-        jobs.retain(Option::is_some);
-        let mut jobs: Vec<LiveJob> = jobs.into_iter().map(|live| live.expect("kept above")).collect();
-        let mut buried: Vec<LiveJob> = jobs.extract_if(.., |l| l.job.update.state == LoggedState::Buried).collect();
-        buried.sort_unstable_by_key(|l| (l.job.update.ready_at, l.job.update.id));
+        // One pass over the list, which takes the buried jobs out too.
+        let mut buried = Vec::new();
+        let mut jobs: Vec<LiveJob> = (self.jobs.into_iter())
+            .filter_map(|live| match live {
+                Some(l) if l.job.update.state == LoggedState::Buried => {
+                    buried.push(l);
+                    None
+                }
+                live => live,
+            })
+            .collect();
+        buried.sort_unstable_by_key(|l: &LiveJob| (l.job.update.ready_at, l.job.update.id));
         jobs.append(&mut buried);
         Recovered { jobs, bodies: self.bodies, next_id: self.next_id.max(1), files }
     }
@@ -350,7 +349,16 @@ pub(super) fn next_valid_record(format: Format, bytes: &[u8], from: usize) -> Op
 /// passed over, the records appended at `at` would be read on into them at
 /// the next start: back to life, or refused as damage.
 pub(super) fn records_end_at(bytes: &[u8], at: usize) -> bool {
-    bytes[at..].iter().all(|&b| b == 0)
+    all_zeros(&bytes[at..])
+}
+
+/// True if every byte is zero. Or-ing them all together, which the
+/// compiler does 16 bytes an instruction, is about ten times cheaper than
+/// stopping at the first non-zero byte one byte at a time: every start
+/// reads the spare file's 10 MB of zeros, and the zeros after the last
+/// record.
+fn all_zeros(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0, |acc, &b| acc | b) == 0
 }
 
 /// Names the job a damaged record probably belonged to, if its id is
@@ -411,7 +419,7 @@ fn zeros_from(file: &fs::File, from: u64) -> std::io::Result<bool> {
         };
         let n = buf.len().min(len.saturating_sub(data) as usize);
         file.read_exact_at(&mut buf[..n], data)?;
-        if buf[..n].iter().any(|&b| b != 0) {
+        if !all_zeros(&buf[..n]) {
             return Ok(false);
         }
         at = data + n as u64;
@@ -427,7 +435,7 @@ fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
 
 /// True if the file has anything but zeros after its header.
 pub(super) fn file_has_records(path: &Path) -> bool {
-    fs::read(path).map(|b| b.iter().skip(HEADER_LEN).any(|&x| x != 0)).unwrap_or(false)
+    fs::read(path).map(|b| !all_zeros(b.get(HEADER_LEN..).unwrap_or_default())).unwrap_or(false)
 }
 
 /// Where the non-zero bytes of a file end (at least `from`).

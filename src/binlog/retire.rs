@@ -27,6 +27,14 @@ impl Binlog {
         JournalTag { file: u32::try_from(seq).expect("2^32 binlog files") }
     }
 
+    /// Counts `jobs` restored jobs whose full records, `bytes` long in all
+    /// as [`record::accounted_job_len`] counts them,
+    /// are in file `seq`.
+    pub(super) fn track_restored(&mut self, seq: u64, jobs: u64, bytes: u64) {
+        self.segment_mut(seq).live_jobs += jobs;
+        self.live_bytes += bytes;
+    }
+
     /// Forgets a job's full record (deleted, or rewritten elsewhere): it
     /// counted for what its body's length says, as when it was tracked.
     pub(super) fn untrack(&mut self, job: JobView) {

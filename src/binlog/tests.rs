@@ -103,6 +103,45 @@ fn binlog_files(dir: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// Delayed jobs are restored in bulk, each tube's set at once: across
+/// tubes they still come ready one at a time in (deadline, id) order, and a
+/// delay that ended while the server was down ends at once.
+#[test]
+fn delayed_jobs_of_several_tubes_come_ready_in_deadline_order_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = open(dir.path(), 1 << 20, T0).unwrap();
+    // (tube, delay in seconds), put in this order: deadlines not in id order.
+    let puts = [("a", 30), ("b", 10), ("a", 20), ("b", 40), ("a", 5), ("b", 20), ("a", 1)];
+    let mut ids = Vec::new();
+    for &(tube, delay) in &puts {
+        run(&mut e, T0, 0, Command::Use(TubeName::new(tube.as_bytes()).unwrap()));
+        ids.push((T0 + delay * SECOND, put(&mut e, T0, 0, delay as u32, tube.as_bytes())));
+    }
+    commit(&mut e);
+    drop(e);
+
+    // Back three seconds later: the 1-second delay has ended.
+    let later = T0 + 3 * SECOND;
+    let mut e = open(dir.path(), 1 << 20, later).unwrap();
+    let stats = run(&mut e, later, 1, Command::Stats);
+    assert_eq!(field(stats.clone(), "current-jobs-delayed"), "6");
+    assert_eq!(field(stats, "current-jobs-ready"), "1");
+    for tube in ["a", "b"] {
+        run(&mut e, later, 1, Command::Watch(TubeName::new(tube.as_bytes()).unwrap()));
+    }
+    let mut came_ready = Vec::new();
+    for second in 3..=40 {
+        let now = T0 + second * SECOND;
+        e.tick(now);
+        while let Reply::Reserved { id, .. } = run(&mut e, now, 1, Command::ReserveWithTimeout(Some(0))) {
+            assert_eq!(job_field(&mut e, now, id, "state"), "reserved");
+            came_ready.push(id);
+        }
+    }
+    ids.sort_unstable();
+    assert_eq!(came_ready, ids.iter().map(|&(_, id)| id).collect::<Vec<_>>());
+}
+
 #[test]
 fn every_state_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -64,7 +64,10 @@ pub struct Bodies {
 #[derive(Debug)]
 struct SizeClass {
     cell: usize,
-    pages: Vec<Box<[u8]>>,
+    /// Pages of `cells_per_page` cells. A page is written up to its last
+    /// cell handed out so far: a fresh page is not zeroed first, only
+    /// written once, cell by cell.
+    pages: Vec<Vec<u8>>,
     /// Cells handed out so far, freed ones included.
     used: u32,
     free: Vec<u32>,
@@ -86,7 +89,7 @@ impl SizeClass {
             return at;
         }
         if self.used as usize == self.pages.len() * self.cells_per_page() {
-            self.pages.push(vec![0; self.cells_per_page() * self.cell].into_boxed_slice());
+            self.pages.push(Vec::with_capacity(self.cells_per_page() * self.cell));
         }
         self.used += 1;
         self.used - 1
@@ -98,8 +101,8 @@ impl SizeClass {
         if self.live == 0 {
             // Everything goes at once (the free list would only point into
             // pages nobody uses), but the first page: a queue that keeps
-            // emptying would otherwise get and zero a page for every job.
-            let freed = self.pages.iter().skip(1).map(|page| page.len()).sum();
+            // emptying would otherwise get a page for every job.
+            let freed = self.pages.iter().skip(1).map(|page| page.capacity()).sum();
             self.pages.truncate(1);
             self.free = Vec::new();
             self.used = 0;
@@ -107,6 +110,21 @@ impl SizeClass {
         } else {
             self.free.push(at);
             0
+        }
+    }
+
+    /// Writes `body` into the cell: in place if the cell was written
+    /// before, else at the end of its page (cells are handed out in order).
+    fn write(&mut self, at: u32, body: &[u8]) {
+        let cell = self.cell(at);
+        let page = self.page(at);
+        let page = &mut self.pages[page];
+        if cell.end <= page.len() {
+            page[cell][..body.len()].copy_from_slice(body);
+        } else {
+            debug_assert_eq!(cell.start, page.len(), "cells are handed out in order");
+            page.extend_from_slice(body);
+            page.resize(cell.end, 0);
         }
     }
 
@@ -140,8 +158,7 @@ impl Bodies {
         }
         let class = &mut self.classes[k];
         let at = class.take_cell();
-        let (page, cell) = (class.page(at), class.cell(at));
-        class.pages[page][cell][..body.len()].copy_from_slice(body);
+        class.write(at, body);
         BodyRef { len, at }
     }
 
@@ -218,7 +235,7 @@ impl Bodies {
     /// Bytes held for bodies, whole pages counted.
     #[cfg(test)]
     fn footprint(&self) -> usize {
-        let small: usize = self.classes.iter().flat_map(|c| &c.pages).map(|page| page.len()).sum();
+        let small: usize = self.classes.iter().flat_map(|c| &c.pages).map(|page| page.capacity()).sum();
         small + self.large.iter().map(|(_, b)| b.len()).sum::<usize>()
     }
 }

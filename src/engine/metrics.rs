@@ -189,12 +189,12 @@ impl<J: Journal> Engine<J> {
     /// since it was put if it has no extras (it never left the ready
     /// state), else since `now` (when it became ready before the restart
     /// is not logged). Called before they are placed.
-    pub(super) fn meter_restored_ready(&mut self, now: Nanos, ids: &[JobId]) {
+    pub(super) fn meter_restored_ready(&mut self, now: Nanos, ids: impl ExactSizeIterator<Item = JobId>) {
         if self.meter.is_none() {
             return;
         }
         let mut entries: Vec<(Nanos, JobId, TubeId)> = Vec::with_capacity(ids.len());
-        for &id in ids {
+        for id in ids {
             let job = &self.jobs[&id];
             let tube = job.tube;
             // A job with extras, or put "later" than now (the wall clock

@@ -1,6 +1,8 @@
 //! Startup: the jobs the write-ahead log recovered go back into a fresh
 //! engine, in the states they were logged in, and job ids resume past them.
 
+use std::collections::HashMap;
+
 use super::Engine;
 use super::bodies::{Bodies, BodyRef};
 use super::extras::{JobCounts, JobExtras};
@@ -41,33 +43,66 @@ pub struct RestoredJob {
     pub journal_tag: JournalTag,
 }
 
+/// Restored jobs to place in bulk once every job is in the table.
+#[derive(Default)]
+struct ToPlace {
+    /// (tube, priority, id), for `place_ready_all`.
+    ready: Vec<(TubeId, u32, JobId)>,
+    /// For `place_delayed_all`.
+    delayed: DelayedByTube,
+}
+
+/// Delayed jobs grouped by tube: each tube's (deadline, id) in the order
+/// they were restored, ready to be collected into its set in place.
+#[derive(Default)]
+struct DelayedByTube {
+    lists: Vec<(TubeId, Vec<(Nanos, JobId)>)>,
+    /// Where each tube's list is in `lists`.
+    at: HashMap<TubeId, usize>,
+    /// The list pushed to last: jobs come in runs of one tube.
+    last: usize,
+}
+
+impl DelayedByTube {
+    fn push(&mut self, tube: TubeId, deadline: Nanos, id: JobId) {
+        if self.lists.get(self.last).is_none_or(|&(last, _)| last != tube) {
+            let lists = &mut self.lists;
+            self.last = *self.at.entry(tube).or_insert_with(|| {
+                lists.push((tube, Vec::new()));
+                lists.len() - 1
+            });
+        }
+        self.lists[self.last].1.push((deadline, id));
+    }
+}
+
 impl<J: Journal> Engine<J> {
-    /// Restores a job, except that a job that comes back ready is left for
-    /// the caller to place: its id is returned.
-    #[must_use]
-    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId) -> Option<JobId> {
+    /// Restores a job, except that a job that comes back ready or delayed
+    /// is only marked so, and listed in `to_place`.
+    fn restore_into(&mut self, now: Nanos, restored: RestoredJob, tube: TubeId, to_place: &mut ToPlace) {
         let id = restored.id;
+        // A delay that ended while the server was down ends now: ready.
+        let delayed_until =
+            (restored.state == JobState::Delayed && restored.ready_at > now).then_some(restored.ready_at);
         let job = Job {
             tube,
             pri: restored.pri,
             ttr_secs: whole_secs(restored.ttr).max(1),
             body: restored.body,
             created_at: restored.created_at,
-            place: Place::unheld(JobState::Ready),
+            place: Place::unheld(if delayed_until.is_some() { JobState::Delayed } else { JobState::Ready }),
             journal_tag: restored.journal_tag,
         };
         self.jobs.insert(id, job);
-        let extras = JobExtras { counts: restored.counts, delay_secs: whole_secs(restored.delay), deadline: 0 };
+        let deadline = delayed_until.unwrap_or(0);
+        let extras = JobExtras { counts: restored.counts, delay_secs: whole_secs(restored.delay), deadline };
         self.extras.set(id, extras);
         self.next_job_id = self.next_job_id.max(id + 1);
-        match restored.state {
-            JobState::Delayed if restored.ready_at > now => {
-                self.place_delayed(now, id, restored.ready_at - now);
-            }
-            JobState::Buried => self.place_buried(id, restored.ready_at),
-            _ => return Some(id),
+        match (restored.state, delayed_until) {
+            (JobState::Buried, _) => self.place_buried(id, restored.ready_at),
+            (_, Some(deadline)) => to_place.delayed.push(tube, deadline, id),
+            (_, None) => to_place.ready.push((tube, restored.pri, id)),
         }
-        None
     }
 
     /// Puts the jobs recovered from the log back in their states, with the
@@ -79,7 +114,7 @@ impl<J: Journal> Engine<J> {
         self.bodies = bodies;
         self.jobs.reserve(jobs.len());
         let mut last_tube: Option<(TubeName, TubeId)> = None;
-        let mut ready = Vec::new();
+        let mut to_place = ToPlace::default();
         // Taken from the back, the list shrinking as the job table grows, so
         // that a restart needs little more memory than the jobs themselves.
         jobs.reverse();
@@ -96,9 +131,10 @@ impl<J: Journal> Engine<J> {
                     id
                 }
             };
-            ready.extend(self.restore_into(now, job, tube));
+            self.restore_into(now, job, tube, &mut to_place);
         }
-        self.place_ready_all(now, ready);
+        self.place_ready_all(now, to_place.ready);
+        self.place_delayed_all(to_place.delayed.lists);
     }
 
     /// Ids handed out from now on are at least `next`.

@@ -197,9 +197,7 @@ impl Tubes {
     pub fn append_ready(&mut self, id: TubeId, keys: impl IntoIterator<Item = ReadyKey>) {
         let tube = &mut self.tubes[id.slot()];
         let old = tube.reservable();
-        for key in keys {
-            tube.ready.0.insert(key);
-        }
+        tube.ready.0.append(keys);
         self.heads.replace(id, old, tube.reservable());
     }
 

@@ -31,7 +31,7 @@ impl Reclaim {
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn give_back_free_memory() {
+pub(super) fn give_back_free_memory() {
     // SAFETY: malloc_trim only works on glibc's own heap, under its lock.
     unsafe {
         libc::malloc_trim(0);
@@ -40,4 +40,4 @@ fn give_back_free_memory() {
 
 /// Other allocators give memory back on their own terms.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn give_back_free_memory() {}
+pub(super) fn give_back_free_memory() {}

@@ -37,6 +37,9 @@ pub fn engine(
     engine.raise_next_job_id(next_id);
     // Restored jobs were never handed to a client: nothing to send.
     engine.take_replies().for_each(drop);
+    // The replay's lists of jobs are gone, freed in bulk: what the heap
+    // kept of them would stay resident for good.
+    super::memory::give_back_free_memory();
     log::info!(
         "binlog: recovered {count} jobs (read in {} ms, restored in {} ms); next job id {}",
         read_in.as_millis(),

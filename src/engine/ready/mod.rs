@@ -62,6 +62,44 @@ impl ReadyQueue {
         self.chunks.front().map(Chunk::first)
     }
 
+    /// Adds keys that are not in the queue yet. Keys that come sorted and
+    /// after every key in the queue (a recovered tube's) are laid out as
+    /// [`ReadyQueue::insert`] one at a time would leave them (the last chunk
+    /// filled up, then full chunks), but each chunk is written once, in its
+    /// narrowest coding, instead of grown key by key; any other key is
+    /// inserted.
+    pub fn append(&mut self, keys: impl IntoIterator<Item = ReadyKey>) {
+        let mut run: Vec<ReadyKey> = Vec::new();
+        for key in keys {
+            let extends_run = match run.last() {
+                Some(&last) => last < key,
+                None => self.chunks.back().is_none_or(|chunk| chunk.len() == CHUNK && chunk.last() < key),
+            };
+            if extends_run {
+                run.push(key);
+                if run.len() == CHUNK {
+                    self.push_chunk(&mut run);
+                }
+            } else {
+                self.push_chunk(&mut run);
+                self.insert(key);
+            }
+        }
+        self.push_chunk(&mut run);
+    }
+
+    /// Adds sorted keys after every key in the queue as a chunk of their
+    /// own, if there are any, and empties `keys`.
+    fn push_chunk(&mut self, keys: &mut Vec<ReadyKey>) {
+        if keys.is_empty() {
+            return;
+        }
+        // Capacities are powers of two (see CHUNK).
+        self.chunks.push_back(Chunk::narrowest(keys, keys.len().next_power_of_two()));
+        self.len += keys.len();
+        keys.clear();
+    }
+
     /// Adds a key that is not in the queue yet.
     pub fn insert(&mut self, key: ReadyKey) {
         self.len += 1;
@@ -282,6 +320,48 @@ mod tests {
         assert!(queue.chunks.iter().all(|c| c.len() == CHUNK && c.capacity() == CHUNK));
         assert_eq!(queue.codings(), "R".repeat(10), "runs: no codes at all");
         assert_eq!(queue.first(), Some((1024, 1)));
+    }
+
+    /// Appends `appended` to a queue holding `already`, and checks it
+    /// against inserting them one at a time: the same keys, and for sorted
+    /// keys after the queue's, the same chunks.
+    fn append_as_inserts(already: &[ReadyKey], appended: &[ReadyKey]) {
+        let (mut one_at_a_time, mut at_once) = (ReadyQueue::default(), ReadyQueue::default());
+        for &key in already {
+            one_at_a_time.insert(key);
+            at_once.insert(key);
+        }
+        appended.iter().for_each(|&key| one_at_a_time.insert(key));
+        at_once.append(appended.iter().copied());
+        at_once.check();
+        assert!(at_once.iter().eq(one_at_a_time.iter()));
+        if appended.is_sorted() && already.iter().all(|&key| appended.first().is_none_or(|&first| key < first)) {
+            assert_eq!(at_once.codings(), one_at_a_time.codings());
+            let chunks = |q: &ReadyQueue| q.chunks.iter().map(|c| (c.len(), c.capacity())).collect::<Vec<_>>();
+            assert_eq!(chunks(&at_once), chunks(&one_at_a_time));
+        }
+    }
+
+    #[test]
+    fn appending_keys_lays_them_out_as_inserting_them_one_at_a_time() {
+        let far = 1 << 40;
+        let in_id_order: Vec<ReadyKey> = (1..=10 * CHUNK as u64 + 7).map(|id| (1024, id)).collect();
+        let mut by_priority: Vec<ReadyKey> = (1..=3 * CHUNK as u64).map(|id| ((id % 3) as u32, id)).collect();
+        by_priority.sort_unstable();
+        let far_apart = [(1, 1), (1, far), (2, 5), (2, far + 1)];
+        append_as_inserts(&[], &in_id_order);
+        append_as_inserts(&[], &by_priority);
+        append_as_inserts(&[], &far_apart);
+        append_as_inserts(&in_id_order[..CHUNK + 3], &in_id_order[CHUNK + 3..]);
+        append_as_inserts(&in_id_order, &[]);
+        // Keys that are not sorted, or not after the queue's, are inserted.
+        append_as_inserts(&far_apart, &in_id_order);
+        let mut rng = Rng(7);
+        let shuffled: BTreeSet<ReadyKey> = (0..2_000).map(|_| (rng.below(4) as u32, rng.below(1_000))).collect();
+        let mut shuffled: Vec<ReadyKey> = shuffled.into_iter().collect();
+        shuffled.sort_by_key(|&(pri, id)| (id.wrapping_mul(7919) % 2003, pri));
+        append_as_inserts(&[], &shuffled);
+        append_as_inserts(&in_id_order[..300], &shuffled);
     }
 
     /// What a queue of `n` keys costs a key, all chunk headers and spare
