@@ -28,6 +28,9 @@ enum Load {
     Put { conns: usize, depth: usize },
     /// One connection: 1,000 pipelined reserves, then the 1,000 deletes of the jobs reserved.
     ReserveDelete,
+    /// A restart: jobs put by the server run natively, then the whole
+    /// start under callgrind until `stats` counts them all.
+    Restart,
 }
 
 /// Reserves (and deletes) in one write of [`Load::ReserveDelete`].
@@ -52,12 +55,14 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
     }
     let body = client::pattern(opts.body);
     let put_1x1000 = Load::Put { conns: 1, depth: 1_000 };
-    let loads: [(&str, Load, &[&str]); 5] = [
+    let restart = format!("restart -b, {} jobs", opts.instr_jobs);
+    let loads: [(&str, Load, &[&str]); 6] = [
         ("put 1x1000", put_1x1000, &[]),
         ("put 50x16", Load::Put { conns: 50, depth: 16 }, &[]),
         ("reserve+delete 1x1000", Load::ReserveDelete, &[]),
         ("put 1x1000 -b -F", put_1x1000, &["-F"]),
         ("put 1x1000 -b", put_1x1000, &[]),
+        (&restart, Load::Restart, &[]),
     ];
     loads
         .into_iter()
@@ -81,9 +86,12 @@ fn count(env: &Env, load: Load, body: &[u8]) -> Result<Vec<Metric>, String> {
     let out = env.log.with_extension("callgrind");
     let wrapper =
         ["valgrind".to_string(), "--tool=callgrind".into(), format!("--callgrind-out-file={}", out.display())];
+    let put = put_command(body);
+    if matches!(load, Load::Restart) {
+        return restart(env, &wrapper, &out, &put);
+    }
     let spawned = Server::spawn_under(&wrapper, env.binary, &env.flags, &env.log, &[]);
     let server = Server::wait_listening(spawned, Duration::from_secs(120));
-    let put = put_command(body);
     let (ops, name) = match load {
         Load::Put { conns, depth } => {
             let mut conns: Vec<Conn> = (0..conns).map(|_| Conn::open(server.addr)).collect::<Result<_, _>>()?;
@@ -107,6 +115,7 @@ fn count(env: &Env, load: Load, body: &[u8]) -> Result<Vec<Metric>, String> {
             }
             (writes * RESERVE_DEPTH, "instructions per reserve+delete")
         }
+        Load::Restart => unreachable!("counted by restart()"),
     };
     let total = dump(&server, &out)?;
     if matches!(load, Load::ReserveDelete) {
@@ -117,6 +126,49 @@ fn count(env: &Env, load: Load, body: &[u8]) -> Result<Vec<Metric>, String> {
     }
     server.kill();
     Ok(vec![Metric::new(name, total as f64 / ops as f64, Unit::Count)])
+}
+
+/// Puts `--instr-jobs` jobs with the server run natively, kills it, then
+/// counts the whole of its start under callgrind (the program's own start
+/// included, a few million instructions) until `stats` counts every job.
+fn restart(env: &Env, wrapper: &[String], out: &Path, put: &[u8]) -> Result<Vec<Metric>, String> {
+    let jobs = env.opts.instr_jobs;
+    let native = Server::start(env.binary, &env.flags, &env.log);
+    let mut conn = Conn::open(native.addr)?;
+    for _ in 0..jobs / RESERVE_DEPTH {
+        put_round(std::slice::from_mut(&mut conn), put, RESERVE_DEPTH)?;
+    }
+    put_round(std::slice::from_mut(&mut conn), put, jobs % RESERVE_DEPTH)?;
+    drop(conn);
+    native.kill();
+
+    let log = env.log.with_extension("restart.log");
+    let mut server = Server::spawn_under(wrapper, env.binary, &env.flags, &log, &[]);
+    // One `stats` that the server answers once it has replayed (sprout
+    // listens first); a server that listens only after its replay is asked
+    // again every 100 ms, each asking counted too.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Ok(stream) = TcpStream::connect(server.addr) {
+            stream.set_read_timeout(Some(Duration::from_secs(600))).map_err(|e| e.to_string())?;
+            let stats = server::stats_on(&stream).map_err(|e| format!("stats after the restart: {e}"))?;
+            match server::stat(&stats, "current-jobs-ready") {
+                Some(ready) if ready == jobs as u64 => break,
+                Some(ready) if ready > jobs as u64 => {
+                    return Err(format!("after the restart: {ready} jobs ready, {jobs} put"));
+                }
+                _ => {}
+            }
+        }
+        server.check_alive();
+        if Instant::now() > deadline {
+            return Err(format!("{jobs} jobs not back 600 s after the restart"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let total = dump(&server, out)?;
+    server.kill();
+    Ok(vec![Metric::new("instructions per job restored", total as f64 / jobs as f64, Unit::Count)])
 }
 
 fn put_command(body: &[u8]) -> Vec<u8> {

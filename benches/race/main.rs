@@ -160,6 +160,10 @@ pub struct Opts {
     #[arg(long, default_value_t = 100)]
     pub instr_writes: usize,
 
+    /// instructions: jobs put (natively) before the restart counted under callgrind
+    #[arg(long, default_value_t = 100_000)]
+    pub instr_jobs: usize,
+
     /// Also write the result table (markdown) to this file
     #[arg(long)]
     pub out: Option<PathBuf>,
