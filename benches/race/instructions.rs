@@ -28,9 +28,6 @@ enum Load {
     Put { conns: usize, depth: usize },
     /// One connection: 1,000 pipelined reserves, then the 1,000 deletes of the jobs reserved.
     ReserveDelete,
-    /// A restart: jobs put by the server run natively, then the whole
-    /// start under callgrind until `stats` counts them all.
-    Restart,
 }
 
 /// Reserves (and deletes) in one write of [`Load::ReserveDelete`].
@@ -55,43 +52,68 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
     }
     let body = client::pattern(opts.body);
     let put_1x1000 = Load::Put { conns: 1, depth: 1_000 };
-    let restart = format!("restart -b, {} jobs", opts.instr_jobs);
-    let loads: [(&str, Load, &[&str]); 6] = [
-        ("put 1x1000", put_1x1000, &[]),
-        ("put 50x16", Load::Put { conns: 50, depth: 16 }, &[]),
-        ("reserve+delete 1x1000", Load::ReserveDelete, &[]),
-        ("put 1x1000 -b -F", put_1x1000, &["-F"]),
-        ("put 1x1000 -b", put_1x1000, &[]),
-        (&restart, Load::Restart, &[]),
+    // Label, load, whether with `-b DIR`, flags before it.
+    let loads: [(&str, Load, bool, &[&str]); 5] = [
+        ("put 1x1000", put_1x1000, false, &[]),
+        ("put 50x16", Load::Put { conns: 50, depth: 16 }, false, &[]),
+        ("reserve+delete 1x1000", Load::ReserveDelete, false, &[]),
+        ("put 1x1000 -b -F", put_1x1000, true, &["-F"]),
+        ("put 1x1000 -b", put_1x1000, true, &[]),
     ];
-    loads
+    let mut out: Vec<Variant> = loads
         .into_iter()
-        .map(|(label, load, flags)| {
+        .map(|(label, load, binlog, flags)| {
             let body = body.clone();
             Variant {
                 scenario: "instructions",
                 label: label.to_string(),
                 flags: flags.iter().map(|f| f.to_string()).collect(),
-                binlog: label.contains("-b"),
+                binlog,
                 fixture: None,
                 run: Box::new(move |env| count(env, load, &body)),
             }
         })
-        .collect()
+        .collect();
+    out.push(Variant {
+        scenario: "instructions",
+        label: format!("restart -b, {} jobs", opts.instr_jobs),
+        flags: vec![],
+        binlog: true,
+        fixture: None,
+        run: Box::new(move |env| restart(env, &body)),
+    });
+    out
+}
+
+/// Where a run's callgrind writes its dumps, and the command line that
+/// runs the server under it.
+struct Callgrind {
+    out: PathBuf,
+    wrapper: Vec<String>,
+}
+
+impl Callgrind {
+    fn for_run(env: &Env) -> Callgrind {
+        let out = env.log.with_extension("callgrind");
+        let wrapper =
+            vec!["valgrind".to_string(), "--tool=callgrind".into(), format!("--callgrind-out-file={}", out.display())];
+        Callgrind { out, wrapper }
+    }
+
+    /// Spawns the run's server under callgrind, its stderr (valgrind's
+    /// too) to `log`; does not wait for it to listen.
+    fn spawn(&self, env: &Env, log: &Path) -> Server {
+        Server::spawn_under(&self.wrapper, env.binary, &env.flags, log, &[])
+    }
 }
 
 /// One run: the server under callgrind, the warm-up, the counted load.
 fn count(env: &Env, load: Load, body: &[u8]) -> Result<Vec<Metric>, String> {
     let writes = env.opts.instr_writes;
-    let out = env.log.with_extension("callgrind");
-    let wrapper =
-        ["valgrind".to_string(), "--tool=callgrind".into(), format!("--callgrind-out-file={}", out.display())];
+    let callgrind = Callgrind::for_run(env);
     let put = put_command(body);
-    if matches!(load, Load::Restart) {
-        return restart(env, &wrapper, &out, &put);
-    }
-    let spawned = Server::spawn_under(&wrapper, env.binary, &env.flags, &env.log, &[]);
-    let server = Server::wait_listening(spawned, Duration::from_secs(120));
+    // Valgrind takes a few seconds to start a program.
+    let server = Server::wait_listening(callgrind.spawn(env, &env.log), Duration::from_secs(120));
     let (ops, name) = match load {
         Load::Put { conns, depth } => {
             let mut conns: Vec<Conn> = (0..conns).map(|_| Conn::open(server.addr)).collect::<Result<_, _>>()?;
@@ -115,9 +137,8 @@ fn count(env: &Env, load: Load, body: &[u8]) -> Result<Vec<Metric>, String> {
             }
             (writes * RESERVE_DEPTH, "instructions per reserve+delete")
         }
-        Load::Restart => unreachable!("counted by restart()"),
     };
-    let total = dump(&server, &out)?;
+    let total = dump(&server, &callgrind.out)?;
     if matches!(load, Load::ReserveDelete) {
         let stats = server::stats(server.addr).map_err(|e| format!("stats after the load: {e}"))?;
         if server::stat(&stats, "current-jobs-ready") != Some(0) {
@@ -131,8 +152,9 @@ fn count(env: &Env, load: Load, body: &[u8]) -> Result<Vec<Metric>, String> {
 /// Puts `--instr-jobs` jobs with the server run natively, kills it, then
 /// counts the whole of its start under callgrind (the program's own start
 /// included, a few million instructions) until `stats` counts every job.
-fn restart(env: &Env, wrapper: &[String], out: &Path, put: &[u8]) -> Result<Vec<Metric>, String> {
+fn restart(env: &Env, body: &[u8]) -> Result<Vec<Metric>, String> {
     let jobs = env.opts.instr_jobs;
+    let put = &put_command(body);
     let native = Server::start(env.binary, &env.flags, &env.log);
     let mut conn = Conn::open(native.addr)?;
     for _ in 0..jobs / RESERVE_DEPTH {
@@ -143,7 +165,8 @@ fn restart(env: &Env, wrapper: &[String], out: &Path, put: &[u8]) -> Result<Vec<
     native.kill();
 
     let log = env.log.with_extension("restart.log");
-    let mut server = Server::spawn_under(wrapper, env.binary, &env.flags, &log, &[]);
+    let callgrind = Callgrind::for_run(env);
+    let mut server = callgrind.spawn(env, &log);
     // One `stats` that the server answers once it has replayed (sprout
     // listens first); a server that listens only after its replay is asked
     // again every 100 ms, each asking counted too.
@@ -166,7 +189,7 @@ fn restart(env: &Env, wrapper: &[String], out: &Path, put: &[u8]) -> Result<Vec<
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let total = dump(&server, out)?;
+    let total = dump(&server, &callgrind.out)?;
     server.kill();
     Ok(vec![Metric::new("instructions per job restored", total as f64 / jobs as f64, Unit::Count)])
 }

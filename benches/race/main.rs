@@ -10,6 +10,10 @@
 //! Rounds alternate beanstalkd, sprout, beanstalkd, sprout, ...; the table
 //! gives each server's median and the ratio sprout/beanstalkd. Every reply
 //! is checked; an unexpected one aborts the run. See BENCHMARKS.md.
+//!
+//! Opt-in, `--scenarios instructions` counts each server's instructions per
+//! operation under valgrind's callgrind instead (`instructions.rs`): a
+//! figure the machine's noise does not move, so `--rounds 1` is enough.
 
 mod buried;
 mod client;
