@@ -10,11 +10,16 @@
 //! Rounds alternate beanstalkd, sprout, beanstalkd, sprout, ...; the table
 //! gives each server's median and the ratio sprout/beanstalkd. Every reply
 //! is checked; an unexpected one aborts the run. See BENCHMARKS.md.
+//!
+//! Opt-in, `--scenarios instructions` counts each server's instructions per
+//! operation under valgrind's callgrind instead (`instructions.rs`): a
+//! figure the machine's noise does not move, so `--rounds 1` is enough.
 
 mod buried;
 mod client;
 mod do_nothing;
 mod floor;
+mod instructions;
 mod metrics;
 mod scenarios;
 mod server;
@@ -34,11 +39,15 @@ use server::{Binary, Kind};
 const ALL_SCENARIOS: &str =
     "put,put-binlog,recovery,takeover,buried,reserve-delete,reserve-delete-binlog,mixed,idle,delayed,big,tubes,metrics";
 
+/// Scenarios run only when asked for by name: `instructions` needs valgrind.
+const OPT_IN_SCENARIOS: &str = "instructions";
+
 #[derive(Parser, Debug, Clone)]
 #[command(name = "race", about = "Race sprout against beanstalkd on loopback.")]
 pub struct Opts {
     /// Scenarios to run, comma-separated: put, put-binlog, recovery, takeover, buried, reserve-delete,
-    /// reserve-delete-binlog, mixed, idle, delayed, big, tubes, metrics
+    /// reserve-delete-binlog, mixed, idle, delayed, big, tubes, metrics; and, only when named,
+    /// instructions (instructions per operation under valgrind's callgrind)
     #[arg(long, value_delimiter = ',', default_value = ALL_SCENARIOS)]
     pub scenarios: Vec<String>,
 
@@ -149,6 +158,15 @@ pub struct Opts {
     /// tubes: times the worker watching all N tubes is woken from a blocked reserve per run
     #[arg(long, default_value_t = 1_000)]
     pub tubes_wakes: usize,
+
+    /// instructions: writes of the fixed load counted (each 1,000 puts on one connection, 16 on
+    /// each of 50, or 1,000 reserves and their deletes)
+    #[arg(long, default_value_t = 100)]
+    pub instr_writes: usize,
+
+    /// instructions: jobs put (natively) before the restart counted under callgrind
+    #[arg(long, default_value_t = 100_000)]
+    pub instr_jobs: usize,
 
     /// Also write the result table (markdown) to this file
     #[arg(long)]
@@ -481,10 +499,10 @@ fn main() {
         }
     }
 
-    let known: Vec<&str> = ALL_SCENARIOS.split(',').collect();
+    let known: Vec<&str> = ALL_SCENARIOS.split(',').chain(OPT_IN_SCENARIOS.split(',')).collect();
     for s in &opts.scenarios {
         if !known.contains(&s.as_str()) {
-            eprintln!("race: unknown scenario {s:?}; known: {ALL_SCENARIOS}");
+            eprintln!("race: unknown scenario {s:?}; known: {ALL_SCENARIOS},{OPT_IN_SCENARIOS}");
             std::process::exit(2);
         }
     }

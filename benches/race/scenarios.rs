@@ -123,7 +123,7 @@ impl Variant {
     /// variant too: the loads it answers, puts and reserve+delete without a
     /// binlog.
     pub fn do_nothing_answers(&self) -> bool {
-        matches!(self.scenario, "put" | "reserve-delete")
+        matches!(self.scenario, "put" | "reserve-delete") || (self.scenario == "instructions" && !self.binlog)
     }
 }
 
@@ -329,6 +329,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                     }
                 }
             }
+            "instructions" => out.extend(crate::instructions::variants(opts)),
             "recovery" => {
                 // Ready jobs, then jobs delayed an hour: a delayed job has a
                 // deadline and a timer that a ready one does not.

@@ -120,10 +120,30 @@ impl Server {
 
     /// [`Server::spawn`] with these variables added to its environment.
     pub fn spawn_env(binary: &Binary, flags: &[String], log: &Path, env: &[(&str, &str)]) -> Server {
+        Server::spawn_under(&[], binary, flags, log, env)
+    }
+
+    /// [`Server::spawn_env`] with the server's command line run by
+    /// `wrapper` (e.g. `valgrind --tool=callgrind`), which must exec it in
+    /// the same process so that [`Server::pid`] is the server's.
+    pub fn spawn_under(
+        wrapper: &[String],
+        binary: &Binary,
+        flags: &[String],
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Server {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let stderr = fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-        let mut command = Command::new(&binary.path);
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&binary.path);
+                command
+            }
+            None => Command::new(&binary.path),
+        };
         if binary.kind == Kind::DoNothing {
             command.arg(crate::do_nothing::FLAG);
         }
@@ -149,8 +169,12 @@ impl Server {
 
     /// Spawns and waits (up to 10 s) until it accepts connections.
     pub fn start(binary: &Binary, flags: &[String], log: &Path) -> Server {
-        let mut server = Server::spawn(binary, flags, log);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        Server::wait_listening(Server::spawn(binary, flags, log), Duration::from_secs(10))
+    }
+
+    /// Waits (up to `patience`) until the spawned server accepts connections.
+    pub fn wait_listening(mut server: Server, patience: Duration) -> Server {
+        let deadline = Instant::now() + patience;
         loop {
             if TcpStream::connect(server.addr).is_ok() {
                 return server;
@@ -158,7 +182,7 @@ impl Server {
             server.check_alive();
             if Instant::now() > deadline {
                 panic!(
-                    "{} did not listen on {} within 10 s; its stderr:\n{}",
+                    "{} did not listen on {} within {patience:?}; its stderr:\n{}",
                     server.kind.name(),
                     server.addr,
                     server.stderr()
