@@ -507,14 +507,19 @@ fn main() {
         }
     }
     let variants = scenarios::variants(&opts);
+    // The instructions scenario runs fixed loads, so a duration would not
+    // describe it.
+    let timing = if opts.scenarios.iter().all(|s| OPT_IN_SCENARIOS.split(',').any(|o| o == s)) {
+        "fixed loads".to_string()
+    } else {
+        format!("duration {} s + warm-up {} s", opts.duration, opts.warmup)
+    };
     let header = format!(
-        "machine: {}\nsprout: {}\nbeanstalkd: {}\nrounds: {}, duration {} s + warm-up {} s, client threads {}, body {} B\ncommand: {}\n",
+        "machine: {}\nsprout: {}\nbeanstalkd: {}\nrounds: {}, {timing}, client threads {}, body {} B\ncommand: {}\n",
         machine(),
         sprout.display(),
         beanstalkd.display(),
         opts.rounds,
-        opts.duration,
-        opts.warmup,
         opts.threads,
         opts.body,
         std::env::args().collect::<Vec<_>>().join(" "),
