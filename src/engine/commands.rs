@@ -56,7 +56,7 @@ impl<J: Journal> Engine<J> {
             }
             C::StatsJob(id) => {
                 self.count(Op::StatsJob);
-                match self.jobs.get(&id) {
+                match self.jobs.get(id) {
                     Some(job) => Reply::Ok(self.job_stats(now, id, job)),
                     None => Reply::NotFound,
                 }
@@ -145,7 +145,7 @@ impl<J: Journal> Engine<J> {
         // at its next tick. Either way: a job if one may be handed out, else
         // DEADLINE_SOON, so ready jobs in paused tubes need no look here.
         if let Some(id) = self.best_reservable(conn) {
-            let tube = self.jobs[&id].tube;
+            let tube = self.jobs[id].tube;
             self.tubes[tube].waiters.narrow.served_at_once();
             return Some(self.hand_out(now, conn, id));
         }
@@ -162,7 +162,7 @@ impl<J: Journal> Engine<J> {
 
     pub(super) fn reserve_job(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
         self.count(Op::ReserveJob);
-        match self.jobs.get(&id) {
+        match self.jobs.get(id) {
             Some(job) if job.state() != JobState::Reserved => {
                 // Taking a job out of the buried or delayed state is logged,
                 // so that a crash brings it back ready, not buried.
@@ -180,14 +180,14 @@ impl<J: Journal> Engine<J> {
 
     pub(super) fn delete(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
         self.count(Op::Delete);
-        let Some(job) = self.jobs.get(&id) else { return Reply::NotFound };
+        let Some(job) = self.jobs.get(id) else { return Reply::NotFound };
         if job.state() == JobState::Reserved && !job.is_reserved_by(conn) {
             return Reply::NotFound;
         }
         self.meter_hold_ends(now, id);
         self.unplace(id);
         self.journal_sees(id, |journal, job| journal.log_delete(job));
-        let job = self.jobs.remove(&id).expect("job vanished");
+        let job = self.jobs.remove(id).expect("job vanished");
         self.replies.detach(&self.bodies);
         self.bodies.remove(job.body);
         self.extras.forget(id);
@@ -285,7 +285,7 @@ impl<J: Journal> Engine<J> {
     }
 
     pub(super) fn found(&self, id: Option<JobId>) -> Reply {
-        match id.map(|id| (id, &self.jobs[&id])) {
+        match id.map(|id| (id, &self.jobs[id])) {
             Some((id, job)) => Reply::Found { id, body: ReplyBody::Stored(job.body) },
             None => Reply::NotFound,
         }
@@ -312,7 +312,7 @@ impl<J: Journal> Engine<J> {
 
     pub(super) fn kick_job(&mut self, now: Nanos, id: JobId) -> Reply {
         self.count(Op::KickJob);
-        match self.jobs.get(&id).map(|job| job.state()) {
+        match self.jobs.get(id).map(|job| job.state()) {
             Some(JobState::Buried | JobState::Delayed) if self.kick_one(now, id) => Reply::KickedOne,
             _ => Reply::NotFound,
         }

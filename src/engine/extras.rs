@@ -2,8 +2,8 @@
 //! from the job record, and the table of the jobs that have any.
 
 use super::ids::JobId;
-use super::table::IdTable;
 use super::time::{Nanos, secs};
+use crate::idindex::IdIndex;
 
 /// The per-job counters `stats-job` reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,7 +57,8 @@ struct NarrowExtras {
     delay_secs: u32,
     /// Reserves, timeouts, releases, buries, kicks.
     counts: [u8; 5],
-    /// Also the table slot's niche: a free slot needs no tag of its own.
+    /// Also the niche of the id index's `Option`: an empty slot needs no
+    /// tag of its own.
     form: Form,
 }
 
@@ -97,24 +98,24 @@ impl NarrowExtras {
     }
 }
 
-/// The extras of the jobs that have any, by job id: tables like the job
-/// table, since a million delayed or buried jobs all have extras (a hash
+/// The extras of the jobs that have any, by job id: id indexes like the
+/// job table, since a million delayed or buried jobs all have extras (a hash
 /// map of them took 86 bytes a job, twice that while it grew). Every kept
 /// job has a narrow slot (20 bytes); the few whose counters outgrow a byte
 /// also have a wide one (see [`NarrowExtras`]).
 #[derive(Debug, Default)]
 pub struct Extras {
-    narrow: IdTable<NarrowExtras>,
-    wide: IdTable<JobExtras>,
+    narrow: IdIndex<NarrowExtras>,
+    wide: IdIndex<JobExtras>,
 }
 
 impl Extras {
     /// The job's extras, all zero if it has none.
     pub fn get(&self, id: JobId) -> JobExtras {
-        match self.narrow.get(&id) {
+        match self.narrow.get(id) {
             None => JobExtras::default(),
             Some(slot) if slot.form == Form::Narrow => slot.unpack(),
-            Some(_) => self.wide[&id],
+            Some(_) => self.wide[id],
         }
     }
 
@@ -127,7 +128,7 @@ impl Extras {
 
     /// The job's extras, to change, if it has any (none are made).
     pub fn get_mut_if_kept(&mut self, id: JobId) -> Option<ExtrasMut<'_>> {
-        let slot = self.narrow.get_mut(&id)?;
+        let slot = self.narrow.get_mut(id)?;
         Some(ExtrasMut::new(slot, &mut self.wide, id))
     }
 
@@ -147,8 +148,8 @@ impl Extras {
 
     /// Forgets a deleted job.
     pub fn forget(&mut self, id: JobId) {
-        if self.narrow.remove(&id).is_some_and(|slot| slot.form == Form::Wide) {
-            self.wide.remove(&id);
+        if self.narrow.remove(id).is_some_and(|slot| slot.form == Form::Wide) {
+            self.wide.remove(id);
         }
     }
 
@@ -172,10 +173,10 @@ impl Extras {
     /// narrow form.
     pub fn check(&self) {
         for id in self.narrow.ids() {
-            let is_wide = self.narrow[&id].form == Form::Wide;
+            let is_wide = self.narrow[id].form == Form::Wide;
             assert_eq!(self.wide.contains(id), is_wide, "job {id}'s wide extras");
             if is_wide {
-                assert!(NarrowExtras::pack(self.wide[&id]).is_none(), "job {id}'s extras kept wide but fit narrow");
+                assert!(NarrowExtras::pack(self.wide[id]).is_none(), "job {id}'s extras kept wide but fit narrow");
             }
         }
         for id in self.wide.ids() {
@@ -186,13 +187,13 @@ impl Extras {
 
 /// Keeps `value` as job `id`'s extras: in its narrow slot if it fits,
 /// else in the wide table, the slot saying so.
-fn store(slot: &mut NarrowExtras, wide: &mut IdTable<JobExtras>, id: JobId, value: JobExtras) {
+fn store(slot: &mut NarrowExtras, wide: &mut IdIndex<JobExtras>, id: JobId, value: JobExtras) {
     let was_wide = slot.form == Form::Wide;
     match NarrowExtras::pack(value) {
         Some(narrow) => {
             *slot = narrow;
             if was_wide {
-                wide.remove(&id);
+                wide.remove(id);
             }
         }
         None => {
@@ -207,14 +208,14 @@ fn store(slot: &mut NarrowExtras, wide: &mut IdTable<JobExtras>, id: JobId, valu
 #[derive(Debug)]
 pub struct ExtrasMut<'a> {
     slot: &'a mut NarrowExtras,
-    wide: &'a mut IdTable<JobExtras>,
+    wide: &'a mut IdIndex<JobExtras>,
     id: JobId,
     value: JobExtras,
 }
 
 impl<'a> ExtrasMut<'a> {
-    fn new(slot: &'a mut NarrowExtras, wide: &'a mut IdTable<JobExtras>, id: JobId) -> ExtrasMut<'a> {
-        let value = if slot.form == Form::Narrow { slot.unpack() } else { wide[&id] };
+    fn new(slot: &'a mut NarrowExtras, wide: &'a mut IdIndex<JobExtras>, id: JobId) -> ExtrasMut<'a> {
+        let value = if slot.form == Form::Narrow { slot.unpack() } else { wide[id] };
         ExtrasMut { slot, wide, id, value }
     }
 }
@@ -244,8 +245,8 @@ mod tests {
 
     #[test]
     fn the_record_stays_small() {
-        assert_eq!(IdTable::<NarrowExtras>::slot_bytes(), 20);
-        assert_eq!(IdTable::<JobExtras>::slot_bytes(), 36);
+        assert_eq!(std::mem::size_of::<Option<NarrowExtras>>(), 20);
+        assert_eq!(std::mem::size_of::<Option<JobExtras>>(), 36);
     }
 
     #[test]

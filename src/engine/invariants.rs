@@ -35,7 +35,7 @@ impl<J: Journal> Engine<J> {
             fifo.check();
             let mut last = None;
             for (range, id) in fifo.filed() {
-                let job = self.jobs.get(&id).unwrap_or_else(|| panic!("deleted job {id} still buried"));
+                let job = self.jobs.get(id).unwrap_or_else(|| panic!("deleted job {id} still buried"));
                 assert_eq!(job.state(), crate::engine::JobState::Buried, "job {id} in the buried jobs");
                 assert_eq!(job.tube, tube, "job {id} buried in another tube");
                 let buried_at = self.extras.get(id).deadline;
@@ -140,7 +140,7 @@ impl<J: Journal> Engine<J> {
                 }
             }
             for id in self.jobs.ids() {
-                let job = &self.jobs[&id];
+                let job = &self.jobs[id];
                 if job.state() == crate::engine::JobState::Ready {
                     let since = super::metrics::ready_since(&self.extras, id, job);
                     assert!(entries.contains(&(since, id)), "ready job {id} has no current ready-since entry");

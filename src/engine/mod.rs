@@ -38,7 +38,7 @@
 //! 1. Leaves, which import nothing from the engine: ids.rs (`JobId`,
 //!    `TubeId`, `ConnId`) and time.rs (`Nanos` and its helpers).
 //! 2. Data structures, which know nothing of `Engine`: bodies.rs (job bodies,
-//!    packed), table.rs (records by job id), extras.rs (a job's counters and
+//!    packed), extras.rs (a job's counters and
 //!    deadline, once it has any), ready/ (a tube's ready jobs, packed),
 //!    buried.rs (a tube's buried jobs in burial order, packed), chunked.rs
 //!    (the rules both packed queues keep their chunks by), heads.rs (every tube's best ready job), timers.rs (all that is due at
@@ -124,7 +124,6 @@ mod ready_since;
 mod restore;
 mod session;
 mod stats;
-mod table;
 mod time;
 mod timers;
 mod tubes;
@@ -144,6 +143,7 @@ pub use time::{Nanos, SECOND, secs, whole_secs};
 use std::collections::BTreeSet;
 
 use crate::host::HostInfo;
+use crate::idindex::IdIndex;
 use crate::protocol::command::NewJob;
 use crate::protocol::{self, BodyBytes, Command, Op, TubeName};
 use extras::Extras;
@@ -151,7 +151,6 @@ use ids::TubeId;
 use meter::Meter;
 use outbox::{Outbox, Reply};
 use session::{PendingPut, Session};
-use table::IdTable;
 use timers::{Timer, Timers};
 use tubes::Tubes;
 
@@ -215,7 +214,8 @@ pub struct Engine<J: Journal = NoJournal> {
     config: EngineConfig,
     journal: J,
     started_at: Nanos,
-    jobs: IdTable<Job>,
+    /// Every live job's record, by id, in the id index's window itself.
+    jobs: IdIndex<Job>,
     bodies: Bodies,
     extras: Extras,
     tubes: Tubes,
@@ -252,7 +252,7 @@ impl<J: Journal> Engine<J> {
             config,
             journal,
             started_at: now,
-            jobs: IdTable::default(),
+            jobs: IdIndex::default(),
             bodies: Bodies::default(),
             extras: Extras::default(),
             tubes: Tubes::new(),
@@ -560,7 +560,7 @@ impl<J: Journal> Engine<J> {
     }
 
     pub(super) fn is_reserved_by(&self, id: JobId, conn: ConnId) -> bool {
-        self.jobs.get(&id).is_some_and(|job| job.is_reserved_by(conn))
+        self.jobs.get(id).is_some_and(|job| job.is_reserved_by(conn))
     }
 
     pub(super) fn drop_tube_if_unused(&mut self, tube: TubeId) {
@@ -614,7 +614,7 @@ impl<J: Journal> Engine<J> {
     }
 
     pub(super) fn job_mut(&mut self, id: JobId) -> &mut Job {
-        self.jobs.get_mut(&id).expect("unknown job")
+        self.jobs.get_mut(id).expect("unknown job")
     }
 
     /// Calls `f` with the journal and everything it may write about job `id`
@@ -624,7 +624,7 @@ impl<J: Journal> Engine<J> {
             return R::default();
         }
         let Engine { journal, jobs, bodies, extras, tubes, .. } = self;
-        let job = &jobs[&id];
+        let job = &jobs[id];
         let view = JobView { id, job, extras: extras.get(id), tube: &tubes[job.tube].name, body: bodies.get(job.body) };
         f(journal, view)
     }
@@ -640,6 +640,6 @@ mod tests;
 
 /// Whether `conn` holds job `id` until `deadline`: what [`held::HeldJobs`]
 /// asks of its entries.
-fn holds(jobs: &IdTable<Job>, extras: &Extras, conn: ConnId, deadline: Nanos, id: JobId) -> bool {
-    jobs.get(&id).is_some_and(|job| job.is_reserved_by(conn)) && extras.get(id).deadline == deadline
+fn holds(jobs: &IdIndex<Job>, extras: &Extras, conn: ConnId, deadline: Nanos, id: JobId) -> bool {
+    jobs.get(id).is_some_and(|job| job.is_reserved_by(conn)) && extras.get(id).deadline == deadline
 }

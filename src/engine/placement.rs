@@ -29,7 +29,7 @@ impl<J: Journal> Engine<J> {
     /// Takes the job out of the structure its state puts it in, with the
     /// counters and timer that go with it.
     pub(super) fn unplace(&mut self, id: JobId) {
-        let job = &self.jobs[&id];
+        let job = &self.jobs[id];
         let (tube, place, pri) = (job.tube, job.place, job.pri);
         // Every state but ready has a deadline, in the job's extras.
         let deadline = || self.extras.get(id).deadline;
@@ -198,8 +198,8 @@ impl<J: Journal> Engine<J> {
         self.extras.get_mut(id).counts.reserves += 1;
         let jobs = &self.jobs;
         let session = self.sessions[conn].as_mut().expect("unknown connection");
-        session.note_reservation(id, |id| jobs.get(&id).is_some_and(|job| job.is_reserved_by(conn)));
-        let body = self.jobs[&id].body;
+        session.note_reservation(id, |id| jobs.get(id).is_some_and(|job| job.is_reserved_by(conn)));
+        let body = self.jobs[id].body;
         Reply::Reserved { id, body: ReplyBody::Stored(body) }
     }
 }
