@@ -102,14 +102,13 @@ impl<J: Journal> Engine<J> {
         let tube = self.session(conn).used;
         let delayed = new.delay > 0;
         let mut job = Job {
-            tube,
             pri: new.pri,
             // beanstalkd raises a TTR of 0 to one second.
             ttr_secs: new.ttr.max(1),
             // Stored once the log has taken it.
             body: BodyRef::default(),
             created_at: line_at.map_or(now, |at| at.min(now)),
-            place: Place::unheld(if delayed { JobState::Delayed } else { JobState::Ready }),
+            place: Place::new(tube, if delayed { JobState::Delayed } else { JobState::Ready }),
             journal_tag: JournalTag::default(),
         };
         let extras = JobExtras {
@@ -145,7 +144,7 @@ impl<J: Journal> Engine<J> {
         // at its next tick. Either way: a job if one may be handed out, else
         // DEADLINE_SOON, so ready jobs in paused tubes need no look here.
         if let Some(id) = self.best_reservable(conn) {
-            let tube = self.jobs[id].tube;
+            let tube = self.jobs[id].tube();
             self.tubes[tube].waiters.narrow.served_at_once();
             return Some(self.hand_out(now, conn, id));
         }
@@ -181,7 +180,7 @@ impl<J: Journal> Engine<J> {
     pub(super) fn delete(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
         self.count(Op::Delete);
         let Some(job) = self.jobs.get(id) else { return Reply::NotFound };
-        if job.state() == JobState::Reserved && !job.is_reserved_by(conn) {
+        if job.state() == JobState::Reserved && self.extras.holder(id) != conn {
             return Reply::NotFound;
         }
         self.meter_hold_ends(now, id);
@@ -191,8 +190,8 @@ impl<J: Journal> Engine<J> {
         self.replies.detach(&self.bodies);
         self.bodies.remove(job.body);
         self.extras.forget(id);
-        self.tubes[job.tube].deletes += 1;
-        self.drop_tube_if_unused(job.tube);
+        self.tubes[job.tube()].deletes += 1;
+        self.drop_tube_if_unused(job.tube());
         Reply::Deleted
     }
 
@@ -218,7 +217,7 @@ impl<J: Journal> Engine<J> {
             self.place_delayed(now, id, secs(delay));
             self.log_update(id);
         } else {
-            self.job_mut(id).place = Place::unheld(JobState::Ready);
+            self.job_mut(id).set_state(JobState::Ready);
             self.log_update(id);
             self.place_ready(now, id);
         }
@@ -325,7 +324,7 @@ impl<J: Journal> Engine<J> {
         }
         self.unplace(id);
         self.extras.get_mut(id).counts.kicks += 1;
-        self.job_mut(id).place = Place::unheld(JobState::Ready);
+        self.job_mut(id).set_state(JobState::Ready);
         self.log_update(id);
         self.place_ready(now, id);
         true

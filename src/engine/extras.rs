@@ -1,7 +1,7 @@
 //! What a job carries only once something has happened to it, kept apart
 //! from the job record, and the table of the jobs that have any.
 
-use super::ids::JobId;
+use super::ids::{ConnId, JobId};
 use super::time::{Nanos, secs};
 use crate::idindex::IdIndex;
 
@@ -21,10 +21,11 @@ pub struct JobCounts {
 }
 
 /// What a job carries only once something has happened to it: its counters,
-/// the delay it was last given, and the deadline of its state. A job put
-/// ready without a delay has none of these (all zero), and it is the job a
-/// queue holds millions of. Packed to 4-byte alignment, like [`Job`](super::job::Job): 32
-/// bytes. The table keeps it narrower while it can (see [`Extras`]).
+/// the delay it was last given, the deadline of its state, and who holds it
+/// while reserved. A job put ready without a delay has none of these (all
+/// zero), and it is the job a queue holds millions of. Packed to 4-byte
+/// alignment, like [`Job`](super::job::Job): 36 bytes. The table keeps it
+/// narrower while it can (see [`Extras`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C, packed(4))]
 pub struct JobExtras {
@@ -36,6 +37,8 @@ pub struct JobExtras {
     /// Delayed: when the job becomes ready. Reserved: when its TTR runs out.
     /// Buried: when it was buried. Meaningless when ready.
     pub deadline: Nanos,
+    /// Reserved: the connection holding it. Meaningless otherwise.
+    pub holder: u32,
 }
 
 impl JobExtras {
@@ -43,13 +46,21 @@ impl JobExtras {
     pub fn delay(&self) -> Nanos {
         secs(self.delay_secs)
     }
+
+    /// Notes that `conn` holds the job, until `deadline`.
+    pub fn hold(&mut self, conn: ConnId, deadline: Nanos) {
+        self.holder = u32::try_from(conn).unwrap_or_else(|_| panic!("connection id {conn} out of range"));
+        self.deadline = deadline;
+    }
 }
 
 /// A job's extras as the table keeps them while every counter fits in a
-/// byte: 20 bytes a job, against 36 for a [`JobExtras`] in its slot. A
-/// million buried jobs all have extras (a reserve and a burial each), and
-/// few jobs are reserved, released, buried or kicked 256 times; one that is
-/// moves to the wide table, leaving this slot marked [`Form::Wide`].
+/// byte and the holder's id in two: 20 bytes a job, against 40 for a
+/// [`JobExtras`] in its slot. A million buried jobs all have extras (a
+/// reserve and a burial each), few jobs are reserved, released, buried or
+/// kicked 256 times, and connection ids are slab keys, which stay small
+/// (one per open connection); a job past these moves to the wide table,
+/// leaving this slot marked [`Form::Wide`].
 #[derive(Clone, Copy, Debug)]
 #[repr(C, packed(4))]
 struct NarrowExtras {
@@ -60,6 +71,8 @@ struct NarrowExtras {
     /// Also the niche of the id index's `Option`: an empty slot needs no
     /// tag of its own.
     form: Form,
+    /// The holder, in the two bytes the fields above leave to make 20.
+    holder: u16,
 }
 
 /// Where a kept job's extras are.
@@ -68,18 +81,19 @@ struct NarrowExtras {
 enum Form {
     /// In the narrow slot itself.
     Narrow = 1,
-    /// In the wide table: a counter passed 255.
+    /// In the wide table: a counter passed 255, or the holder's id 65,535.
     Wide = 2,
 }
 
 impl NarrowExtras {
     /// The slot of a job whose extras are in the wide table.
-    const WIDE: NarrowExtras = NarrowExtras { deadline: 0, delay_secs: 0, counts: [0; 5], form: Form::Wide };
+    const WIDE: NarrowExtras = NarrowExtras { deadline: 0, delay_secs: 0, counts: [0; 5], form: Form::Wide, holder: 0 };
 
     /// All-zero extras.
     const EMPTY: NarrowExtras = NarrowExtras { form: Form::Narrow, ..NarrowExtras::WIDE };
 
-    /// The extras in the narrow form, if every counter fits in a byte.
+    /// The extras in the narrow form, if every counter fits in a byte and
+    /// the holder in two.
     fn pack(e: JobExtras) -> Option<NarrowExtras> {
         let c = e.counts;
         let byte = |n: u32| u8::try_from(n).ok();
@@ -88,13 +102,14 @@ impl NarrowExtras {
             delay_secs: e.delay_secs,
             counts: [byte(c.reserves)?, byte(c.timeouts)?, byte(c.releases)?, byte(c.buries)?, byte(c.kicks)?],
             form: Form::Narrow,
+            holder: u16::try_from(e.holder).ok()?,
         })
     }
 
     fn unpack(self) -> JobExtras {
         let [reserves, timeouts, releases, buries, kicks] = self.counts.map(u32::from);
         let counts = JobCounts { reserves, timeouts, releases, buries, kicks };
-        JobExtras { counts, delay_secs: self.delay_secs, deadline: self.deadline }
+        JobExtras { counts, delay_secs: self.delay_secs, deadline: self.deadline, holder: self.holder.into() }
     }
 }
 
@@ -116,6 +131,16 @@ impl Extras {
             None => JobExtras::default(),
             Some(slot) if slot.form == Form::Narrow => slot.unpack(),
             Some(_) => self.wide[id],
+        }
+    }
+
+    /// The connection holding the job, if it is reserved (else the one
+    /// that held it last, or 0), found without unpacking the rest.
+    pub fn holder(&self, id: JobId) -> ConnId {
+        match self.narrow.get(id) {
+            None => 0,
+            Some(slot) if slot.form == Form::Narrow => slot.holder.into(),
+            Some(_) => self.wide[id].holder as ConnId,
         }
     }
 
@@ -246,7 +271,7 @@ mod tests {
     #[test]
     fn the_record_stays_small() {
         assert_eq!(std::mem::size_of::<Option<NarrowExtras>>(), 20);
-        assert_eq!(std::mem::size_of::<Option<JobExtras>>(), 36);
+        assert_eq!(std::mem::size_of::<Option<JobExtras>>(), 40);
     }
 
     #[test]
@@ -268,6 +293,7 @@ mod tests {
             delay_secs: u32::MAX,
             counts: JobCounts { kicks: 1 << 20, ..JobCounts::default() },
             deadline: 5,
+            holder: 0,
         };
         extras.set(10, wide);
         extras.check();
@@ -276,6 +302,23 @@ mod tests {
         extras.forget(9);
         extras.check();
         assert!(extras.is_empty());
+    }
+
+    #[test]
+    fn a_holder_past_two_bytes_moves_to_the_wide_table() {
+        let mut extras = Extras::default();
+        for (conn, wide) in [(0, false), (65_535, false), (65_536, true), (u32::MAX as ConnId, true), (7, false)] {
+            extras.get_mut(3).hold(conn, 10);
+            extras.check();
+            assert_eq!((extras.holder(3), extras.get(3).deadline), (conn, 10));
+            assert_eq!(extras.wide.contains(3), wide, "holder {conn}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "out of range")]
+    fn a_holder_past_four_bytes_is_refused() {
+        Extras::default().get_mut(3).hold(1 << 32, 10);
     }
 
     #[test]

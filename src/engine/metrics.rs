@@ -104,7 +104,7 @@ impl<J: Journal> Engine<J> {
         if job.state() != JobState::Ready {
             return;
         }
-        let (tube, since) = (job.tube, ready_since(&self.extras, id, job));
+        let (tube, since) = (job.tube(), ready_since(&self.extras, id, job));
         if let Some(meter) = &mut self.meter {
             meter.tube(tube).ready_wait.observe(now.saturating_sub(since));
         }
@@ -134,7 +134,7 @@ impl<J: Journal> Engine<J> {
         if job.state() != JobState::Reserved {
             return;
         }
-        let (tube, held) = (job.tube, now.saturating_sub(self.reserved_at(meter, id)));
+        let (tube, held) = (job.tube(), now.saturating_sub(self.reserved_at(meter, id)));
         if let Some(meter) = &mut self.meter {
             meter.tube(tube).hold.observe(held);
         }
@@ -166,7 +166,7 @@ impl<J: Journal> Engine<J> {
 
     /// Job `id`'s TTR ran out.
     pub(super) fn meter_ttr_expiry(&mut self, id: JobId) {
-        let tube = self.jobs[id].tube;
+        let tube = self.jobs[id].tube();
         if let Some(meter) = &mut self.meter {
             meter.tube(tube).ttr_expiries += 1;
         }
@@ -179,7 +179,7 @@ impl<J: Journal> Engine<J> {
             return;
         }
         let Some((_, id)) = self.soonest_held(conn) else { return };
-        let tube = self.jobs[id].tube;
+        let tube = self.jobs[id].tube();
         if let Some(meter) = &mut self.meter {
             meter.tube(tube).deadline_soon += 1;
         }
@@ -196,7 +196,7 @@ impl<J: Journal> Engine<J> {
         let mut entries: Vec<(Nanos, JobId, TubeId)> = Vec::with_capacity(ids.len());
         for id in ids {
             let job = &self.jobs[id];
-            let tube = job.tube;
+            let tube = job.tube();
             // A job with extras, or put "later" than now (the wall clock
             // went back across the restart), counts as ready since now.
             let since = if self.extras.contains(id) || job.created_at > now {

@@ -46,7 +46,7 @@
 //!    watchlist.rs (the tubes a connection watches), held.rs (the jobs a
 //!    connection holds, soonest deadline first), ready_since.rs (when
 //!    a tube's longest-waiting ready job became ready, for metrics).
-//! 3. Records and registries: job.rs (the 36-byte job record), tubes.rs
+//! 3. Records and registries: job.rs (the 32-byte job record), tubes.rs
 //!    (the tube registry and each tube's queues), session.rs (one
 //!    connection's state), journal.rs (what the write-ahead log is told),
 //!    meter.rs (what metrics measure per tube, and the cap on tubes with
@@ -80,7 +80,8 @@
 //! those it can):
 //!
 //! - A job is in exactly one home, the one its [`Place`] names: its tube's
-//!   ready queue, delayed set or buried FIFO, or its holder's reserved set.
+//!   ready queue, delayed set or buried FIFO, or, reserved, the reserved
+//!   set of the holder its extras name.
 //!   Only `unplace` and `place_*` move it, keeping the state counters, the
 //!   urgent counts, the tube's reserved count and the timers in step.
 //! - The heads index holds exactly the unpaused tubes' best ready jobs: only
@@ -560,7 +561,7 @@ impl<J: Journal> Engine<J> {
     }
 
     pub(super) fn is_reserved_by(&self, id: JobId, conn: ConnId) -> bool {
-        self.jobs.get(id).is_some_and(|job| job.is_reserved_by(conn))
+        reserved_by(&self.jobs, &self.extras, id) == Some(conn)
     }
 
     pub(super) fn drop_tube_if_unused(&mut self, tube: TubeId) {
@@ -625,7 +626,8 @@ impl<J: Journal> Engine<J> {
         }
         let Engine { journal, jobs, bodies, extras, tubes, .. } = self;
         let job = &jobs[id];
-        let view = JobView { id, job, extras: extras.get(id), tube: &tubes[job.tube].name, body: bodies.get(job.body) };
+        let view =
+            JobView { id, job, extras: extras.get(id), tube: &tubes[job.tube()].name, body: bodies.get(job.body) };
         f(journal, view)
     }
 
@@ -641,5 +643,13 @@ mod tests;
 /// Whether `conn` holds job `id` until `deadline`: what [`held::HeldJobs`]
 /// asks of its entries.
 fn holds(jobs: &IdIndex<Job>, extras: &Extras, conn: ConnId, deadline: Nanos, id: JobId) -> bool {
-    jobs.get(id).is_some_and(|job| job.is_reserved_by(conn)) && extras.get(id).deadline == deadline
+    jobs.get(id).is_some_and(|job| job.state() == JobState::Reserved) && {
+        let extras = extras.get(id);
+        extras.holder as ConnId == conn && extras.deadline == deadline
+    }
+}
+
+/// The connection holding job `id`, if the job is reserved.
+fn reserved_by(jobs: &IdIndex<Job>, extras: &Extras, id: JobId) -> Option<ConnId> {
+    jobs.get(id).is_some_and(|job| job.state() == JobState::Reserved).then(|| extras.holder(id))
 }

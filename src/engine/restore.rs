@@ -85,17 +85,16 @@ impl<J: Journal> Engine<J> {
         let delayed_until =
             (restored.state == JobState::Delayed && restored.ready_at > now).then_some(restored.ready_at);
         let job = Job {
-            tube,
             pri: restored.pri,
             ttr_secs: whole_secs(restored.ttr).max(1),
             body: restored.body,
             created_at: restored.created_at,
-            place: Place::unheld(if delayed_until.is_some() { JobState::Delayed } else { JobState::Ready }),
+            place: Place::new(tube, if delayed_until.is_some() { JobState::Delayed } else { JobState::Ready }),
             journal_tag: restored.journal_tag,
         };
         self.jobs.insert(id, job);
         let deadline = delayed_until.unwrap_or(0);
-        let extras = JobExtras { counts: restored.counts, delay_secs: whole_secs(restored.delay), deadline };
+        let extras = JobExtras { counts: restored.counts, delay_secs: whole_secs(restored.delay), deadline, holder: 0 };
         self.extras.set(id, extras);
         self.next_job_id = self.next_job_id.max(id + 1);
         match (restored.state, delayed_until) {

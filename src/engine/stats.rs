@@ -70,7 +70,7 @@ impl<J: Journal> Engine<J> {
         let counts = extras.counts;
         yaml::job_stats(&JobStats {
             id,
-            tube: self.tubes[job.tube].name.to_string(),
+            tube: self.tubes[job.tube()].name.to_string(),
             state: job.state().name(),
             pri: job.pri,
             age: now.saturating_sub(job.created_at) / SECOND,
