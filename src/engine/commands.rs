@@ -248,7 +248,7 @@ impl<J: Journal> Engine<J> {
         }
         let reserved_at = self.meter_before_touch(id);
         self.unplace(id);
-        self.place_reserved(now, id, conn);
+        self.place_reserved(now, id, conn, false);
         self.meter_touched(id, reserved_at);
         Reply::Touched
     }

@@ -159,12 +159,19 @@ impl<J: Journal> Engine<J> {
         self.counts.buried += 1;
     }
 
-    pub(super) fn place_reserved(&mut self, now: Nanos, id: JobId, conn: ConnId) {
+    /// Reserves job `id` for `conn` until its TTR from `now`; `counted`:
+    /// a reservation `stats-job` counts (a reserve; a touch is not), in
+    /// the same change of the job's extras.
+    pub(super) fn place_reserved(&mut self, now: Nanos, id: JobId, conn: ConnId, counted: bool) {
         let job = self.job_mut(id);
         let deadline = now + job.ttr();
         job.set_state(JobState::Reserved);
         let tube = job.tube();
-        self.extras.get_mut(id).hold(conn, deadline);
+        {
+            let mut extras = self.extras.get_mut(id);
+            extras.hold(conn, deadline);
+            extras.counts.reserves += u32::from(counted);
+        }
         let (jobs, extras) = (&self.jobs, &self.extras);
         let session = self.sessions[conn].as_mut().expect("unknown connection");
         session.reserved.insert(deadline, id, |deadline, id| super::holds(jobs, extras, conn, deadline, id));
@@ -194,8 +201,7 @@ impl<J: Journal> Engine<J> {
     pub(super) fn hand_out(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
         self.meter_reserve(now, id);
         self.unplace(id);
-        self.place_reserved(now, id, conn);
-        self.extras.get_mut(id).counts.reserves += 1;
+        self.place_reserved(now, id, conn, true);
         let (jobs, extras) = (&self.jobs, &self.extras);
         let session = self.sessions[conn].as_mut().expect("unknown connection");
         session.note_reservation(id, |id| super::reserved_by(jobs, extras, id) == Some(conn));
