@@ -10,6 +10,7 @@ use super::outbox::{Reply, ReplyBody};
 use super::session::PendingPut;
 use super::time::{Nanos, secs};
 use super::timers::Timer;
+use super::ttr::RecordTtr;
 use super::tubes;
 use crate::protocol::command::NewJob;
 use crate::protocol::{BodyBytes, Command, Op, TubeName};
@@ -101,10 +102,11 @@ impl<J: Journal> Engine<J> {
         }
         let tube = self.session(conn).used;
         let delayed = new.delay > 0;
+        // beanstalkd raises a TTR of 0 to one second.
+        let ttr_secs = new.ttr.max(1);
         let mut job = Job {
             pri: new.pri,
-            // beanstalkd raises a TTR of 0 to one second.
-            ttr_secs: new.ttr.max(1),
+            ttr: RecordTtr::of(ttr_secs),
             // Stored once the log has taken it.
             body: BodyRef::default(),
             created_at: line_at.map_or(now, |at| at.min(now)),
@@ -116,13 +118,15 @@ impl<J: Journal> Engine<J> {
             deadline: if delayed { now + secs(new.delay) } else { 0 },
             ..JobExtras::default()
         };
-        let view = JobView { id, job: &job, extras, tube: &self.tubes[tube].name, body: new.body.bytes() };
+        let (tube_name, body) = (&self.tubes[tube].name, new.body.bytes());
+        let view = JobView { id, job: &job, ttr: secs(ttr_secs), extras, tube: tube_name, body };
         match self.journal.log_put(view) {
             Some(tag) => job.journal_tag = tag,
             None => return Reply::OutOfMemory,
         }
         job.body = self.bodies.insert_lent(new.body);
         self.jobs.insert(id, job);
+        self.long_ttrs.keep(id, ttr_secs);
         self.extras.set(id, extras);
         self.counts.total_jobs += 1;
         self.tubes[tube].total_jobs += 1;
@@ -187,6 +191,7 @@ impl<J: Journal> Engine<J> {
         self.unplace(id);
         self.journal_sees(id, |journal, job| journal.log_delete(job));
         let job = self.jobs.remove(id).expect("job vanished");
+        self.long_ttrs.forget(id, job.ttr);
         self.replies.detach(&self.bodies);
         self.bodies.remove(job.body);
         self.extras.forget(id);

@@ -145,6 +145,7 @@ impl<J: Journal> Engine<J> {
             }
         }
         assert_eq!(self.timers.count(|t| matches!(t, Timer::TtrEnds(..))), ttr_timers, "TTR timers");
+        self.long_ttrs.check(self.jobs.ids().map(|id| (id, self.jobs[id].ttr)));
         self.extras.check();
         for id in self.extras.ids() {
             assert!(self.jobs.contains(id), "extras kept for deleted job {id}");

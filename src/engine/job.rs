@@ -4,7 +4,8 @@ use std::num::NonZeroU32;
 
 use super::bodies::BodyRef;
 use super::ids::TubeId;
-use super::time::{Nanos, secs};
+use super::time::Nanos;
+use super::ttr::RecordTtr;
 
 /// Where a job is. Every state has exactly one home: ready and delayed jobs
 /// in their tube's ordered sets, buried jobs in the tube's FIFO, reserved jobs
@@ -88,16 +89,17 @@ pub struct JournalTag {
     pub file: u32,
 }
 
-/// The record of one live job, 32 bytes (the body apart), because a queue
-/// may hold millions: its id is the key it is found by, times that only
-/// ever hold whole seconds are kept in seconds, the tube and the state
-/// share four bytes, and whatever a waiting job does not need yet (the
-/// holder of a reserved one among it) lives in its
-/// [`JobExtras`](super::extras::JobExtras). Packed to 4-byte alignment:
-/// `created_at` is its only 8-byte field, and would otherwise cost every
-/// job 4 bytes of padding.
+/// The record of one live job, 30 bytes (the body apart), because a queue
+/// may hold millions: its id is the key it is found by, the tube and the
+/// state share four bytes, the TTR takes two (a longer one than they hold
+/// is kept apart: ttr.rs), and whatever a waiting job does not need yet
+/// (the holder of a reserved one among it) lives in its
+/// [`JobExtras`](super::extras::JobExtras). Packed to 2-byte alignment:
+/// `created_at` is its only 8-byte field and the TTR a 2-byte one, and the
+/// record would otherwise cost 32 bytes. (A record may then straddle two
+/// cache lines; lookups go mostly in id order, one record after the next.)
 #[derive(Debug)]
-#[repr(C, packed(4))]
+#[repr(C, packed(2))]
 pub struct Job {
     /// When the job was put (`age` in `stats-job`).
     pub created_at: Nanos,
@@ -109,16 +111,12 @@ pub struct Job {
     pub place: Place,
     /// Lower is more urgent; equal priorities go out in id order.
     pub pri: u32,
-    /// Time to run in seconds, at least one.
-    pub ttr_secs: u32,
+    /// Time to run, as the record keeps it: the engine's
+    /// [`LongTtrs`](super::ttr::LongTtrs) gives the seconds.
+    pub ttr: RecordTtr,
 }
 
 impl Job {
-    /// The time to run: how long a reservation lasts without a touch.
-    pub fn ttr(&self) -> Nanos {
-        secs(self.ttr_secs)
-    }
-
     /// The tube the job was put in.
     pub fn tube(&self) -> TubeId {
         self.place.tube()
@@ -141,7 +139,7 @@ mod tests {
 
     #[test]
     fn the_record_stays_small() {
-        assert_eq!(std::mem::size_of::<Job>(), 32);
+        assert_eq!(std::mem::size_of::<Job>(), 30);
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl<J: Journal> Engine<J> {
     fn reserved_at(&self, meter: &Meter, id: JobId) -> Nanos {
         match meter.touched.get(&id) {
             Some(&at) => at,
-            None => self.extras.get(id).deadline.saturating_sub(self.jobs[id].ttr()),
+            None => self.extras.get(id).deadline.saturating_sub(self.long_ttrs.get(id, self.jobs[id].ttr)),
         }
     }
 

@@ -38,7 +38,8 @@
 //! 1. Leaves, which import nothing from the engine: ids.rs (`JobId`,
 //!    `TubeId`, `ConnId`) and time.rs (`Nanos` and its helpers).
 //! 2. Data structures, which know nothing of `Engine`: bodies.rs (job bodies,
-//!    packed), extras.rs (a job's counters and
+//!    packed), ttr.rs (a job's TTR: two bytes in its record, the rare
+//!    longer ones in a map), extras.rs (a job's counters and
 //!    deadline, once it has any), ready/ (a tube's ready jobs, packed),
 //!    buried.rs (a tube's buried jobs in burial order, packed), chunked.rs
 //!    (the rules both packed queues keep their chunks by), heads.rs (every tube's best ready job), timers.rs (all that is due at
@@ -46,7 +47,7 @@
 //!    watchlist.rs (the tubes a connection watches), held.rs (the jobs a
 //!    connection holds, soonest deadline first), ready_since.rs (when
 //!    a tube's longest-waiting ready job became ready, for metrics).
-//! 3. Records and registries: job.rs (the 32-byte job record), tubes.rs
+//! 3. Records and registries: job.rs (the 30-byte job record), tubes.rs
 //!    (the tube registry and each tube's queues), session.rs (one
 //!    connection's state), journal.rs (what the write-ahead log is told),
 //!    meter.rs (what metrics measure per tube, and the cap on tubes with
@@ -127,6 +128,7 @@ mod session;
 mod stats;
 mod time;
 mod timers;
+mod ttr;
 mod tubes;
 mod waiters;
 mod waiting;
@@ -153,6 +155,7 @@ use meter::Meter;
 use outbox::{Outbox, Reply};
 use session::{PendingPut, Session};
 use timers::{Timer, Timers};
+use ttr::LongTtrs;
 use tubes::Tubes;
 
 /// Settings the engine needs from the command line and the host.
@@ -217,6 +220,8 @@ pub struct Engine<J: Journal = NoJournal> {
     started_at: Nanos,
     /// Every live job's record, by id, in the id index's window itself.
     jobs: IdIndex<Job>,
+    /// The TTRs too long for a job's record.
+    long_ttrs: LongTtrs,
     bodies: Bodies,
     extras: Extras,
     tubes: Tubes,
@@ -254,6 +259,7 @@ impl<J: Journal> Engine<J> {
             journal,
             started_at: now,
             jobs: IdIndex::default(),
+            long_ttrs: LongTtrs::default(),
             bodies: Bodies::default(),
             extras: Extras::default(),
             tubes: Tubes::new(),
@@ -624,10 +630,16 @@ impl<J: Journal> Engine<J> {
         if !self.journal.keeps_anything() {
             return R::default();
         }
-        let Engine { journal, jobs, bodies, extras, tubes, .. } = self;
+        let Engine { journal, jobs, long_ttrs, bodies, extras, tubes, .. } = self;
         let job = &jobs[id];
-        let view =
-            JobView { id, job, extras: extras.get(id), tube: &tubes[job.tube()].name, body: bodies.get(job.body) };
+        let view = JobView {
+            id,
+            job,
+            ttr: long_ttrs.get(id, job.ttr),
+            extras: extras.get(id),
+            tube: &tubes[job.tube()].name,
+            body: bodies.get(job.body),
+        };
         f(journal, view)
     }
 

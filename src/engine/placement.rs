@@ -163,8 +163,8 @@ impl<J: Journal> Engine<J> {
     /// a reservation `stats-job` counts (a reserve; a touch is not), in
     /// the same change of the job's extras.
     pub(super) fn place_reserved(&mut self, now: Nanos, id: JobId, conn: ConnId, counted: bool) {
-        let job = self.job_mut(id);
-        let deadline = now + job.ttr();
+        let job = self.jobs.get_mut(id).expect("unknown job");
+        let deadline = now + self.long_ttrs.get(id, job.ttr);
         job.set_state(JobState::Reserved);
         let tube = job.tube();
         {

@@ -75,7 +75,7 @@ impl<J: Journal> Engine<J> {
             pri: job.pri,
             age: now.saturating_sub(job.created_at) / SECOND,
             delay: extras.delay_secs.into(),
-            ttr: job.ttr_secs.into(),
+            ttr: self.long_ttrs.secs(id, job.ttr).into(),
             time_left,
             file: self.journal.job_file(job),
             reserves: counts.reserves,
