@@ -83,15 +83,16 @@ impl<V> IdIndex<V> {
     }
 
     pub fn get(&self, id: u64) -> Option<&V> {
-        match self.window_index(id).and_then(|i| self.window[i].as_ref()) {
-            Some(value) => Some(value),
-            None => self.outliers.get(&id),
+        match self.window.get(self.offset(id)) {
+            Some(Some(value)) => Some(value),
+            _ => self.outliers.get(&id),
         }
     }
 
     pub fn get_mut(&mut self, id: u64) -> Option<&mut V> {
-        match self.window_index(id) {
-            Some(i) if self.window[i].is_some() => self.window[i].as_mut(),
+        let offset = self.offset(id);
+        match self.window.get_mut(offset) {
+            Some(Some(value)) => Some(value),
             _ => self.outliers.get_mut(&id),
         }
     }
@@ -102,10 +103,9 @@ impl<V> IdIndex<V> {
 
     /// The id's value, made with `make` if it has none.
     pub fn get_or_insert_with(&mut self, id: u64, make: impl FnOnce() -> V) -> &mut V {
-        if let Some(i) = self.window_index(id)
-            && self.window[i].is_some()
-        {
-            return self.window[i].as_mut().expect("checked");
+        let offset = self.offset(id);
+        if let Some(Some(_)) = self.window.get(offset) {
+            return self.window[offset].as_mut().expect("checked");
         }
         if self.outliers.contains_key(&id) {
             return self.outliers.get_mut(&id).expect("checked");
@@ -147,8 +147,9 @@ impl<V> IdIndex<V> {
     }
 
     pub fn remove(&mut self, id: u64) -> Option<V> {
-        if let Some(i) = self.window_index(id)
-            && let Some(value) = self.window[i].take()
+        let offset = self.offset(id);
+        if let Some(slot) = self.window.get_mut(offset)
+            && let Some(value) = slot.take()
         {
             self.in_window -= 1;
             self.shrink();
@@ -163,9 +164,11 @@ impl<V> IdIndex<V> {
         in_window.map(|(i, _)| self.base + i as u64).chain(self.outliers.keys().copied())
     }
 
-    fn window_index(&self, id: u64) -> Option<usize> {
-        let i = usize::try_from(id.checked_sub(self.base)?).ok()?;
-        (i < self.window.len()).then_some(i)
+    /// Where the id's slot is in the window, if the window is long enough:
+    /// an id below the base wraps around to an offset past any window, so
+    /// that one bounds check (the window's own) answers both questions.
+    fn offset(&self, id: u64) -> usize {
+        usize::try_from(id.wrapping_sub(self.base)).unwrap_or(usize::MAX)
     }
 
     /// Drops empty slots at both ends, and moves the oldest ids to the map

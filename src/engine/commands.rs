@@ -127,7 +127,11 @@ impl<J: Journal> Engine<J> {
         job.body = self.bodies.insert_lent(new.body);
         self.jobs.insert(id, job);
         self.long_ttrs.keep(id, ttr_secs);
-        self.extras.set(id, extras);
+        // A job put without a delay has no extras: nothing has happened
+        // to it yet (the check costs a put less than `set`'s).
+        if delayed {
+            self.extras.set(id, extras);
+        }
         self.counts.total_jobs += 1;
         self.tubes[tube].total_jobs += 1;
         if delayed {

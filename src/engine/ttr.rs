@@ -21,8 +21,8 @@ impl RecordTtr {
     /// What a record keeps of a TTR of `ttr_secs` (at least one): a long
     /// one must be kept in [`LongTtrs`] too.
     pub fn of(ttr_secs: u32) -> RecordTtr {
-        assert!(ttr_secs > 0, "a TTR is at least a second");
-        u16::try_from(ttr_secs).map_or(RecordTtr::LONG, RecordTtr)
+        debug_assert!(ttr_secs > 0, "a TTR is at least a second");
+        if ttr_secs <= u32::from(u16::MAX) { RecordTtr(ttr_secs as u16) } else { RecordTtr::LONG }
     }
 
     /// The seconds, unless the TTR is kept in [`LongTtrs`].
@@ -39,7 +39,7 @@ impl LongTtrs {
     /// Keeps job `id`'s TTR of `ttr_secs` if its record cannot
     /// ([`RecordTtr::of`]), once the job is kept.
     pub fn keep(&mut self, id: JobId, ttr_secs: u32) {
-        if RecordTtr::of(ttr_secs) == RecordTtr::LONG {
+        if ttr_secs > u32::from(u16::MAX) {
             self.0.insert(id, ttr_secs);
         }
     }
