@@ -54,7 +54,7 @@ impl<V> Default for IdIndex<V> {
 
 impl<V> IdIndex<V> {
     /// The window holds at least one id per this many slots (once longer
-    /// than [`MIN_WINDOW`]): when removals make it sparser its oldest ids
+    /// than `MIN_WINDOW`): when removals make it sparser its oldest ids
     /// move to the map, and an id that would stretch it sparser goes to the
     /// map. 8 for a 4-byte value, 2 for a job's record: a window at least
     /// half full, since a hole costs as much as a record.

@@ -112,7 +112,7 @@ pub struct Job {
     /// Lower is more urgent; equal priorities go out in id order.
     pub pri: u32,
     /// Time to run, as the record keeps it: the engine's
-    /// [`LongTtrs`](super::ttr::LongTtrs) gives the seconds.
+    /// `LongTtrs` (ttr.rs) gives the seconds.
     pub ttr: RecordTtr,
 }
 

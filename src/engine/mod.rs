@@ -39,14 +39,17 @@
 //!    `TubeId`, `ConnId`) and time.rs (`Nanos` and its helpers).
 //! 2. Data structures, which know nothing of `Engine`: bodies.rs (job bodies,
 //!    packed), ttr.rs (a job's TTR: two bytes in its record, the rare
-//!    longer ones in a map), extras.rs (a job's counters and
-//!    deadline, once it has any), ready/ (a tube's ready jobs, packed),
+//!    longer ones in a map), extras.rs (a job's counters, deadline and
+//!    holder, once it has any), ready/ (a tube's ready jobs, packed),
 //!    buried.rs (a tube's buried jobs in burial order, packed), chunked.rs
 //!    (the rules both packed queues keep their chunks by), heads.rs (every tube's best ready job), timers.rs (all that is due at
 //!    a time), waiters.rs (how a tube finds its waiting connections),
 //!    watchlist.rs (the tubes a connection watches), held.rs (the jobs a
 //!    connection holds, soonest deadline first), ready_since.rs (when
 //!    a tube's longest-waiting ready job became ready, for metrics).
+//!    The job table and the extras' tables are the crate's `IdIndex`
+//!    (idindex.rs): records by job id, in a window that slides with the
+//!    ids.
 //! 3. Records and registries: job.rs (the 30-byte job record), tubes.rs
 //!    (the tube registry and each tube's queues), session.rs (one
 //!    connection's state), journal.rs (what the write-ahead log is told),
