@@ -81,7 +81,8 @@ struct NarrowExtras {
 enum Form {
     /// In the narrow slot itself.
     Narrow = 1,
-    /// In the wide table: a counter passed 255, or the holder's id 65,535.
+    /// In the wide table: a counter passed 255, or the holder's id passed
+    /// 65,535.
     Wide = 2,
 }
 
