@@ -1,11 +1,19 @@
-//! An index from job id to a 32-bit slot, in about four bytes per job.
+//! Values by job id (a job's record, its extras, a replay's slot), in about
+//! the value's own size per job.
 //!
 //! Ids are handed out one after another and most jobs leave in roughly the
 //! order they came, so the live ids crowd into a window that slides forward.
-//! The window is a ring of slots indexed by `id - base`; the few ids that sit
-//! far outside it (a job buried for days while millions pass, an old job
-//! that compaction rewrote at the head of the log) go to a hash map. A hash
-//! map of every id would cost 17 to 35 bytes per job and a hash per lookup.
+//! The window is a ring of values indexed by `id - base`, `None` where no
+//! job is; the few ids that sit far outside it (a job buried for days while
+//! millions pass, an old job that compaction rewrote at the head of the
+//! log) go to a hash map. A hash map of every id would cost the value and
+//! 17 to 35 bytes more per job, and a hash per lookup.
+//!
+//! The values sit in the window itself rather than in a vector the window
+//! points into: no slot number per job (4 bytes a job) and no second
+//! memory access per lookup. The price is that a hole in the window costs a
+//! whole value, so how sparse the window may get depends on the value's
+//! size ([`IdIndex::MAX_SLOTS_PER_ID`]).
 //!
 //! Every operation is O(1) amortised: an id enters the window at most once
 //! and leaves it at most once, by removal or by eviction to the map.
@@ -14,8 +22,6 @@ use std::collections::VecDeque;
 
 use crate::idmap::IdMap;
 
-const EMPTY: u32 = u32::MAX;
-
 /// A window this short is never worth thinning out.
 const MIN_WINDOW: usize = 1024;
 
@@ -23,25 +29,46 @@ const MIN_WINDOW: usize = 1024;
 /// starts out in the map rather than stretching the window over the gap.
 const MAX_GAP: usize = 4096;
 
-/// The window holds at least one live id per this many slots (once longer
-/// than [`MIN_WINDOW`]): when removals make it sparser its oldest ids move
-/// to the map, and an id that would stretch it sparser goes to the map (4
-/// bytes per slot against about 24 per map entry).
-const MAX_SLOTS_PER_ID: usize = 8;
+/// What the window may spend per id it holds, holes included: about what
+/// an entry of the map costs (the id, the value, and the room hashbrown
+/// keeps free, for a value of 16 to 32 bytes).
+const MAX_WINDOW_BYTES_PER_ID: usize = 64;
 
-#[derive(Debug, Default)]
-pub struct IdIndex {
-    /// The slots of ids `base`, `base + 1`, ...; `EMPTY` where no job is.
-    window: VecDeque<u32>,
+#[derive(Debug)]
+pub struct IdIndex<V> {
+    /// The values of ids `base`, `base + 1`, ...; `None` where no job is.
+    window: VecDeque<Option<V>>,
     base: u64,
-    /// Ids in the window that have a slot.
+    /// Ids in the window that have a value.
     in_window: usize,
     /// Ids outside the window. An id may also fall inside the window's range
     /// if the window grew over it after it went here; lookups check both.
-    outliers: IdMap<u32>,
+    outliers: IdMap<V>,
 }
 
-impl IdIndex {
+impl<V> Default for IdIndex<V> {
+    fn default() -> IdIndex<V> {
+        IdIndex { window: VecDeque::new(), base: 0, in_window: 0, outliers: IdMap::default() }
+    }
+}
+
+impl<V> IdIndex<V> {
+    /// The window holds at least one id per this many slots (once longer
+    /// than `MIN_WINDOW`): when removals make it sparser its oldest ids
+    /// move to the map, and an id that would stretch it sparser goes to the
+    /// map. 8 for a 4-byte value, 2 for a job's record: a window at least
+    /// half full, since a hole costs as much as a record.
+    pub const MAX_SLOTS_PER_ID: usize = {
+        let slots = MAX_WINDOW_BYTES_PER_ID / std::mem::size_of::<Option<V>>();
+        if slots < 2 {
+            2
+        } else if slots > 8 {
+            8
+        } else {
+            slots
+        }
+    };
+
     pub fn len(&self) -> usize {
         self.in_window + self.outliers.len()
     }
@@ -50,20 +77,45 @@ impl IdIndex {
         self.len() == 0
     }
 
+    /// Makes room for `additional` more ids in the window without growing.
     pub fn reserve(&mut self, additional: usize) {
         self.window.reserve(additional);
     }
 
-    pub fn get(&self, id: u64) -> Option<u32> {
-        match self.window_index(id).map(|i| self.window[i]) {
-            Some(slot) if slot != EMPTY => Some(slot),
-            _ => self.outliers.get(&id).copied(),
+    pub fn get(&self, id: u64) -> Option<&V> {
+        match self.window.get(self.offset(id)) {
+            Some(Some(value)) => Some(value),
+            _ => self.outliers.get(&id),
         }
     }
 
-    /// Sets the slot of an id that has none.
-    pub fn insert(&mut self, id: u64, slot: u32) {
-        debug_assert!(slot != EMPTY && self.get(id).is_none(), "id {id} already indexed");
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut V> {
+        let offset = self.offset(id);
+        match self.window.get_mut(offset) {
+            Some(Some(value)) => Some(value),
+            _ => self.outliers.get_mut(&id),
+        }
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// The id's value, made with `make` if it has none.
+    pub fn get_or_insert_with(&mut self, id: u64, make: impl FnOnce() -> V) -> &mut V {
+        let offset = self.offset(id);
+        if let Some(Some(_)) = self.window.get(offset) {
+            return self.window[offset].as_mut().expect("checked");
+        }
+        if self.outliers.contains_key(&id) {
+            return self.outliers.get_mut(&id).expect("checked");
+        }
+        self.insert(id, make())
+    }
+
+    /// Sets the value of an id that has none; returns it.
+    pub fn insert(&mut self, id: u64, value: V) -> &mut V {
+        debug_assert!(self.get(id).is_none(), "id {id} already indexed");
         if self.window.is_empty() {
             self.base = id;
         }
@@ -73,74 +125,88 @@ impl IdIndex {
         let len = self.window.len() as u64;
         let reach = len + MAX_GAP.max(self.window.len()) as u64;
         let Some(i) = id.checked_sub(self.base).filter(|&offset| offset < reach) else {
-            self.outliers.insert(id, slot);
-            return;
+            return self.outliers.entry(id).or_insert(value);
         };
         let i = i as usize;
         if i >= self.window.len() {
             // Not over a gap that would leave the window mostly holes: ids
             // that are never removed would never thin it out again.
-            let too_sparse = i + 1 > MIN_WINDOW && (self.in_window + 1) * MAX_SLOTS_PER_ID < i + 1;
+            let too_sparse = i + 1 > MIN_WINDOW && (self.in_window + 1) * Self::MAX_SLOTS_PER_ID < i + 1;
             if too_sparse {
-                self.outliers.insert(id, slot);
-                return;
+                return self.outliers.entry(id).or_insert(value);
             }
             // The next id, the usual case, is one push (a resize by one is
             // a call and a fill loop).
             if i > self.window.len() {
-                self.window.resize(i, EMPTY);
+                self.window.resize_with(i, || None);
             }
-            self.window.push_back(slot);
-        } else {
-            self.window[i] = slot;
+            self.window.push_back(None);
         }
         self.in_window += 1;
+        self.window[i].insert(value)
     }
 
-    pub fn remove(&mut self, id: u64) -> Option<u32> {
-        if let Some(i) = self.window_index(id)
-            && self.window[i] != EMPTY
+    pub fn remove(&mut self, id: u64) -> Option<V> {
+        let offset = self.offset(id);
+        if let Some(slot) = self.window.get_mut(offset)
+            && let Some(value) = slot.take()
         {
-            let slot = std::mem::replace(&mut self.window[i], EMPTY);
             self.in_window -= 1;
             self.shrink();
-            return Some(slot);
+            return Some(value);
         }
         self.outliers.remove(&id)
     }
 
-    /// Every id with a slot, in no particular order.
+    /// Every id with a value, in no particular order.
     pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
-        let in_window = self.window.iter().enumerate().filter(|&(_, &slot)| slot != EMPTY);
+        let in_window = self.window.iter().enumerate().filter(|(_, value)| value.is_some());
         in_window.map(|(i, _)| self.base + i as u64).chain(self.outliers.keys().copied())
     }
 
-    fn window_index(&self, id: u64) -> Option<usize> {
-        let i = usize::try_from(id.checked_sub(self.base)?).ok()?;
-        (i < self.window.len()).then_some(i)
+    /// Where the id's slot is in the window, if the window is long enough:
+    /// an id below the base wraps around to an offset past any window, so
+    /// that one bounds check (the window's own) answers both questions.
+    fn offset(&self, id: u64) -> usize {
+        usize::try_from(id.wrapping_sub(self.base)).unwrap_or(usize::MAX)
     }
 
     /// Drops empty slots at both ends, and moves the oldest ids to the map
-    /// while the window is mostly holes.
+    /// while the window is mostly holes. An emptied window longer than
+    /// [`MIN_WINDOW`] gives its memory back (a drained queue returns its
+    /// memory); a shorter one keeps it, so that a queue that keeps emptying
+    /// does not allocate again for every job.
     fn shrink(&mut self) {
-        while self.window.back() == Some(&EMPTY) {
+        while matches!(self.window.back(), Some(None)) {
             self.window.pop_back();
         }
-        let too_sparse = |w: &IdIndex| w.window.len() > MIN_WINDOW && w.in_window * MAX_SLOTS_PER_ID < w.window.len();
-        while let Some(&slot) = self.window.front() {
-            if slot != EMPTY {
+        let too_sparse =
+            |w: &IdIndex<V>| w.window.len() > MIN_WINDOW && w.in_window * Self::MAX_SLOTS_PER_ID < w.window.len();
+        while let Some(front) = self.window.front() {
+            if front.is_some() {
                 if !too_sparse(self) {
                     break;
                 }
-                self.outliers.insert(self.base, slot);
+                let value = self.window.pop_front().flatten().expect("a value at the front");
+                self.outliers.insert(self.base, value);
                 self.in_window -= 1;
+            } else {
+                self.window.pop_front();
             }
-            self.window.pop_front();
             self.base += 1;
         }
-        if self.window.capacity() > 4 * self.window.len().max(MIN_WINDOW) {
+        if self.window.is_empty() && self.window.capacity() > MIN_WINDOW {
+            self.window = VecDeque::new();
+        } else if self.window.capacity() > 4 * self.window.len().max(MIN_WINDOW) {
             self.window.shrink_to(2 * self.window.len());
         }
+    }
+}
+
+impl<V> std::ops::Index<u64> for IdIndex<V> {
+    type Output = V;
+    fn index(&self, id: u64) -> &V {
+        self.get(id).unwrap_or_else(|| panic!("no value for id {id}"))
     }
 }
 
@@ -150,13 +216,13 @@ mod tests {
 
     #[test]
     fn ids_near_the_top_of_u64_do_not_overflow() {
-        let mut index = IdIndex::default();
+        let mut index = IdIndex::<u32>::default();
         let ids = [u64::MAX - 1, u64::MAX, u64::MAX - 5000, 1, u64::MAX - 2];
         for (slot, &id) in ids.iter().enumerate() {
             index.insert(id, slot as u32);
         }
         for (slot, &id) in ids.iter().enumerate() {
-            assert_eq!(index.get(id), Some(slot as u32), "id {id}");
+            assert_eq!(index.get(id), Some(&(slot as u32)), "id {id}");
         }
         for &id in &ids {
             assert!(index.remove(id).is_some(), "id {id}");
@@ -168,15 +234,24 @@ mod tests {
 
     /// Runs `ops` (positive: insert that id, negative: remove it) against
     /// the index and a plain map, checking every id after each step.
-    fn check_against_a_map(ops: impl IntoIterator<Item = i64>) -> IdIndex {
+    fn check_against_a_map(ops: impl IntoIterator<Item = i64>) -> IdIndex<u32> {
+        check_values_against_a_map(ops, |n| n as u32)
+    }
+
+    /// [`check_against_a_map`] with the values `value` makes of each
+    /// operation's number.
+    fn check_values_against_a_map<V: Clone + PartialEq + std::fmt::Debug>(
+        ops: impl IntoIterator<Item = i64>,
+        value: impl Fn(usize) -> V,
+    ) -> IdIndex<V> {
         let mut index = IdIndex::default();
-        let mut model: HashMap<u64, u32> = HashMap::new();
+        let mut model: HashMap<u64, V> = HashMap::new();
         let mut touched = Vec::new();
         for (n, op) in ops.into_iter().enumerate() {
             let id = op.unsigned_abs();
             if op > 0 {
-                index.insert(id, n as u32);
-                model.insert(id, n as u32);
+                index.insert(id, value(n));
+                model.insert(id, value(n));
                 touched.push(id);
             } else {
                 assert_eq!(index.remove(id), model.remove(&id), "remove {id}");
@@ -184,8 +259,10 @@ mod tests {
             assert_eq!(index.len(), model.len());
         }
         for id in touched {
-            assert_eq!(index.get(id), model.get(&id).copied(), "id {id}");
+            assert_eq!(index.get(id), model.get(&id), "id {id}");
         }
+        let in_window = index.window.iter().filter(|v| v.is_some()).count();
+        assert_eq!(index.in_window, in_window);
         index
     }
 
@@ -203,7 +280,7 @@ mod tests {
         ops.extend((2..=200_000i64).flat_map(|id| if id > 2 { vec![id, -(id - 1)] } else { vec![id] }));
         let index = check_against_a_map(ops);
         assert!(index.window.len() < 2 * MIN_WINDOW, "window of {} slots", index.window.len());
-        assert_eq!(index.get(1), Some(0), "the old job moved to the map");
+        assert_eq!(index.get(1), Some(&0), "the old job moved to the map");
         assert_eq!(index.outliers.len(), 1);
     }
 
@@ -235,6 +312,37 @@ mod tests {
 
     #[test]
     fn a_random_mix_behaves_like_a_map() {
+        let ops = random_mix();
+        check_against_a_map(ops.clone());
+        check_values_against_a_map(ops, |n| [n as u64; 4]);
+    }
+
+    /// A job's record costs as much as a hole: the window stays at least
+    /// half full, where one of 4-byte slots may be an eighth full.
+    #[test]
+    fn a_window_of_records_stays_at_least_half_full() {
+        assert_eq!(IdIndex::<u32>::MAX_SLOTS_PER_ID, 8);
+        assert_eq!(IdIndex::<[u64; 4]>::MAX_SLOTS_PER_ID, 2);
+        // Two tubes' puts interleaved, one of them drained as it goes: one
+        // id in two stays, and the window holds them.
+        let ops: Vec<i64> = (1..=20_000i64).flat_map(|id| if id % 2 == 0 { vec![id, -id] } else { vec![id] }).collect();
+        let index = check_values_against_a_map(ops, |n| [n as u64; 4]);
+        assert!(index.outliers.is_empty());
+        // One in three stays: the oldest go to the map as the window thins.
+        let ops: Vec<i64> = (1..=30_000i64).flat_map(|id| if id % 3 != 0 { vec![id, -id] } else { vec![id] }).collect();
+        let index = check_values_against_a_map(ops, |n| [n as u64; 4]);
+        assert!(index.window.len() <= 2 * index.in_window.max(MIN_WINDOW), "window of {} slots", index.window.len());
+        assert!(index.outliers.len() > 8_000, "{} in the map", index.outliers.len());
+    }
+
+    #[test]
+    fn a_drained_window_gives_its_memory_back() {
+        let n = 4 * MIN_WINDOW as i64 + 1;
+        let index = check_values_against_a_map((1..=n).chain((1..=n).map(|id| -id)), |n| [n as u64; 4]);
+        assert_eq!(index.window.capacity(), 0);
+    }
+
+    fn random_mix() -> Vec<i64> {
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move || {
             state ^= state << 13;
@@ -258,6 +366,6 @@ mod tests {
                 ops.push(-live.swap_remove(i));
             }
         }
-        check_against_a_map(ops);
+        ops
     }
 }

@@ -26,8 +26,9 @@
 //! - [`status`]: the status page (`GET /` on the same listener), the JSON
 //!   document it reads, and the fixed-size rings of each tube's put and
 //!   reserve rates over the last minutes.
-//! - [`idindex`]: job id to slot in about four bytes a job (engine and
-//!   recovery); [`idmap`]: the hash map keyed by job id it falls back on.
+//! - [`idindex`]: values by job id (the engine's job records and extras, the
+//!   replay's slots) in about the value's own size a job; [`idmap`]: the
+//!   hash map keyed by job id it falls back on.
 //! - [`settings`]: the settings the server runs with, as plain values;
 //!   [`cli`]: the command line (beanstalkd's flags and defaults) that fills
 //!   them in, and `sprout binlog ...`'s; the only module that knows `clap`.

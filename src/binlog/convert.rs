@@ -37,7 +37,7 @@ pub(super) fn full_job(view: JobView<'_>) -> FullJob<&[u8]> {
     FullJob {
         update: job_update(view),
         tube: view.tube.clone(),
-        ttr: view.job.ttr(),
+        ttr: view.ttr,
         created_at: view.job.created_at as i64,
         body: view.body,
     }

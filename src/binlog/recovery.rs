@@ -9,6 +9,7 @@
 //! be read, in which case every job that had to be dropped is logged.
 
 use std::fs;
+use std::num::NonZeroU32;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -136,6 +137,21 @@ pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
     Ok(state.finish(files))
 }
 
+/// A job's place in [`State`]'s list, in four bytes: its index plus one,
+/// so that the id index's empty slots cost no more than full ones.
+#[derive(Clone, Copy, Debug)]
+struct Slot(NonZeroU32);
+
+impl Slot {
+    fn of(index: usize) -> Slot {
+        Slot(u32::try_from(index + 1).ok().and_then(NonZeroU32::new).expect("2^32 jobs in a log"))
+    }
+
+    fn index(self) -> usize {
+        self.0.get() as usize - 1
+    }
+}
+
 /// The replay: records applied in log order, the last about a job winning.
 /// `sprout binlog inspect` drives it too (`inspect/sprout.rs`), record by
 /// record, so both read a log by the same rules.
@@ -144,7 +160,7 @@ pub(super) struct State {
     /// Jobs in the order their ids first appeared (about id order), with
     /// holes where jobs were deleted; `slots` finds a job's place.
     jobs: Vec<Option<LiveJob>>,
-    slots: IdIndex,
+    slots: IdIndex<Slot>,
     bodies: Bodies,
     /// One shared copy of each tube name.
     tube_names: TubeNames,
@@ -262,18 +278,18 @@ impl State {
                 match self.slots.get(id) {
                     // Compaction wrote the job again further on.
                     Some(slot) => {
-                        let old = std::mem::replace(&mut self.jobs[slot as usize], live);
+                        let old = std::mem::replace(&mut self.jobs[slot.index()], live);
                         if let Some(old) = old {
                             self.bodies.remove(old.job.body);
                         }
                     }
                     None => {
-                        self.slots.insert(id, self.jobs.len() as u32);
+                        self.slots.insert(id, Slot::of(self.jobs.len()));
                         self.jobs.push(live);
                     }
                 }
             }
-            Record::State(update) => match self.slots.get(update.id).and_then(|s| self.jobs[s as usize].as_mut()) {
+            Record::State(update) => match self.slots.get(update.id).and_then(|s| self.jobs[s.index()].as_mut()) {
                 Some(live) => live.job.update = update,
                 // The full record was in a file since deleted (the job was
                 // migrated or deleted later), unless it was lost to damage.
@@ -282,7 +298,7 @@ impl State {
             },
             Record::Delete(id) => {
                 if let Some(slot) = self.slots.remove(id)
-                    && let Some(gone) = self.jobs[slot as usize].take()
+                    && let Some(gone) = self.jobs[slot.index()].take()
                 {
                     self.bodies.remove(gone.job.body);
                 }

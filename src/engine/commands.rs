@@ -10,6 +10,7 @@ use super::outbox::{Reply, ReplyBody};
 use super::session::PendingPut;
 use super::time::{Nanos, secs};
 use super::timers::Timer;
+use super::ttr::RecordTtr;
 use super::tubes;
 use crate::protocol::command::NewJob;
 use crate::protocol::{BodyBytes, Command, Op, TubeName};
@@ -56,7 +57,7 @@ impl<J: Journal> Engine<J> {
             }
             C::StatsJob(id) => {
                 self.count(Op::StatsJob);
-                match self.jobs.get(&id) {
+                match self.jobs.get(id) {
                     Some(job) => Reply::Ok(self.job_stats(now, id, job)),
                     None => Reply::NotFound,
                 }
@@ -101,15 +102,15 @@ impl<J: Journal> Engine<J> {
         }
         let tube = self.session(conn).used;
         let delayed = new.delay > 0;
+        // beanstalkd raises a TTR of 0 to one second.
+        let ttr_secs = new.ttr.max(1);
         let mut job = Job {
-            tube,
             pri: new.pri,
-            // beanstalkd raises a TTR of 0 to one second.
-            ttr_secs: new.ttr.max(1),
+            ttr: RecordTtr::of(ttr_secs),
             // Stored once the log has taken it.
             body: BodyRef::default(),
             created_at: line_at.map_or(now, |at| at.min(now)),
-            place: Place::unheld(if delayed { JobState::Delayed } else { JobState::Ready }),
+            place: Place::new(tube, if delayed { JobState::Delayed } else { JobState::Ready }),
             journal_tag: JournalTag::default(),
         };
         let extras = JobExtras {
@@ -117,14 +118,20 @@ impl<J: Journal> Engine<J> {
             deadline: if delayed { now + secs(new.delay) } else { 0 },
             ..JobExtras::default()
         };
-        let view = JobView { id, job: &job, extras, tube: &self.tubes[tube].name, body: new.body.bytes() };
+        let (tube_name, body) = (&self.tubes[tube].name, new.body.bytes());
+        let view = JobView { id, job: &job, ttr: secs(ttr_secs), extras, tube: tube_name, body };
         match self.journal.log_put(view) {
             Some(tag) => job.journal_tag = tag,
             None => return Reply::OutOfMemory,
         }
         job.body = self.bodies.insert_lent(new.body);
         self.jobs.insert(id, job);
-        self.extras.set(id, extras);
+        self.long_ttrs.keep(id, ttr_secs);
+        // A job put without a delay has no extras: nothing has happened
+        // to it yet (the check costs a put less than `set`'s).
+        if delayed {
+            self.extras.set(id, extras);
+        }
         self.counts.total_jobs += 1;
         self.tubes[tube].total_jobs += 1;
         if delayed {
@@ -145,7 +152,7 @@ impl<J: Journal> Engine<J> {
         // at its next tick. Either way: a job if one may be handed out, else
         // DEADLINE_SOON, so ready jobs in paused tubes need no look here.
         if let Some(id) = self.best_reservable(conn) {
-            let tube = self.jobs[&id].tube;
+            let tube = self.jobs[id].tube();
             self.tubes[tube].waiters.narrow.served_at_once();
             return Some(self.hand_out(now, conn, id));
         }
@@ -162,7 +169,7 @@ impl<J: Journal> Engine<J> {
 
     pub(super) fn reserve_job(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
         self.count(Op::ReserveJob);
-        match self.jobs.get(&id) {
+        match self.jobs.get(id) {
             Some(job) if job.state() != JobState::Reserved => {
                 // Taking a job out of the buried or delayed state is logged,
                 // so that a crash brings it back ready, not buried.
@@ -180,19 +187,20 @@ impl<J: Journal> Engine<J> {
 
     pub(super) fn delete(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
         self.count(Op::Delete);
-        let Some(job) = self.jobs.get(&id) else { return Reply::NotFound };
-        if job.state() == JobState::Reserved && !job.is_reserved_by(conn) {
+        let Some(job) = self.jobs.get(id) else { return Reply::NotFound };
+        if job.state() == JobState::Reserved && self.extras.holder(id) != conn {
             return Reply::NotFound;
         }
         self.meter_hold_ends(now, id);
         self.unplace(id);
         self.journal_sees(id, |journal, job| journal.log_delete(job));
-        let job = self.jobs.remove(&id).expect("job vanished");
+        let job = self.jobs.remove(id).expect("job vanished");
+        self.long_ttrs.forget(id, job.ttr);
         self.replies.detach(&self.bodies);
         self.bodies.remove(job.body);
         self.extras.forget(id);
-        self.tubes[job.tube].deletes += 1;
-        self.drop_tube_if_unused(job.tube);
+        self.tubes[job.tube()].deletes += 1;
+        self.drop_tube_if_unused(job.tube());
         Reply::Deleted
     }
 
@@ -218,7 +226,7 @@ impl<J: Journal> Engine<J> {
             self.place_delayed(now, id, secs(delay));
             self.log_update(id);
         } else {
-            self.job_mut(id).place = Place::unheld(JobState::Ready);
+            self.job_mut(id).set_state(JobState::Ready);
             self.log_update(id);
             self.place_ready(now, id);
         }
@@ -249,7 +257,7 @@ impl<J: Journal> Engine<J> {
         }
         let reserved_at = self.meter_before_touch(id);
         self.unplace(id);
-        self.place_reserved(now, id, conn);
+        self.place_reserved(now, id, conn, false);
         self.meter_touched(id, reserved_at);
         Reply::Touched
     }
@@ -285,7 +293,7 @@ impl<J: Journal> Engine<J> {
     }
 
     pub(super) fn found(&self, id: Option<JobId>) -> Reply {
-        match id.map(|id| (id, &self.jobs[&id])) {
+        match id.map(|id| (id, &self.jobs[id])) {
             Some((id, job)) => Reply::Found { id, body: ReplyBody::Stored(job.body) },
             None => Reply::NotFound,
         }
@@ -312,7 +320,7 @@ impl<J: Journal> Engine<J> {
 
     pub(super) fn kick_job(&mut self, now: Nanos, id: JobId) -> Reply {
         self.count(Op::KickJob);
-        match self.jobs.get(&id).map(|job| job.state()) {
+        match self.jobs.get(id).map(|job| job.state()) {
             Some(JobState::Buried | JobState::Delayed) if self.kick_one(now, id) => Reply::KickedOne,
             _ => Reply::NotFound,
         }
@@ -325,7 +333,7 @@ impl<J: Journal> Engine<J> {
         }
         self.unplace(id);
         self.extras.get_mut(id).counts.kicks += 1;
-        self.job_mut(id).place = Place::unheld(JobState::Ready);
+        self.job_mut(id).set_state(JobState::Ready);
         self.log_update(id);
         self.place_ready(now, id);
         true

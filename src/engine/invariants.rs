@@ -4,10 +4,10 @@
 //! (`fuzz/targets/engine.rs`), which is why it is public; the server never
 //! calls it (it walks every job and connection).
 
-use crate::engine::Engine;
 use crate::engine::journal::Journal;
 use crate::engine::timers::Timer;
 use crate::engine::watchlist::BROAD;
+use crate::engine::{Engine, JobState};
 
 impl<J: Journal> Engine<J> {
     /// Panics unless every index agrees with the state it summarises and
@@ -35,9 +35,9 @@ impl<J: Journal> Engine<J> {
             fifo.check();
             let mut last = None;
             for (range, id) in fifo.filed() {
-                let job = self.jobs.get(&id).unwrap_or_else(|| panic!("deleted job {id} still buried"));
-                assert_eq!(job.state(), crate::engine::JobState::Buried, "job {id} in the buried jobs");
-                assert_eq!(job.tube, tube, "job {id} buried in another tube");
+                let job = self.jobs.get(id).unwrap_or_else(|| panic!("deleted job {id} still buried"));
+                assert_eq!(job.state(), JobState::Buried, "job {id} in the buried jobs");
+                assert_eq!(job.tube(), tube, "job {id} buried in another tube");
                 let buried_at = self.extras.get(id).deadline;
                 assert!(range.contains(&buried_at), "job {id} buried at {buried_at} filed under {range:?}");
                 assert!(last < Some(buried_at), "buried jobs out of burial order at job {id}");
@@ -87,6 +87,29 @@ impl<J: Journal> Engine<J> {
         assert_eq!(self.broad_waiters.len(), broad_waiting, "broad waiters");
         assert_eq!(self.counts.waiting, waiting as u64, "waiting count");
 
+        // Every job is in a live tube, the jobs in each state add up to its
+        // counter, and a reserved job's extras name a connected holder that
+        // has an entry for it at the job's deadline.
+        let live_tubes: std::collections::HashSet<_> = self.tubes.ids().collect();
+        let mut in_state = [0u64; 4];
+        for id in self.jobs.ids() {
+            let job = &self.jobs[id];
+            assert!(live_tubes.contains(&job.tube()), "job {id} in a dropped tube");
+            in_state[job.state() as usize] += 1;
+            if job.state() == JobState::Reserved {
+                let conn = self.extras.holder(id);
+                let session = self.sessions.get(conn).and_then(Option::as_ref);
+                let session = session.unwrap_or_else(|| panic!("job {id} held by {conn}, not connected"));
+                let deadline = self.extras.get(id).deadline;
+                assert!(
+                    session.reserved.entries().any(|e| e == (deadline, id)),
+                    "job {id} unknown to its holder {conn}"
+                );
+            }
+        }
+        let counted = [self.counts.ready, self.counts.reserved, self.counts.delayed, self.counts.buried];
+        assert_eq!(in_state, counted, "jobs in each state (ready, reserved, delayed, buried)");
+
         // Reservations and the jobs' places agree; extras are kept only for
         // live jobs.
         let mut reserved = 0;
@@ -122,6 +145,7 @@ impl<J: Journal> Engine<J> {
             }
         }
         assert_eq!(self.timers.count(|t| matches!(t, Timer::TtrEnds(..))), ttr_timers, "TTR timers");
+        self.long_ttrs.check(self.jobs.ids().map(|id| (id, self.jobs[id].ttr)));
         self.extras.check();
         for id in self.extras.ids() {
             assert!(self.jobs.contains(id), "extras kept for deleted job {id}");
@@ -140,8 +164,8 @@ impl<J: Journal> Engine<J> {
                 }
             }
             for id in self.jobs.ids() {
-                let job = &self.jobs[&id];
-                if job.state() == crate::engine::JobState::Ready {
+                let job = &self.jobs[id];
+                if job.state() == JobState::Ready {
                     let since = super::metrics::ready_since(&self.extras, id, job);
                     assert!(entries.contains(&(since, id)), "ready job {id} has no current ready-since entry");
                 }

@@ -8,6 +8,7 @@
 use super::extras::JobExtras;
 use super::ids::JobId;
 use super::job::{Job, JournalTag};
+use super::time::Nanos;
 use crate::protocol::TubeName;
 
 /// Everything the journal may write about a job: the record and what the
@@ -18,6 +19,8 @@ pub struct JobView<'a> {
     pub id: JobId,
     /// Its record, in the state being logged.
     pub job: &'a Job,
+    /// Its time to run (which the record may keep apart: ttr.rs).
+    pub ttr: Nanos,
     /// Its counters, delay and deadline (all zero if it has none).
     pub extras: JobExtras,
     /// Its tube's name (the record holds only a handle).

@@ -25,8 +25,8 @@ use super::job::{Job, JobState};
 use super::journal::Journal;
 use super::meter::Meter;
 use super::stats::tube_figures;
-use super::table::IdTable;
 use super::time::Nanos;
+use crate::idindex::IdIndex;
 use crate::metrics::{Figures, OTHER_TUBES, TubeFigures};
 
 /// When a ready job became ready: kept in its extras' deadline once it has
@@ -40,8 +40,8 @@ pub(super) fn ready_since(extras: &Extras, id: JobId, job: &Job) -> Nanos {
 }
 
 /// Whether job `id` is ready, and has been since `since`.
-fn is_ready_since(jobs: &IdTable<Job>, extras: &Extras, since: Nanos, id: JobId) -> bool {
-    jobs.get(&id).is_some_and(|job| job.state() == JobState::Ready && ready_since(extras, id, job) == since)
+fn is_ready_since(jobs: &IdIndex<Job>, extras: &Extras, since: Nanos, id: JobId) -> bool {
+    jobs.get(id).is_some_and(|job| job.state() == JobState::Ready && ready_since(extras, id, job) == since)
 }
 
 impl<J: Journal> Engine<J> {
@@ -77,7 +77,7 @@ impl<J: Journal> Engine<J> {
         let Some(meter) = meter.as_deref_mut() else { return };
         if let Some(mut e) = extras.get_mut_if_kept(id) {
             e.deadline = now;
-        } else if jobs[&id].created_at != now {
+        } else if jobs[id].created_at != now {
             // Put ready, its body long after its line (created then): ready
             // since the body came, kept where a ready job's deadline goes.
             extras.get_mut(id).deadline = now;
@@ -100,11 +100,11 @@ impl<J: Journal> Engine<J> {
 
     #[inline(never)]
     fn note_reserve(&mut self, now: Nanos, id: JobId) {
-        let job = &self.jobs[&id];
+        let job = &self.jobs[id];
         if job.state() != JobState::Ready {
             return;
         }
-        let (tube, since) = (job.tube, ready_since(&self.extras, id, job));
+        let (tube, since) = (job.tube(), ready_since(&self.extras, id, job));
         if let Some(meter) = &mut self.meter {
             meter.tube(tube).ready_wait.observe(now.saturating_sub(since));
         }
@@ -114,7 +114,7 @@ impl<J: Journal> Engine<J> {
     fn reserved_at(&self, meter: &Meter, id: JobId) -> Nanos {
         match meter.touched.get(&id) {
             Some(&at) => at,
-            None => self.extras.get(id).deadline.saturating_sub(self.jobs[&id].ttr()),
+            None => self.extras.get(id).deadline.saturating_sub(self.long_ttrs.get(id, self.jobs[id].ttr)),
         }
     }
 
@@ -130,11 +130,11 @@ impl<J: Journal> Engine<J> {
     #[inline(never)]
     fn note_hold_ends(&mut self, now: Nanos, id: JobId) {
         let Some(meter) = self.meter.as_deref() else { return };
-        let job = &self.jobs[&id];
+        let job = &self.jobs[id];
         if job.state() != JobState::Reserved {
             return;
         }
-        let (tube, held) = (job.tube, now.saturating_sub(self.reserved_at(meter, id)));
+        let (tube, held) = (job.tube(), now.saturating_sub(self.reserved_at(meter, id)));
         if let Some(meter) = &mut self.meter {
             meter.tube(tube).hold.observe(held);
         }
@@ -166,7 +166,7 @@ impl<J: Journal> Engine<J> {
 
     /// Job `id`'s TTR ran out.
     pub(super) fn meter_ttr_expiry(&mut self, id: JobId) {
-        let tube = self.jobs[&id].tube;
+        let tube = self.jobs[id].tube();
         if let Some(meter) = &mut self.meter {
             meter.tube(tube).ttr_expiries += 1;
         }
@@ -179,7 +179,7 @@ impl<J: Journal> Engine<J> {
             return;
         }
         let Some((_, id)) = self.soonest_held(conn) else { return };
-        let tube = self.jobs[&id].tube;
+        let tube = self.jobs[id].tube();
         if let Some(meter) = &mut self.meter {
             meter.tube(tube).deadline_soon += 1;
         }
@@ -195,8 +195,8 @@ impl<J: Journal> Engine<J> {
         }
         let mut entries: Vec<(Nanos, JobId, TubeId)> = Vec::with_capacity(ids.len());
         for id in ids {
-            let job = &self.jobs[&id];
-            let tube = job.tube;
+            let job = &self.jobs[id];
+            let tube = job.tube();
             // A job with extras, or put "later" than now (the wall clock
             // went back across the restart), counts as ready since now.
             let since = if self.extras.contains(id) || job.created_at > now {

@@ -38,15 +38,19 @@
 //! 1. Leaves, which import nothing from the engine: ids.rs (`JobId`,
 //!    `TubeId`, `ConnId`) and time.rs (`Nanos` and its helpers).
 //! 2. Data structures, which know nothing of `Engine`: bodies.rs (job bodies,
-//!    packed), table.rs (records by job id), extras.rs (a job's counters and
-//!    deadline, once it has any), ready/ (a tube's ready jobs, packed),
+//!    packed), ttr.rs (a job's TTR: two bytes in its record, the rare
+//!    longer ones in a map), extras.rs (a job's counters, deadline and
+//!    holder, once it has any), ready/ (a tube's ready jobs, packed),
 //!    buried.rs (a tube's buried jobs in burial order, packed), chunked.rs
 //!    (the rules both packed queues keep their chunks by), heads.rs (every tube's best ready job), timers.rs (all that is due at
 //!    a time), waiters.rs (how a tube finds its waiting connections),
 //!    watchlist.rs (the tubes a connection watches), held.rs (the jobs a
 //!    connection holds, soonest deadline first), ready_since.rs (when
 //!    a tube's longest-waiting ready job became ready, for metrics).
-//! 3. Records and registries: job.rs (the 36-byte job record), tubes.rs
+//!    The job table and the extras' tables are the crate's `IdIndex`
+//!    (idindex.rs): records by job id, in a window that slides with the
+//!    ids.
+//! 3. Records and registries: job.rs (the 30-byte job record), tubes.rs
 //!    (the tube registry and each tube's queues), session.rs (one
 //!    connection's state), journal.rs (what the write-ahead log is told),
 //!    meter.rs (what metrics measure per tube, and the cap on tubes with
@@ -80,7 +84,8 @@
 //! those it can):
 //!
 //! - A job is in exactly one home, the one its [`Place`] names: its tube's
-//!   ready queue, delayed set or buried FIFO, or its holder's reserved set.
+//!   ready queue, delayed set or buried FIFO, or, reserved, the reserved
+//!   set of the holder its extras name.
 //!   Only `unplace` and `place_*` move it, keeping the state counters, the
 //!   urgent counts, the tube's reserved count and the timers in step.
 //! - The heads index holds exactly the unpaused tubes' best ready jobs: only
@@ -124,9 +129,9 @@ mod ready_since;
 mod restore;
 mod session;
 mod stats;
-mod table;
 mod time;
 mod timers;
+mod ttr;
 mod tubes;
 mod waiters;
 mod waiting;
@@ -144,6 +149,7 @@ pub use time::{Nanos, SECOND, secs, whole_secs};
 use std::collections::BTreeSet;
 
 use crate::host::HostInfo;
+use crate::idindex::IdIndex;
 use crate::protocol::command::NewJob;
 use crate::protocol::{self, BodyBytes, Command, Op, TubeName};
 use extras::Extras;
@@ -151,8 +157,8 @@ use ids::TubeId;
 use meter::Meter;
 use outbox::{Outbox, Reply};
 use session::{PendingPut, Session};
-use table::IdTable;
 use timers::{Timer, Timers};
+use ttr::LongTtrs;
 use tubes::Tubes;
 
 /// Settings the engine needs from the command line and the host.
@@ -215,7 +221,10 @@ pub struct Engine<J: Journal = NoJournal> {
     config: EngineConfig,
     journal: J,
     started_at: Nanos,
-    jobs: IdTable<Job>,
+    /// Every live job's record, by id, in the id index's window itself.
+    jobs: IdIndex<Job>,
+    /// The TTRs too long for a job's record.
+    long_ttrs: LongTtrs,
     bodies: Bodies,
     extras: Extras,
     tubes: Tubes,
@@ -252,7 +261,8 @@ impl<J: Journal> Engine<J> {
             config,
             journal,
             started_at: now,
-            jobs: IdTable::default(),
+            jobs: IdIndex::default(),
+            long_ttrs: LongTtrs::default(),
             bodies: Bodies::default(),
             extras: Extras::default(),
             tubes: Tubes::new(),
@@ -560,7 +570,7 @@ impl<J: Journal> Engine<J> {
     }
 
     pub(super) fn is_reserved_by(&self, id: JobId, conn: ConnId) -> bool {
-        self.jobs.get(&id).is_some_and(|job| job.is_reserved_by(conn))
+        reserved_by(&self.jobs, &self.extras, id) == Some(conn)
     }
 
     pub(super) fn drop_tube_if_unused(&mut self, tube: TubeId) {
@@ -614,7 +624,7 @@ impl<J: Journal> Engine<J> {
     }
 
     pub(super) fn job_mut(&mut self, id: JobId) -> &mut Job {
-        self.jobs.get_mut(&id).expect("unknown job")
+        self.jobs.get_mut(id).expect("unknown job")
     }
 
     /// Calls `f` with the journal and everything it may write about job `id`
@@ -623,9 +633,16 @@ impl<J: Journal> Engine<J> {
         if !self.journal.keeps_anything() {
             return R::default();
         }
-        let Engine { journal, jobs, bodies, extras, tubes, .. } = self;
-        let job = &jobs[&id];
-        let view = JobView { id, job, extras: extras.get(id), tube: &tubes[job.tube].name, body: bodies.get(job.body) };
+        let Engine { journal, jobs, long_ttrs, bodies, extras, tubes, .. } = self;
+        let job = &jobs[id];
+        let view = JobView {
+            id,
+            job,
+            ttr: long_ttrs.get(id, job.ttr),
+            extras: extras.get(id),
+            tube: &tubes[job.tube()].name,
+            body: bodies.get(job.body),
+        };
         f(journal, view)
     }
 
@@ -640,6 +657,14 @@ mod tests;
 
 /// Whether `conn` holds job `id` until `deadline`: what [`held::HeldJobs`]
 /// asks of its entries.
-fn holds(jobs: &IdTable<Job>, extras: &Extras, conn: ConnId, deadline: Nanos, id: JobId) -> bool {
-    jobs.get(&id).is_some_and(|job| job.is_reserved_by(conn)) && extras.get(id).deadline == deadline
+fn holds(jobs: &IdIndex<Job>, extras: &Extras, conn: ConnId, deadline: Nanos, id: JobId) -> bool {
+    jobs.get(id).is_some_and(|job| job.state() == JobState::Reserved) && {
+        let extras = extras.get(id);
+        extras.holder as ConnId == conn && extras.deadline == deadline
+    }
+}
+
+/// The connection holding job `id`, if the job is reserved.
+fn reserved_by(jobs: &IdIndex<Job>, extras: &Extras, id: JobId) -> Option<ConnId> {
+    jobs.get(id).is_some_and(|job| job.state() == JobState::Reserved).then(|| extras.holder(id))
 }

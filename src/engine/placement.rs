@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::Engine;
 use super::ids::{ConnId, JobId, TubeId};
-use super::job::{JobState, Place};
+use super::job::JobState;
 use super::journal::Journal;
 use super::outbox::{Reply, ReplyBody};
 use super::time::Nanos;
@@ -29,11 +29,11 @@ impl<J: Journal> Engine<J> {
     /// Takes the job out of the structure its state puts it in, with the
     /// counters and timer that go with it.
     pub(super) fn unplace(&mut self, id: JobId) {
-        let job = &self.jobs[&id];
-        let (tube, place, pri) = (job.tube, job.place, job.pri);
+        let job = &self.jobs[id];
+        let (tube, state, pri) = (job.tube(), job.state(), job.pri);
         // Every state but ready has a deadline, in the job's extras.
         let deadline = || self.extras.get(id).deadline;
-        match place.state() {
+        match state {
             JobState::Ready => {
                 self.tubes.remove_ready(tube, (pri, id));
                 self.count_ready(tube, pri, false);
@@ -50,7 +50,7 @@ impl<J: Journal> Engine<J> {
                 self.counts.buried -= 1;
             }
             JobState::Reserved => {
-                let conn = place.holder().expect("a reserved job has a holder");
+                let conn = self.extras.holder(id);
                 // Its entry, and its connection's TTR timer if it was set
                 // for this job, are left to go lazily (held.rs).
                 self.session_mut(conn).reserved.remove();
@@ -64,8 +64,8 @@ impl<J: Journal> Engine<J> {
     /// Makes the job ready and hands it to a waiting connection if any.
     pub(super) fn place_ready(&mut self, now: Nanos, id: JobId) {
         let job = self.job_mut(id);
-        job.place = Place::unheld(JobState::Ready);
-        let (tube, pri) = (job.tube, job.pri);
+        job.set_state(JobState::Ready);
+        let (tube, pri) = (job.tube(), job.pri);
         self.tubes.insert_ready(tube, (pri, id));
         self.count_ready(tube, pri, true);
         self.meter_ready(now, id, tube);
@@ -95,8 +95,8 @@ impl<J: Journal> Engine<J> {
     pub(super) fn place_delayed(&mut self, now: Nanos, id: JobId, delay: Nanos) {
         let deadline = now + delay;
         let job = self.job_mut(id);
-        job.place = Place::unheld(JobState::Delayed);
-        let tube = job.tube;
+        job.set_state(JobState::Delayed);
+        let tube = job.tube();
         self.extras.get_mut(id).deadline = deadline;
         self.change_delayed(tube, |delayed| delayed.insert((deadline, id)));
         self.counts.delayed += 1;
@@ -152,19 +152,26 @@ impl<J: Journal> Engine<J> {
         let buried_at = buried_at.max(self.last_buried_at + 1);
         self.last_buried_at = buried_at;
         let job = self.job_mut(id);
-        job.place = Place::unheld(JobState::Buried);
-        let tube = job.tube;
+        job.set_state(JobState::Buried);
+        let tube = job.tube();
         self.extras.get_mut(id).deadline = buried_at;
         self.tubes[tube].buried.push(buried_at, id);
         self.counts.buried += 1;
     }
 
-    pub(super) fn place_reserved(&mut self, now: Nanos, id: JobId, conn: ConnId) {
-        let job = self.job_mut(id);
-        let deadline = now + job.ttr();
-        job.place = Place::reserved_by(conn);
-        let tube = job.tube;
-        self.extras.get_mut(id).deadline = deadline;
+    /// Reserves job `id` for `conn` until its TTR from `now`; `counted`:
+    /// a reservation `stats-job` counts (a reserve; a touch is not), in
+    /// the same change of the job's extras.
+    pub(super) fn place_reserved(&mut self, now: Nanos, id: JobId, conn: ConnId, counted: bool) {
+        let job = self.jobs.get_mut(id).expect("unknown job");
+        let deadline = now + self.long_ttrs.get(id, job.ttr);
+        job.set_state(JobState::Reserved);
+        let tube = job.tube();
+        {
+            let mut extras = self.extras.get_mut(id);
+            extras.hold(conn, deadline);
+            extras.counts.reserves += u32::from(counted);
+        }
         let (jobs, extras) = (&self.jobs, &self.extras);
         let session = self.sessions[conn].as_mut().expect("unknown connection");
         session.reserved.insert(deadline, id, |deadline, id| super::holds(jobs, extras, conn, deadline, id));
@@ -194,12 +201,11 @@ impl<J: Journal> Engine<J> {
     pub(super) fn hand_out(&mut self, now: Nanos, conn: ConnId, id: JobId) -> Reply {
         self.meter_reserve(now, id);
         self.unplace(id);
-        self.place_reserved(now, id, conn);
-        self.extras.get_mut(id).counts.reserves += 1;
-        let jobs = &self.jobs;
+        self.place_reserved(now, id, conn, true);
+        let (jobs, extras) = (&self.jobs, &self.extras);
         let session = self.sessions[conn].as_mut().expect("unknown connection");
-        session.note_reservation(id, |id| jobs.get(&id).is_some_and(|job| job.is_reserved_by(conn)));
-        let body = self.jobs[&id].body;
+        session.note_reservation(id, |id| super::reserved_by(jobs, extras, id) == Some(conn));
+        let body = self.jobs[id].body;
         Reply::Reserved { id, body: ReplyBody::Stored(body) }
     }
 }

@@ -10,6 +10,7 @@ use super::ids::{JobId, TubeId};
 use super::job::{Job, JobState, JournalTag, Place};
 use super::journal::Journal;
 use super::time::{Nanos, whole_secs};
+use super::ttr::RecordTtr;
 use crate::protocol::TubeName;
 
 /// While restoring, the list of recovered jobs gives memory back each time
@@ -84,18 +85,19 @@ impl<J: Journal> Engine<J> {
         // A delay that ended while the server was down ends now: ready.
         let delayed_until =
             (restored.state == JobState::Delayed && restored.ready_at > now).then_some(restored.ready_at);
+        let ttr_secs = whole_secs(restored.ttr).max(1);
         let job = Job {
-            tube,
             pri: restored.pri,
-            ttr_secs: whole_secs(restored.ttr).max(1),
+            ttr: RecordTtr::of(ttr_secs),
             body: restored.body,
             created_at: restored.created_at,
-            place: Place::unheld(if delayed_until.is_some() { JobState::Delayed } else { JobState::Ready }),
+            place: Place::new(tube, if delayed_until.is_some() { JobState::Delayed } else { JobState::Ready }),
             journal_tag: restored.journal_tag,
         };
         self.jobs.insert(id, job);
+        self.long_ttrs.keep(id, ttr_secs);
         let deadline = delayed_until.unwrap_or(0);
-        let extras = JobExtras { counts: restored.counts, delay_secs: whole_secs(restored.delay), deadline };
+        let extras = JobExtras { counts: restored.counts, delay_secs: whole_secs(restored.delay), deadline, holder: 0 };
         self.extras.set(id, extras);
         self.next_job_id = self.next_job_id.max(id + 1);
         match (restored.state, delayed_until) {

@@ -70,12 +70,12 @@ impl<J: Journal> Engine<J> {
         let counts = extras.counts;
         yaml::job_stats(&JobStats {
             id,
-            tube: self.tubes[job.tube].name.to_string(),
+            tube: self.tubes[job.tube()].name.to_string(),
             state: job.state().name(),
             pri: job.pri,
             age: now.saturating_sub(job.created_at) / SECOND,
             delay: extras.delay_secs.into(),
-            ttr: job.ttr_secs.into(),
+            ttr: self.long_ttrs.secs(id, job.ttr).into(),
             time_left,
             file: self.journal.job_file(job),
             reserves: counts.reserves,

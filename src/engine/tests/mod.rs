@@ -195,6 +195,45 @@ fn ttr_zero_is_one_second() {
     assert_eq!(h.job_stat(id, "ttr"), "1");
 }
 
+/// A TTR too long for a job's record (ttr.rs) is kept apart: reported,
+/// run out and deleted like any other.
+#[test]
+fn ttrs_too_long_for_the_record_are_kept_exactly() {
+    let mut h = Harness::new();
+    let short = h.put(0, 0, 0, 65_535, "short");
+    let long = h.put(0, 0, 0, 65_536, "long");
+    let longest = h.put(0, 0, 0, u32::MAX, "longest");
+    assert_eq!([short, long, longest].map(|id| h.job_stat(id, "ttr")), ["65535", "65536", "4294967295"]);
+    for id in [short, long, longest] {
+        assert_eq!(h.reserved_id(1), id);
+    }
+    assert_eq!(h.job_stat(long, "time-left"), "65536");
+    h.advance(65_536 * SECOND);
+    assert_eq!([short, long, longest].map(|id| h.job_stat(id, "state")), ["ready", "ready", "reserved"]);
+    assert_eq!(h.call(2, Command::Delete(long)), Reply::Deleted);
+    assert_eq!(h.call(1, Command::Delete(longest)), Reply::Deleted);
+}
+
+/// A connection whose id does not fit the narrow extras' two bytes holds
+/// its jobs as any other (its jobs' extras are wide).
+#[test]
+fn a_connection_with_a_large_id_holds_its_jobs() {
+    let mut h = Harness::new();
+    let big: ConnId = 70_000;
+    h.engine.connect(big);
+    let id = h.put(0, 0, 0, 5, "x");
+    assert_eq!(h.reserved_id(big), id);
+    assert_eq!(h.call(1, Command::Delete(id)), Reply::NotFound, "held by the other connection");
+    assert_eq!(h.call(big, Command::Release { id, pri: 1, delay: 0 }), Reply::Released);
+    assert_eq!(h.reserved_id(big), id);
+    assert_eq!(h.call(big, Command::Touch(id)), Reply::Touched);
+    h.engine.disconnect(h.now, big);
+    h.engine.check_invariants();
+    assert_eq!(h.job_stat(id, "state"), "ready");
+    assert_eq!(h.reserved_id(1), id);
+    assert_eq!(h.call(1, Command::Delete(id)), Reply::Deleted);
+}
+
 #[test]
 fn deadline_soon_answers_a_reserve_within_the_last_second() {
     let mut h = Harness::new();
