@@ -20,8 +20,16 @@ const BY_REFERENCE_MIN: usize = 2048;
 /// Slices per `writev` call (Linux takes up to 1024).
 const MAX_SLICES: usize = 64;
 
-/// Buffers larger than this are freed, not kept, once sent.
+/// Buffers up to this size are kept once sent, for the next replies.
 const KEEP_CAPACITY: usize = 16 * 1024;
+
+/// A larger buffer, up to this size, is kept too while the replies it
+/// carries fill at least a quarter of it: a client pipelining a thousand
+/// puts gets about 18 KB of replies per batch, and freeing the buffer after
+/// each would make every batch grow it again (a `realloc` copy per step).
+/// A buffer the replies no longer fill, or one grown past this by a burst,
+/// is freed, so an idle connection holds at most this much.
+const KEEP_BUSY_CAPACITY: usize = 64 * 1024;
 
 #[derive(Default)]
 pub struct Output {
@@ -53,6 +61,11 @@ impl ReplySink for Output {
     }
 }
 
+/// Whether a buffer of `capacity` that just carried `used` bytes is kept.
+fn keeps(capacity: usize, used: usize) -> bool {
+    capacity <= KEEP_CAPACITY || (capacity <= KEEP_BUSY_CAPACITY && used >= capacity / 4)
+}
+
 impl Output {
     /// Bytes queued and not yet sent.
     pub fn pending(&self) -> usize {
@@ -80,10 +93,10 @@ impl Output {
             }
         }
         self.bytes_sent = 0;
-        if self.bytes.capacity() > KEEP_CAPACITY {
-            self.bytes = Vec::new();
-        } else {
+        if keeps(self.bytes.capacity(), self.bytes.len()) {
             self.bytes.clear();
+        } else {
+            self.bytes = Vec::new();
         }
         Ok(())
     }
@@ -211,5 +224,36 @@ mod tests {
         let mut socket = Trickle { got: Vec::new(), limit: usize::MAX, calls: 1 };
         output.write_to(&mut socket).unwrap();
         assert_eq!(Rc::strong_count(&body), 1, "sent, and let go");
+    }
+
+    /// Sends `batch` INSERTED replies through `output`; returns its capacity
+    /// once they are sent.
+    fn capacity_after(output: &mut Output, batch: usize) -> usize {
+        for id in 0..batch {
+            Reply::<Rc<[u8]>>::Inserted(1_000_000 + id as u64).write_to(output);
+        }
+        let mut socket = Trickle { got: Vec::new(), limit: usize::MAX, calls: 0 };
+        socket.calls = 1;
+        output.write_to(&mut socket).unwrap();
+        assert_eq!(socket.got.len(), batch * "INSERTED 1000000\r\n".len());
+        output.bytes.capacity()
+    }
+
+    #[test]
+    fn a_pipelining_client_keeps_its_buffer_and_an_idle_one_gives_it_back() {
+        let mut output = Output::default();
+        // A thousand puts' replies, 18 KB, batch after batch: the buffer
+        // stays, so the next batch does not grow it again.
+        let kept = capacity_after(&mut output, 1000);
+        assert!(kept > KEEP_CAPACITY && kept <= KEEP_BUSY_CAPACITY, "{kept}");
+        assert_eq!(capacity_after(&mut output, 1000), kept);
+        // A few replies no longer fill a quarter of it: freed.
+        assert_eq!(capacity_after(&mut output, 10), 0);
+        // A burst grows it past what is kept: freed once sent.
+        assert_eq!(capacity_after(&mut output, 10_000), 0);
+        // Small buffers are always kept.
+        let small = capacity_after(&mut output, 10);
+        assert!(small > 0 && small <= KEEP_CAPACITY);
+        assert_eq!(capacity_after(&mut output, 1), small);
     }
 }
