@@ -75,9 +75,9 @@ impl Binlog {
         if !self.has_room_now(record::max_len(&record) as u64) {
             return None;
         }
-        let (seq, _) = self.append(&record);
+        self.append(&record);
         self.untrack(job);
         self.records_migrated += 1;
-        Some(self.track(seq, job.body.len()))
+        Some(self.track_in_current(job.body.len()))
     }
 }

@@ -14,9 +14,9 @@ impl Journal for Binlog {
             return None;
         }
         self.next_id = self.next_id.max(job.id + 1);
-        let (seq, _) = self.append(&record);
+        self.append(&record);
         self.reserved += DELETE_LEN;
-        Some(self.track(seq, job.body.len()))
+        Some(self.track_in_current(job.body.len()))
     }
 
     fn reserve_update(&mut self) -> bool {

@@ -18,13 +18,15 @@ impl Binlog {
         &mut self.segments[at]
     }
 
-    /// Counts a job's full record, just written to file `seq`, for a body
-    /// of `body_len` bytes.
-    pub(super) fn track(&mut self, seq: u64, body_len: usize) -> JournalTag {
-        let segment = self.segment_mut(seq);
+    /// Counts a job's full record, just appended to the current file (where
+    /// [`Binlog::append`] leaves every record), for a body of `body_len`
+    /// bytes. The current file is at hand: no search by seq.
+    pub(super) fn track_in_current(&mut self, body_len: usize) -> JournalTag {
+        let segment = &mut self.segments[self.current];
         segment.live_jobs += 1;
+        let file = u32::try_from(segment.seq).expect("2^32 binlog files");
         self.live_bytes += record::accounted_job_len(body_len) as u64;
-        JournalTag { file: u32::try_from(seq).expect("2^32 binlog files") }
+        JournalTag { file }
     }
 
     /// Counts `jobs` restored jobs whose full records, `bytes` long in all
