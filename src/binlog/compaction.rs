@@ -76,7 +76,7 @@ impl Binlog {
             return None;
         }
         self.append(&record);
-        self.untrack(job);
+        self.untrack(job.job.journal_tag, job.body.len());
         self.records_migrated += 1;
         Some(self.track_in_current(job.body.len()))
     }

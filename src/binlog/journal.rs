@@ -29,14 +29,14 @@ impl Journal for Binlog {
         self.append(&Record::<&[u8]>::State(job_update(job)));
     }
 
-    fn log_delete(&mut self, job: JobView) {
+    fn log_delete(&mut self, id: JobId, job: &Job) {
         if self.failed || !self.delete_fits() {
             return;
         }
         // The room was promised when the job was put.
         self.reserved -= DELETE_LEN;
-        self.append(&Record::<&[u8]>::Delete(job.id));
-        self.untrack(job);
+        self.append(&Record::<&[u8]>::Delete(id));
+        self.untrack(job.journal_tag, job.body.len());
     }
 
     fn job_file(&self, job: &Job) -> u64 {
@@ -77,9 +77,9 @@ impl Journal for Option<Binlog> {
             b.log_update(job);
         }
     }
-    fn log_delete(&mut self, job: JobView) {
+    fn log_delete(&mut self, id: JobId, job: &Job) {
         if let Some(b) = self {
-            b.log_delete(job);
+            b.log_delete(id, job);
         }
     }
     fn job_file(&self, job: &Job) -> u64 {

@@ -100,7 +100,7 @@ use syncer::Syncer;
 pub use syncer::Wake;
 
 /// Bytes of a delete record, set aside for every live job.
-const DELETE_LEN: u64 = 17;
+const DELETE_LEN: u64 = record::DELETE_RECORD_LEN as u64;
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]

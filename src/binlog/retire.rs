@@ -3,7 +3,7 @@
 use super::Binlog;
 use super::record;
 use super::segment::Segment;
-use crate::engine::{JobView, JournalTag};
+use crate::engine::JournalTag;
 
 impl Binlog {
     /// File `seq`. Seqs count up by one from the oldest file, except where
@@ -37,11 +37,12 @@ impl Binlog {
         self.live_bytes += bytes;
     }
 
-    /// Forgets a job's full record (deleted, or rewritten elsewhere): it
-    /// counted for what its body's length says, as when it was tracked.
-    pub(super) fn untrack(&mut self, job: JobView) {
-        self.segment_mut(u64::from(job.job.journal_tag.file)).live_jobs -= 1;
-        self.live_bytes -= record::accounted_job_len(job.body.len()) as u64;
+    /// Forgets a job's full record, in the file `tag` names (deleted, or
+    /// rewritten elsewhere): it counted for what its body's length,
+    /// `body_len`, says, as when it was tracked.
+    pub(super) fn untrack(&mut self, tag: JournalTag, body_len: usize) {
+        self.segment_mut(u64::from(tag.file)).live_jobs -= 1;
+        self.live_bytes -= record::accounted_job_len(body_len) as u64;
     }
 
     /// The seq of the newest file in the run of old files holding no live

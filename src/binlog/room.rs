@@ -157,7 +157,15 @@ impl Binlog {
     /// delete with no room left makes a file on the spot, and if the disk
     /// cannot give one either, the log fails (logged, as a failed write):
     /// the delete is not logged, and nothing more is.
+    #[inline]
     pub(super) fn delete_fits(&mut self) -> bool {
+        // Almost always in the current file: no walk.
+        self.segments.get(self.current).is_some_and(|s| s.remaining() >= DELETE_LEN) || self.delete_fits_further()
+    }
+
+    /// [`Binlog::delete_fits`] past the current file.
+    #[inline(never)]
+    fn delete_fits_further(&mut self) -> bool {
         let fits = |b: &Binlog| b.segments.range(b.current..).any(|s| s.remaining() >= DELETE_LEN);
         if fits(self) {
             return true;

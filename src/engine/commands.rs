@@ -186,8 +186,8 @@ impl<J: Journal> Engine<J> {
         }
         self.meter_hold_ends(now, id);
         self.unplace(id);
-        self.journal_sees(id, |journal, job| journal.log_delete(job));
         let job = self.jobs.remove(&id).expect("job vanished");
+        self.journal.log_delete(id, &job);
         self.replies.detach(&self.bodies);
         self.bodies.remove(job.body);
         self.extras.forget(id);

@@ -184,6 +184,20 @@ fn seal(out: &mut [u8], start: usize) {
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Bytes of a delete record, in either format: frame, type, id.
+pub const DELETE_RECORD_LEN: usize = FRAME_LEN + 1 + 8;
+
+/// The delete record of job `id`, checksummed.
+#[inline]
+fn delete_record(id: u64) -> [u8; DELETE_RECORD_LEN] {
+    let mut bytes = [0; DELETE_RECORD_LEN];
+    bytes[4..8].copy_from_slice(&((DELETE_RECORD_LEN - FRAME_LEN) as u32).to_le_bytes());
+    bytes[8] = TYPE_DELETE;
+    bytes[9..].copy_from_slice(&id.to_le_bytes());
+    seal(&mut bytes, 0);
+    bytes
+}
+
 /// Encodes the records of one file, in the file's format: for format 2,
 /// with the file's base time and the tubes it has declared.
 #[derive(Debug)]
@@ -214,6 +228,18 @@ impl FileEncoder {
     /// stack and its body copied once into `out` (the file's write buffer),
     /// and its checksum taken in one call.
     pub fn append<Body: AsRef<[u8]>>(&mut self, record: &Record<Body>, room: u64, out: &mut Vec<u8>) -> Option<usize> {
+        if let Record::Delete(id) = *record {
+            // A delete is the same 17 bytes in either format, and the
+            // commonest record after a put's: made whole on the stack, no
+            // head to size (136 instructions a delete through the format's
+            // head, callgrind).
+            let bytes = delete_record(id);
+            if bytes.len() as u64 > room {
+                return None;
+            }
+            out.extend_from_slice(&bytes);
+            return Some(bytes.len());
+        }
         match self.format {
             Format::V1 => {
                 let len = v1::encoded_len(record);
