@@ -174,27 +174,49 @@ pub fn max_len<Body: AsRef<[u8]>>(record: &Record<Body>) -> usize {
 /// `out[start..]`.
 #[inline]
 fn seal(out: &mut [u8], start: usize) {
-    // `crc32fast::hash` asks which CPU features there are on every call
-    // (about 40 instructions of a put's 2,166, callgrind); a copy of a
-    // hasher made once asked only once.
-    static NEW_HASHER: OnceLock<crc32fast::Hasher> = OnceLock::new();
-    let mut hasher = NEW_HASHER.get_or_init(crc32fast::Hasher::new).clone();
+    let mut hasher = new_hasher();
     hasher.update(&out[start + 4..]);
     let crc = hasher.finalize();
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// A CRC-32 hasher. `crc32fast::hash` asks which CPU features there are on
+/// every call (about 40 instructions of a put's 2,166, callgrind); a copy
+/// of a hasher made once asked only once.
+#[inline]
+fn new_hasher() -> crc32fast::Hasher {
+    static NEW_HASHER: OnceLock<crc32fast::Hasher> = OnceLock::new();
+    NEW_HASHER.get_or_init(crc32fast::Hasher::new).clone()
+}
+
+/// Puts each record's CRC in `records`: whole records, appended by
+/// [`FileEncoder::append_unsealed`], one after the other.
+///
+/// Why later and all at once: a record's CRC is a chain of dependent
+/// carry-less multiplies, which a processor cannot hurry; taken as each
+/// record is made, the chains of one turn's records run one after the
+/// other (and the first load waits for the bytes just stored), while
+/// here those of neighbouring records overlap.
+pub fn seal_records(records: &mut [u8]) {
+    let mut at = 0;
+    while let Some(frame) = records.get(at..at + FRAME_LEN) {
+        let len = FRAME_LEN + u32::from_le_bytes(frame[4..8].try_into().expect("4 bytes")) as usize;
+        seal(&mut records[at..at + len], 0);
+        at += len;
+    }
+    debug_assert_eq!(at, records.len(), "whole records");
+}
+
 /// Bytes of a delete record, in either format: frame, type, id.
 pub const DELETE_RECORD_LEN: usize = FRAME_LEN + 1 + 8;
 
-/// The delete record of job `id`, checksummed.
+/// The delete record of job `id`, its CRC left for [`seal_records`].
 #[inline]
-fn delete_record(id: u64) -> [u8; DELETE_RECORD_LEN] {
+fn unsealed_delete_record(id: u64) -> [u8; DELETE_RECORD_LEN] {
     let mut bytes = [0; DELETE_RECORD_LEN];
     bytes[4..8].copy_from_slice(&((DELETE_RECORD_LEN - FRAME_LEN) as u32).to_le_bytes());
     bytes[8] = TYPE_DELETE;
     bytes[9..].copy_from_slice(&id.to_le_bytes());
-    seal(&mut bytes, 0);
     bytes
 }
 
@@ -224,16 +246,31 @@ impl FileEncoder {
 
     /// Appends the framed record to `out` if it takes at most `room`
     /// bytes, and returns its length; `None`, and nothing changed, if it
-    /// does not fit. A put's record is put together once, its head on the
-    /// stack and its body copied once into `out` (the file's write buffer),
-    /// and its checksum taken in one call.
+    /// does not fit.
     pub fn append<Body: AsRef<[u8]>>(&mut self, record: &Record<Body>, room: u64, out: &mut Vec<u8>) -> Option<usize> {
+        let start = out.len();
+        let len = self.append_unsealed(record, room, out)?;
+        seal(out, start);
+        Some(len)
+    }
+
+    /// [`FileEncoder::append`], but the record's CRC is left for
+    /// [`seal_records`] to put in before the record is written (a file's
+    /// records are sealed all at once, when they are written). A put's
+    /// record is put together once, its head on the stack and its body
+    /// copied once into `out` (the file's write buffer).
+    pub fn append_unsealed<Body: AsRef<[u8]>>(
+        &mut self,
+        record: &Record<Body>,
+        room: u64,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
         if let Record::Delete(id) = *record {
             // A delete is the same 17 bytes in either format, and the
             // commonest record after a put's: made whole on the stack, no
             // head to size (136 instructions a delete through the format's
             // head, callgrind).
-            let bytes = delete_record(id);
+            let bytes = unsealed_delete_record(id);
             if bytes.len() as u64 > room {
                 return None;
             }
@@ -246,6 +283,7 @@ impl FileEncoder {
                 if len as u64 > room {
                     return None;
                 }
+                // Sealed already: sealing it again changes nothing.
                 v1::encode(record, out);
                 Some(len)
             }

@@ -9,7 +9,7 @@
 //! layout is in docs/binlog-format.md.
 
 use super::cursor::{Cursor, Head, MAX_VARINT_LEN};
-use super::{FRAME_LEN, JobUpdate, LoggedState, Record, TYPE_DELETE, TYPE_JOB, TYPE_PADDING, TYPE_STATE, seal};
+use super::{FRAME_LEN, JobUpdate, LoggedState, Record, TYPE_DELETE, TYPE_JOB, TYPE_PADDING, TYPE_STATE};
 
 /// The flags byte: bits 0-1 the state, then which fields follow.
 const STATE_BITS: u8 = 0b11;
@@ -159,11 +159,10 @@ pub(super) fn write_head<Body: AsRef<[u8]>>(out: &mut Head2, record: &Record<Bod
 }
 
 /// Appends the record whose head is `head` to `out`: the head (and the
-/// tube's name where it declares it), the body (or the padding's zeros),
-/// the CRC.
+/// tube's name where it declares it), the body (or the padding's zeros);
+/// its CRC is left for the caller.
 #[inline]
 pub(super) fn finish<Body: AsRef<[u8]>>(record: &Record<Body>, head: &Head2, out: &mut Vec<u8>) {
-    let start = out.len();
     match record {
         Record::Job(job) if head.name_len > 0 => {
             out.extend_from_slice(&head.buf[..head.name_at]);
@@ -177,7 +176,6 @@ pub(super) fn finish<Body: AsRef<[u8]>>(record: &Record<Body>, head: &Head2, out
         Record::Padding(filler) => out.resize(out.len() + filler, 0),
         Record::State(_) | Record::Delete(_) => {}
     }
-    seal(out, start);
 }
 
 fn flags(u: &JobUpdate, whole: bool) -> u8 {
