@@ -124,8 +124,20 @@ impl Segment {
     /// Queues a record if it fits in the remaining capacity; returns its
     /// length. `None` if it does not fit (nothing is queued). Its CRC is
     /// put in when it is written.
+    #[inline]
     pub fn append(&mut self, record: &Record<impl AsRef<[u8]>>) -> Option<u64> {
-        let len = self.encoder.append_unsealed(record, self.remaining(), &mut self.pending)? as u64;
+        let len = match *record {
+            // The same bytes in every format: no encoder needed.
+            Record::Delete(id) => {
+                let bytes = record::unsealed_delete_record(id);
+                if bytes.len() as u64 > self.remaining() {
+                    return None;
+                }
+                self.pending.extend_from_slice(&bytes);
+                bytes.len()
+            }
+            _ => self.encoder.append_unsealed(record, self.remaining(), &mut self.pending)?,
+        } as u64;
         self.end += len;
         Some(len)
     }
