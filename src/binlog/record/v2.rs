@@ -104,10 +104,12 @@ impl Head2 {
 /// Writes into `out` (new, or written before) the record's head in a file
 /// of base time `base` (ns), its tube named by `tube` (job records only).
 /// The payload length in the frame counts the body; the CRC is left for
-/// [`finish`]. The caller's head is filled in place: returned by value it
-/// was copied, 20 of a put's instructions (callgrind).
-// Inlined into `FileEncoder::append`, with `finish`, `put_update` and the
-// tube table's two calls: 79 user instructions a put of 2,898 (callgrind).
+/// the file's writer (`seal_records`). The caller's head is filled in
+/// place: returned by value it was copied, 20 of a put's instructions
+/// (callgrind).
+// Inlined into `FileEncoder::append_unsealed`, with `finish`, `put_update`
+// and the tube table's two calls: 79 user instructions a put of 2,898
+// (callgrind).
 #[inline]
 pub(super) fn write_head<Body: AsRef<[u8]>>(out: &mut Head2, record: &Record<Body>, base: i64, tube: TubeRef) {
     let mut head = Head { buf: &mut out.buf, at: FRAME_LEN };
