@@ -53,12 +53,14 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
     let body = client::pattern(opts.body);
     let put_1x1000 = Load::Put { conns: 1, depth: 1_000 };
     // Label, load, whether with `-b DIR`, flags before it.
-    let loads: [(&str, Load, bool, &[&str]); 5] = [
+    let loads: [(&str, Load, bool, &[&str]); 7] = [
         ("put 1x1000", put_1x1000, false, &[]),
         ("put 50x16", Load::Put { conns: 50, depth: 16 }, false, &[]),
         ("reserve+delete 1x1000", Load::ReserveDelete, false, &[]),
         ("put 1x1000 -b -F", put_1x1000, true, &["-F"]),
         ("put 1x1000 -b", put_1x1000, true, &[]),
+        ("reserve+delete 1x1000 -b -F", Load::ReserveDelete, true, &["-F"]),
+        ("reserve+delete 1x1000 -b", Load::ReserveDelete, true, &[]),
     ];
     let mut out: Vec<Variant> = loads
         .into_iter()

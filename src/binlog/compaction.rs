@@ -75,9 +75,9 @@ impl Binlog {
         if !self.has_room_now(record::max_len(&record) as u64) {
             return None;
         }
-        let (seq, _) = self.append(&record);
-        self.untrack(job);
+        self.append(&record);
+        self.untrack(job.job.journal_tag, job.body.len());
         self.records_migrated += 1;
-        Some(self.track(seq, job.body.len()))
+        Some(self.track_in_current(job.body.len()))
     }
 }

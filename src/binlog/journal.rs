@@ -14,9 +14,9 @@ impl Journal for Binlog {
             return None;
         }
         self.next_id = self.next_id.max(job.id + 1);
-        let (seq, _) = self.append(&record);
+        self.append(&record);
         self.reserved += DELETE_LEN;
-        Some(self.track(seq, job.body.len()))
+        Some(self.track_in_current(job.body.len()))
     }
 
     fn reserve_update(&mut self) -> bool {
@@ -29,14 +29,14 @@ impl Journal for Binlog {
         self.append(&Record::<&[u8]>::State(job_update(job)));
     }
 
-    fn log_delete(&mut self, job: JobView) {
+    fn log_delete(&mut self, id: JobId, job: &Job) {
         if self.failed || !self.delete_fits() {
             return;
         }
         // The room was promised when the job was put.
         self.reserved -= DELETE_LEN;
-        self.append(&Record::<&[u8]>::Delete(job.id));
-        self.untrack(job);
+        self.append(&Record::<&[u8]>::Delete(id));
+        self.untrack(job.journal_tag, job.body.len());
     }
 
     fn job_file(&self, job: &Job) -> u64 {
@@ -77,9 +77,9 @@ impl Journal for Option<Binlog> {
             b.log_update(job);
         }
     }
-    fn log_delete(&mut self, job: JobView) {
+    fn log_delete(&mut self, id: JobId, job: &Job) {
         if let Some(b) = self {
-            b.log_delete(job);
+            b.log_delete(id, job);
         }
     }
     fn job_file(&self, job: &Job) -> u64 {

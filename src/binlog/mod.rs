@@ -7,7 +7,7 @@
 //! A map of the module, one behaviour a file:
 //! - [`record`]: the bytes of records and file headers (format version 2
 //!   written, 1 and 2 read).
-//! - `segment`: one preallocated file: appending, writing, syncing.
+//! - `segment`: one preallocated file: appending, sealing (the CRCs, once a turn) and writing, syncing.
 //! - `open`: [`Binlog::open`]: locking the directory (`lock`), reading it
 //!   back (`recovery`: torn tails repaired, damage refused), reopening its
 //!   files, restoring the count of live jobs per file.
@@ -100,7 +100,7 @@ use syncer::Syncer;
 pub use syncer::Wake;
 
 /// Bytes of a delete record, set aside for every live job.
-const DELETE_LEN: u64 = 17;
+const DELETE_LEN: u64 = record::DELETE_RECORD_LEN as u64;
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::fsyncs::FsyncTimes;
-use super::record::{FileEncoder, HEADER_LEN, Header, Record};
+use super::record::{self, FileEncoder, HEADER_LEN, Header, Record};
 
 /// A binlog file. Its whole capacity is allocated when it is created, so a
 /// full disk is noticed when a file is made, never in the middle of a write.
@@ -122,9 +122,22 @@ impl Segment {
     }
 
     /// Queues a record if it fits in the remaining capacity; returns its
-    /// length. `None` if it does not fit (nothing is queued).
+    /// length. `None` if it does not fit (nothing is queued). Its CRC is
+    /// put in when it is written.
+    #[inline]
     pub fn append(&mut self, record: &Record<impl AsRef<[u8]>>) -> Option<u64> {
-        let len = self.encoder.append(record, self.remaining(), &mut self.pending)? as u64;
+        let len = match *record {
+            // The same bytes in every format: no encoder needed.
+            Record::Delete(id) => {
+                let bytes = record::unsealed_delete_record(id);
+                if bytes.len() as u64 > self.remaining() {
+                    return None;
+                }
+                self.pending.extend_from_slice(&bytes);
+                bytes.len()
+            }
+            _ => self.encoder.append_unsealed(record, self.remaining(), &mut self.pending)?,
+        } as u64;
         self.end += len;
         Some(len)
     }
@@ -141,14 +154,16 @@ impl Segment {
         let mut bytes = vec![0; (self.written - HEADER_LEN as u64) as usize];
         self.file.read_exact_at(&mut bytes, HEADER_LEN as u64)?;
         bytes.extend_from_slice(&self.pending);
-        Ok(super::record::full_record_ids(self.encoder.format(), &bytes))
+        Ok(record::full_record_ids(self.encoder.format(), &bytes))
     }
 
-    /// Hands queued records to the kernel in one write.
+    /// Seals the queued records (their CRCs) and hands them to the kernel
+    /// in one write.
     pub fn write_pending(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        record::seal_records(&mut self.pending);
         self.file.write_all_at(&self.pending, self.written)?;
         self.written += self.pending.len() as u64;
         self.pending.clear();

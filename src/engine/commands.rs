@@ -193,8 +193,8 @@ impl<J: Journal> Engine<J> {
         }
         self.meter_hold_ends(now, id);
         self.unplace(id);
-        self.journal_sees(id, |journal, job| journal.log_delete(job));
         let job = self.jobs.remove(id).expect("job vanished");
+        self.journal.log_delete(id, &job);
         self.long_ttrs.forget(id, job.ttr);
         self.replies.detach(&self.bodies);
         self.bodies.remove(job.body);

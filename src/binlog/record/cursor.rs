@@ -80,23 +80,38 @@ impl<'a> Cursor<'a> {
 pub(super) const MAX_VARINT_LEN: usize = 10;
 
 /// A writer into a fixed buffer (a record's head, on the stack), from the
-/// front. The buffer is sized for the largest head, so writes never fail.
-pub(super) struct Head<'a> {
-    pub(super) buf: &'a mut [u8],
+/// front. The buffer is sized for the largest head, so writes never fail:
+/// each byte's index is taken modulo the buffer's size (a power of two),
+/// which costs one `and` where a bounds check costs a compare and a branch
+/// (a format-2 put's head is some twenty bytes, written one at a time). A
+/// head that outgrew its buffer would wrap around instead of failing, so
+/// the caller checks [`Head::fits`] once the head is written.
+pub(super) struct Head<'a, const N: usize> {
+    pub(super) buf: &'a mut [u8; N],
     pub(super) at: usize,
 }
 
-impl Head<'_> {
+impl<const N: usize> Head<'_, N> {
+    const POWER_OF_TWO: () = assert!(N.is_power_of_two(), "a head's buffer is a power of two long");
+
+    /// True if every byte written went where it was meant to.
+    pub(super) fn fits(&self) -> bool {
+        self.at <= N
+    }
+
     pub(super) fn bytes(&mut self, bytes: &[u8]) {
         self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
         self.at += bytes.len();
     }
 
+    #[inline]
     pub(super) fn u8(&mut self, b: u8) {
-        self.buf[self.at] = b;
+        let () = Self::POWER_OF_TWO;
+        self.buf[self.at % N] = b;
         self.at += 1;
     }
 
+    #[inline]
     pub(super) fn varint(&mut self, mut v: u64) {
         // Most fields are small: one byte, one test.
         if v < 0x80 {
@@ -111,6 +126,7 @@ impl Head<'_> {
 
     /// A signed offset, zigzag-encoded so that small offsets either way
     /// take few bytes.
+    #[inline]
     pub(super) fn zigzag(&mut self, v: i64) {
         self.varint(((v << 1) ^ (v >> 63)) as u64);
     }
@@ -121,7 +137,7 @@ mod tests {
     use super::*;
 
     fn encoded(v: u64) -> Vec<u8> {
-        let mut buf = [0u8; MAX_VARINT_LEN];
+        let mut buf = [0u8; 16];
         let mut head = Head { buf: &mut buf, at: 0 };
         head.varint(v);
         let at = head.at;
@@ -160,13 +176,13 @@ mod tests {
     #[test]
     fn zigzag_round_trips_both_signs() {
         for v in [0i64, 1, -1, 63, -64, 64, i64::MAX, i64::MIN] {
-            let mut buf = [0u8; MAX_VARINT_LEN];
+            let mut buf = [0u8; 16];
             let mut head = Head { buf: &mut buf, at: 0 };
             head.zigzag(v);
             let at = head.at;
             assert_eq!(Cursor(&buf[..at]).zigzag(), Some(v), "{v}");
         }
-        let mut buf = [0u8; MAX_VARINT_LEN];
+        let mut buf = [0u8; 16];
         let mut head = Head { buf: &mut buf, at: 0 };
         head.zigzag(-1);
         assert_eq!((head.at, buf[0]), (1, 1));

@@ -43,7 +43,7 @@ pub fn encode<Body: AsRef<[u8]>>(record: &Record<Body>, out: &mut Vec<u8>) {
     out.reserve(encoded_len(record));
     // Frame, type, update, TTR, creation time, the tube name with its
     // length byte (a length fits in one byte), the body's length.
-    let mut buf = [0u8; FRAME_LEN + 1 + UPDATE_LEN + 8 + 8 + 1 + 255 + 4];
+    let mut buf = [0u8; (FRAME_LEN + 1 + UPDATE_LEN + 8 + 8 + 1 + 255 + 4).next_power_of_two()];
     let payload_len = (encoded_len(record) - FRAME_LEN) as u32;
     let mut head = Head { buf: &mut buf, at: 4 };
     head.bytes(&payload_len.to_le_bytes());
@@ -84,7 +84,7 @@ pub fn encode<Body: AsRef<[u8]>>(record: &Record<Body>, out: &mut Vec<u8>) {
     seal(out, start);
 }
 
-fn put_update(u: &JobUpdate, head: &mut Head<'_>) {
+fn put_update<const N: usize>(u: &JobUpdate, head: &mut Head<'_, N>) {
     head.bytes(&u.id.to_le_bytes());
     head.bytes(&u.pri.to_le_bytes());
     head.u8(u.state as u8);
