@@ -50,10 +50,6 @@ impl IdIndex {
         self.len() == 0
     }
 
-    pub fn reserve(&mut self, additional: usize) {
-        self.window.reserve(additional);
-    }
-
     pub fn get(&self, id: u64) -> Option<u32> {
         match self.window_index(id).map(|i| self.window[i]) {
             Some(slot) if slot != EMPTY => Some(slot),
@@ -111,8 +107,15 @@ impl IdIndex {
 
     /// Every id with a slot, in no particular order.
     pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.iter().map(|(id, _)| id)
+    }
+
+    /// Every id with its slot: those in the window in id order, then the
+    /// others in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         let in_window = self.window.iter().enumerate().filter(|&(_, &slot)| slot != EMPTY);
-        in_window.map(|(i, _)| self.base + i as u64).chain(self.outliers.keys().copied())
+        let in_window = in_window.map(|(i, &slot)| (self.base + i as u64, slot));
+        in_window.chain(self.outliers.iter().map(|(&id, &slot)| (id, slot)))
     }
 
     fn window_index(&self, id: u64) -> Option<usize> {

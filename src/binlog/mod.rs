@@ -25,6 +25,9 @@
 //! - `journal`: what the engine asks of the log ([`Journal`](crate::engine::Journal)), with or
 //!   without a log (`Option<Binlog>`).
 //! - `convert`: the engine's jobs as records, records as jobs to restore.
+//! - `live_jobs`: where a replay keeps the jobs it reads back, and the
+//!   plain list of them the tools use; `restoring`: a start's replay
+//!   straight into the engine's restoration, each file's jobs counted.
 //! - `tube_names`: one shared copy of each tube name a replay reads.
 //! - `takeover`: a directory beanstalkd wrote, taken over at open: its jobs
 //!   imported into sprout's log, crash-safely, its files moved aside.
@@ -71,10 +74,12 @@ mod figures;
 mod fsyncs;
 pub mod inspect;
 mod journal;
+mod live_jobs;
 mod lock;
 mod open;
 pub mod record;
 mod recovery;
+mod restoring;
 mod retire;
 mod room;
 mod room_budget;

@@ -15,25 +15,11 @@ use std::path::{Path, PathBuf};
 use std::io::Read;
 
 use super::OpenError;
-use super::record::{
-    self, Decoded, FRAME_LEN, FileDecoder, FileEncoder, Format, FullJob, HEADER_LEN, Header, LoggedState, Record,
-};
+use super::live_jobs::{JobList, LiveJob, LiveJobs};
+use super::record::{self, Decoded, FRAME_LEN, FileDecoder, FileEncoder, Format, HEADER_LEN, Header, Record};
 use super::segment::sync_dir;
 use super::tube_names::TubeNames;
-use crate::engine::{Bodies, BodyRef};
-use crate::idindex::IdIndex;
-
-/// A live job and where its full record is. (Sizes in 32 bits: a million
-/// of these are held at once, and the takeover builds them in place of its
-/// own list, which is no larger.)
-#[derive(Debug)]
-pub struct LiveJob {
-    pub job: FullJob<BodyRef>,
-    /// The file: `binlog.N` names beyond 2^32 are not read.
-    pub seq: u32,
-    /// A record holds at most a 1 GiB body.
-    pub record_len: u32,
-}
+use crate::engine::Bodies;
 
 /// One binlog file found in the directory.
 #[derive(Debug)]
@@ -47,13 +33,22 @@ pub struct FoundFile {
     pub encoder: FileEncoder,
 }
 
+/// The log read back as a list of its live jobs.
 #[derive(Debug)]
 pub struct Recovered {
     /// Live jobs; buried ones in the order they were buried.
     pub jobs: Vec<LiveJob>,
-    /// Their bodies, copied once from the files to where the engine keeps
-    /// them.
+    /// Their bodies, copied once from the files.
     pub bodies: Bodies,
+    /// No id below this may be handed out again.
+    pub next_id: u64,
+    pub files: Vec<FoundFile>,
+}
+
+/// The log read back into `J`.
+pub struct Replayed<J> {
+    /// The live jobs, as the replay left them.
+    pub jobs: J,
     /// No id below this may be handed out again.
     pub next_id: u64,
     pub files: Vec<FoundFile>,
@@ -71,18 +66,21 @@ pub struct Mode {
     pub repair: bool,
 }
 
-/// Reads every `binlog.N` in `dir`, oldest first, for the server that opens
-/// it: repairs included.
-pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
-    recover_with(dir, Mode { skip_damaged, repair: true })
+/// Reads every `binlog.N` in `dir`, oldest first, into a list of its live
+/// jobs.
+pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
+    let Replayed { jobs, next_id, files } = replay(dir, mode, JobList::default())?;
+    let (jobs, bodies) = jobs.into_ordered();
+    Ok(Recovered { jobs, bodies, next_id, files })
 }
 
-/// Reads every `binlog.N` in `dir`, oldest first.
-pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
+/// Reads every `binlog.N` in `dir`, oldest first, each record applied to
+/// `jobs` as it is read.
+pub fn replay<J: LiveJobs>(dir: &Path, mode: Mode, jobs: J) -> Result<Replayed<J>, OpenError> {
     let skip_damaged = mode.skip_damaged;
     let mut seqs = list_files(dir)?;
     seqs.sort_unstable();
-    let mut state = State::default();
+    let mut state = State::new(jobs);
     let mut files = Vec::new();
     // One buffer for every file: files are the same size, and reusing the
     // memory spares a fresh 10 MB allocation (and its page faults) per file.
@@ -133,19 +131,16 @@ pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
         let end = state.read_records(&path, seq, bytes, mode, later_have_data)?;
         files.push(FoundFile { seq, path, end, encoder: state.end_of_file() });
     }
-    Ok(state.finish(files))
+    let (jobs, next_id) = state.finish();
+    Ok(Replayed { jobs, next_id, files })
 }
 
 /// The replay: records applied in log order, the last about a job winning.
 /// `sprout binlog inspect` drives it too (`inspect/sprout.rs`), record by
 /// record, so both read a log by the same rules.
-#[derive(Default)]
-pub(super) struct State {
-    /// Jobs in the order their ids first appeared (about id order), with
-    /// holes where jobs were deleted; `slots` finds a job's place.
-    jobs: Vec<Option<LiveJob>>,
-    slots: IdIndex,
-    bodies: Bodies,
+pub(super) struct State<J> {
+    /// The live jobs so far.
+    jobs: J,
     /// One shared copy of each tube name.
     tube_names: TubeNames,
     /// The file being read: its format, and the tubes its records declared
@@ -157,7 +152,25 @@ pub(super) struct State {
     dropped: Vec<u64>,
 }
 
-impl State {
+impl<J: LiveJobs + Default> Default for State<J> {
+    fn default() -> State<J> {
+        State::new(J::default())
+    }
+}
+
+impl<J: LiveJobs> State<J> {
+    /// A replay that keeps its live jobs in `jobs`.
+    pub(super) fn new(jobs: J) -> State<J> {
+        State {
+            jobs,
+            tube_names: TubeNames::default(),
+            file: None,
+            next_id: 0,
+            lost_in_damage: false,
+            dropped: Vec::new(),
+        }
+    }
+
     /// Applies the file's records; returns where they end.
     fn read_records(
         &mut self,
@@ -252,75 +265,30 @@ impl State {
     pub(super) fn apply(&mut self, record: Record<&[u8]>, seq: u64, record_len: u64) {
         self.next_id = self.next_id.max(record.job_id().saturating_add(1));
         match record {
-            Record::Job(job) => {
-                let id = job.update.id;
-                let body = self.bodies.insert(job.body);
-                let job =
-                    FullJob { update: job.update, tube: job.tube, ttr: job.ttr, created_at: job.created_at, body };
-                let (seq, record_len) = (narrow(seq), narrow(record_len));
-                let live = Some(LiveJob { job, seq, record_len });
-                match self.slots.get(id) {
-                    // Compaction wrote the job again further on.
-                    Some(slot) => {
-                        let old = std::mem::replace(&mut self.jobs[slot as usize], live);
-                        if let Some(old) = old {
-                            self.bodies.remove(old.job.body);
-                        }
-                    }
-                    None => {
-                        self.slots.insert(id, self.jobs.len() as u32);
-                        self.jobs.push(live);
-                    }
-                }
-            }
-            Record::State(update) => match self.slots.get(update.id).and_then(|s| self.jobs[s as usize].as_mut()) {
-                Some(live) => live.job.update = update,
+            // A second full record of a job is compaction's rewrite of it
+            // further on: it replaces the first.
+            Record::Job(job) => self.jobs.job(job, narrow(seq), narrow(record_len)),
+            Record::State(update) => {
                 // The full record was in a file since deleted (the job was
                 // migrated or deleted later), unless it was lost to damage.
-                None if self.lost_in_damage => self.dropped.push(update.id),
-                None => {}
-            },
-            Record::Delete(id) => {
-                if let Some(slot) = self.slots.remove(id)
-                    && let Some(gone) = self.jobs[slot as usize].take()
-                {
-                    self.bodies.remove(gone.job.body);
+                if !self.jobs.update(update) && self.lost_in_damage {
+                    self.dropped.push(update.id);
                 }
             }
+            Record::Delete(id) => self.jobs.delete(id),
             Record::Padding(_) => {}
         }
     }
 
-    /// The live jobs, buried ones last in burial order; logs the jobs lost
-    /// to skipped damage.
-    pub(super) fn finish(self, files: Vec<FoundFile>) -> Recovered {
+    /// The live jobs and the next id; logs the jobs lost to skipped damage.
+    pub(super) fn finish(self) -> (J, u64) {
         let mut dropped = self.dropped;
         dropped.sort_unstable();
         dropped.dedup();
-        for id in dropped.iter().filter(|&&id| self.slots.get(id).is_none()) {
+        for id in dropped.iter().filter(|&&id| !self.jobs.contains(id)) {
             log::warn!("job {id} dropped: its full record was in a damaged, skipped region");
         }
-        drop(self.slots);
-        // Buried jobs return in burial order (their burial time, then id),
-        // after the others, which stay in about id order: that way the
-        // engine's ordered sets fill from one end, several times faster
-        // than in random order.
-        // (Collected in place: a second list of a million jobs would double
-        // the memory a restart needs.)
-        // One pass over the list, which takes the buried jobs out too.
-        let mut buried = Vec::new();
-        let mut jobs: Vec<LiveJob> = (self.jobs.into_iter())
-            .filter_map(|live| match live {
-                Some(l) if l.job.update.state == LoggedState::Buried => {
-                    buried.push(l);
-                    None
-                }
-                live => live,
-            })
-            .collect();
-        buried.sort_unstable_by_key(|l: &LiveJob| (l.job.update.ready_at, l.job.update.id));
-        jobs.append(&mut buried);
-        Recovered { jobs, bodies: self.bodies, next_id: self.next_id.max(1), files }
+        (self.jobs, self.next_id.max(1))
     }
 }
 

@@ -138,7 +138,7 @@ pub use extras::{JobCounts, JobExtras};
 pub use ids::{ConnId, JobId, MAX_JOB_ID};
 pub use job::{Job, JobState, JournalTag, Place};
 pub use journal::{JobView, Journal, JournalStats, NoJournal};
-pub use restore::RestoredJob;
+pub use restore::{Gone, Restoration, RestoredChange, RestoredJob};
 pub use time::{Nanos, SECOND, secs, whole_secs};
 
 use std::collections::BTreeSet;

@@ -42,10 +42,9 @@ impl<T> Default for IdTable<T> {
 }
 
 impl<T> IdTable<T> {
-    /// Makes room for `additional` more records without growing.
-    pub fn reserve(&mut self, additional: usize) {
-        self.slots.reserve(additional);
-        self.records.reserve(additional);
+    /// How many ids have a record.
+    pub fn len(&self) -> usize {
+        self.slots.len()
     }
 
     /// Whether no id has a record.
@@ -121,6 +120,18 @@ impl<T> IdTable<T> {
     /// The ids that have a record.
     pub fn ids(&self) -> impl Iterator<Item = JobId> + '_ {
         self.slots.ids()
+    }
+
+    /// Calls `f` with every id and its record, to change: about in id
+    /// order, which for records made in id order is also the order they
+    /// sit in memory.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(JobId, &mut T)) {
+        for (id, slot) in self.slots.iter() {
+            match &mut self.records[slot as usize] {
+                Slot::Taken(record) => f(id, record),
+                Slot::Free(_) => unreachable!("id {id} indexed at a free slot"),
+            }
+        }
     }
 
     /// Bytes a slot takes.
