@@ -748,3 +748,4 @@ fn the_room_budget_answers_as_the_walk_does() {
 }
 
 mod format_1;
+mod restore;
