@@ -1,4 +1,7 @@
 //! Reading the log back at startup: every live job in its last logged state.
+//! Each record is applied as it is read to wherever the live jobs are kept
+//! ([`LiveJobs`]): for a server's start the engine's own tables
+//! (`restoring`), for the tools a list (`live_jobs::JobList`).
 //!
 //! Damage is told apart by where it is. A record cut short or garbled at the
 //! very end of the log, with nothing valid after it, is what a crash in the

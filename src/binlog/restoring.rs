@@ -9,6 +9,10 @@ use super::record::{self, FullJob, JobUpdate};
 use super::recovery::{Recovered, Replayed};
 use crate::engine::{Gone, JournalTag, Restoration};
 
+/// While restoring the takeover's list of jobs, the list gives memory back
+/// each time this many were taken from it.
+const SHRINK_EVERY: usize = 1 << 16;
+
 /// The jobs a start restores, and what each file holds of them.
 #[derive(Debug, Default)]
 pub struct Restoring {
@@ -32,7 +36,14 @@ impl Restoring {
     /// back.
     pub fn from_recovered(recovered: Recovered) -> Replayed<Restoring> {
         let mut restoring = Restoring { restoration: Restoration::with_bodies(recovered.bodies), files: Vec::new() };
-        for live in recovered.jobs {
+        // Taken from the back, the list shrinking as the job table grows,
+        // so that the import needs little more memory than the jobs.
+        let mut jobs = recovered.jobs;
+        jobs.reverse();
+        while let Some(live) = jobs.pop() {
+            if jobs.len().is_multiple_of(SHRINK_EVERY) {
+                jobs.shrink_to_fit();
+            }
             let body_len = live.job.body.len();
             let gone = restoring.restoration.restore(restored_job(live.job, JournalTag { file: live.seq }));
             debug_assert!(gone.is_none(), "an imported job twice");
