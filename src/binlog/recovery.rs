@@ -15,10 +15,9 @@ use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use std::io::Read;
-
 use super::OpenError;
 use super::live_jobs::{JobList, LiveJob, LiveJobs};
+use super::read_ahead::{self, Content};
 use super::record::{self, Decoded, FRAME_LEN, FileDecoder, FileEncoder, Format, HEADER_LEN, Header, Record};
 use super::segment::sync_dir;
 use super::tube_names::TubeNames;
@@ -84,56 +83,63 @@ pub fn replay<J: LiveJobs>(dir: &Path, mode: Mode, jobs: J) -> Result<Replayed<J
     let mut seqs = list_files(dir)?;
     seqs.sort_unstable();
     let mut state = State::new(jobs);
-    let mut files = Vec::new();
-    // One buffer for every file: files are the same size, and reusing the
-    // memory spares a fresh 10 MB allocation (and its page faults) per file.
-    let mut bytes = Vec::new();
-    for (i, &seq) in seqs.iter().enumerate() {
-        let path = dir.join(super::segment::file_name(seq));
-        if let Some(header) = spare_header(&path, seq) {
-            state.saw_header(&header);
-            files.push(FoundFile { seq, path, end: HEADER_LEN as u64, encoder: FileEncoder::new(header.format) });
-            continue;
-        }
-        read_into(&path, &mut bytes).map_err(|e| OpenError::Io(format!("cannot read {}: {e}", path.display())))?;
-        let bytes = &bytes[..];
-        let later_have_data =
-            || seqs[i + 1..].iter().any(|&s| file_has_records(&dir.join(super::segment::file_name(s))));
-        let header = match Header::decode(bytes) {
-            Ok(header) if header.seq == seq => header,
-            Ok(header) => {
-                return Err(OpenError::Damaged(format!("{}: header says it is file {}", path.display(), header.seq)));
-            }
-            Err(_) if all_zeros(bytes) && !later_have_data() => {
-                // A crash while the file was being created: it holds nothing.
-                if mode.repair {
-                    log::warn!("{}: empty file left by a crash, removed", path.display());
-                    fs::remove_file(&path)
-                        .map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", path.display())))?;
-                } else {
-                    log::warn!("{}: empty file left by a crash, skipped", path.display());
+    let files = read_ahead::with_files(dir, &seqs, |read| {
+        let mut files = Vec::new();
+        for (i, &seq) in seqs.iter().enumerate() {
+            let (path, content) = read.next();
+            let bytes = match content {
+                Ok(Content::Spare(header)) => {
+                    state.saw_header(header);
+                    let encoder = FileEncoder::new(header.format);
+                    files.push(FoundFile { seq, path, end: HEADER_LEN as u64, encoder });
+                    continue;
                 }
-                continue;
-            }
-            Err(e) if skip_damaged => {
-                log::warn!("{}: {e}; skipping the whole file", path.display());
-                continue;
-            }
-            // Skipping a newer sprout's file would lose its jobs.
-            Err(e @ (record::HeaderError::Beanstalkd | record::HeaderError::NewerFormat(_))) => {
-                return Err(OpenError::Damaged(format!("{}: {e}", path.display())));
-            }
-            Err(e) => {
-                return Err(OpenError::Damaged(format!(
-                    "{}: {e} (start with --skip-damaged-records to skip it)",
-                    path.display()
-                )));
-            }
-        };
-        state.saw_header(&header);
-        let end = state.read_records(&path, seq, bytes, mode, later_have_data)?;
-        files.push(FoundFile { seq, path, end, encoder: state.end_of_file() });
-    }
+                Ok(Content::Bytes(bytes)) => &bytes[..],
+                Err(e) => return Err(OpenError::Io(format!("cannot read {}: {e}", path.display()))),
+            };
+            let later_have_data =
+                || seqs[i + 1..].iter().any(|&s| file_has_records(&dir.join(super::segment::file_name(s))));
+            let header = match Header::decode(bytes) {
+                Ok(header) if header.seq == seq => header,
+                Ok(header) => {
+                    return Err(OpenError::Damaged(format!(
+                        "{}: header says it is file {}",
+                        path.display(),
+                        header.seq
+                    )));
+                }
+                Err(_) if all_zeros(bytes) && !later_have_data() => {
+                    // A crash while the file was being created: it holds nothing.
+                    if mode.repair {
+                        log::warn!("{}: empty file left by a crash, removed", path.display());
+                        fs::remove_file(&path)
+                            .map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", path.display())))?;
+                    } else {
+                        log::warn!("{}: empty file left by a crash, skipped", path.display());
+                    }
+                    continue;
+                }
+                Err(e) if skip_damaged => {
+                    log::warn!("{}: {e}; skipping the whole file", path.display());
+                    continue;
+                }
+                // Skipping a newer sprout's file would lose its jobs.
+                Err(e @ (record::HeaderError::Beanstalkd | record::HeaderError::NewerFormat(_))) => {
+                    return Err(OpenError::Damaged(format!("{}: {e}", path.display())));
+                }
+                Err(e) => {
+                    return Err(OpenError::Damaged(format!(
+                        "{}: {e} (start with --skip-damaged-records to skip it)",
+                        path.display()
+                    )));
+                }
+            };
+            state.saw_header(&header);
+            let end = state.read_records(&path, seq, bytes, mode, later_have_data)?;
+            files.push(FoundFile { seq, path, end, encoder: state.end_of_file() });
+        }
+        Ok(files)
+    })?;
     let (jobs, next_id) = state.finish();
     Ok(Replayed { jobs, next_id, files })
 }
@@ -361,7 +367,7 @@ pub(super) fn describe_damage(format: Format, bytes: &[u8], at: usize) -> String
 /// and never written as a hole: a server keeps a spare file ahead, and
 /// restarts find it. (A file whose first record is zeros but which holds
 /// data further on is read whole: see [`records_end_at`].)
-fn spare_header(path: &Path, seq: u64) -> Option<Header> {
+pub(super) fn spare_header(path: &Path, seq: u64) -> Option<Header> {
     let mut start = [0; HEADER_LEN + FRAME_LEN];
     let file = fs::File::open(path).ok()?;
     file.read_exact_at(&mut start, 0).ok()?;
@@ -396,12 +402,6 @@ fn zeros_from(file: &fs::File, from: u64) -> std::io::Result<bool> {
         at = data + n as u64;
     }
     Ok(true)
-}
-
-fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    buf.clear();
-    fs::File::open(path)?.read_to_end(buf)?;
-    Ok(())
 }
 
 /// True if the file has anything but zeros after its header.
