@@ -1,14 +1,15 @@
 //! The log's files read one ahead of the replay, on a thread of their own:
 //! while the replay works through one file's records, the kernel copies the
-//! next into memory (about a tenth of a restart's CPU, which the replay no
-//! longer waits for when the machine has a second core).
+//! next into memory and this thread compares its records' checksums (each
+//! about a tenth of a restart's CPU, which the replay no longer waits for
+//! when the machine has a second core).
 
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
 
-use super::record::Header;
+use super::record::{HEADER_LEN, Header, checked_frames_end};
 use super::recovery::spare_header;
 use super::segment::file_name;
 
@@ -17,8 +18,9 @@ pub(super) enum Content {
     /// A spare file made ahead: its header, then nothing but zeros (see
     /// [`spare_header`]); not read whole.
     Spare(Header),
-    /// The file's bytes.
-    Bytes(Vec<u8>),
+    /// The file's bytes, and where the run of records whose checksums
+    /// hold, from the header on, ends ([`checked_frames_end`]).
+    Bytes { bytes: Vec<u8>, checked_until: usize },
 }
 
 /// Buffers of file bytes: one the replay works on, one being filled. Files
@@ -39,7 +41,7 @@ impl Files {
     /// The next file: its path, and what it holds (or why it could not be
     /// read). The file handed out before is done with.
     pub(super) fn next(&mut self) -> (PathBuf, io::Result<&Content>) {
-        if let Some(Content::Bytes(bytes)) = self.current.take() {
+        if let Some(Content::Bytes { bytes, .. }) = self.current.take() {
             // The reader is gone once every file is read: nothing to fill.
             let _ = self.done.send(bytes);
         }
@@ -69,7 +71,10 @@ pub(super) fn with_files<T>(dir: &Path, seqs: &[u64], replay: impl FnOnce(&mut F
                     None => {
                         // No buffer comes back once the replay stopped.
                         let Ok(mut bytes) = to_fill.recv() else { return };
-                        read_into(&path, &mut bytes).map(|()| Content::Bytes(bytes))
+                        read_into(&path, &mut bytes).map(|()| {
+                            let checked_until = checked_frames_end(&bytes, HEADER_LEN);
+                            Content::Bytes { bytes, checked_until }
+                        })
                     }
                 };
                 if to_replay.send((path, content)).is_err() {
@@ -93,7 +98,6 @@ fn read_into(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binlog::record::HEADER_LEN;
 
     /// binlog.1 to binlog.5: 2 and 4 spare files (a header, then zeros),
     /// the others holding `file N` after a header, binlog.3 unreadable (a
@@ -115,7 +119,7 @@ mod tests {
     fn describe(content: io::Result<&Content>) -> String {
         match content {
             Ok(Content::Spare(header)) => format!("spare {}", header.seq),
-            Ok(Content::Bytes(bytes)) => String::from_utf8_lossy(&bytes[HEADER_LEN..]).into_owned(),
+            Ok(Content::Bytes { bytes, .. }) => String::from_utf8_lossy(&bytes[HEADER_LEN..]).into_owned(),
             Err(_) => "unreadable".into(),
         }
     }

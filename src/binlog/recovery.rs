@@ -87,14 +87,14 @@ pub fn replay<J: LiveJobs>(dir: &Path, mode: Mode, jobs: J) -> Result<Replayed<J
         let mut files = Vec::new();
         for (i, &seq) in seqs.iter().enumerate() {
             let (path, content) = read.next();
-            let bytes = match content {
+            let (bytes, checked_until) = match content {
                 Ok(Content::Spare(header)) => {
                     state.saw_header(header);
                     let encoder = FileEncoder::new(header.format);
                     files.push(FoundFile { seq, path, end: HEADER_LEN as u64, encoder });
                     continue;
                 }
-                Ok(Content::Bytes(bytes)) => &bytes[..],
+                Ok(Content::Bytes { bytes, checked_until }) => (&bytes[..], *checked_until),
                 Err(e) => return Err(OpenError::Io(format!("cannot read {}: {e}", path.display()))),
             };
             let later_have_data =
@@ -135,7 +135,7 @@ pub fn replay<J: LiveJobs>(dir: &Path, mode: Mode, jobs: J) -> Result<Replayed<J
                 }
             };
             state.saw_header(&header);
-            let end = state.read_records(&path, seq, bytes, mode, later_have_data)?;
+            let end = state.read_records(&path, seq, (bytes, checked_until), mode, later_have_data)?;
             files.push(FoundFile { seq, path, end, encoder: state.end_of_file() });
         }
         Ok(files)
@@ -180,24 +180,34 @@ impl<J: LiveJobs> State<J> {
         }
     }
 
-    /// Applies the file's records; returns where they end.
+    /// Applies the file's records; returns where they end. The checksums
+    /// of the records before `checked_until` were compared already (the
+    /// frames `record::checked_frames_end` walked from the header on).
     fn read_records(
         &mut self,
         path: &Path,
         seq: u64,
-        bytes: &[u8],
+        (bytes, checked_until): (&[u8], usize),
         mode: Mode,
         later_have_data: impl Fn() -> bool,
     ) -> Result<u64, OpenError> {
         let mut at = HEADER_LEN;
+        // Reading resumes after damage where the walk may have had no frame.
+        let mut on_checked_frames = true;
         loop {
-            match self.decode(&bytes[at..]) {
+            let decoded = if on_checked_frames && at < checked_until {
+                self.decode_checked(&bytes[at..])
+            } else {
+                self.decode(&bytes[at..])
+            };
+            match decoded {
                 Decoded::Record(record, len) => {
                     self.apply(record, seq, len as u64);
                     at += len;
                 }
                 Decoded::End if records_end_at(bytes, at) => return Ok(at as u64),
                 Decoded::End | Decoded::Damaged => {
+                    on_checked_frames = false;
                     let format = self.format();
                     let resume = next_valid_record(format, bytes, at + 1);
                     // A record whose checksum holds was written whole: not
@@ -242,6 +252,14 @@ impl<J: LiveJobs> State<J> {
         let tube_names = &mut self.tube_names;
         let mut tube_name = |name: &[u8]| tube_names.share(name);
         file.decode_with(bytes, &mut tube_name)
+    }
+
+    /// [`State::decode`] for a record whose checksum was compared already.
+    fn decode_checked<'a>(&mut self, bytes: &'a [u8]) -> Decoded<'a> {
+        let file = self.file.as_mut().expect("a file's header is read before its records");
+        let tube_names = &mut self.tube_names;
+        let mut tube_name = |name: &[u8]| tube_names.share(name);
+        file.decode_checked(bytes, &mut tube_name)
     }
 
     /// A file header: the records that follow are in its format, and no id
