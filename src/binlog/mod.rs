@@ -11,7 +11,8 @@
 //! - `open`: [`Binlog::open`]: locking the directory (`lock`), reading it
 //!   back (`recovery`: torn tails repaired, damage refused), reopening its
 //!   files, restoring the count of live jobs per file. `read_ahead`: each
-//!   file read on a thread of its own while the one before is replayed.
+//!   file read, and its checksums compared, on a thread of its own while
+//!   the one before is replayed.
 //! - `commit`: group commit: [`Binlog::commit`] writes a turn's records in
 //!   one write per file and fsyncs as the policy says, in the loop (`-f 0`)
 //!   or on the sync thread (`syncer`, `-f MS`).
