@@ -160,8 +160,25 @@ impl<V> IdIndex<V> {
 
     /// Every id with a value, in no particular order.
     pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
-        let in_window = self.window.iter().enumerate().filter(|(_, value)| value.is_some());
-        in_window.map(|(i, _)| self.base + i as u64).chain(self.outliers.keys().copied())
+        self.iter().map(|(id, _)| id)
+    }
+
+    /// Every id with its value: those in the window in id order, then the
+    /// others in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &V)> + '_ {
+        let base = self.base;
+        let in_window = self.window.iter().enumerate();
+        let in_window = in_window.filter_map(move |(i, value)| Some((base + i as u64, value.as_ref()?)));
+        in_window.chain(self.outliers.iter().map(|(&id, value)| (id, value)))
+    }
+
+    /// Every id with its value, to change, in the order of [`IdIndex::iter`]:
+    /// for values made in id order, also the order they sit in memory.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut V)> + '_ {
+        let base = self.base;
+        let in_window = self.window.iter_mut().enumerate();
+        let in_window = in_window.filter_map(move |(i, value)| Some((base + i as u64, value.as_mut()?)));
+        in_window.chain(self.outliers.iter_mut().map(|(&id, value)| (id, value)))
     }
 
     /// Where the id's slot is in the window, if the window is long enough:

@@ -22,6 +22,7 @@
 //!   neither format, or sprout's files are there too.
 
 use sprout::binlog::beanstalkd::{self, End, ImportedState, Replay, Version};
+use sprout::engine::{secs, whole_secs};
 
 use super::alloc_guard;
 use super::binlog_dir::{self, Files, JobSeen, Started};
@@ -101,8 +102,9 @@ fn same_jobs(imported: &beanstalkd::Imported, started: &Started) {
                 id: j.id,
                 tube: j.tube.as_str().to_string(),
                 pri: j.pri,
-                delay: j.delay_ns,
-                ttr: j.ttr_ns,
+                // What a restart keeps: whole seconds, a TTR of at least one.
+                delay: secs(whole_secs(j.delay_ns)),
+                ttr: secs(whole_secs(j.ttr_ns).max(1)),
                 created_at: j.created_at_ns.max(0) as u64,
                 state: state.to_string(),
                 ready_at,

@@ -197,26 +197,31 @@ pub fn open(dir: &Path, skip_damaged: bool) -> Result<Opened, OpenError> {
 
 /// The jobs an opened log hands the engine.
 pub fn seen(opened: &Opened) -> Started {
-    let mut jobs: Vec<JobSeen> = opened
-        .jobs
+    let restored = opened.restoration.jobs();
+    let mut jobs: Vec<JobSeen> = restored
         .iter()
         .map(|j| {
-            let JobCounts { reserves, timeouts, releases, buries, kicks } = j.counts;
+            let c = j.change;
+            let JobCounts { reserves, timeouts, releases, buries, kicks } = c.counts;
             JobSeen {
                 id: j.id,
                 tube: j.tube.as_str().to_string(),
-                pri: j.pri,
-                delay: j.delay,
+                pri: c.pri,
+                delay: c.delay,
                 ttr: j.ttr,
                 created_at: j.created_at,
-                state: format!("{:?}", j.state),
-                ready_at: j.ready_at,
+                state: format!("{:?}", c.state),
+                ready_at: c.ready_at,
                 counts: (reserves, timeouts, releases, buries, kicks),
-                body: opened.bodies.get(j.body).to_vec(),
+                body: opened.restoration.body(j.body).to_vec(),
             }
         })
         .collect();
-    let buried_in_order = opened.jobs.iter().filter(|j| j.state == JobState::Buried).map(|j| j.id).collect();
+    // The engine places buried jobs in burial order: their burial time,
+    // then id.
+    let mut buried: Vec<_> = restored.iter().filter(|j| j.change.state == JobState::Buried).collect();
+    buried.sort_by_key(|j| (j.change.ready_at, j.id));
+    let buried_in_order = buried.into_iter().map(|j| j.id).collect();
     jobs.sort();
     let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "a job restored twice: {ids:?}");
@@ -230,19 +235,20 @@ pub fn seen(opened: &Opened) -> Started {
 /// came while no server ran comes back ready).
 pub fn restore(opened: Opened) -> Engine<Binlog> {
     let expected = {
-        let count = |f: &dyn Fn(&sprout::engine::RestoredJob) -> bool| opened.jobs.iter().filter(|j| f(j)).count();
+        let jobs = opened.restoration.jobs();
+        let count = |f: &dyn Fn(&sprout::engine::RestoredChange) -> bool| jobs.iter().filter(|j| f(&j.change)).count();
         let delayed = count(&|j| j.state == JobState::Delayed && j.ready_at > NOW);
         let buried = count(&|j| j.state == JobState::Buried);
-        [("current-jobs-ready", opened.jobs.len() - delayed - buried), ("current-jobs-delayed", delayed)]
+        [("current-jobs-ready", jobs.len() - delayed - buried), ("current-jobs-delayed", delayed)]
             .into_iter()
             .chain([("current-jobs-buried", buried), ("current-jobs-reserved", 0)])
             .map(|(key, n)| format!("{key}: {n}"))
             .collect::<Vec<_>>()
     };
-    let Opened { binlog, jobs, bodies, next_id, .. } = opened;
+    let Opened { binlog, restoration, next_id, .. } = opened;
     let config = EngineConfig { max_job_size: 65_535, binlog_max_size: FILE_SIZE, host: HostInfo::fake() };
     let mut engine = Engine::with_journal(config, NOW, binlog);
-    engine.restore_all(NOW, bodies, jobs);
+    engine.restore_all(NOW, restoration);
     engine.raise_next_job_id(next_id);
     engine.take_replies().for_each(drop);
     engine.check_invariants();

@@ -1,7 +1,7 @@
 //! The engine's jobs as records, and records as jobs to restore.
 
 use super::record::{FullJob, JobUpdate, LoggedState};
-use crate::engine::{BodyRef, JobCounts, JobState, JobView, JournalTag, RestoredJob};
+use crate::engine::{BodyRef, JobCounts, JobState, JobView, JournalTag, RestoredChange, RestoredJob};
 
 fn logged_state(state: JobState) -> LoggedState {
     match state {
@@ -44,20 +44,28 @@ pub(super) fn full_job(view: JobView<'_>) -> FullJob<&[u8]> {
 }
 
 pub(super) fn restored_job(job: FullJob<BodyRef>, journal_tag: JournalTag) -> RestoredJob {
-    let u = job.update;
     RestoredJob {
-        id: u.id,
+        id: job.update.id,
         tube: job.tube,
-        pri: u.pri,
-        delay: u.delay,
+        change: restored_change(job.update),
         ttr: job.ttr,
         created_at: job.created_at.max(0) as u64,
+        body: job.body,
+        journal_tag,
+    }
+}
+
+/// What a job's record says of its state, as the engine restores it.
+pub(super) fn restored_change(u: JobUpdate) -> RestoredChange {
+    RestoredChange {
+        pri: u.pri,
         state: match u.state {
             LoggedState::Delayed => JobState::Delayed,
             LoggedState::Buried => JobState::Buried,
             // A reserved job's worker is gone: it is ready again.
             LoggedState::Ready | LoggedState::Reserved => JobState::Ready,
         },
+        delay: u.delay,
         ready_at: u.ready_at.max(0) as u64,
         counts: JobCounts {
             reserves: u.reserves,
@@ -66,7 +74,5 @@ pub(super) fn restored_job(job: FullJob<BodyRef>, journal_tag: JournalTag) -> Re
             buries: u.buries,
             kicks: u.kicks,
         },
-        body: job.body,
-        journal_tag,
     }
 }

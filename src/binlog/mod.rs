@@ -10,7 +10,9 @@
 //! - `segment`: one preallocated file: appending, sealing (the CRCs, once a turn) and writing, syncing.
 //! - `open`: [`Binlog::open`]: locking the directory (`lock`), reading it
 //!   back (`recovery`: torn tails repaired, damage refused), reopening its
-//!   files, restoring the count of live jobs per file.
+//!   files, restoring the count of live jobs per file. `read_ahead`: each
+//!   file read, and its checksums compared, on a thread of its own while
+//!   the one before is replayed.
 //! - `commit`: group commit: [`Binlog::commit`] writes a turn's records in
 //!   one write per file and fsyncs as the policy says, in the loop (`-f 0`)
 //!   or on the sync thread (`syncer`, `-f MS`).
@@ -25,6 +27,9 @@
 //! - `journal`: what the engine asks of the log ([`Journal`](crate::engine::Journal)), with or
 //!   without a log (`Option<Binlog>`).
 //! - `convert`: the engine's jobs as records, records as jobs to restore.
+//! - `live_jobs`: where a replay keeps the jobs it reads back, and the
+//!   plain list of them the tools use; `restoring`: a start's replay
+//!   straight into the engine's restoration, each file's jobs counted.
 //! - `tube_names`: one shared copy of each tube name a replay reads.
 //! - `takeover`: a directory beanstalkd wrote, taken over at open: its jobs
 //!   imported into sprout's log, crash-safely, its files moved aside.
@@ -71,10 +76,13 @@ mod figures;
 mod fsyncs;
 pub mod inspect;
 mod journal;
+mod live_jobs;
 mod lock;
 mod open;
+mod read_ahead;
 pub mod record;
 mod recovery;
+mod restoring;
 mod retire;
 mod room;
 mod room_budget;

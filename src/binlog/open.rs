@@ -4,13 +4,14 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::convert::restored_job;
 use super::lock::DirLock;
-use super::record::{self, HEADER_LEN};
+use super::record::HEADER_LEN;
+use super::recovery::{Mode, Replayed};
+use super::restoring::Restoring;
 use super::room::Preparation;
 use super::segment::{Segment, numbered_files};
 use super::{Binlog, BinlogConfig, DELETE_LEN, OpenError, recovery, takeover};
-use crate::engine::{Bodies, JobId, JournalTag, RestoredJob};
+use crate::engine::{JobId, Restoration};
 
 /// The log opened and read back: the jobs for the engine to restore before
 /// it serves anyone, and the log to hand it as its journal.
@@ -18,10 +19,8 @@ pub struct Opened {
     /// Ready to append, with room for the restored jobs' deletes (unless the
     /// disk is full).
     pub binlog: Binlog,
-    /// Live jobs to restore into the engine, buried ones in burial order.
-    pub jobs: Vec<RestoredJob>,
-    /// The jobs' bodies, for the engine to keep.
-    pub bodies: Bodies,
+    /// The live jobs, for the engine to restore ([`Engine::restore_all`](crate::engine::Engine::restore_all)).
+    pub restoration: Restoration,
     /// No id below this may be handed out.
     pub next_id: JobId,
     /// How long reading the log took.
@@ -41,17 +40,21 @@ impl Binlog {
             .map_err(|e| OpenError::Io(format!("cannot create binlog directory {}: {e}", config.dir.display())))?;
         let lock = DirLock::acquire(&config.dir)?;
         let taken = takeover::take_over(&config.dir, config.file_size.max(4096), config.skip_damaged)?;
-        let recovered = match taken {
+        let replay = || {
+            let mode = Mode { skip_damaged: config.skip_damaged, repair: true };
+            recovery::replay(&config.dir, mode, Restoring::default())
+        };
+        let mut recovered = match taken {
             Some(taken) => {
                 // Once, and it moved files: said even at the default level.
                 log::warn!("{}", taken.report);
                 match taken.recovered {
                     // Just written: no need to read it back.
-                    Some(recovered) => recovered,
-                    None => recovery::recover(&config.dir, config.skip_damaged)?,
+                    Some(recovered) => Restoring::from_recovered(recovered),
+                    None => replay()?,
                 }
             }
-            None => recovery::recover(&config.dir, config.skip_damaged)?,
+            None => replay()?,
         };
         let mut binlog = Binlog {
             dir: config.dir.clone(),
@@ -77,7 +80,7 @@ impl Binlog {
             room_budget: Cell::new(None),
             preparation: Preparation::default(),
         };
-        for file in recovered.files {
+        for file in std::mem::take(&mut recovered.files) {
             let segment = Segment::reopen(file.path.clone(), file.seq, file.end, file.encoder)
                 .map_err(|e| OpenError::Io(format!("cannot open {}: {e}", file.path.display())))?;
             binlog.last_seq = binlog.last_seq.max(file.seq);
@@ -88,22 +91,12 @@ impl Binlog {
         // than always starting a new file, lets the server restart on a full
         // disk.
         binlog.current = binlog.segments.iter().rposition(|s| s.end > HEADER_LEN as u64).unwrap_or(0);
-        // Collected in place, into the memory of the recovered list. Jobs
-        // come in long runs of one file: each file's are counted at once.
-        let mut run = FileRun::default();
-        let jobs: Vec<RestoredJob> = (recovered.jobs.into_iter())
-            .map(|live| {
-                if live.seq != run.seq {
-                    run.count_into(&mut binlog);
-                    run = FileRun { seq: live.seq, ..FileRun::default() };
-                }
-                run.jobs += 1;
-                run.bytes += record::accounted_job_len(live.job.body.len()) as u64;
-                restored_job(live.job, JournalTag { file: live.seq })
-            })
-            .collect();
-        run.count_into(&mut binlog);
-        binlog.reserved += DELETE_LEN * jobs.len() as u64;
+        let Replayed { jobs: restoring, .. } = recovered;
+        let (restoration, files) = restoring.into_parts();
+        for file in files {
+            binlog.track_restored(u64::from(file.seq), file.jobs, file.bytes);
+        }
+        binlog.reserved += DELETE_LEN * restoration.len() as u64;
         if binlog.segments.is_empty() {
             binlog
                 .add_segment(0)
@@ -121,24 +114,7 @@ impl Binlog {
         }
         binlog.collect_garbage(u64::MAX);
         let next_id = binlog.next_id;
-        Ok(Opened { binlog, jobs, bodies: recovered.bodies, next_id, read_in: started.elapsed() })
-    }
-}
-
-/// Restored jobs whose full records are in one file, not yet counted.
-#[derive(Default)]
-struct FileRun {
-    seq: u32,
-    jobs: u64,
-    bytes: u64,
-}
-
-impl FileRun {
-    /// Counts the run's jobs as the file's live jobs.
-    fn count_into(&self, binlog: &mut Binlog) {
-        if self.jobs > 0 {
-            binlog.track_restored(u64::from(self.seq), self.jobs, self.bytes);
-        }
+        Ok(Opened { binlog, restoration, next_id, read_in: started.elapsed() })
     }
 }
 

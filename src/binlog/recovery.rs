@@ -1,4 +1,7 @@
 //! Reading the log back at startup: every live job in its last logged state.
+//! Each record is applied as it is read to wherever the live jobs are kept
+//! ([`LiveJobs`]): for a server's start the engine's own tables
+//! (`restoring`), for the tools a list (`live_jobs::JobList`).
 //!
 //! Damage is told apart by where it is. A record cut short or garbled at the
 //! very end of the log, with nothing valid after it, is what a crash in the
@@ -9,32 +12,16 @@
 //! be read, in which case every job that had to be dropped is logged.
 
 use std::fs;
-use std::num::NonZeroU32;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use std::io::Read;
-
 use super::OpenError;
-use super::record::{
-    self, Decoded, FRAME_LEN, FileDecoder, FileEncoder, Format, FullJob, HEADER_LEN, Header, LoggedState, Record,
-};
+use super::live_jobs::{JobList, LiveJob, LiveJobs};
+use super::read_ahead::{self, Content};
+use super::record::{self, Decoded, FRAME_LEN, FileDecoder, FileEncoder, Format, HEADER_LEN, Header, Record};
 use super::segment::sync_dir;
 use super::tube_names::TubeNames;
-use crate::engine::{Bodies, BodyRef};
-use crate::idindex::IdIndex;
-
-/// A live job and where its full record is. (Sizes in 32 bits: a million
-/// of these are held at once, and the takeover builds them in place of its
-/// own list, which is no larger.)
-#[derive(Debug)]
-pub struct LiveJob {
-    pub job: FullJob<BodyRef>,
-    /// The file: `binlog.N` names beyond 2^32 are not read.
-    pub seq: u32,
-    /// A record holds at most a 1 GiB body.
-    pub record_len: u32,
-}
+use crate::engine::Bodies;
 
 /// One binlog file found in the directory.
 #[derive(Debug)]
@@ -48,13 +35,22 @@ pub struct FoundFile {
     pub encoder: FileEncoder,
 }
 
+/// The log read back as a list of its live jobs.
 #[derive(Debug)]
 pub struct Recovered {
     /// Live jobs; buried ones in the order they were buried.
     pub jobs: Vec<LiveJob>,
-    /// Their bodies, copied once from the files to where the engine keeps
-    /// them.
+    /// Their bodies, copied once from the files.
     pub bodies: Bodies,
+    /// No id below this may be handed out again.
+    pub next_id: u64,
+    pub files: Vec<FoundFile>,
+}
+
+/// The log read back into `J`.
+pub struct Replayed<J> {
+    /// The live jobs, as the replay left them.
+    pub jobs: J,
     /// No id below this may be handed out again.
     pub next_id: u64,
     pub files: Vec<FoundFile>,
@@ -72,96 +68,88 @@ pub struct Mode {
     pub repair: bool,
 }
 
-/// Reads every `binlog.N` in `dir`, oldest first, for the server that opens
-/// it: repairs included.
-pub fn recover(dir: &Path, skip_damaged: bool) -> Result<Recovered, OpenError> {
-    recover_with(dir, Mode { skip_damaged, repair: true })
+/// Reads every `binlog.N` in `dir`, oldest first, into a list of its live
+/// jobs.
+pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
+    let Replayed { jobs, next_id, files } = replay(dir, mode, JobList::default())?;
+    let (jobs, bodies) = jobs.into_ordered();
+    Ok(Recovered { jobs, bodies, next_id, files })
 }
 
-/// Reads every `binlog.N` in `dir`, oldest first.
-pub fn recover_with(dir: &Path, mode: Mode) -> Result<Recovered, OpenError> {
+/// Reads every `binlog.N` in `dir`, oldest first, each record applied to
+/// `jobs` as it is read.
+pub fn replay<J: LiveJobs>(dir: &Path, mode: Mode, jobs: J) -> Result<Replayed<J>, OpenError> {
     let skip_damaged = mode.skip_damaged;
     let mut seqs = list_files(dir)?;
     seqs.sort_unstable();
-    let mut state = State::default();
-    let mut files = Vec::new();
-    // One buffer for every file: files are the same size, and reusing the
-    // memory spares a fresh 10 MB allocation (and its page faults) per file.
-    let mut bytes = Vec::new();
-    for (i, &seq) in seqs.iter().enumerate() {
-        let path = dir.join(super::segment::file_name(seq));
-        if let Some(header) = spare_header(&path, seq) {
-            state.saw_header(&header);
-            files.push(FoundFile { seq, path, end: HEADER_LEN as u64, encoder: FileEncoder::new(header.format) });
-            continue;
-        }
-        read_into(&path, &mut bytes).map_err(|e| OpenError::Io(format!("cannot read {}: {e}", path.display())))?;
-        let bytes = &bytes[..];
-        let later_have_data =
-            || seqs[i + 1..].iter().any(|&s| file_has_records(&dir.join(super::segment::file_name(s))));
-        let header = match Header::decode(bytes) {
-            Ok(header) if header.seq == seq => header,
-            Ok(header) => {
-                return Err(OpenError::Damaged(format!("{}: header says it is file {}", path.display(), header.seq)));
-            }
-            Err(_) if all_zeros(bytes) && !later_have_data() => {
-                // A crash while the file was being created: it holds nothing.
-                if mode.repair {
-                    log::warn!("{}: empty file left by a crash, removed", path.display());
-                    fs::remove_file(&path)
-                        .map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", path.display())))?;
-                } else {
-                    log::warn!("{}: empty file left by a crash, skipped", path.display());
+    let mut state = State::new(jobs);
+    let files = read_ahead::with_files(dir, &seqs, |read| {
+        let mut files = Vec::new();
+        for (i, &seq) in seqs.iter().enumerate() {
+            let (path, content) = read.next();
+            let (bytes, checked_until) = match content {
+                Ok(Content::Spare(header)) => {
+                    state.saw_header(header);
+                    let encoder = FileEncoder::new(header.format);
+                    files.push(FoundFile { seq, path, end: HEADER_LEN as u64, encoder });
+                    continue;
                 }
-                continue;
-            }
-            Err(e) if skip_damaged => {
-                log::warn!("{}: {e}; skipping the whole file", path.display());
-                continue;
-            }
-            // Skipping a newer sprout's file would lose its jobs.
-            Err(e @ (record::HeaderError::Beanstalkd | record::HeaderError::NewerFormat(_))) => {
-                return Err(OpenError::Damaged(format!("{}: {e}", path.display())));
-            }
-            Err(e) => {
-                return Err(OpenError::Damaged(format!(
-                    "{}: {e} (start with --skip-damaged-records to skip it)",
-                    path.display()
-                )));
-            }
-        };
-        state.saw_header(&header);
-        let end = state.read_records(&path, seq, bytes, mode, later_have_data)?;
-        files.push(FoundFile { seq, path, end, encoder: state.end_of_file() });
-    }
-    Ok(state.finish(files))
-}
-
-/// A job's place in [`State`]'s list, in four bytes: its index plus one,
-/// so that the id index's empty slots cost no more than full ones.
-#[derive(Clone, Copy, Debug)]
-struct Slot(NonZeroU32);
-
-impl Slot {
-    fn of(index: usize) -> Slot {
-        Slot(u32::try_from(index + 1).ok().and_then(NonZeroU32::new).expect("2^32 jobs in a log"))
-    }
-
-    fn index(self) -> usize {
-        self.0.get() as usize - 1
-    }
+                Ok(Content::Bytes { bytes, checked_until }) => (&bytes[..], *checked_until),
+                Err(e) => return Err(OpenError::Io(format!("cannot read {}: {e}", path.display()))),
+            };
+            let later_have_data =
+                || seqs[i + 1..].iter().any(|&s| file_has_records(&dir.join(super::segment::file_name(s))));
+            let header = match Header::decode(bytes) {
+                Ok(header) if header.seq == seq => header,
+                Ok(header) => {
+                    return Err(OpenError::Damaged(format!(
+                        "{}: header says it is file {}",
+                        path.display(),
+                        header.seq
+                    )));
+                }
+                Err(_) if all_zeros(bytes) && !later_have_data() => {
+                    // A crash while the file was being created: it holds nothing.
+                    if mode.repair {
+                        log::warn!("{}: empty file left by a crash, removed", path.display());
+                        fs::remove_file(&path)
+                            .map_err(|e| OpenError::Io(format!("cannot remove {}: {e}", path.display())))?;
+                    } else {
+                        log::warn!("{}: empty file left by a crash, skipped", path.display());
+                    }
+                    continue;
+                }
+                Err(e) if skip_damaged => {
+                    log::warn!("{}: {e}; skipping the whole file", path.display());
+                    continue;
+                }
+                // Skipping a newer sprout's file would lose its jobs.
+                Err(e @ (record::HeaderError::Beanstalkd | record::HeaderError::NewerFormat(_))) => {
+                    return Err(OpenError::Damaged(format!("{}: {e}", path.display())));
+                }
+                Err(e) => {
+                    return Err(OpenError::Damaged(format!(
+                        "{}: {e} (start with --skip-damaged-records to skip it)",
+                        path.display()
+                    )));
+                }
+            };
+            state.saw_header(&header);
+            let end = state.read_records(&path, seq, (bytes, checked_until), mode, later_have_data)?;
+            files.push(FoundFile { seq, path, end, encoder: state.end_of_file() });
+        }
+        Ok(files)
+    })?;
+    let (jobs, next_id) = state.finish();
+    Ok(Replayed { jobs, next_id, files })
 }
 
 /// The replay: records applied in log order, the last about a job winning.
 /// `sprout binlog inspect` drives it too (`inspect/sprout.rs`), record by
 /// record, so both read a log by the same rules.
-#[derive(Default)]
-pub(super) struct State {
-    /// Jobs in the order their ids first appeared (about id order), with
-    /// holes where jobs were deleted; `slots` finds a job's place.
-    jobs: Vec<Option<LiveJob>>,
-    slots: IdIndex<Slot>,
-    bodies: Bodies,
+pub(super) struct State<J> {
+    /// The live jobs so far.
+    jobs: J,
     /// One shared copy of each tube name.
     tube_names: TubeNames,
     /// The file being read: its format, and the tubes its records declared
@@ -173,25 +161,53 @@ pub(super) struct State {
     dropped: Vec<u64>,
 }
 
-impl State {
-    /// Applies the file's records; returns where they end.
+impl<J: LiveJobs + Default> Default for State<J> {
+    fn default() -> State<J> {
+        State::new(J::default())
+    }
+}
+
+impl<J: LiveJobs> State<J> {
+    /// A replay that keeps its live jobs in `jobs`.
+    pub(super) fn new(jobs: J) -> State<J> {
+        State {
+            jobs,
+            tube_names: TubeNames::default(),
+            file: None,
+            next_id: 0,
+            lost_in_damage: false,
+            dropped: Vec::new(),
+        }
+    }
+
+    /// Applies the file's records; returns where they end. The checksums
+    /// of the records before `checked_until` were compared already (the
+    /// frames `record::checked_frames_end` walked from the header on).
     fn read_records(
         &mut self,
         path: &Path,
         seq: u64,
-        bytes: &[u8],
+        (bytes, checked_until): (&[u8], usize),
         mode: Mode,
         later_have_data: impl Fn() -> bool,
     ) -> Result<u64, OpenError> {
         let mut at = HEADER_LEN;
+        // Reading resumes after damage where the walk may have had no frame.
+        let mut on_checked_frames = true;
         loop {
-            match self.decode(&bytes[at..]) {
+            let decoded = if on_checked_frames && at < checked_until {
+                self.decode_checked(&bytes[at..])
+            } else {
+                self.decode(&bytes[at..])
+            };
+            match decoded {
                 Decoded::Record(record, len) => {
                     self.apply(record, seq, len as u64);
                     at += len;
                 }
                 Decoded::End if records_end_at(bytes, at) => return Ok(at as u64),
                 Decoded::End | Decoded::Damaged => {
+                    on_checked_frames = false;
                     let format = self.format();
                     let resume = next_valid_record(format, bytes, at + 1);
                     // A record whose checksum holds was written whole: not
@@ -238,6 +254,14 @@ impl State {
         file.decode_with(bytes, &mut tube_name)
     }
 
+    /// [`State::decode`] for a record whose checksum was compared already.
+    fn decode_checked<'a>(&mut self, bytes: &'a [u8]) -> Decoded<'a> {
+        let file = self.file.as_mut().expect("a file's header is read before its records");
+        let tube_names = &mut self.tube_names;
+        let mut tube_name = |name: &[u8]| tube_names.share(name);
+        file.decode_checked(bytes, &mut tube_name)
+    }
+
     /// A file header: the records that follow are in its format, and no id
     /// below its next id is handed out again.
     pub(super) fn saw_header(&mut self, header: &Header) {
@@ -268,75 +292,30 @@ impl State {
     pub(super) fn apply(&mut self, record: Record<&[u8]>, seq: u64, record_len: u64) {
         self.next_id = self.next_id.max(record.job_id().saturating_add(1));
         match record {
-            Record::Job(job) => {
-                let id = job.update.id;
-                let body = self.bodies.insert(job.body);
-                let job =
-                    FullJob { update: job.update, tube: job.tube, ttr: job.ttr, created_at: job.created_at, body };
-                let (seq, record_len) = (narrow(seq), narrow(record_len));
-                let live = Some(LiveJob { job, seq, record_len });
-                match self.slots.get(id) {
-                    // Compaction wrote the job again further on.
-                    Some(slot) => {
-                        let old = std::mem::replace(&mut self.jobs[slot.index()], live);
-                        if let Some(old) = old {
-                            self.bodies.remove(old.job.body);
-                        }
-                    }
-                    None => {
-                        self.slots.insert(id, Slot::of(self.jobs.len()));
-                        self.jobs.push(live);
-                    }
-                }
-            }
-            Record::State(update) => match self.slots.get(update.id).and_then(|s| self.jobs[s.index()].as_mut()) {
-                Some(live) => live.job.update = update,
+            // A second full record of a job is compaction's rewrite of it
+            // further on: it replaces the first.
+            Record::Job(job) => self.jobs.job(job, narrow(seq), narrow(record_len)),
+            Record::State(update) => {
                 // The full record was in a file since deleted (the job was
                 // migrated or deleted later), unless it was lost to damage.
-                None if self.lost_in_damage => self.dropped.push(update.id),
-                None => {}
-            },
-            Record::Delete(id) => {
-                if let Some(slot) = self.slots.remove(id)
-                    && let Some(gone) = self.jobs[slot.index()].take()
-                {
-                    self.bodies.remove(gone.job.body);
+                if !self.jobs.update(update) && self.lost_in_damage {
+                    self.dropped.push(update.id);
                 }
             }
+            Record::Delete(id) => self.jobs.delete(id),
             Record::Padding(_) => {}
         }
     }
 
-    /// The live jobs, buried ones last in burial order; logs the jobs lost
-    /// to skipped damage.
-    pub(super) fn finish(self, files: Vec<FoundFile>) -> Recovered {
+    /// The live jobs and the next id; logs the jobs lost to skipped damage.
+    pub(super) fn finish(self) -> (J, u64) {
         let mut dropped = self.dropped;
         dropped.sort_unstable();
         dropped.dedup();
-        for id in dropped.iter().filter(|&&id| self.slots.get(id).is_none()) {
+        for id in dropped.iter().filter(|&&id| !self.jobs.contains(id)) {
             log::warn!("job {id} dropped: its full record was in a damaged, skipped region");
         }
-        drop(self.slots);
-        // Buried jobs return in burial order (their burial time, then id),
-        // after the others, which stay in about id order: that way the
-        // engine's ordered sets fill from one end, several times faster
-        // than in random order.
-        // (Collected in place: a second list of a million jobs would double
-        // the memory a restart needs.)
-        // One pass over the list, which takes the buried jobs out too.
-        let mut buried = Vec::new();
-        let mut jobs: Vec<LiveJob> = (self.jobs.into_iter())
-            .filter_map(|live| match live {
-                Some(l) if l.job.update.state == LoggedState::Buried => {
-                    buried.push(l);
-                    None
-                }
-                live => live,
-            })
-            .collect();
-        buried.sort_unstable_by_key(|l: &LiveJob| (l.job.update.ready_at, l.job.update.id));
-        jobs.append(&mut buried);
-        Recovered { jobs, bodies: self.bodies, next_id: self.next_id.max(1), files }
+        (self.jobs, self.next_id.max(1))
     }
 }
 
@@ -406,7 +385,7 @@ pub(super) fn describe_damage(format: Format, bytes: &[u8], at: usize) -> String
 /// and never written as a hole: a server keeps a spare file ahead, and
 /// restarts find it. (A file whose first record is zeros but which holds
 /// data further on is read whole: see [`records_end_at`].)
-fn spare_header(path: &Path, seq: u64) -> Option<Header> {
+pub(super) fn spare_header(path: &Path, seq: u64) -> Option<Header> {
     let mut start = [0; HEADER_LEN + FRAME_LEN];
     let file = fs::File::open(path).ok()?;
     file.read_exact_at(&mut start, 0).ok()?;
@@ -441,12 +420,6 @@ fn zeros_from(file: &fs::File, from: u64) -> std::io::Result<bool> {
         at = data + n as u64;
     }
     Ok(true)
-}
-
-fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    buf.clear();
-    fs::File::open(path)?.read_to_end(buf)?;
-    Ok(())
 }
 
 /// True if the file has anything but zeros after its header.

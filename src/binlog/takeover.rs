@@ -38,8 +38,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::OpenError;
 use super::beanstalkd::{self, End, ImportedState, Replay};
+use super::live_jobs::LiveJob;
 use super::record::{self, FullJob, HEADER_LEN, Header, JobUpdate, LoggedState, MAGIC, Record};
-use super::recovery::{FoundFile, LiveJob, Recovered};
+use super::recovery::{FoundFile, Recovered};
 use super::segment::{Segment, file_name, numbered_files, sync_dir};
 
 /// Where the import writes sprout's log until it is complete.

@@ -23,9 +23,9 @@ fn engine_config() -> EngineConfig {
 
 /// An engine over a binlog in `dir`, restored from what is there.
 fn open(dir: &Path, file_size: u64, now: Nanos) -> Result<Engine<Option<Binlog>>, OpenError> {
-    let Opened { binlog, jobs, bodies, next_id, .. } = Binlog::open(&config(dir, file_size))?;
+    let Opened { binlog, restoration, next_id, .. } = Binlog::open(&config(dir, file_size))?;
     let mut engine = Engine::with_journal(engine_config(), now, Some(binlog));
-    engine.restore_all(now, bodies, jobs);
+    engine.restore_all(now, restoration);
     engine.raise_next_job_id(next_id);
     engine.take_replies().for_each(drop);
     engine.connect(0);
@@ -388,8 +388,8 @@ fn data_behind_zeros_is_a_torn_tail_or_damage() {
     assert!(refused.contains(&format!("offset {last}")) && refused.contains("zero bytes"), "{refused}");
     let mut skip = config(dir.path(), 1 << 16);
     skip.skip_damaged = true;
-    let Opened { jobs, .. } = Binlog::open(&skip).unwrap();
-    assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [1, 2, 3]);
+    let Opened { restoration, .. } = Binlog::open(&skip).unwrap();
+    assert_eq!(restoration.jobs().iter().map(|j| j.id).collect::<Vec<_>>(), [1, 2, 3]);
 }
 
 /// fuzz/regressions/binlog/data-behind-a-spares-zeros: a file whose first
@@ -428,15 +428,16 @@ fn a_flipped_byte_in_an_earlier_record_is_refused_or_skipped() {
 
     let mut skip = config(dir.path(), 1 << 16);
     skip.skip_damaged = true;
-    let Opened { binlog, jobs, bodies, next_id, .. } = Binlog::open(&skip).unwrap();
+    let Opened { binlog, restoration, next_id, .. } = Binlog::open(&skip).unwrap();
     drop(binlog);
+    let jobs = restoration.jobs();
     let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
     assert_eq!(ids, [1, 3], "job 2 is dropped, the others intact");
-    assert_eq!(bodies.get(jobs[1].body), b"third");
+    assert_eq!(restoration.body(jobs[1].body), b"third");
     assert_eq!(next_id, 4);
     // The damage was padded over: the next start needs no flag.
-    let Opened { jobs, .. } = Binlog::open(&config(dir.path(), 1 << 16)).unwrap();
-    assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [1, 3]);
+    let Opened { restoration, .. } = Binlog::open(&config(dir.path(), 1 << 16)).unwrap();
+    assert_eq!(restoration.jobs().iter().map(|j| j.id).collect::<Vec<_>>(), [1, 3]);
 }
 
 #[test]
@@ -495,7 +496,8 @@ fn a_file_skipped_for_a_damaged_header_leaves_a_gap_the_counts_survive() {
     std::fs::write(&second, &header).unwrap();
     let mut skip = config(dir.path(), 4096);
     skip.skip_damaged = true;
-    let Opened { binlog, jobs, .. } = Binlog::open(&skip).unwrap();
+    let Opened { binlog, restoration, .. } = Binlog::open(&skip).unwrap();
+    let jobs = restoration.jobs();
     let lost = 300 - jobs.len();
     assert!(lost > 0);
     // Each file counts the jobs whose full record it holds, so none that
@@ -505,8 +507,8 @@ fn a_file_skipped_for_a_damaged_header_leaves_a_gap_the_counts_survive() {
         assert_eq!(segment.live_jobs, holds, "file {}", segment.seq);
     }
     drop(binlog);
-    let Opened { jobs, .. } = Binlog::open(&skip).unwrap();
-    assert_eq!(jobs.len(), 300 - lost);
+    let Opened { restoration, .. } = Binlog::open(&skip).unwrap();
+    assert_eq!(restoration.len(), 300 - lost);
 }
 
 /// fuzz/regressions/binlog/skipped-last-file-number-reused: the file made
@@ -526,13 +528,13 @@ fn a_file_skipped_for_a_damaged_header_keeps_its_number() {
     std::fs::write(&spare, &header).unwrap();
     let mut skip = config(dir.path(), 4096);
     skip.skip_damaged = true;
-    let Opened { binlog, jobs, bodies, next_id, .. } = Binlog::open(&skip).unwrap();
-    assert_eq!(jobs.len(), 3);
+    let Opened { binlog, restoration, next_id, .. } = Binlog::open(&skip).unwrap();
+    assert_eq!(restoration.len(), 3);
     let numbers: Vec<u64> = binlog.segments.iter().map(|s| s.seq).collect();
     assert_eq!(numbers, [1, 3], "the next file is made past the skipped one");
     assert_eq!(std::fs::read(&spare).unwrap(), header, "the skipped file is left as it is");
     let mut e = Engine::with_journal(engine_config(), T0, Some(binlog));
-    e.restore_all(T0, bodies, jobs);
+    e.restore_all(T0, restoration);
     e.raise_next_job_id(next_id);
     e.connect(0);
     assert_eq!(run(&mut e, T0, 0, Command::Delete(ids[0])), Reply::Deleted);
@@ -746,3 +748,4 @@ fn the_room_budget_answers_as_the_walk_does() {
 }
 
 mod format_1;
+mod restore;

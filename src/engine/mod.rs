@@ -76,7 +76,9 @@
 //!    - metrics.rs: `enable_metrics`, the hooks that feed the meter (each
 //!      an untaken branch while metrics are off), and `figures`, what a
 //!      scrape reports.
-//!    - restore.rs: startup from the log (`restore_all`), ids resuming.
+//!    - restore.rs: startup from the log: the `Restoration` the replay
+//!      fills as it reads, adopted and placed in bulk by `restore_all`;
+//!      ids resuming.
 //! 5. tests/: engine tests on a fake clock, and `check_invariants`
 //!    (tests/invariants.rs), which they run after every step.
 //!
@@ -143,7 +145,7 @@ pub use extras::{JobCounts, JobExtras};
 pub use ids::{ConnId, JobId, MAX_JOB_ID};
 pub use job::{Job, JobState, JournalTag, Place};
 pub use journal::{JobView, Journal, JournalStats, NoJournal};
-pub use restore::RestoredJob;
+pub use restore::{Gone, Restoration, RestoredChange, RestoredJob};
 pub use time::{Nanos, SECOND, secs, whole_secs};
 
 use std::collections::BTreeSet;

@@ -21,23 +21,21 @@ pub fn engine(
 ) -> Engine<Option<Binlog>> {
     let engine_config = EngineConfig { max_job_size: config.max_job_size, binlog_max_size: config.binlog_size, host };
     let (binlog, restored) = match opened {
-        Some(Opened { binlog, jobs, bodies, next_id, read_in }) => {
-            (Some(binlog), Some((jobs, bodies, next_id, read_in)))
-        }
+        Some(Opened { binlog, restoration, next_id, read_in }) => (Some(binlog), Some((restoration, next_id, read_in))),
         None => (None, None),
     };
     let mut engine = Engine::with_journal(engine_config, now, binlog);
     if let Some(cap) = metrics_tubes {
         engine.enable_metrics(cap);
     }
-    let Some((jobs, bodies, next_id, read_in)) = restored else { return engine };
-    let count = jobs.len();
+    let Some((restoration, next_id, read_in)) = restored else { return engine };
+    let count = restoration.len();
     let restoring = Instant::now();
-    engine.restore_all(now, bodies, jobs);
+    engine.restore_all(now, restoration);
     engine.raise_next_job_id(next_id);
     // Restored jobs were never handed to a client: nothing to send.
     engine.take_replies().for_each(drop);
-    // The replay's lists of jobs are gone, freed in bulk: what the heap
+    // The lists of jobs to place are gone, freed in bulk: what the heap
     // kept of them would stay resident for good.
     super::memory::give_back_free_memory();
     log::info!(

@@ -7,13 +7,14 @@
 
 use super::report::{FileFormat, FileReport, JobState, Live, RecordCounts, Spot};
 use super::{MAX_READS, RETIRED, Reading, Reread};
+use crate::binlog::live_jobs::JobList;
 use crate::binlog::record::{Decoded, Format, HEADER_LEN, Header, LoggedState, Record, is_record};
 use crate::binlog::recovery::{State, describe_damage, garbage_end, next_valid_record, records_end_at};
 
 /// sprout's files of a directory, replayed one by one, oldest first.
 #[derive(Default)]
 pub(super) struct SproutFiles {
-    state: State,
+    state: State<JobList>,
     /// A sprout file was read (spares included).
     seen: bool,
 }
@@ -143,9 +144,10 @@ impl SproutFiles {
         if !self.seen {
             return None;
         }
-        let recovered = self.state.finish(Vec::new());
+        let (jobs, next_id) = self.state.finish();
+        let (jobs, _) = jobs.into_ordered();
         let mut bytes = HEADER_LEN as u64;
-        for job in &recovered.jobs {
+        for job in &jobs {
             let state = match job.job.update.state {
                 LoggedState::Ready => JobState::Ready { reserved: false },
                 LoggedState::Reserved => JobState::Ready { reserved: true },
@@ -155,13 +157,13 @@ impl SproutFiles {
             live.add(job.job.tube.as_str(), state);
             bytes += u64::from(job.record_len);
         }
-        Some((bytes, recovered.next_id))
+        Some((bytes, next_id))
     }
 }
 
 /// Walks a file's records after its header, past damage as
 /// `--skip-damaged-records` does: from a bad record to the next valid one.
-fn walk<'a>(state: &mut State, bytes: &'a [u8]) -> Walk<'a> {
+fn walk<'a>(state: &mut State<JobList>, bytes: &'a [u8]) -> Walk<'a> {
     let mut walk = Walk { records: Vec::new(), before_damage: usize::MAX, damage: Vec::new(), bad_tail: None, end: 0 };
     let mut at = HEADER_LEN;
     loop {

@@ -335,6 +335,12 @@ pub enum Decoded<'a> {
 /// The checksummed payload of the record at `bytes[0]` and the record's
 /// length, or what the bytes are instead.
 fn checked_payload(bytes: &[u8]) -> Result<(&[u8], usize), Decoded<'_>> {
+    framed_payload(bytes, true)
+}
+
+/// The payload of the record at `bytes[0]` and the record's length, its
+/// checksum compared if `check`, or what the bytes are instead.
+fn framed_payload(bytes: &[u8], check: bool) -> Result<(&[u8], usize), Decoded<'_>> {
     if bytes.len() < FRAME_LEN || bytes[..FRAME_LEN] == [0; FRAME_LEN] {
         // Fewer than a frame's bytes left can only be preallocation slack.
         let head = &bytes[..bytes.len().min(FRAME_LEN)];
@@ -343,10 +349,25 @@ fn checked_payload(bytes: &[u8]) -> Result<(&[u8], usize), Decoded<'_>> {
     let crc = u32::from_le_bytes(bytes[..4].try_into().unwrap());
     let len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
     let Some(checked) = bytes.get(4..FRAME_LEN + len) else { return Err(Decoded::Damaged) };
-    if self::crc(checked) != crc {
+    if check && self::crc(checked) != crc {
         return Err(Decoded::Damaged);
     }
     Ok((&checked[4..], FRAME_LEN + len))
+}
+
+/// Where the run of records whose checksums hold, from `from` on, ends:
+/// the frames are walked as a replay from `from` walks them while every
+/// record reads, their checksums compared. (Done ahead, on the thread that
+/// reads the files, so that the replay need not: see
+/// [`FileDecoder::decode_checked`].)
+pub fn checked_frames_end(bytes: &[u8], from: usize) -> usize {
+    let mut at = from;
+    while let Some(rest) = bytes.get(at..)
+        && let Ok((_, len)) = checked_payload(rest)
+    {
+        at += len;
+    }
+    at
 }
 
 /// Decodes the records of one file, in its format: for format 2, keeping
@@ -390,7 +411,27 @@ impl FileDecoder {
         bytes: &'a [u8],
         tube_name: &mut impl FnMut(&[u8]) -> Option<TubeName>,
     ) -> Decoded<'a> {
-        let (payload, len) = match checked_payload(bytes) {
+        self.decode_framed(bytes, true, tube_name)
+    }
+
+    /// [`FileDecoder::decode_with`] for a record whose checksum was
+    /// compared already: one of the frames [`checked_frames_end`] walked,
+    /// in bytes that have not changed since.
+    pub fn decode_checked<'a>(
+        &mut self,
+        bytes: &'a [u8],
+        tube_name: &mut impl FnMut(&[u8]) -> Option<TubeName>,
+    ) -> Decoded<'a> {
+        self.decode_framed(bytes, false, tube_name)
+    }
+
+    fn decode_framed<'a>(
+        &mut self,
+        bytes: &'a [u8],
+        check: bool,
+        tube_name: &mut impl FnMut(&[u8]) -> Option<TubeName>,
+    ) -> Decoded<'a> {
+        let (payload, len) = match framed_payload(bytes, check) {
             Ok(checked) => checked,
             Err(end_or_damage) => {
                 self.after_damage = true;

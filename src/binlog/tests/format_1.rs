@@ -240,7 +240,8 @@ fn a_lost_tube_declaration_drops_the_jobs_that_name_it_and_keeps_their_ids() {
 
     let mut skip = config(dir.path(), 1 << 16);
     skip.skip_damaged = true;
-    let Opened { jobs, next_id, .. } = Binlog::open(&skip).unwrap();
+    let Opened { restoration, next_id, .. } = Binlog::open(&skip).unwrap();
+    let jobs = restoration.jobs();
     // The jobs after it named "default" by its index: gone with it. The
     // job in another tube stays, and no id is handed out again.
     assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [other]);

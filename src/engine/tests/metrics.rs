@@ -184,27 +184,29 @@ fn the_oldest_ready_job_of_many_passing_through_stays_bounded_in_memory() {
 
 #[test]
 fn restored_ready_jobs_wait_from_their_put_or_from_the_restart() {
-    use crate::engine::bodies::Bodies;
+    use crate::engine::{Restoration, RestoredChange};
     let config = EngineConfig { max_job_size: 65535, binlog_max_size: 10_485_760, host: HostInfo::fake() };
     let mut engine = Engine::new(config, 100 * SECOND);
     engine.enable_metrics(10);
-    let mut bodies = Bodies::default();
-    let mut job = |id, created_at, counts| RestoredJob {
-        id,
-        tube: tube("default"),
-        pri: 0,
-        delay: 0,
-        ttr: SECOND,
-        created_at,
-        state: JobState::Ready,
-        ready_at: 0,
-        counts,
-        body: bodies.insert_shared(b"x"[..].into()),
-        journal_tag: JournalTag::default(),
+    let mut restoration = Restoration::default();
+    let mut restore = |id, created_at, counts| {
+        let body = restoration.store_body(b"x");
+        let change = RestoredChange { pri: 0, state: JobState::Ready, delay: 0, ready_at: 0, counts };
+        let job = RestoredJob {
+            id,
+            tube: tube("default"),
+            change,
+            ttr: SECOND,
+            created_at,
+            body,
+            journal_tag: JournalTag::default(),
+        };
+        assert_eq!(restoration.restore(job), None);
     };
     let reserved_once = JobCounts { reserves: 1, ..JobCounts::default() };
-    let jobs = vec![job(1, 90 * SECOND, reserved_once), job(2, 40 * SECOND, JobCounts::default())];
-    engine.restore_all(100 * SECOND, bodies, jobs);
+    restore(1, 90 * SECOND, reserved_once);
+    restore(2, 40 * SECOND, JobCounts::default());
+    engine.restore_all(100 * SECOND, restoration);
     let f = engine.figures(110 * SECOND);
     assert_eq!(f.tubes[0].oldest_ready_age, 70 * SECOND, "job 2, never reserved, waits since its put");
     engine.connect(0);
