@@ -114,3 +114,37 @@ fn a_job_rewritten_by_compaction_counts_in_the_file_of_its_last_full_record() {
     assert!(binlog_files(dir.path()).len() <= 8, "{:?}", binlog_files(dir.path()));
     assert_eq!(job_field(&mut e, T0, kept[2], "pri"), "2");
 }
+
+#[test]
+fn ttrs_too_long_for_a_record_come_back_through_deletes_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = open(dir.path(), SMALL, T0).unwrap();
+    let put_ttr = |e: &mut Engine<Option<Binlog>>, ttr: u32| {
+        let job = NewJob { pri: 0, delay: 0, ttr, body: (&b"long"[..]).into() };
+        match run(e, T0, 0, Command::Put(job)) {
+            Reply::Inserted(id) => id,
+            other => panic!("put: {other:?}"),
+        }
+    };
+    let short = put_ttr(&mut e, 65_535);
+    let long = put_ttr(&mut e, 65_536);
+    let longest = put_ttr(&mut e, u32::MAX);
+    let deleted = put_ttr(&mut e, 100_000);
+    commit(&mut e);
+    fill_files(&mut e, 8);
+    assert!(binlog(&e).stats().records_migrated > 0, "compaction rewrote the jobs further on");
+    assert_eq!(run(&mut e, T0, 1, Command::Delete(deleted)), Reply::Deleted);
+    commit(&mut e);
+    drop(e);
+
+    let mut e = open(dir.path(), SMALL, T0).unwrap();
+    // Matches the long TTRs kept apart with the records that say so.
+    e.check_invariants();
+    for (id, ttr) in [(short, "65535"), (long, "65536"), (longest, "4294967295")] {
+        assert_eq!(job_field(&mut e, T0, id, "ttr"), ttr, "job {id}");
+    }
+    assert_eq!(run(&mut e, T0, 1, Command::StatsJob(deleted)), Reply::NotFound);
+    assert_eq!(run(&mut e, T0, 1, Command::Delete(long)), Reply::Deleted);
+    assert_eq!(job_field(&mut e, T0, longest, "ttr"), "4294967295");
+    e.check_invariants();
+}
