@@ -788,8 +788,11 @@ fn socket_activation_tells_the_metrics_socket_by_its_name() {
         cmd
     });
     // The activator starts sprout at the first connection to its socket.
+    // Its socket's file appears when it binds, a moment before it listens
+    // (a connection in between is refused): wait until one is accepted.
     let mut child = server.spawn();
-    assert!(support::wait_until(Duration::from_secs(10), || metrics_sock.exists()), "no metrics socket");
+    let listening = || std::os::unix::net::UnixStream::connect(&metrics_sock).is_ok();
+    assert!(support::wait_until(Duration::from_secs(10), listening), "no metrics socket");
     let scrape = http_get_unix(&metrics_sock);
     assert!(scrape.starts_with("HTTP/1.1 200 OK\r\n"), "{scrape}");
     let mut queue = child.connect();
