@@ -77,11 +77,6 @@ impl<V> IdIndex<V> {
         self.len() == 0
     }
 
-    /// Makes room for `additional` more ids in the window without growing.
-    pub fn reserve(&mut self, additional: usize) {
-        self.window.reserve(additional);
-    }
-
     pub fn get(&self, id: u64) -> Option<&V> {
         match self.window.get(self.offset(id)) {
             Some(Some(value)) => Some(value),
