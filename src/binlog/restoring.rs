@@ -61,20 +61,17 @@ impl Restoring {
 
     /// Counts a job restored from file `seq`.
     fn count(&mut self, seq: u32, body_len: usize) {
-        let bytes = record::accounted_job_len(body_len) as u64;
-        match self.files.last_mut() {
-            Some(file) if file.seq == seq => {
-                file.jobs += 1;
-                file.bytes += bytes;
+        // Searched from the newest file: jobs come in long runs of one.
+        let at = match self.files.iter().rposition(|f| f.seq == seq) {
+            Some(at) => at,
+            None => {
+                self.files.push(FileCount { seq, jobs: 0, bytes: 0 });
+                self.files.len() - 1
             }
-            _ => match self.file_mut(seq) {
-                Some(file) => {
-                    file.jobs += 1;
-                    file.bytes += bytes;
-                }
-                None => self.files.push(FileCount { seq, jobs: 1, bytes }),
-            },
-        }
+        };
+        let file = &mut self.files[at];
+        file.jobs += 1;
+        file.bytes += record::accounted_job_len(body_len) as u64;
     }
 
     /// Uncounts a job replaced or deleted.
