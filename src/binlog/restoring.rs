@@ -87,6 +87,7 @@ impl Restoring {
 }
 
 impl LiveJobs for Restoring {
+    #[inline(always)]
     fn job(&mut self, job: FullJob<&[u8]>, seq: u32, _record_len: u32) {
         let body_len = job.body.len();
         let body = self.restoration.store_body(job.body);

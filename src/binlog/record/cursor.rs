@@ -17,6 +17,12 @@ impl<'a> Cursor<'a> {
         Some(head)
     }
 
+    /// `Some` if every byte was read: trailing bytes mean the layout is not
+    /// what the checksum covered.
+    pub(super) fn at_end(&self) -> Option<()> {
+        self.0.is_empty().then_some(())
+    }
+
     pub(super) fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
@@ -35,14 +41,21 @@ impl<'a> Cursor<'a> {
 
     /// An LEB128 varint of at most 64 bits, in its shortest form (so each
     /// value has one encoding, as the writer makes it).
+    #[inline(always)]
     pub(super) fn varint(&mut self) -> Option<u64> {
-        // Most fields are small: one byte, one test.
+        // Most fields are small: one byte, one test, inlined.
         if let Some((&byte, rest)) = self.0.split_first()
             && byte < 0x80
         {
             self.0 = rest;
             return Some(byte.into());
         }
+        self.long_varint()
+    }
+
+    /// [`Cursor::varint`] of two bytes or more (or none).
+    #[inline(never)]
+    fn long_varint(&mut self) -> Option<u64> {
         let mut value = 0u64;
         for (i, &byte) in self.0.iter().enumerate().take(MAX_VARINT_LEN) {
             let bits = u64::from(byte & 0x7f);
@@ -65,11 +78,13 @@ impl<'a> Cursor<'a> {
     }
 
     /// A varint that must fit in 32 bits.
+    #[inline(always)]
     pub(super) fn varint_u32(&mut self) -> Option<u32> {
         u32::try_from(self.varint()?).ok()
     }
 
     /// A zigzag varint: a signed offset.
+    #[inline(always)]
     pub(super) fn zigzag(&mut self) -> Option<i64> {
         let v = self.varint()?;
         Some((v >> 1) as i64 ^ -((v & 1) as i64))
@@ -171,6 +186,61 @@ mod tests {
         assert_eq!(Cursor(&[0x80]).varint(), None);
         assert_eq!(Cursor(&[0x80, 0x80, 0x80, 0x80, 0x10]).varint_u32(), None);
         assert_eq!(Cursor(&[0xff, 0xff, 0xff, 0xff, 0x0f]).varint_u32(), Some(u32::MAX));
+    }
+
+    /// The rule, a byte at a time: the value and the bytes it took.
+    fn reference_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+        let mut value = 0u64;
+        for (i, &byte) in bytes.iter().enumerate().take(MAX_VARINT_LEN) {
+            if i == MAX_VARINT_LEN - 1 && byte > 1 {
+                return None;
+            }
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return (i == 0 || byte != 0).then_some((value, i + 1));
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn varints_read_as_the_rule_says_whatever_follows_them() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            // Any bytes, with high bits as often set as not, cut at any
+            // length: every length of varint, cut short or not, shortest or
+            // not, with and without bytes after it (a faster reader must
+            // keep this test).
+            let random = next().to_le_bytes().into_iter().chain(next().to_le_bytes());
+            let bias = next();
+            let bytes: Vec<u8> =
+                random.enumerate().map(|(i, b)| if bias >> i & 1 == 1 { b | 0x80 } else { b & 0x7f }).collect();
+            let bytes = &bytes[..(next() % 17) as usize];
+            let mut cursor = Cursor(bytes);
+            let read = cursor.varint().map(|v| (v, bytes.len() - cursor.0.len()));
+            assert_eq!(read, reference_varint(bytes), "{bytes:02x?}");
+        }
+        for bits in 0..64 {
+            let v = (1u64 << bits) | (next() & ((1 << bits) - 1));
+            let mut bytes = encoded(v);
+            let len = bytes.len();
+            bytes.extend_from_slice(&[0xff; 8]);
+            let mut cursor = Cursor(&bytes);
+            assert_eq!(cursor.varint(), Some(v), "{bits} bits");
+            assert_eq!(cursor.0.len(), 8);
+            // One byte longer than it needs: refused.
+            let mut longer = encoded(v);
+            *longer.last_mut().unwrap() |= 0x80;
+            longer.push(0);
+            longer.extend_from_slice(&[0; 8]);
+            assert_eq!(Cursor(&longer).varint(), None, "{bits} bits in {} bytes", len + 1);
+        }
     }
 
     #[test]

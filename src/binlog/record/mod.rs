@@ -340,6 +340,7 @@ fn checked_payload(bytes: &[u8]) -> Result<(&[u8], usize), Decoded<'_>> {
 
 /// The payload of the record at `bytes[0]` and the record's length, its
 /// checksum compared if `check`, or what the bytes are instead.
+#[inline(always)]
 fn framed_payload(bytes: &[u8], check: bool) -> Result<(&[u8], usize), Decoded<'_>> {
     if bytes.len() < FRAME_LEN || bytes[..FRAME_LEN] == [0; FRAME_LEN] {
         // Fewer than a frame's bytes left can only be preallocation slack.
@@ -425,6 +426,7 @@ impl FileDecoder {
         self.decode_framed(bytes, false, tube_name)
     }
 
+    #[inline(always)]
     fn decode_framed<'a>(
         &mut self,
         bytes: &'a [u8],
