@@ -15,6 +15,8 @@
 //! the version.
 
 mod cursor;
+#[cfg(test)]
+mod reference;
 mod tubes;
 pub mod v1;
 pub mod v2;
