@@ -262,8 +262,8 @@ impl FileEncoder {
     /// [`FileEncoder::append`], but the record's CRC is left for
     /// [`seal_records`] to put in before the record is written (a file's
     /// records are sealed all at once, when they are written). A put's
-    /// record is put together once, its head on the stack and its body
-    /// copied once into `out` (the file's write buffer).
+    /// record is put together in place, at the end of `out` (the file's
+    /// write buffer), its body copied once.
     pub fn append_unsealed<Body: AsRef<[u8]>>(
         &mut self,
         record: &Record<Body>,
@@ -285,30 +285,13 @@ impl FileEncoder {
                     Record::Job(job) => self.tubes.name(&job.tube),
                     _ => TubeRef::Index(0),
                 };
-                let mut head = v2::Head2::new();
-                v2::write_head(&mut head, record, self.format.base_ns(), tube);
-                let len = head.len() + body_len(record);
-                if len as u64 > room {
-                    return None;
-                }
-                out.reserve(len);
-                v2::finish(record, &head, out);
+                let len = v2::append(record, self.format.base_ns(), tube, room, out)?;
                 if let Record::Job(job) = record {
                     self.tubes.named(&job.tube, tube);
                 }
                 Some(len)
             }
         }
-    }
-}
-
-/// The bytes a record carries after its head: a job's body, padding's
-/// zeros.
-fn body_len<Body: AsRef<[u8]>>(record: &Record<Body>) -> usize {
-    match record {
-        Record::Job(job) => job.body.as_ref().len(),
-        Record::Padding(filler) => *filler,
-        Record::State(_) | Record::Delete(_) => 0,
     }
 }
 
