@@ -111,12 +111,24 @@ impl<const N: usize> Head<'_, N> {
         self.at += 1;
     }
 
-    #[inline]
-    pub(super) fn varint(&mut self, mut v: u64) {
+    #[inline(always)]
+    pub(super) fn varint(&mut self, v: u64) {
         // Most fields are small: one byte, one test.
         if v < 0x80 {
             return self.u8(v as u8);
         }
+        // The longer ones (an id, a creation time: 3 to 7 bytes) through
+        // one bounds check, each byte at a fixed place in it: a store, a
+        // shift and a test a byte.
+        match self.buf.get_mut(self.at..).and_then(|rest| rest.first_chunk_mut::<MAX_VARINT_LEN>()) {
+            Some(window) => self.at += leb128(v, window),
+            None => self.varint_bytewise(v),
+        }
+    }
+
+    /// [`Head::varint`] a byte at a time, each where `at` says: near the
+    /// end of the buffer (a head that outgrew it).
+    fn varint_bytewise(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.u8(v as u8 | 0x80);
             v >>= 7;
@@ -130,6 +142,20 @@ impl<const N: usize> Head<'_, N> {
     pub(super) fn zigzag(&mut self, v: i64) {
         self.varint(((v << 1) ^ (v >> 63)) as u64);
     }
+}
+
+/// Writes `v`'s LEB128 bytes at the start of `out` and returns how many.
+#[inline(always)]
+fn leb128(mut v: u64, out: &mut [u8; MAX_VARINT_LEN]) -> usize {
+    for (i, byte) in out.iter_mut().enumerate() {
+        if v < 0x80 {
+            *byte = v as u8;
+            return i + 1;
+        }
+        *byte = v as u8 | 0x80;
+        v >>= 7;
+    }
+    unreachable!("a 64-bit value takes at most {MAX_VARINT_LEN} bytes")
 }
 
 #[cfg(test)]
@@ -156,6 +182,25 @@ mod tests {
             let mut cursor = Cursor(&bytes);
             assert_eq!(cursor.varint(), Some(v));
             assert!(cursor.0.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_varint_is_the_same_bytes_near_the_end_of_the_buffer() {
+        let mut values: Vec<u64> = (0..64).flat_map(|bit| [1 << bit, (1 << bit) - 1, (1 << bit) + 1]).collect();
+        values.extend([0x5555_5555_5555_5555, 0xaaaa_aaaa_aaaa_aaaa, u64::MAX]);
+        for v in values {
+            // From 10 on, ten bytes do not fit in 16: a byte at a time.
+            for at in [0, 6, 10] {
+                let mut buf = [0u8; 16];
+                let mut head = Head { buf: &mut buf, at };
+                head.varint(v);
+                let end = head.at;
+                assert_eq!(end - at, encoded(v).len(), "{v:#x} at {at}");
+                if end <= 16 {
+                    assert_eq!(buf[at..end], encoded(v), "{v:#x} at {at}");
+                }
+            }
         }
     }
 
