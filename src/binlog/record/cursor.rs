@@ -99,6 +99,14 @@ impl<const N: usize> Head<'_, N> {
         self.at <= N
     }
 
+    /// Where the head written ends: checked once a head, not once a byte
+    /// (a head longer than its buffer would have wrapped around in it).
+    #[inline(always)]
+    pub(super) fn end(&self) -> usize {
+        assert!(self.fits(), "a record's head is longer than its buffer");
+        self.at
+    }
+
     pub(super) fn bytes(&mut self, bytes: &[u8]) {
         self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
         self.at += bytes.len();

@@ -119,6 +119,19 @@ pub struct FullJob<Body> {
     pub body: Body,
 }
 
+impl<Body: AsRef<[u8]>> FullJob<Body> {
+    /// The same job, its body borrowed.
+    pub fn borrowed(&self) -> FullJob<&[u8]> {
+        FullJob {
+            update: self.update,
+            tube: self.tube.clone(),
+            ttr: self.ttr,
+            created_at: self.created_at,
+            body: self.body.as_ref(),
+        }
+    }
+}
+
 /// One record of the log. The last record about a job wins when the log is
 /// read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,12 +277,33 @@ impl FileEncoder {
     /// records are sealed all at once, when they are written). A put's
     /// record is put together in place, at the end of `out` (the file's
     /// write buffer), its body copied once.
+    // The commonest record, a job's into the tube of the job record before
+    // (a run of puts), is encoded inline, where the record was made from
+    // the engine's job: its fields are read where they were loaded, not
+    // stored into a `Record` to be read back. Any other record goes out of
+    // line, a job's as a copy with its body borrowed, so that the caller's
+    // record is never needed in memory (30 instructions a put, callgrind).
+    #[inline(always)]
     pub fn append_unsealed<Body: AsRef<[u8]>>(
         &mut self,
         record: &Record<Body>,
         room: u64,
         out: &mut Vec<u8>,
     ) -> Option<usize> {
+        let Record::Job(job) = record else { return self.append_any(record, room, out) };
+        if let Format::V2 { .. } = self.format
+            && let Some(index) = self.tubes.in_run(&job.tube)
+        {
+            let len = v2::append_job(job, self.format.base_ns(), TubeRef::Index(index), room, out)?;
+            self.tubes.named_in_run();
+            return Some(len);
+        }
+        self.append_any(&Record::Job(job.borrowed()), room, out)
+    }
+
+    /// [`FileEncoder::append_unsealed`] for any record.
+    #[inline(never)]
+    fn append_any<Body: AsRef<[u8]>>(&mut self, record: &Record<Body>, room: u64, out: &mut Vec<u8>) -> Option<usize> {
         match self.format {
             Format::V1 => {
                 let len = v1::encoded_len(record);

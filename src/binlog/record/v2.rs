@@ -74,8 +74,8 @@ pub fn max_len<Body: AsRef<[u8]>>(record: &Record<Body>) -> usize {
 
 /// Bytes of the window a record's head is written in at the end of the
 /// file's buffer: the longest head (a job's, its tube not declared), with
-/// room for [`Head::varint`]'s word stores past it, rounded up to a power
-/// of two for [`Head`]'s writes.
+/// room for the ten bytes [`Head::varint`] checks it has past it, rounded
+/// up to a power of two for [`Head`]'s writes.
 const WINDOW: usize = (MAX_JOB_HEAD_LEN + MAX_VARINT_LEN).next_power_of_two();
 
 /// [`WINDOW`] for a job record that declares its tube, the name in its
@@ -91,8 +91,8 @@ const DECLARING_WINDOW: usize = (MAX_JOB_HEAD_LEN + MAX_VARINT_LEN + MAX_TUBE_NA
 /// is written into it and the window cut to the head, the payload's length
 /// put in the frame, then the body appended. No copy of the head, one
 /// reservation for the record.
-// Inlined into `FileEncoder::append_unsealed`, with `put_update` and the
-// tube table's two calls.
+// Inlined into `FileEncoder::append_any`, with `put_update` and the tube
+// table's two calls.
 #[inline]
 pub(super) fn append<Body: AsRef<[u8]>>(
     record: &Record<Body>,
@@ -102,35 +102,59 @@ pub(super) fn append<Body: AsRef<[u8]>>(
     out: &mut Vec<u8>,
 ) -> Option<usize> {
     match record {
-        Record::Job(job) => {
-            let body = job.body.as_ref();
-            let len = match tube {
-                TubeRef::Index(index) => {
-                    append_head::<WINDOW>(out, room, body.len(), |head| job_head(head, job, base, index, None))
-                }
-                TubeRef::Declare(index) => append_head::<DECLARING_WINDOW>(out, room, body.len(), |head| {
-                    job_head(head, job, base, index, Some(job.tube.as_str().as_bytes()))
-                }),
-            }?;
-            out.extend_from_slice(body);
-            Some(len)
-        }
-        Record::State(update) => append_head::<WINDOW>(out, room, 0, |head| {
+        Record::Job(job) => append_job(job, base, tube, room, out),
+        Record::State(update) => {
+            let (start, mut head) = open_window::<WINDOW>(out, 0);
             head.u8(TYPE_STATE);
             let flags = flags(update, update.delay.is_multiple_of(NS_PER_SEC));
             head.u8(flags);
-            put_update(update, flags, base, head);
-        }),
-        Record::Delete(id) => append_head::<WINDOW>(out, room, 0, |head| {
+            put_update(update, flags, base, &mut head);
+            let head_len = head.end();
+            close_window(out, start, head_len, 0, room)
+        }
+        Record::Delete(id) => {
+            let (start, mut head) = open_window::<WINDOW>(out, 0);
             head.u8(TYPE_DELETE);
             head.bytes(&id.to_le_bytes());
-        }),
+            let head_len = head.end();
+            close_window(out, start, head_len, 0, room)
+        }
         Record::Padding(filler) => {
-            let len = append_head::<WINDOW>(out, room, *filler, |head| head.u8(TYPE_PADDING))?;
+            let (start, mut head) = open_window::<WINDOW>(out, *filler);
+            head.u8(TYPE_PADDING);
+            let head_len = head.end();
+            let len = close_window(out, start, head_len, *filler, room)?;
             out.resize(out.len() + filler, 0);
             Some(len)
         }
     }
+}
+
+/// [`append`] for a job record.
+#[inline(always)]
+pub(super) fn append_job<Body: AsRef<[u8]>>(
+    job: &FullJob<Body>,
+    base: i64,
+    tube: TubeRef,
+    room: u64,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    let body = job.body.as_ref();
+    let (start, head_len) = match tube {
+        TubeRef::Index(index) => {
+            let (start, mut head) = open_window::<WINDOW>(out, body.len());
+            job_head(&mut head, job, base, index, None);
+            (start, head.end())
+        }
+        TubeRef::Declare(index) => {
+            let (start, mut head) = open_window::<DECLARING_WINDOW>(out, body.len());
+            job_head(&mut head, job, base, index, Some(job.tube.as_str().as_bytes()));
+            (start, head.end())
+        }
+    };
+    let len = close_window(out, start, head_len, body.len(), room)?;
+    out.extend_from_slice(body);
+    Some(len)
 }
 
 /// A job record's head after its frame: type, flags, state, TTR, creation
@@ -158,33 +182,32 @@ fn job_head<Body: AsRef<[u8]>, const N: usize>(
     head.varint(job.body.as_ref().len() as u64);
 }
 
-/// Appends a record's frame and head, as `write` puts the head together
-/// after the frame, in a window of `N` bytes at the end of `out`, and
-/// returns the record's length, counting the `body_len` bytes its caller
-/// appends next; `None`, and `out` as it was, if that is over `room`.
+/// A window of `N` zeros appended to `out`, room reserved past it for a
+/// body of `body_len` bytes, and a head to write a record into it after
+/// its frame (the length is put in by [`close_window`]); and where the
+/// record starts.
 #[inline(always)]
-fn append_head<const N: usize>(
-    out: &mut Vec<u8>,
-    room: u64,
-    body_len: usize,
-    write: impl FnOnce(&mut Head<'_, N>),
-) -> Option<usize> {
+fn open_window<const N: usize>(out: &mut Vec<u8>, body_len: usize) -> (usize, Head<'_, N>) {
     let start = out.len();
     out.reserve(N + body_len);
     out.extend_from_slice(&[0; N]);
     let window: &mut [u8; N] = (&mut out[start..]).try_into().expect("a window of N bytes");
-    let mut head = Head { buf: window, at: FRAME_LEN };
-    write(&mut head);
-    // Once a record, not once a byte: a head longer than its window would
-    // have wrapped around in it.
-    assert!(head.fits(), "a record's head is longer than its window");
-    let head_len = head.at;
+    (start, Head { buf: window, at: FRAME_LEN })
+}
+
+/// Cuts the window [`open_window`] made at `start` to the record's head,
+/// `head_len` bytes, frame included, and puts the payload's length in the
+/// frame, counting the `body_len` bytes the caller appends next; returns
+/// the record's length. `None`, and `out` as it was before the window, if
+/// that is over `room`.
+#[inline(always)]
+fn close_window(out: &mut Vec<u8>, start: usize, head_len: usize, body_len: usize, room: u64) -> Option<usize> {
     let len = head_len + body_len;
-    window[4..8].copy_from_slice(&((len - FRAME_LEN) as u32).to_le_bytes());
     if len as u64 > room {
         out.truncate(start);
         return None;
     }
+    out[start + 4..start + FRAME_LEN].copy_from_slice(&((len - FRAME_LEN) as u32).to_le_bytes());
     out.truncate(start + head_len);
     Some(len)
 }
