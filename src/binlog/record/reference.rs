@@ -112,6 +112,13 @@ fn flags(u: &JobUpdate, whole: bool) -> u8 {
     u.state as u8 | bit(has_counters(u), 2) | bit(u.delay != 0, 3) | bit(u.ready_at != 0, 4) | bit(!whole, 5)
 }
 
+/// `v`'s bytes as a varint.
+pub(super) fn varint_bytes(v: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    varint(&mut bytes, v);
+    bytes
+}
+
 fn varint(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let low = (v & 0x7f) as u8;

@@ -212,6 +212,15 @@ fn a_put_and_a_change_of_state_are_small() {
     assert_eq!(v1::STATE_LEN, 58);
 }
 
+#[test]
+fn a_varints_length_is_worked_out_as_it_is_written() {
+    let bits = (0..64).flat_map(|bit| [1u64 << bit, (1 << bit) - 1, (1 << bit) + 1]);
+    for v in bits.chain([u64::MAX, 0, 100, 20_000]) {
+        let written = reference::varint_bytes(v).len();
+        assert_eq!(varint_len(v), written, "{v:#x}");
+    }
+}
+
 /// A seeded generator (no dependency): xorshift64*.
 struct Rng(u64);
 
