@@ -79,13 +79,14 @@ impl<'a> Cursor<'a> {
 /// Bytes of the longest varint (a 64-bit value).
 pub(super) const MAX_VARINT_LEN: usize = 10;
 
-/// A writer into a fixed buffer (a record's head, on the stack), from the
-/// front. The buffer is sized for the largest head, so writes never fail:
-/// each byte's index is taken modulo the buffer's size (a power of two),
-/// which costs one `and` where a bounds check costs a compare and a branch
-/// (a format-2 put's head is some twenty bytes, written one at a time). A
-/// head that outgrew its buffer would wrap around instead of failing, so
-/// the caller checks [`Head::fits`] once the head is written.
+/// A writer into a fixed buffer (a record's head: format 1's on the stack,
+/// format 2's in place at the end of the file's buffer), from the front.
+/// The buffer is sized for the largest head, so writes never fail: each
+/// byte's index is taken modulo the buffer's size (a power of two), which
+/// costs one `and` where a bounds check costs a compare and a branch (a
+/// format-2 put's head is some twenty bytes). A head that outgrew its
+/// buffer would wrap around instead of failing, so the caller takes
+/// [`Head::end`], which checks, once the head is written.
 pub(super) struct Head<'a, const N: usize> {
     pub(super) buf: &'a mut [u8; N],
     pub(super) at: usize,
@@ -94,16 +95,12 @@ pub(super) struct Head<'a, const N: usize> {
 impl<const N: usize> Head<'_, N> {
     const POWER_OF_TWO: () = assert!(N.is_power_of_two(), "a head's buffer is a power of two long");
 
-    /// True if every byte written went where it was meant to.
-    pub(super) fn fits(&self) -> bool {
-        self.at <= N
-    }
-
-    /// Where the head written ends: checked once a head, not once a byte
-    /// (a head longer than its buffer would have wrapped around in it).
+    /// Where the head written ends, checked to be within the buffer: once
+    /// a head, not once a byte (a head longer than its buffer would have
+    /// wrapped around in it).
     #[inline(always)]
     pub(super) fn end(&self) -> usize {
-        assert!(self.fits(), "a record's head is longer than its buffer");
+        assert!(self.at <= N, "a record's head is longer than its buffer");
         self.at
     }
 

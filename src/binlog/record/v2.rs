@@ -176,7 +176,7 @@ fn job_head<Body: AsRef<[u8]>, const N: usize>(
         // A fresh put's record, the commonest: no counters, no delay, no
         // ready time, a TTR in whole seconds. Its flags are its state, its
         // update its id and priority (what `flags` and `put_update` would
-        // make, with no test of each field: 20 instructions a put).
+        // make, with no test of each field: 40 instructions a put).
         head.u8(u.state as u8 | declares_tube);
         head.varint(u.id);
         head.varint(u.pri.into());
