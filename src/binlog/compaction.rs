@@ -75,9 +75,9 @@ impl Binlog {
         if !self.has_room_now(record::max_len(&record) as u64) {
             return None;
         }
-        self.append(&record);
+        let tag = self.append_live_job(&record, job.body.len());
         self.untrack(job.job.journal_tag, job.body.len());
         self.records_migrated += 1;
-        Some(self.track_in_current(job.body.len()))
+        Some(tag)
     }
 }

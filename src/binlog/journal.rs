@@ -14,9 +14,8 @@ impl Journal for Binlog {
             return None;
         }
         self.next_id = self.next_id.max(job.id + 1);
-        self.append(&record);
         self.reserved += DELETE_LEN;
-        Some(self.track_in_current(job.body.len()))
+        Some(self.append_live_job(&record, job.body.len()))
     }
 
     fn reserve_update(&mut self) -> bool {

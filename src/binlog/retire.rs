@@ -1,7 +1,7 @@
 //! Which files live jobs still need, and deleting the others.
 
 use super::Binlog;
-use super::record;
+use super::record::{self, Record};
 use super::segment::Segment;
 use crate::engine::JournalTag;
 
@@ -20,15 +20,17 @@ impl Binlog {
         &mut self.segments[at]
     }
 
-    /// Counts a job's full record, just appended to the current file (where
-    /// [`Binlog::append`] leaves every record), for a body of `body_len`
-    /// bytes. The current file is at hand: no search by seq.
-    pub(super) fn track_in_current(&mut self, body_len: usize) -> JournalTag {
-        let segment = &mut self.segments[self.current];
-        segment.live_jobs += 1;
-        let file = u32::try_from(segment.seq).expect("2^32 binlog files");
+    /// Appends a job's full record (as [`Binlog::append`]) and counts it
+    /// as a live job of the file it went to, for a body of `body_len`
+    /// bytes: the tag the engine keeps with the job.
+    #[inline(always)]
+    pub(super) fn append_live_job(&mut self, record: &Record<impl AsRef<[u8]>>, body_len: usize) -> JournalTag {
+        let seq = self.append_then(record, |segment| {
+            segment.live_jobs += 1;
+            segment.seq
+        });
         self.live_bytes += record::accounted_job_len(body_len) as u64;
-        JournalTag { file }
+        JournalTag { file: u32::try_from(seq).expect("2^32 binlog files") }
     }
 
     /// Counts `jobs` restored jobs whose full records, `bytes` long in all

@@ -73,10 +73,6 @@ impl Preparation {
 }
 
 impl Binlog {
-    fn current(&mut self) -> &mut Segment {
-        &mut self.segments[self.current]
-    }
-
     /// Allocated room no promise covers: unwritten bytes from the current
     /// file on, less the deletes promised to live jobs and one delete's
     /// worth per file for the ends of files that deletes cannot fill.
@@ -276,11 +272,24 @@ impl Binlog {
     // it is called.
     #[inline(always)]
     pub(super) fn append(&mut self, record: &Record<impl AsRef<[u8]>>) {
+        self.append_then(record, |_| ());
+    }
+
+    /// [`Binlog::append`], then `then` on the file the record went to,
+    /// while it is at hand (no second look-up of the current file).
+    #[inline(always)]
+    pub(super) fn append_then<T>(
+        &mut self,
+        record: &Record<impl AsRef<[u8]>>,
+        then: impl FnOnce(&mut Segment) -> T,
+    ) -> T {
         loop {
-            if let Some(len) = self.current().append(record) {
+            let segment = &mut self.segments[self.current];
+            if let Some(len) = segment.append(record) {
+                let done = then(segment);
                 self.records_written += 1;
                 self.written_bytes += len;
-                return;
+                return done;
             }
             assert!(self.current + 1 < self.segments.len(), "binlog room was not ensured");
             self.current += 1;

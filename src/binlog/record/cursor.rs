@@ -94,13 +94,14 @@ impl<'a> Cursor<'a> {
 /// Bytes of the longest varint (a 64-bit value).
 pub(super) const MAX_VARINT_LEN: usize = 10;
 
-/// A writer into a fixed buffer (a record's head, on the stack), from the
-/// front. The buffer is sized for the largest head, so writes never fail:
-/// each byte's index is taken modulo the buffer's size (a power of two),
-/// which costs one `and` where a bounds check costs a compare and a branch
-/// (a format-2 put's head is some twenty bytes, written one at a time). A
-/// head that outgrew its buffer would wrap around instead of failing, so
-/// the caller checks [`Head::fits`] once the head is written.
+/// A writer into a fixed buffer (a record's head: format 1's on the stack,
+/// format 2's in place at the end of the file's buffer), from the front.
+/// The buffer is sized for the largest head, so writes never fail: each
+/// byte's index is taken modulo the buffer's size (a power of two), which
+/// costs one `and` where a bounds check costs a compare and a branch (a
+/// format-2 put's head is some twenty bytes). A head that outgrew its
+/// buffer would wrap around instead of failing, so the caller takes
+/// [`Head::end`], which checks, once the head is written.
 pub(super) struct Head<'a, const N: usize> {
     pub(super) buf: &'a mut [u8; N],
     pub(super) at: usize,
@@ -109,9 +110,13 @@ pub(super) struct Head<'a, const N: usize> {
 impl<const N: usize> Head<'_, N> {
     const POWER_OF_TWO: () = assert!(N.is_power_of_two(), "a head's buffer is a power of two long");
 
-    /// True if every byte written went where it was meant to.
-    pub(super) fn fits(&self) -> bool {
-        self.at <= N
+    /// Where the head written ends, checked to be within the buffer: once
+    /// a head, not once a byte (a head longer than its buffer would have
+    /// wrapped around in it).
+    #[inline(always)]
+    pub(super) fn end(&self) -> usize {
+        assert!(self.at <= N, "a record's head is longer than its buffer");
+        self.at
     }
 
     pub(super) fn bytes(&mut self, bytes: &[u8]) {
@@ -126,12 +131,24 @@ impl<const N: usize> Head<'_, N> {
         self.at += 1;
     }
 
-    #[inline]
-    pub(super) fn varint(&mut self, mut v: u64) {
+    #[inline(always)]
+    pub(super) fn varint(&mut self, v: u64) {
         // Most fields are small: one byte, one test.
         if v < 0x80 {
             return self.u8(v as u8);
         }
+        // The longer ones (an id, a creation time: 3 to 7 bytes) through
+        // one bounds check, each byte at a fixed place in it: a store, a
+        // shift and a test a byte.
+        match self.buf.get_mut(self.at..).and_then(|rest| rest.first_chunk_mut::<MAX_VARINT_LEN>()) {
+            Some(window) => self.at += leb128(v, window),
+            None => self.varint_bytewise(v),
+        }
+    }
+
+    /// [`Head::varint`] a byte at a time, each where `at` says: near the
+    /// end of the buffer (a head that outgrew it).
+    fn varint_bytewise(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.u8(v as u8 | 0x80);
             v >>= 7;
@@ -145,6 +162,20 @@ impl<const N: usize> Head<'_, N> {
     pub(super) fn zigzag(&mut self, v: i64) {
         self.varint(((v << 1) ^ (v >> 63)) as u64);
     }
+}
+
+/// Writes `v`'s LEB128 bytes at the start of `out` and returns how many.
+#[inline(always)]
+fn leb128(mut v: u64, out: &mut [u8; MAX_VARINT_LEN]) -> usize {
+    for (i, byte) in out.iter_mut().enumerate() {
+        if v < 0x80 {
+            *byte = v as u8;
+            return i + 1;
+        }
+        *byte = v as u8 | 0x80;
+        v >>= 7;
+    }
+    unreachable!("a 64-bit value takes at most {MAX_VARINT_LEN} bytes")
 }
 
 #[cfg(test)]
@@ -171,6 +202,25 @@ mod tests {
             let mut cursor = Cursor(&bytes);
             assert_eq!(cursor.varint(), Some(v));
             assert!(cursor.0.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_varint_is_the_same_bytes_near_the_end_of_the_buffer() {
+        let mut values: Vec<u64> = (0..64).flat_map(|bit| [1 << bit, (1 << bit) - 1, (1 << bit) + 1]).collect();
+        values.extend([0x5555_5555_5555_5555, 0xaaaa_aaaa_aaaa_aaaa, u64::MAX]);
+        for v in values {
+            // From 10 on, ten bytes do not fit in 16: a byte at a time.
+            for at in [0, 6, 10] {
+                let mut buf = [0u8; 16];
+                let mut head = Head { buf: &mut buf, at };
+                head.varint(v);
+                let end = head.at;
+                assert_eq!(end - at, encoded(v).len(), "{v:#x} at {at}");
+                if end <= 16 {
+                    assert_eq!(buf[at..end], encoded(v), "{v:#x} at {at}");
+                }
+            }
         }
     }
 

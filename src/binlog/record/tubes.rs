@@ -111,6 +111,27 @@ impl WrittenTubes {
         }
     }
 
+    /// The index the next job record names `tube` by if it is the tube of
+    /// the job record before and was declared recently enough: a run of
+    /// puts into one tube, answered without the map. `None` means: ask
+    /// [`WrittenTubes::name`].
+    #[inline(always)]
+    pub(super) fn in_run(&self, tube: &TubeName) -> Option<u32> {
+        match &self.last {
+            Some((last, index, declared_at)) if self.jobs - declared_at < REDECLARE_AFTER && last == tube => {
+                Some(*index)
+            }
+            _ => None,
+        }
+    }
+
+    /// Notes that a job record named its tube as [`WrittenTubes::in_run`]
+    /// said, and was appended.
+    #[inline(always)]
+    pub(super) fn named_in_run(&mut self) {
+        self.jobs += 1;
+    }
+
     /// Notes that a job record named `tube` as `named` (what
     /// [`WrittenTubes::name`] said) and was appended.
     #[inline]

@@ -9,7 +9,8 @@
 //! layout is in docs/binlog-format.md.
 
 use super::cursor::{Cursor, Head, MAX_VARINT_LEN};
-use super::{FRAME_LEN, JobUpdate, LoggedState, Record, TYPE_DELETE, TYPE_JOB, TYPE_PADDING, TYPE_STATE};
+use super::{FRAME_LEN, FullJob, JobUpdate, LoggedState, Record, TYPE_DELETE, TYPE_JOB, TYPE_PADDING, TYPE_STATE};
+use crate::protocol::MAX_TUBE_NAME;
 
 /// The flags byte: bits 0-1 the state, then which fields follow.
 const STATE_BITS: u8 = 0b11;
@@ -71,113 +72,159 @@ pub fn max_len<Body: AsRef<[u8]>>(record: &Record<Body>) -> usize {
     }
 }
 
-/// Bytes of [`Head2`]'s buffer: the longest head, rounded up to a power of
-/// two for [`Head`]'s writes.
-const HEAD_BUF_LEN: usize = MAX_JOB_HEAD_LEN.next_power_of_two();
+/// Bytes of the window a record's head is written in at the end of the
+/// file's buffer: the longest head (a job's, its tube not declared), with
+/// room for the ten bytes [`Head::varint`] checks it has past it, rounded
+/// up to a power of two for [`Head`]'s writes.
+const WINDOW: usize = (MAX_JOB_HEAD_LEN + MAX_VARINT_LEN).next_power_of_two();
 
-/// A record's bytes but its body (and a declared tube's name): put
-/// together on the stack, so that its length is known before anything is
-/// appended. Small, so that making one costs little: a put's record is
-/// made once per put.
-pub(super) struct Head2 {
-    /// Frame, type, flags, the fields up to the tube's index, then (if the
-    /// record declares the tube) the name's length byte, then the body's
-    /// length: `name_at` is where the name goes, between the two.
-    buf: [u8; HEAD_BUF_LEN],
-    len: usize,
-    name_at: usize,
-    name_len: usize,
-}
+/// [`WINDOW`] for a job record that declares its tube, the name in its
+/// head.
+const DECLARING_WINDOW: usize = (MAX_JOB_HEAD_LEN + MAX_VARINT_LEN + MAX_TUBE_NAME).next_power_of_two();
 
-impl Head2 {
-    /// A head still to be written by [`write_head`].
-    pub(super) fn new() -> Head2 {
-        Head2 { buf: [0; HEAD_BUF_LEN], len: 0, name_at: 0, name_len: 0 }
-    }
-
-    /// The record's length but its body (or padding's filler).
-    pub(super) fn len(&self) -> usize {
-        self.len + self.name_len
-    }
-}
-
-/// Writes into `out` (new, or written before) the record's head in a file
-/// of base time `base` (ns), its tube named by `tube` (job records only).
-/// The payload length in the frame counts the body; the CRC is left for
-/// the file's writer (`seal_records`). The caller's head is filled in
-/// place: returned by value it was copied, 20 of a put's instructions
-/// (callgrind).
-// Inlined into `FileEncoder::append_unsealed`, with `finish`, `put_update`
-// and the tube table's two calls: 79 user instructions a put of 2,898
-// (callgrind).
+/// Appends the record to `out` as a file of base time `base` (ns) holds
+/// it, a job's tube named by `tube`, and returns its length; `None`, and
+/// `out` as it was, if that is over `room`. The CRC is left for the file's
+/// writer (`seal_records`).
+///
+/// The head is written in place: `out` takes a window of zeros, the head
+/// is written into it and the window cut to the head, the payload's length
+/// put in the frame, then the body appended. No copy of the head, one
+/// reservation for the record.
+// Inlined into `FileEncoder::append_any`, with `put_update` and the tube
+// table's two calls.
 #[inline]
-pub(super) fn write_head<Body: AsRef<[u8]>>(out: &mut Head2, record: &Record<Body>, base: i64, tube: TubeRef) {
-    let mut head = Head { buf: &mut out.buf, at: FRAME_LEN };
-    let mut body_len = 0;
-    (out.name_at, out.name_len) = (0, 0);
+pub(super) fn append<Body: AsRef<[u8]>>(
+    record: &Record<Body>,
+    base: i64,
+    tube: TubeRef,
+    room: u64,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
     match record {
-        Record::Job(job) => {
-            head.u8(TYPE_JOB);
-            let whole = job.ttr % NS_PER_SEC == 0 && job.update.delay % NS_PER_SEC == 0;
-            let declares = if matches!(tube, TubeRef::Declare(_)) { DECLARES_TUBE } else { 0 };
-            let flags = flags(&job.update, whole);
-            head.u8(flags | declares);
-            put_update(&job.update, flags, base, &mut head);
-            head.varint(if whole { job.ttr / NS_PER_SEC } else { job.ttr });
-            head.zigzag(job.created_at.wrapping_sub(base));
-            match tube {
-                TubeRef::Declare(index) => {
-                    head.varint(index.into());
-                    let name = job.tube.as_str().len();
-                    head.u8(name as u8);
-                    (out.name_at, out.name_len) = (head.at, name);
-                }
-                TubeRef::Index(index) => head.varint(index.into()),
-            }
-            body_len = job.body.as_ref().len();
-            head.varint(body_len as u64);
-        }
+        Record::Job(job) => append_job(job, base, tube, room, out),
         Record::State(update) => {
+            let (start, mut head) = open_window::<WINDOW>(out, 0);
             head.u8(TYPE_STATE);
-            let flags = flags(update, update.delay % NS_PER_SEC == 0);
+            let flags = flags(update, update.delay.is_multiple_of(NS_PER_SEC));
             head.u8(flags);
             put_update(update, flags, base, &mut head);
+            let head_len = head.end();
+            close_window(out, start, head_len, 0, room)
         }
         Record::Delete(id) => {
+            let (start, mut head) = open_window::<WINDOW>(out, 0);
             head.u8(TYPE_DELETE);
             head.bytes(&id.to_le_bytes());
+            let head_len = head.end();
+            close_window(out, start, head_len, 0, room)
         }
         Record::Padding(filler) => {
+            let (start, mut head) = open_window::<WINDOW>(out, *filler);
             head.u8(TYPE_PADDING);
-            body_len = *filler;
+            let head_len = head.end();
+            let len = close_window(out, start, head_len, *filler, room)?;
+            out.resize(out.len() + filler, 0);
+            Some(len)
         }
     }
-    // Once a record, not once a byte: a head longer than its buffer would
-    // have wrapped around in it.
-    assert!(head.fits(), "a record's head is longer than MAX_JOB_HEAD_LEN");
-    out.len = head.at;
-    let payload_len = (out.len + out.name_len - FRAME_LEN + body_len) as u32;
-    out.buf[4..8].copy_from_slice(&payload_len.to_le_bytes());
 }
 
-/// Appends the record whose head is `head` to `out`: the head (and the
-/// tube's name where it declares it), the body (or the padding's zeros);
-/// its CRC is left for the caller.
-#[inline]
-pub(super) fn finish<Body: AsRef<[u8]>>(record: &Record<Body>, head: &Head2, out: &mut Vec<u8>) {
-    match record {
-        Record::Job(job) if head.name_len > 0 => {
-            out.extend_from_slice(&head.buf[..head.name_at]);
-            out.extend_from_slice(job.tube.as_str().as_bytes());
-            out.extend_from_slice(&head.buf[head.name_at..head.len]);
+/// [`append`] for a job record.
+#[inline(always)]
+pub(super) fn append_job<Body: AsRef<[u8]>>(
+    job: &FullJob<Body>,
+    base: i64,
+    tube: TubeRef,
+    room: u64,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    let body = job.body.as_ref();
+    let (start, head_len) = match tube {
+        TubeRef::Index(index) => {
+            let (start, mut head) = open_window::<WINDOW>(out, body.len());
+            job_head(&mut head, job, base, index, None);
+            (start, head.end())
         }
-        _ => out.extend_from_slice(&head.buf[..head.len]),
+        TubeRef::Declare(index) => {
+            let (start, mut head) = open_window::<DECLARING_WINDOW>(out, body.len());
+            job_head(&mut head, job, base, index, Some(job.tube.as_str().as_bytes()));
+            (start, head.end())
+        }
+    };
+    let len = close_window(out, start, head_len, body.len(), room)?;
+    out.extend_from_slice(body);
+    Some(len)
+}
+
+/// A job record's head after its frame: type, flags, state, TTR, creation
+/// time, tube index (and the name, where it declares it), body length.
+#[inline(always)]
+fn job_head<Body: AsRef<[u8]>, const N: usize>(
+    head: &mut Head<'_, N>,
+    job: &FullJob<Body>,
+    base: i64,
+    index: u32,
+    declares: Option<&[u8]>,
+) {
+    head.u8(TYPE_JOB);
+    let declares_tube = if declares.is_some() { DECLARES_TUBE } else { 0 };
+    let u = &job.update;
+    let ttr_secs = job.ttr / NS_PER_SEC;
+    let counters = u.reserves | u.timeouts | u.releases | u.buries | u.kicks;
+    if (u.delay | u.ready_at as u64 | u64::from(counters)) == 0 && ttr_secs * NS_PER_SEC == job.ttr {
+        // A fresh put's record, the commonest: no counters, no delay, no
+        // ready time, a TTR in whole seconds. Its flags are its state, its
+        // update its id and priority (what `flags` and `put_update` would
+        // make, with no test of each field: 40 instructions a put).
+        head.u8(u.state as u8 | declares_tube);
+        head.varint(u.id);
+        head.varint(u.pri.into());
+        head.varint(ttr_secs);
+    } else {
+        let whole = job.ttr.is_multiple_of(NS_PER_SEC) && u.delay.is_multiple_of(NS_PER_SEC);
+        let flags = flags(u, whole);
+        head.u8(flags | declares_tube);
+        put_update(u, flags, base, head);
+        head.varint(if whole { ttr_secs } else { job.ttr });
     }
-    match record {
-        Record::Job(job) => out.extend_from_slice(job.body.as_ref()),
-        Record::Padding(filler) => out.resize(out.len() + filler, 0),
-        Record::State(_) | Record::Delete(_) => {}
+    head.zigzag(job.created_at.wrapping_sub(base));
+    head.varint(index.into());
+    if let Some(name) = declares {
+        head.u8(name.len() as u8);
+        head.bytes(name);
     }
+    head.varint(job.body.as_ref().len() as u64);
+}
+
+/// A window of `N` zeros appended to `out`, room reserved past it for a
+/// body of `body_len` bytes, and a head to write a record into it after
+/// its frame (the length is put in by [`close_window`]); and where the
+/// record starts.
+#[inline(always)]
+fn open_window<const N: usize>(out: &mut Vec<u8>, body_len: usize) -> (usize, Head<'_, N>) {
+    let start = out.len();
+    out.reserve(N + body_len);
+    out.extend_from_slice(&[0; N]);
+    let window: &mut [u8; N] = (&mut out[start..]).try_into().expect("a window of N bytes");
+    (start, Head { buf: window, at: FRAME_LEN })
+}
+
+/// Cuts the window [`open_window`] made at `start` to the record's head,
+/// `head_len` bytes, frame included, and puts the payload's length in the
+/// frame, counting the `body_len` bytes the caller appends next; returns
+/// the record's length. `None`, and `out` as it was before the window, if
+/// that is over `room`.
+#[inline(always)]
+fn close_window(out: &mut Vec<u8>, start: usize, head_len: usize, body_len: usize, room: u64) -> Option<usize> {
+    let len = head_len + body_len;
+    if len as u64 > room {
+        out.truncate(start);
+        return None;
+    }
+    out[start + 4..start + FRAME_LEN].copy_from_slice(&((len - FRAME_LEN) as u32).to_le_bytes());
+    out.truncate(start + head_len);
+    Some(len)
 }
 
 fn flags(u: &JobUpdate, whole: bool) -> u8 {
