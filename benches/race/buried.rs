@@ -170,13 +170,17 @@ impl Conn {
 
     fn fill(&mut self) -> Result<(), String> {
         let mut chunk = [0; 64 * 1024];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => Err("the server closed the connection".into()),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(())
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err("the server closed the connection".into()),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(());
+                }
+                // A signal interrupted a blocked read: read again.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.to_string()),
             }
-            Err(e) => Err(e.to_string()),
         }
     }
 

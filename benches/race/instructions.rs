@@ -311,7 +311,14 @@ impl Conn {
                 None => {
                     self.buf.drain(..start);
                     start = 0;
-                    let got = self.stream.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
+                    let got = loop {
+                        // A signal to the race (a server it started exiting)
+                        // interrupts a blocked read: read again.
+                        match self.stream.read(&mut chunk) {
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                            read => break read.map_err(|e| format!("read: {e}"))?,
+                        }
+                    };
                     if got == 0 {
                         return Err(format!("server closed the connection after {seen} of {n} replies"));
                     }
