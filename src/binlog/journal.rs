@@ -29,12 +29,11 @@ impl Journal for Binlog {
     }
 
     fn log_delete(&mut self, id: JobId, job: &Job) {
-        if self.failed || !self.delete_fits() {
+        if self.failed || !self.append_delete(id) {
             return;
         }
         // The room was promised when the job was put.
         self.reserved -= DELETE_LEN;
-        self.append(&Record::<&[u8]>::Delete(id));
         self.untrack(job.journal_tag, job.body.len());
     }
 
@@ -52,7 +51,7 @@ impl Journal for Binlog {
 
     fn stats(&self) -> JournalStats {
         JournalStats {
-            oldest_index: self.segments.front().map_or(0, |s| s.seq),
+            oldest_index: self.segments.first().map_or(0, |s| s.seq),
             current_index: self.segments.get(self.current).map_or(0, |s| s.seq),
             records_migrated: self.records_migrated,
             records_written: self.records_written,

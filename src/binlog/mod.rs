@@ -92,7 +92,6 @@ mod takeover;
 mod tube_names;
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -172,7 +171,7 @@ pub struct Binlog {
     fsync: FsyncPolicy,
     /// Oldest first. `segments[current]` is being written; later ones are
     /// allocated and empty.
-    segments: VecDeque<Segment>,
+    segments: Vec<Segment>,
     current: usize,
     /// The highest N of a `binlog.N` made, or found in the directory at
     /// open: the next file made is N + 1. A file that

@@ -1,7 +1,6 @@
 //! Opening the log: lock the directory, read it back, reopen its files.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::lock::DirLock;
@@ -61,7 +60,7 @@ impl Binlog {
             _lock: lock,
             file_size: config.file_size.max(4096),
             fsync: config.fsync,
-            segments: VecDeque::new(),
+            segments: Vec::new(),
             current: 0,
             last_seq: highest_seq(&config.dir),
             live_bytes: 0,
@@ -84,7 +83,7 @@ impl Binlog {
             let segment = Segment::reopen(file.path.clone(), file.seq, file.end, file.encoder)
                 .map_err(|e| OpenError::Io(format!("cannot open {}: {e}", file.path.display())))?;
             binlog.last_seq = binlog.last_seq.max(file.seq);
-            binlog.segments.push_back(segment);
+            binlog.segments.push(segment);
         }
         // Append to the newest file that holds records (or the first empty
         // one after it); files after it stay as spares. Reusing it, rather

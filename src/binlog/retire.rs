@@ -59,16 +59,13 @@ impl Binlog {
     /// may hold the delete of a job whose record is in an older one, so
     /// files go strictly in order).
     pub(super) fn collect_garbage(&mut self, up_to: u64) {
-        while self.current > 0 {
-            let oldest = self.segments[0].seq;
-            if self.segments[0].live_jobs > 0 || oldest > up_to {
-                break;
-            }
-            let segment = self.segments.pop_front().expect("oldest file");
-            self.current -= 1;
+        let deletable = self.segments[..self.current].iter().take_while(|s| s.live_jobs == 0 && s.seq <= up_to).count();
+        self.current -= deletable;
+        for segment in self.segments.drain(..deletable) {
+            let seq = segment.seq;
             match segment.remove() {
                 Ok(()) => self.preparation.file_deleted(),
-                Err(e) => log::warn!("binlog: cannot delete file {oldest}: {e}"),
+                Err(e) => log::warn!("binlog: cannot delete file {seq}: {e}"),
             }
         }
     }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use super::record::{HEADER_LEN, Header, Record};
 use super::segment::Segment;
 use super::{Binlog, DELETE_LEN, FsyncPolicy};
+use crate::engine::JobId;
 
 /// How long after a failed preparation (a full disk) the next is tried,
 /// unless a file was deleted meanwhile: often enough to notice room freed
@@ -78,7 +79,7 @@ impl Binlog {
     /// worth per file for the ends of files that deletes cannot fill.
     pub(super) fn free_room(&self) -> u64 {
         let files = self.segments.len() - self.current;
-        let room: u64 = self.segments.range(self.current..).map(Segment::remaining).sum();
+        let room: u64 = self.segments[self.current..].iter().map(Segment::remaining).sum();
         room.saturating_sub(self.reserved + DELETE_LEN * files as u64)
     }
 
@@ -96,7 +97,7 @@ impl Binlog {
         let mut room = 0;
         let mut skipped = None;
         let mut files = 0;
-        for segment in self.segments.range(self.current..) {
+        for segment in self.segments[self.current..].iter() {
             let remaining = segment.remaining();
             if skipped.is_none() && remaining >= need {
                 skipped = Some((room, files == 0));
@@ -146,23 +147,41 @@ impl Binlog {
         }
     }
 
-    /// True if a delete fits in a file from the current one on, as the room
-    /// promised to every live job's delete makes sure. Only a start that
-    /// found less room than its jobs' deletes need and could make no file
-    /// (a full disk; `Binlog::open` warns) breaks that promise: then a
-    /// delete with no room left makes a file on the spot, and if the disk
-    /// cannot give one either, the log fails (logged, as a failed write):
-    /// the delete is not logged, and nothing more is.
+    /// Appends the delete of job `id` to a file from the current one on,
+    /// where the room promised to every live job's delete makes sure it
+    /// fits; false if it was not logged. Only a start that found less room
+    /// than its jobs' deletes need and could make no file (a full disk;
+    /// `Binlog::open` warns) breaks that promise: then a delete with no
+    /// room left makes a file on the spot, and if the disk cannot give one
+    /// either, the log fails (logged, as a failed write): the delete is not
+    /// logged, and nothing more is.
     #[inline]
-    pub(super) fn delete_fits(&mut self) -> bool {
-        // Almost always in the current file: no walk.
-        self.segments.get(self.current).is_some_and(|s| s.remaining() >= DELETE_LEN) || self.delete_fits_further()
+    pub(super) fn append_delete(&mut self, id: JobId) -> bool {
+        // Almost always into the current file: one look-up, no walk.
+        if let Some(segment) = self.segments.get_mut(self.current)
+            && segment.append_delete(id)
+        {
+            self.records_written += 1;
+            self.written_bytes += DELETE_LEN;
+            return true;
+        }
+        self.append_delete_further(id)
     }
 
-    /// [`Binlog::delete_fits`] past the current file.
+    /// [`Binlog::append_delete`] past the current file.
     #[inline(never)]
+    fn append_delete_further(&mut self, id: JobId) -> bool {
+        if !self.delete_fits_further() {
+            return false;
+        }
+        self.append(&Record::<&[u8]>::Delete(id));
+        true
+    }
+
+    /// True if a delete fits in a file from the current one on, making a
+    /// file if none has room.
     fn delete_fits_further(&mut self) -> bool {
-        let fits = |b: &Binlog| b.segments.range(b.current..).any(|s| s.remaining() >= DELETE_LEN);
+        let fits = |b: &Binlog| b.segments[b.current..].iter().any(|s| s.remaining() >= DELETE_LEN);
         if fits(self) {
             return true;
         }
@@ -257,7 +276,7 @@ impl Binlog {
         let capacity = self.file_size.max(HEADER_LEN as u64 + min_record).next_multiple_of(4096);
         let durable = self.fsync != FsyncPolicy::Never;
         let segment = (self.preparation.make_file)(&self.dir, Header::new(seq, self.next_id), capacity, durable)?;
-        self.segments.push_back(segment);
+        self.segments.push(segment);
         self.last_seq = seq;
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::fsyncs::FsyncTimes;
-use super::record::{self, FileEncoder, HEADER_LEN, Header, Record};
+use super::record::{self, DELETE_RECORD_LEN, FileEncoder, HEADER_LEN, Header, Record};
 
 /// A binlog file. Its whole capacity is allocated when it is created, so a
 /// full disk is noticed when a file is made, never in the middle of a write.
@@ -127,19 +127,23 @@ impl Segment {
     #[inline]
     pub fn append(&mut self, record: &Record<impl AsRef<[u8]>>) -> Option<u64> {
         let len = match *record {
-            // The same bytes in every format: no encoder needed.
-            Record::Delete(id) => {
-                let bytes = record::unsealed_delete_record(id);
-                if bytes.len() as u64 > self.remaining() {
-                    return None;
-                }
-                self.pending.extend_from_slice(&bytes);
-                bytes.len()
-            }
+            Record::Delete(id) => return self.append_delete(id).then_some(DELETE_RECORD_LEN as u64),
             _ => self.encoder.append_unsealed(record, self.remaining(), &mut self.pending)?,
         } as u64;
         self.end += len;
         Some(len)
+    }
+
+    /// Queues the delete of job `id` if it fits, as [`Segment::append`]: the
+    /// same bytes in every format, so no encoder is needed.
+    #[inline]
+    pub fn append_delete(&mut self, id: u64) -> bool {
+        if self.remaining() < DELETE_RECORD_LEN as u64 {
+            return false;
+        }
+        self.pending.extend_from_slice(&record::unsealed_delete_record(id));
+        self.end += DELETE_RECORD_LEN as u64;
+        true
     }
 
     /// How to go on appending to this file where another owner of it

@@ -294,7 +294,7 @@ fn files_no_longer_written_keep_no_buffer() {
     }
     let binlog = e.journal().as_ref().unwrap();
     assert!(binlog.current > 4, "{} files filled", binlog.current);
-    for segment in binlog.segments.range(..binlog.current) {
+    for segment in binlog.segments[..binlog.current].iter() {
         assert_eq!(segment.buffer_capacity(), 0, "file {}", segment.seq);
     }
 }

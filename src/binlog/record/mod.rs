@@ -15,6 +15,7 @@
 //! the version.
 
 mod cursor;
+mod delete_crc;
 #[cfg(test)]
 mod reference;
 mod tubes;
@@ -217,7 +218,13 @@ pub fn seal_records(records: &mut [u8]) {
     let mut at = 0;
     while let Some(frame) = records.get(at..at + FRAME_LEN) {
         let len = FRAME_LEN + u32::from_le_bytes(frame[4..8].try_into().expect("4 bytes")) as usize;
-        seal(&mut records[at..at + len], 0);
+        let record = &mut records[at..at + len];
+        if len == DELETE_RECORD_LEN && record[FRAME_LEN] == TYPE_DELETE {
+            let id = u64::from_le_bytes(record[FRAME_LEN + 1..].try_into().expect("8 bytes"));
+            record[..4].copy_from_slice(&delete_crc::delete_record_crc(id).to_le_bytes());
+        } else {
+            seal(record, 0);
+        }
         at += len;
     }
     debug_assert_eq!(at, records.len(), "whole records");
