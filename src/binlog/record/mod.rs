@@ -442,6 +442,8 @@ impl FileDecoder {
     /// [`FileDecoder::decode_with`] for a record whose checksum was
     /// compared already: one of the frames [`checked_frames_end`] walked,
     /// in bytes that have not changed since.
+    // Always inlined into the replay's loop: see v2::decode_payload.
+    #[inline(always)]
     pub fn decode_checked<'a>(
         &mut self,
         bytes: &'a [u8],

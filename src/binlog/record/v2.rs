@@ -307,7 +307,10 @@ pub(super) enum Payload<'a> {
 
 /// What a checksummed payload holds; `None` if its layout is not format
 /// 2's.
-#[inline]
+// Always inlined, as is the decoder's path to it: the replay's loop then
+// takes the record's fields where they are made, not through copies on
+// the stack (1,280 to 1,240 instructions a restored job, callgrind).
+#[inline(always)]
 pub(super) fn decode_payload(payload: &[u8], base: i64) -> Option<Payload<'_>> {
     let mut r = Cursor(payload);
     // Each kind is made where it is returned, after the check for trailing
