@@ -4,7 +4,7 @@
 
 use super::Binlog;
 use super::convert::full_job;
-use super::record::{self, Record};
+use super::record;
 use crate::engine::{JobId, JobView, JournalTag};
 
 /// Most jobs considered for migration per turn of the event loop, so
@@ -69,13 +69,13 @@ impl Binlog {
         if u64::from(job.job.journal_tag.file) != self.segments[0].seq || self.current == 0 {
             return None;
         }
-        let record = Record::Job(full_job(job));
+        let record = full_job(job);
         // Only into room prepared ahead: a job that does not fit waits for
         // the next turn, after the end of this one has made a file.
-        if !self.has_room_now(record::max_len(&record) as u64) {
+        if !self.has_room_now(record::max_job_len(&record) as u64) {
             return None;
         }
-        let tag = self.append_live_job(&record, job.body.len());
+        let tag = self.append_live_job(&record);
         self.untrack(job.job.journal_tag, job.body.len());
         self.records_migrated += 1;
         Some(tag)

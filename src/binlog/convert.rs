@@ -1,6 +1,6 @@
 //! The engine's jobs as records, and records as jobs to restore.
 
-use super::record::{FullJob, JobUpdate, LoggedState};
+use super::record::{FullJob, JobToWrite, JobUpdate, LoggedState};
 use crate::engine::{BodyRef, JobCounts, JobState, JobView, JournalTag, RestoredChange, RestoredJob};
 
 fn logged_state(state: JobState) -> LoggedState {
@@ -33,10 +33,13 @@ pub(super) fn job_update(view: JobView) -> JobUpdate {
     }
 }
 
-pub(super) fn full_job(view: JobView<'_>) -> FullJob<&[u8]> {
-    FullJob {
+/// The job's full record, as the writer takes it: made where it is
+/// encoded (a put, a migration), from the engine's own fields.
+#[inline(always)]
+pub(super) fn full_job(view: JobView<'_>) -> JobToWrite<'_> {
+    JobToWrite {
         update: job_update(view),
-        tube: view.tube.clone(),
+        tube: view.tube,
         ttr: view.ttr,
         created_at: view.job.created_at as i64,
         body: view.body,

@@ -8,14 +8,15 @@ use crate::engine::{Job, JobId, JobView, Journal, JournalStats, JournalTag};
 
 impl Journal for Binlog {
     fn log_put(&mut self, job: JobView) -> Option<JournalTag> {
-        let record = Record::Job(full_job(job));
-        if !self.ensure_room(record::max_len(&record) as u64 + DELETE_LEN) {
+        // Encoded from the engine's job as it is read: no record is built.
+        let job = full_job(job);
+        if !self.ensure_room(record::max_job_len(&job) as u64 + DELETE_LEN) {
             self.refused += 1;
             return None;
         }
-        self.next_id = self.next_id.max(job.id + 1);
+        self.next_id = self.next_id.max(job.update.id + 1);
         self.reserved += DELETE_LEN;
-        Some(self.append_live_job(&record, job.body.len()))
+        Some(self.append_live_job(&job))
     }
 
     fn reserve_update(&mut self) -> bool {

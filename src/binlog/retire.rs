@@ -1,7 +1,7 @@
 //! Which files live jobs still need, and deleting the others.
 
 use super::Binlog;
-use super::record::{self, Record};
+use super::record::{self, JobToWrite};
 use super::segment::Segment;
 use crate::engine::JournalTag;
 
@@ -21,15 +21,25 @@ impl Binlog {
     }
 
     /// Appends a job's full record (as [`Binlog::append`]) and counts it
-    /// as a live job of the file it went to, for a body of `body_len`
-    /// bytes: the tag the engine keeps with the job.
+    /// as a live job of the file it went to: the tag the engine keeps with
+    /// the job.
     #[inline(always)]
-    pub(super) fn append_live_job(&mut self, record: &Record<impl AsRef<[u8]>>, body_len: usize) -> JournalTag {
-        let seq = self.append_then(record, |segment| {
-            segment.live_jobs += 1;
-            segment.seq
-        });
-        self.live_bytes += record::accounted_job_len(body_len) as u64;
+    pub(super) fn append_live_job(&mut self, job: &JobToWrite<'_>) -> JournalTag {
+        // The job moved into the closure: borrowed, it would be stored in
+        // memory on every put, for the rare call that moves on to the next
+        // file.
+        let job = *job;
+        let seq = self.append_then(
+            // Inlined, and the encoder with it: the record is encoded from
+            // the job's fields where they are, in registers.
+            #[inline(always)]
+            move |segment| segment.append_job(&job),
+            |segment| {
+                segment.live_jobs += 1;
+                segment.seq
+            },
+        );
+        self.live_bytes += record::accounted_job_len(job.body.len()) as u64;
         JournalTag { file: u32::try_from(seq).expect("2^32 binlog files") }
     }
 

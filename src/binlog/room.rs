@@ -291,27 +291,49 @@ impl Binlog {
     // it is called.
     #[inline(always)]
     pub(super) fn append(&mut self, record: &Record<impl AsRef<[u8]>>) {
-        self.append_then(record, |_| ());
+        self.append_then(|segment| segment.append(record), |_| ());
     }
 
-    /// [`Binlog::append`], then `then` on the file the record went to,
-    /// while it is at hand (no second look-up of the current file).
+    /// Queues a record as [`Binlog::append`] does, `append` putting it in a
+    /// file if it fits (its length; `None` if not), then `then` on the file
+    /// it went to, while it is at hand (no second look-up of the current
+    /// file).
+    // The current file is tried here, with no loop: in a loop that tries
+    // one file after another, a put's encoder, inlined, had its work on the
+    // job's fields hoisted out of the loop, all of it, ahead of the first
+    // try (350 instructions a put more, callgrind).
     #[inline(always)]
     pub(super) fn append_then<T>(
         &mut self,
-        record: &Record<impl AsRef<[u8]>>,
+        mut append: impl FnMut(&mut Segment) -> Option<u64>,
         then: impl FnOnce(&mut Segment) -> T,
     ) -> T {
+        let segment = &mut self.segments[self.current];
+        let (len, done) = match append(segment) {
+            Some(len) => (len, then(segment)),
+            None => self.append_past_current(append, then),
+        };
+        self.records_written += 1;
+        self.written_bytes += len;
+        done
+    }
+
+    /// [`Binlog::append_then`] once the record did not fit in the current
+    /// file: the first of the next files it fits in is the current one.
+    #[cold]
+    #[inline(never)]
+    fn append_past_current<T>(
+        &mut self,
+        mut append: impl FnMut(&mut Segment) -> Option<u64>,
+        then: impl FnOnce(&mut Segment) -> T,
+    ) -> (u64, T) {
         loop {
-            let segment = &mut self.segments[self.current];
-            if let Some(len) = segment.append(record) {
-                let done = then(segment);
-                self.records_written += 1;
-                self.written_bytes += len;
-                return done;
-            }
             assert!(self.current + 1 < self.segments.len(), "binlog room was not ensured");
             self.current += 1;
+            let segment = &mut self.segments[self.current];
+            if let Some(len) = append(segment) {
+                return (len, then(segment));
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::fsyncs::FsyncTimes;
-use super::record::{self, DELETE_RECORD_LEN, FileEncoder, HEADER_LEN, Header, Record};
+use super::record::{self, DELETE_RECORD_LEN, FileEncoder, HEADER_LEN, Header, JobToWrite, Record};
 
 /// A binlog file. Its whole capacity is allocated when it is created, so a
 /// full disk is noticed when a file is made, never in the middle of a write.
@@ -144,6 +144,16 @@ impl Segment {
         self.pending.extend_from_slice(&record::unsealed_delete_record(id));
         self.end += DELETE_RECORD_LEN as u64;
         true
+    }
+
+    /// [`Segment::append`] for a job's record (a put's, a migration's).
+    // Inlined, with the encoder, into a put's logging: the record is
+    // encoded from the fields where they are, with no record built.
+    #[inline(always)]
+    pub fn append_job(&mut self, job: &JobToWrite<'_>) -> Option<u64> {
+        let len = self.encoder.append_job_unsealed(job, self.remaining(), &mut self.pending)? as u64;
+        self.end += len;
+        Some(len)
     }
 
     /// How to go on appending to this file where another owner of it

@@ -748,4 +748,5 @@ fn the_room_budget_answers_as_the_walk_does() {
 }
 
 mod format_1;
+mod reference_bytes;
 mod restore;

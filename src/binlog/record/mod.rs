@@ -17,7 +17,7 @@
 mod cursor;
 mod delete_crc;
 #[cfg(test)]
-mod reference;
+pub(crate) mod reference;
 mod tubes;
 pub mod v1;
 pub mod v2;
@@ -120,6 +120,41 @@ pub struct FullJob<Body> {
     pub body: Body,
 }
 
+/// A [`FullJob`] as the writer takes it: every field borrowed or copied
+/// from where it is kept (the engine's job on a put or a migration), the
+/// tube's name not cloned. Made in place and encoded at once, it costs no
+/// more than its fields (nothing is built to be taken apart again).
+#[derive(Clone, Copy, Debug)]
+pub struct JobToWrite<'a> {
+    /// Its state and counters.
+    pub update: JobUpdate,
+    /// The tube it was put in.
+    pub tube: &'a TubeName,
+    /// Its time to run, in nanoseconds.
+    pub ttr: u64,
+    /// When it was put, wall-clock nanoseconds.
+    pub created_at: i64,
+    /// Its body, without the CRLF.
+    pub body: &'a [u8],
+}
+
+impl<'a> JobToWrite<'a> {
+    /// The job as a record holds it, its tube's name cloned.
+    fn to_full_job(self) -> FullJob<&'a [u8]> {
+        let JobToWrite { update, tube, ttr, created_at, body } = self;
+        FullJob { update, tube: tube.clone(), ttr, created_at, body }
+    }
+}
+
+impl<Body: AsRef<[u8]>> FullJob<Body> {
+    /// The job as the writer takes it.
+    #[inline(always)]
+    pub fn to_write(&self) -> JobToWrite<'_> {
+        let FullJob { update, ref tube, ttr, created_at, ref body } = *self;
+        JobToWrite { update, tube, ttr, created_at, body: body.as_ref() }
+    }
+}
+
 /// One record of the log. The last record about a job wins when the log is
 /// read back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,15 +211,20 @@ pub const MAX_STATE_LEN: usize = if v1::STATE_LEN > v2::MAX_STATE_LEN { v1::STAT
 /// check made before the file it goes to is known.
 pub fn max_len<Body: AsRef<[u8]>>(record: &Record<Body>) -> usize {
     match record {
-        // Format 2's bound, 101 bytes beside the tube's name and the body,
-        // is over format 1's 79 (`file_bytes` in the tests checks both):
-        // a put's room check need not work out format 1's.
-        Record::Job(_) => {
-            debug_assert!(v2::max_len(record) >= v1::encoded_len(record), "format 2's bound covers format 1's");
-            v2::max_len(record)
-        }
+        Record::Job(job) => max_job_len(&job.to_write()),
         _ => v1::encoded_len(record).max(v2::max_len(record)),
     }
+}
+
+/// [`max_len`] of a job's record: what a put's room check asks for.
+#[inline(always)]
+pub fn max_job_len(job: &JobToWrite<'_>) -> usize {
+    // Format 2's bound, 101 bytes beside the tube's name and the body, is
+    // over format 1's 79 (`file_bytes` in the tests checks both): a put's
+    // room check need not work out format 1's.
+    let len = v2::max_job_len(job);
+    debug_assert!(len >= v1::job_len(job), "format 2's bound covers format 1's");
+    len
 }
 
 /// Puts the CRC of `out[start + 4..]` (a record's length and payload) at
@@ -282,12 +322,7 @@ impl FileEncoder {
 
     /// [`FileEncoder::append`], but the record's CRC is left for
     /// [`seal_records`] to put in before the record is written (a file's
-    /// records are sealed all at once, when they are written). A put's
-    /// record is put together in place, at the end of `out` (the file's
-    /// write buffer), its body copied once.
-    // The commonest record, a job's into the tube of the job record before
-    // (a run of puts), is encoded inline, without the tube table's map and
-    // without a call; any other record out of line.
+    /// records are sealed all at once, when they are written).
     #[inline(always)]
     pub fn append_unsealed<Body: AsRef<[u8]>>(
         &mut self,
@@ -295,22 +330,56 @@ impl FileEncoder {
         room: u64,
         out: &mut Vec<u8>,
     ) -> Option<usize> {
-        let Record::Job(job) = record else { return self.append_any(record, room, out) };
+        match record {
+            Record::Job(job) => self.append_job_unsealed(&job.to_write(), room, out),
+            _ => self.append_any(record, room, out),
+        }
+    }
+
+    /// [`FileEncoder::append_unsealed`] for a job's record, taken as the
+    /// writer takes it (a put's and a migration's: straight from the
+    /// engine's job). The record is put together in place, at the end of
+    /// `out` (the file's write buffer), its body copied once.
+    // The commonest record, a job's into the tube of the job record before
+    // (a run of puts), is encoded inline, without the tube table's map and
+    // without a call; any other out of line.
+    #[inline(always)]
+    pub fn append_job_unsealed(&mut self, job: &JobToWrite<'_>, room: u64, out: &mut Vec<u8>) -> Option<usize> {
         if let Format::V2 { .. } = self.format
-            && let Some(index) = self.tubes.in_run(&job.tube)
+            && let Some(index) = self.tubes.in_run(job.tube)
         {
             let len = v2::append_job(job, self.format.base_ns(), TubeRef::Index(index), room, out)?;
             self.tubes.named_in_run();
             return Some(len);
         }
-        self.append_any(record, room, out)
+        self.append_job_any(*job, room, out)
     }
 
-    /// [`FileEncoder::append_unsealed`] for any record.
+    /// [`FileEncoder::append_job_unsealed`] for any job's record.
+    // The job by value: by reference, the caller would store it in memory
+    // on every put, for a call that few make.
+    #[inline(never)]
+    fn append_job_any(&mut self, job: JobToWrite<'_>, room: u64, out: &mut Vec<u8>) -> Option<usize> {
+        match self.format {
+            // Format 1 is appended to only until the file a restart found
+            // the newest is full: its job records are encoded from the
+            // record, the tube's name cloned.
+            Format::V1 => self.append_any(&Record::Job(job.to_full_job()), room, out),
+            Format::V2 { .. } => {
+                let tube = self.tubes.name(job.tube);
+                let len = v2::append_job(&job, self.format.base_ns(), tube, room, out)?;
+                self.tubes.named(job.tube, tube);
+                Some(len)
+            }
+        }
+    }
+
+    /// [`FileEncoder::append_unsealed`] for any record, out of line.
     #[inline(never)]
     fn append_any<Body: AsRef<[u8]>>(&mut self, record: &Record<Body>, room: u64, out: &mut Vec<u8>) -> Option<usize> {
-        match self.format {
-            Format::V1 => {
+        let base = self.format.base_ns();
+        match (self.format, record) {
+            (Format::V1, _) => {
                 let len = v1::encoded_len(record);
                 if len as u64 > room {
                     return None;
@@ -319,17 +388,10 @@ impl FileEncoder {
                 v1::encode(record, out);
                 Some(len)
             }
-            Format::V2 { .. } => {
-                let tube = match record {
-                    Record::Job(job) => self.tubes.name(&job.tube),
-                    _ => TubeRef::Index(0),
-                };
-                let len = v2::append(record, self.format.base_ns(), tube, room, out)?;
-                if let Record::Job(job) = record {
-                    self.tubes.named(&job.tube, tube);
-                }
-                Some(len)
-            }
+            (Format::V2 { .. }, Record::Job(job)) => self.append_job_any(job.to_write(), room, out),
+            (Format::V2 { .. }, Record::State(update)) => v2::append_state(update, base, room, out),
+            (Format::V2 { .. }, Record::Delete(id)) => v2::append_delete(*id, room, out),
+            (Format::V2 { .. }, Record::Padding(filler)) => v2::append_padding(*filler, room, out),
         }
     }
 }

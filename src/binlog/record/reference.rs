@@ -13,7 +13,7 @@ use crate::protocol::TubeName;
 const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// One file's writer: its base time and the tubes its records declared.
-pub(super) struct ReferenceWriter {
+pub(crate) struct ReferenceWriter {
     base: i64,
     /// Each tube's index, and the number of job records written before
     /// the one that last declared it.
@@ -23,13 +23,13 @@ pub(super) struct ReferenceWriter {
 
 impl ReferenceWriter {
     /// For a new file of base time `base_secs`.
-    pub(super) fn new(base_secs: u32) -> ReferenceWriter {
+    pub(crate) fn new(base_secs: u32) -> ReferenceWriter {
         ReferenceWriter { base: i64::from(base_secs) * NS_PER_SEC as i64, tubes: HashMap::new(), jobs: 0 }
     }
 
     /// The record's bytes, its CRC left zero, if it takes at most `room`
     /// bytes; `None`, and nothing noted, if not.
-    pub(super) fn record(&mut self, record: &Record<&[u8]>, room: u64) -> Option<Vec<u8>> {
+    pub(crate) fn record(&mut self, record: &Record<&[u8]>, room: u64) -> Option<Vec<u8>> {
         let mut payload = Vec::new();
         let mut declared = None;
         match record {

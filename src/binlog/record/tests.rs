@@ -318,7 +318,10 @@ fn random_job_states_round_trip_in_both_formats() {
 /// (`reference`), byte for byte, over random records: fresh puts above all
 /// (the encoder's common case) and every other shape of record, in files of
 /// several tubes (declared, then declared again every so often), some
-/// records offered less room than they take.
+/// records offered less room than they take. A job's record goes through
+/// [`FileEncoder::append_job_unsealed`], the entry a put's logging uses
+/// (`binlog::tests::reference_bytes` holds the log's files to the same
+/// writer, the records made from the engine's jobs).
 #[test]
 fn format_2_is_the_reference_writers_bytes() {
     let tubes: Vec<TubeName> = ["default", "a", "emails", &"x".repeat(200)].iter().map(|t| tube(t)).collect();

@@ -7,7 +7,8 @@
 
 use super::cursor::{Cursor, Head};
 use super::{
-    FRAME_LEN, FullJob, JobUpdate, LoggedState, Record, TYPE_DELETE, TYPE_JOB, TYPE_PADDING, TYPE_STATE, seal,
+    FRAME_LEN, FullJob, JobToWrite, JobUpdate, LoggedState, Record, TYPE_DELETE, TYPE_JOB, TYPE_PADDING, TYPE_STATE,
+    seal,
 };
 use crate::protocol::TubeName;
 
@@ -27,6 +28,11 @@ pub fn encoded_len<Body: AsRef<[u8]>>(record: &Record<Body>) -> usize {
             Record::Delete(_) => 8,
             Record::Padding(filler) => *filler,
         }
+}
+
+/// [`encoded_len`] of a job's record.
+pub fn job_len(job: &JobToWrite<'_>) -> usize {
+    FRAME_LEN + 1 + job_payload_len(job.tube.as_str().len(), job.body.len())
 }
 
 /// A full job record's payload after its type byte: the update, TTR,

@@ -9,7 +9,7 @@
 //! layout is in docs/binlog-format.md.
 
 use super::cursor::{Cursor, Head, MAX_VARINT_LEN};
-use super::{FRAME_LEN, FullJob, JobUpdate, LoggedState, Record, TYPE_DELETE, TYPE_JOB, TYPE_PADDING, TYPE_STATE};
+use super::{FRAME_LEN, JobToWrite, JobUpdate, LoggedState, Record, TYPE_DELETE, TYPE_JOB, TYPE_PADDING, TYPE_STATE};
 use crate::protocol::MAX_TUBE_NAME;
 
 /// The flags byte: bits 0-1 the state, then which fields follow.
@@ -65,11 +65,17 @@ pub(super) enum TubeField<'a> {
 /// it goes to is known.
 pub fn max_len<Body: AsRef<[u8]>>(record: &Record<Body>) -> usize {
     match record {
-        Record::Job(job) => MAX_JOB_HEAD_LEN + job.tube.as_str().len() + job.body.as_ref().len(),
+        Record::Job(job) => max_job_len(&job.to_write()),
         Record::State(_) => MAX_STATE_LEN,
         Record::Delete(_) => FRAME_LEN + 9,
         Record::Padding(filler) => FRAME_LEN + 1 + filler,
     }
+}
+
+/// [`max_len`] of a job's record.
+#[inline(always)]
+pub fn max_job_len(job: &JobToWrite<'_>) -> usize {
+    MAX_JOB_HEAD_LEN + job.tube.as_str().len() + job.body.len()
 }
 
 /// Bytes of the window a record's head is written in at the end of the
@@ -82,64 +88,24 @@ const WINDOW: usize = (MAX_JOB_HEAD_LEN + MAX_VARINT_LEN).next_power_of_two();
 /// head.
 const DECLARING_WINDOW: usize = (MAX_JOB_HEAD_LEN + MAX_VARINT_LEN + MAX_TUBE_NAME).next_power_of_two();
 
-/// Appends the record to `out` as a file of base time `base` (ns) holds
-/// it, a job's tube named by `tube`, and returns its length; `None`, and
+/// Appends a job's record to `out` as a file of base time `base` (ns)
+/// holds it, its tube named by `tube`, and returns its length; `None`, and
 /// `out` as it was, if that is over `room`. The CRC is left for the file's
-/// writer (`seal_records`).
+/// writer (`seal_records`), here and in the other `append_` functions.
 ///
 /// The head is written in place: `out` takes a window of zeros, the head
 /// is written into it and the window cut to the head, the payload's length
 /// put in the frame, then the body appended. No copy of the head, one
 /// reservation for the record.
-// Inlined into `FileEncoder::append_any`, with `put_update` and the tube
-// table's two calls.
-#[inline]
-pub(super) fn append<Body: AsRef<[u8]>>(
-    record: &Record<Body>,
-    base: i64,
-    tube: TubeRef,
-    room: u64,
-    out: &mut Vec<u8>,
-) -> Option<usize> {
-    match record {
-        Record::Job(job) => append_job(job, base, tube, room, out),
-        Record::State(update) => {
-            let (start, mut head) = open_window::<WINDOW>(out, 0);
-            head.u8(TYPE_STATE);
-            let flags = flags(update, update.delay.is_multiple_of(NS_PER_SEC));
-            head.u8(flags);
-            put_update(update, flags, base, &mut head);
-            let head_len = head.end();
-            close_window(out, start, head_len, 0, room)
-        }
-        Record::Delete(id) => {
-            let (start, mut head) = open_window::<WINDOW>(out, 0);
-            head.u8(TYPE_DELETE);
-            head.bytes(&id.to_le_bytes());
-            let head_len = head.end();
-            close_window(out, start, head_len, 0, room)
-        }
-        Record::Padding(filler) => {
-            let (start, mut head) = open_window::<WINDOW>(out, *filler);
-            head.u8(TYPE_PADDING);
-            let head_len = head.end();
-            let len = close_window(out, start, head_len, *filler, room)?;
-            out.resize(out.len() + filler, 0);
-            Some(len)
-        }
-    }
-}
-
-/// [`append`] for a job record.
 #[inline(always)]
-pub(super) fn append_job<Body: AsRef<[u8]>>(
-    job: &FullJob<Body>,
+pub(super) fn append_job(
+    job: &JobToWrite<'_>,
     base: i64,
     tube: TubeRef,
     room: u64,
     out: &mut Vec<u8>,
 ) -> Option<usize> {
-    let body = job.body.as_ref();
+    let body = job.body;
     let (start, head_len) = match tube {
         TubeRef::Index(index) => {
             let (start, mut head) = open_window::<WINDOW>(out, body.len());
@@ -157,12 +123,48 @@ pub(super) fn append_job<Body: AsRef<[u8]>>(
     Some(len)
 }
 
+/// Appends the record of a change of a job's state, as [`append_job`] a
+/// job's.
+// Inlined into `FileEncoder::append_any`, with `put_update`.
+#[inline]
+pub(super) fn append_state(update: &JobUpdate, base: i64, room: u64, out: &mut Vec<u8>) -> Option<usize> {
+    let (start, mut head) = open_window::<WINDOW>(out, 0);
+    head.u8(TYPE_STATE);
+    let flags = flags(update, update.delay.is_multiple_of(NS_PER_SEC));
+    head.u8(flags);
+    put_update(update, flags, base, &mut head);
+    let head_len = head.end();
+    close_window(out, start, head_len, 0, room)
+}
+
+/// Appends the record of job `id`'s delete, as [`append_job`] a job's.
+#[inline]
+pub(super) fn append_delete(id: u64, room: u64, out: &mut Vec<u8>) -> Option<usize> {
+    let (start, mut head) = open_window::<WINDOW>(out, 0);
+    head.u8(TYPE_DELETE);
+    head.bytes(&id.to_le_bytes());
+    let head_len = head.end();
+    close_window(out, start, head_len, 0, room)
+}
+
+/// Appends padding, `filler` bytes after its type, as [`append_job`] a
+/// job's record.
+#[inline]
+pub(super) fn append_padding(filler: usize, room: u64, out: &mut Vec<u8>) -> Option<usize> {
+    let (start, mut head) = open_window::<WINDOW>(out, filler);
+    head.u8(TYPE_PADDING);
+    let head_len = head.end();
+    let len = close_window(out, start, head_len, filler, room)?;
+    out.resize(out.len() + filler, 0);
+    Some(len)
+}
+
 /// A job record's head after its frame: type, flags, state, TTR, creation
 /// time, tube index (and the name, where it declares it), body length.
 #[inline(always)]
-fn job_head<Body: AsRef<[u8]>, const N: usize>(
+fn job_head<const N: usize>(
     head: &mut Head<'_, N>,
-    job: &FullJob<Body>,
+    job: &JobToWrite<'_>,
     base: i64,
     index: u32,
     declares: Option<&[u8]>,
@@ -194,7 +196,7 @@ fn job_head<Body: AsRef<[u8]>, const N: usize>(
         head.u8(name.len() as u8);
         head.bytes(name);
     }
-    head.varint(job.body.as_ref().len() as u64);
+    head.varint(job.body.len() as u64);
 }
 
 /// A window of `N` zeros appended to `out`, room reserved past it for a
