@@ -59,7 +59,15 @@ pub fn read_response(stream: &mut TcpStream, head_only: bool) -> io::Result<Resp
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte)? == 0 {
+        // A signal (a child's exit) may interrupt the read: read again,
+        // as `read_exact` does.
+        let read = loop {
+            match stream.read(&mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                read => break read?,
+            }
+        };
+        if read == 0 {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("closed after {buf:?}")));
         }
         buf.push(byte[0]);
