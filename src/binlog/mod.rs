@@ -22,7 +22,8 @@
 //!   `room_budget`: the bytes left before room runs low, so that asking
 //!   costs a subtraction.
 //! - `retire`: counting each file's live jobs, deleting the files no live
-//!   job needs.
+//!   job needs; `closer`: the thread that closes them, since freeing a
+//!   file's cached pages takes milliseconds.
 //! - `compaction`: moving the oldest file's jobs to the head of the log.
 //! - `journal`: what the engine asks of the log ([`Journal`](crate::engine::Journal)), with or
 //!   without a log (`Option<Binlog>`).
@@ -68,6 +69,7 @@
 //! the head (migrated) so it can go.
 
 pub mod beanstalkd;
+mod closer;
 mod commit;
 mod compaction;
 mod convert;
@@ -96,6 +98,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::settings::FsyncPolicy;
+use closer::Closer;
 use compaction::Migration;
 use fsyncs::FsyncTimes;
 use lock::DirLock;
@@ -202,6 +205,10 @@ pub struct Binlog {
     /// they held no live job when it was made, so what released them was
     /// written before it.
     deletable_after_sync: Option<(u64, u64)>,
+    /// Closes retired files off the loop, once one retired (`None`
+    /// before; an error if its thread could not start: then they close
+    /// in the loop).
+    closer: Option<std::io::Result<Closer>>,
     /// Compaction's walk over the oldest file's jobs.
     migration: Option<Migration>,
     /// Spare files made ahead, between commands.

@@ -75,6 +75,7 @@ impl Binlog {
             failed: false,
             syncer: None,
             deletable_after_sync: None,
+            closer: None,
             migration: None,
             room_budget: Cell::new(None),
             preparation: Preparation::default(),

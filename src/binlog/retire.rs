@@ -1,6 +1,7 @@
 //! Which files live jobs still need, and deleting the others.
 
 use super::Binlog;
+use super::closer::Closer;
 use super::record::{self, JobToWrite};
 use super::segment::Segment;
 use crate::engine::JournalTag;
@@ -74,7 +75,13 @@ impl Binlog {
         for segment in self.segments.drain(..deletable) {
             let seq = segment.seq;
             match segment.remove() {
-                Ok(()) => self.preparation.file_deleted(),
+                Ok(file) => {
+                    match self.closer.get_or_insert_with(Closer::start) {
+                        Ok(closer) => closer.close(file),
+                        Err(_) => drop(file),
+                    }
+                    self.preparation.file_deleted();
+                }
                 Err(e) => log::warn!("binlog: cannot delete file {seq}: {e}"),
             }
         }
