@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::record::{HEADER_LEN, Header, Record};
 use super::segment::Segment;
+use super::syncer::NewFile;
 use super::{Binlog, DELETE_LEN, FsyncPolicy};
 use crate::engine::JobId;
 
@@ -274,8 +275,14 @@ impl Binlog {
             return Err(io::Error::other("binlog file numbers are used up (2^32 files made in this directory)"));
         }
         let capacity = self.file_size.max(HEADER_LEN as u64 + min_record).next_multiple_of(4096);
-        let durable = self.fsync != FsyncPolicy::Never;
+        // With the sync thread, it makes the file durable, before any
+        // later request syncs records (requests go in order); else it is
+        // synced here, unless nothing is ever synced (`-F`).
+        let durable = self.fsync != FsyncPolicy::Never && self.syncer.is_none();
         let segment = (self.preparation.make_file)(&self.dir, Header::new(seq, self.next_id), capacity, durable)?;
+        if let Some(syncer) = &mut self.syncer {
+            syncer.request_new_file(NewFile { path: segment.path().to_owned(), dir: self.dir.clone() });
+        }
         self.segments.push(segment);
         self.last_seq = seq;
         Ok(())

@@ -117,6 +117,10 @@ impl Segment {
         })
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn remaining(&self) -> u64 {
         self.capacity - self.end
     }
