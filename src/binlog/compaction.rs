@@ -1,6 +1,10 @@
 //! Compaction: when the log grows past twice the live data, the jobs left
 //! in the oldest file are rewritten at the head, a batch a turn, so that
-//! file can go.
+//! file can go. The server has the file read back on a thread of its own
+//! (`read_back_in_background`), so the loop does not stall on it.
+
+use std::io;
+use std::sync::mpsc::{Receiver, TryRecvError, channel};
 
 use super::Binlog;
 use super::convert::full_job;
@@ -19,6 +23,13 @@ pub(super) struct Migration {
     seq: u64,
     ids: Vec<JobId>,
     next: usize,
+}
+
+/// The oldest file's job ids, being read on a thread of its own.
+#[derive(Debug)]
+pub(super) struct ReadingBack {
+    seq: u64,
+    ids: Receiver<io::Result<Vec<JobId>>>,
 }
 
 impl Binlog {
@@ -40,15 +51,17 @@ impl Binlog {
         if !self.wants_compaction() {
             return Vec::new();
         }
-        let oldest = &self.segments[0];
+        let seq = self.segments[0].seq;
         let migration = match self.migration.take() {
-            Some(m) if m.seq == oldest.seq => m,
-            _ => match oldest.full_record_ids() {
-                Ok(ids) => Migration { seq: oldest.seq, ids, next: 0 },
-                Err(e) => {
-                    log::warn!("binlog: cannot read back file {} to compact it: {e}", oldest.seq);
+            Some(m) if m.seq == seq => m,
+            _ => match self.oldest_full_record_ids() {
+                Some(Ok(ids)) => Migration { seq, ids, next: 0 },
+                Some(Err(e)) => {
+                    log::warn!("binlog: cannot read back file {seq} to compact it: {e}");
                     return Vec::new();
                 }
+                // Still being read: a later turn takes it up.
+                None => return Vec::new(),
             },
         };
         let m = self.migration.insert(migration);
@@ -59,6 +72,49 @@ impl Binlog {
         let from = m.next;
         m.next = m.ids.len().min(from + MIGRATION_BATCH_JOBS);
         m.ids[from..m.next].to_vec()
+    }
+
+    /// Reads the oldest file back on a thread of its own from now on, for
+    /// compaction: reading a whole file (10 MiB by default) and walking
+    /// its records stalled every client for milliseconds.
+    pub fn read_back_in_background(&mut self) {
+        self.read_back_in_background = true;
+    }
+
+    /// The ids of the full records in the oldest file: read now, or on a
+    /// thread (`None` while it reads).
+    fn oldest_full_record_ids(&mut self) -> Option<io::Result<Vec<JobId>>> {
+        let oldest = &self.segments[0];
+        if !self.read_back_in_background {
+            return Some(oldest.full_record_ids());
+        }
+        if let Some(reading) = &self.reading_back
+            && reading.seq == oldest.seq
+        {
+            let read = match reading.ids.try_recv() {
+                Ok(read) => read,
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Disconnected) => Err(io::Error::other("the thread reading it ended")),
+            };
+            self.reading_back = None;
+            return Some(read);
+        }
+        let read = match oldest.full_record_ids_reader() {
+            Ok(read) => read,
+            Err(e) => return Some(Err(e)),
+        };
+        let (sender, ids) = channel();
+        let spawned = std::thread::Builder::new().name("binlog-read".into()).spawn(move || {
+            let _ = sender.send(read());
+        });
+        match spawned {
+            Ok(_) => {
+                self.reading_back = Some(ReadingBack { seq: oldest.seq, ids });
+                None
+            }
+            // No thread: read it here.
+            Err(_) => Some(oldest.full_record_ids()),
+        }
     }
 
     /// Rewrites the job at the head if its full record is still in the

@@ -99,7 +99,7 @@ use std::time::Instant;
 
 use crate::settings::FsyncPolicy;
 use closer::Closer;
-use compaction::Migration;
+use compaction::{Migration, ReadingBack};
 use fsyncs::FsyncTimes;
 use lock::DirLock;
 pub use open::Opened;
@@ -211,6 +211,10 @@ pub struct Binlog {
     closer: Option<std::io::Result<Closer>>,
     /// Compaction's walk over the oldest file's jobs.
     migration: Option<Migration>,
+    /// Whether compaction reads the oldest file back on a thread of its
+    /// own; and that read, while it runs.
+    read_back_in_background: bool,
+    reading_back: Option<ReadingBack>,
     /// Spare files made ahead, between commands.
     preparation: Preparation,
     /// Bytes the log can take before room runs low, worked out when it was

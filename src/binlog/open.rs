@@ -77,6 +77,8 @@ impl Binlog {
             deletable_after_sync: None,
             closer: None,
             migration: None,
+            read_back_in_background: false,
+            reading_back: None,
             room_budget: Cell::new(None),
             preparation: Preparation::default(),
         };

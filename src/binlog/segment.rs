@@ -169,10 +169,16 @@ impl Segment {
     /// The ids of the jobs whose full records this file holds (some since
     /// deleted or rewritten further on), read back from the file.
     pub fn full_record_ids(&self) -> io::Result<Vec<u64>> {
-        let mut bytes = vec![0; (self.written - HEADER_LEN as u64) as usize];
-        self.file.read_exact_at(&mut bytes, HEADER_LEN as u64)?;
-        bytes.extend_from_slice(&self.pending);
-        Ok(record::full_record_ids(self.encoder.format(), &bytes))
+        read_full_record_ids(&self.file, self.written, self.encoder.format(), &self.pending)
+    }
+
+    /// [`Segment::full_record_ids`], to run on another thread: a second
+    /// handle on the file, what was written of it, and the records still
+    /// queued go with it.
+    pub fn full_record_ids_reader(&self) -> io::Result<impl FnOnce() -> io::Result<Vec<u64>> + Send + 'static> {
+        let file = self.file.try_clone()?;
+        let (written, format, queued) = (self.written, self.encoder.format(), self.pending.clone());
+        Ok(move || read_full_record_ids(&file, written, format, &queued))
     }
 
     /// Seals the queued records (their CRCs) and hands them to the kernel
@@ -240,6 +246,15 @@ impl Segment {
         std::fs::remove_file(&self.path)?;
         Ok(self.file)
     }
+}
+
+/// The ids of the full records in `file`'s first `written` bytes and in
+/// the records `queued` after them.
+fn read_full_record_ids(file: &File, written: u64, format: record::Format, queued: &[u8]) -> io::Result<Vec<u64>> {
+    let mut bytes = vec![0; (written - HEADER_LEN as u64) as usize];
+    file.read_exact_at(&mut bytes, HEADER_LEN as u64)?;
+    bytes.extend_from_slice(queued);
+    Ok(record::full_record_ids(format, &bytes))
 }
 
 /// Allocates the whole file up front (ENOSPC now, not mid-write).

@@ -773,3 +773,50 @@ fn the_sync_thread_makes_new_files_durable() {
     let Opened { binlog: reopened, .. } = Binlog::open(&config).unwrap();
     assert_eq!(reopened.segments.len(), files_before + 2, "the new files are there, headers and all");
 }
+
+/// The server has compaction read the oldest file back on a thread of its
+/// own: the turn that starts it moves nothing and goes on, and a later one
+/// moves the jobs once the ids are read. The log replays the same after.
+#[test]
+fn compaction_reads_the_oldest_file_back_on_a_thread_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let file_size = 64 * 1024;
+    let mut e = open(dir.path(), file_size, T0).unwrap();
+    let keeper = put(&mut e, T0, 0, 0, b"keep me");
+    run(&mut e, T0, 1, Command::ReserveJob(keeper));
+    for i in 0..5_000u64 {
+        let id = put(&mut e, T0, 1, 0, b"some body of a job");
+        run(&mut e, T0, 0, Command::Delete(id));
+        run(&mut e, T0, 1, Command::Release { id: keeper, pri: 0, delay: 1 });
+        run(&mut e, T0, 1, Command::ReserveJob(keeper));
+        if i % 100 == 0 {
+            commit_without_compaction(&mut e);
+        }
+    }
+    commit_without_compaction(&mut e);
+    assert!(binlog(&e).wants_compaction(), "the kept job pins the first file");
+    let pinned = binlog(&e).segments[0].seq;
+
+    binlog_mut(&mut e).read_back_in_background();
+    e.maintain_journal();
+    assert_eq!(binlog(&e).stats().records_migrated, 0, "the turn that starts the read moved nothing");
+    // The read takes what the thread takes; turns go on meanwhile.
+    for _ in 0..10_000 {
+        if binlog(&e).segments[0].seq != pinned {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        commit(&mut e);
+    }
+    assert!(binlog(&e).stats().records_migrated > 0, "the kept job was moved");
+    assert!(!dir.path().join(segment::file_name(pinned)).exists(), "the pinned file went");
+    drop(e);
+    let mut e = open(dir.path(), file_size, T0).unwrap();
+    assert_eq!(job_field(&mut e, T0, keeper, "releases"), "5000");
+}
+
+fn commit_without_compaction(engine: &mut Engine<Option<Binlog>>) {
+    let binlog = binlog_mut(engine);
+    binlog.commit(Instant::now()).unwrap();
+    binlog.prepare_ahead(Instant::now());
+}

@@ -241,6 +241,9 @@ impl Server {
         let clock = Clock::start();
         let mut engine = restore::engine(config, host, clock.started_at(), opened, metrics_tubes);
         let timer = DeadlineTimer::new(poll.registry(), TIMER)?;
+        if let Some(binlog) = engine.journal_mut() {
+            binlog.read_back_in_background();
+        }
         if let (Some(binlog), Some(waker)) = (engine.journal_mut(), waker) {
             binlog.sync_in_background(Box::new(move || {
                 let _ = waker.wake();
