@@ -330,6 +330,7 @@ pub fn variants(opts: &Opts) -> Vec<Variant> {
                 }
             }
             "instructions" => out.extend(crate::instructions::variants(opts)),
+            "stalls" => out.extend(crate::stalls::variants(opts)),
             "recovery" => {
                 // Ready jobs, then jobs delayed an hour: a delayed job has a
                 // deadline and a timer that a ready one does not.
