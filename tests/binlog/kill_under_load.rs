@@ -168,6 +168,13 @@ fn kill_9_loop_under_load_default_fsync() {
     kill_loop(&[], "default -f 50");
 }
 
+/// The same in 4 KiB files: a hundred and more files a round are made all
+/// through the load, each made durable by the sync thread, not the loop.
+#[test]
+fn kill_9_loop_under_load_default_fsync_small_files() {
+    kill_loop(&["-s", "4096"], "default -f 50, 4 KiB files");
+}
+
 /// Every reply waits for the fsync of its records (`-f 0`).
 #[test]
 fn kill_9_loop_under_load_fsync_always() {
