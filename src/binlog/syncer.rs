@@ -35,9 +35,15 @@ pub struct NewFile {
 }
 
 impl NewFile {
-    /// Its header and allocated size, then its directory entry.
+    /// Its header and allocated size, then its directory entry. A file
+    /// already gone needs neither (none is deleted before a later request
+    /// is done, so this is defence only).
     fn sync(&self, times: &FsyncTimes) -> io::Result<()> {
-        times.sync(&File::open(&self.path)?)?;
+        match File::open(&self.path) {
+            Ok(file) => times.sync(&file)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
         sync_dir(&self.dir)
     }
 }
