@@ -16,10 +16,9 @@
 //! sprout must have none (the run fails otherwise); beanstalkd's figure is
 //! reported as it comes.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::blocking::Conn;
 use crate::client::{self, Reply};
 use crate::scenarios::{self, Env, Metric, Unit, Variant};
 use crate::server::{self, Server};
@@ -98,7 +97,7 @@ fn run(env: &Env, binlog: bool) -> Result<Vec<Metric>, String> {
 
 /// Buries `total` jobs of `body` and returns their ids in burial order.
 fn bury_all(server: &Server, body: &[u8], total: usize) -> Result<Vec<u64>, String> {
-    let mut conn = Conn::open(server)?;
+    let mut conn = Conn::open(server, Duration::from_secs(120))?;
     let mut order = Vec::with_capacity(total);
     let mut put = format!("put 0 0 60 {}\r\n", body.len()).into_bytes();
     put.extend_from_slice(body);
@@ -129,7 +128,7 @@ fn bury_all(server: &Server, body: &[u8], total: usize) -> Result<Vec<u64>, Stri
 /// `peek-buried`s before each kick that named another job than the one
 /// `order` (burial order) puts next.
 fn kick_in_order(server: &Server, order: &[u64]) -> Result<usize, String> {
-    let mut conn = Conn::open(server)?;
+    let mut conn = Conn::open(server, Duration::from_secs(120))?;
     let starts: Vec<usize> = (0..order.len()).step_by(KICK_STEP).collect();
     let mut failed = 0;
     for group in starts.chunks(BATCH) {
@@ -149,85 +148,4 @@ fn kick_in_order(server: &Server, order: &[u64]) -> Result<usize, String> {
         return Err("jobs left buried after kicking them all".into());
     }
     Ok(failed)
-}
-
-/// A blocking connection that reads replies as they come.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    fn open(server: &Server) -> Result<Conn, String> {
-        let stream = TcpStream::connect(server.addr).map_err(|e| e.to_string())?;
-        stream.set_read_timeout(Some(Duration::from_secs(120))).map_err(|e| e.to_string())?;
-        Ok(Conn { stream, buf: Vec::new() })
-    }
-
-    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.stream.write_all(bytes).map_err(|e| e.to_string())
-    }
-
-    fn fill(&mut self) -> Result<(), String> {
-        let mut chunk = [0; 64 * 1024];
-        loop {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err("the server closed the connection".into()),
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    return Ok(());
-                }
-                // A signal interrupted a blocked read: read again.
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-
-    /// The next reply, given to `take`, which says what it means.
-    fn reply<T>(&mut self, take: impl Fn(Reply) -> Result<T, String>) -> Result<T, String> {
-        loop {
-            if let Some((reply, used)) = client::parse_reply(&self.buf)? {
-                let value = take(reply);
-                self.buf.drain(..used);
-                return value;
-            }
-            self.fill()?;
-        }
-    }
-
-    fn expect(&mut self, ok: impl Fn(&Reply) -> bool, what: &str) -> Result<(), String> {
-        self.reply(|r| if ok(&r) { Ok(()) } else { Err(format!("{what}: {r:?}")) })
-    }
-
-    fn reserved(&mut self) -> Result<u64, String> {
-        self.reply(|r| match r {
-            Reply::Reserved { id, .. } => Ok(id),
-            r => Err(format!("reserve: {r:?}")),
-        })
-    }
-
-    /// One reply line, without its CRLF.
-    fn line(&mut self) -> Result<Vec<u8>, String> {
-        self.reply(|r| match r {
-            Reply::Other(line) => Ok(line.to_vec()),
-            r => Err(format!("expected a line, got {r:?}")),
-        })
-    }
-
-    /// A `FOUND <id> <bytes>` reply's id, its body skipped.
-    fn found(&mut self) -> Result<u64, String> {
-        let line = self.line()?;
-        let text = String::from_utf8_lossy(&line).into_owned();
-        let (id, size) = text
-            .strip_prefix("FOUND ")
-            .and_then(|s| s.split_once(' '))
-            .and_then(|(id, size)| Some((id.parse::<u64>().ok()?, size.parse::<usize>().ok()?)))
-            .ok_or_else(|| format!("peek-buried: {text:?}"))?;
-        while self.buf.len() < size + 2 {
-            self.fill()?;
-        }
-        self.buf.drain(..size + 2);
-        Ok(id)
-    }
 }

@@ -15,6 +15,7 @@
 //! operation under valgrind's callgrind instead (`instructions.rs`): a
 //! figure the machine's noise does not move, so `--rounds 1` is enough.
 
+mod blocking;
 mod buried;
 mod client;
 mod do_nothing;

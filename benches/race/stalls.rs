@@ -15,17 +15,19 @@
 //! the load's rate, and `binlog-records-migrated`, which shows that
 //! compaction ran.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::blocking::Conn;
 use crate::client::{self, Reply};
 use crate::scenarios::{Env, Metric, Unit, Variant};
 use crate::server::{self, Server};
 
 /// Jobs a load round trip puts (then deletes).
 const BATCH: usize = 1000;
+
+/// How long a read waits before the run fails.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The probe's pause between puts.
 const PROBE_GAP: Duration = Duration::from_micros(500);
@@ -46,7 +48,7 @@ pub fn variants(opts: &crate::Opts) -> Vec<Variant> {
 
 fn run(env: &Env, body: &[u8]) -> Result<Vec<Metric>, String> {
     let server = env.start();
-    let mut pin = Conn::open(&server)?;
+    let mut pin = Conn::open(&server, READ_TIMEOUT)?;
     pin.send(b"put 0 0 60 3\r\npin\r\nreserve\r\n")?;
     pin.reply(|r| matches!(r, Reply::Inserted(_)).then_some(()).ok_or(format!("pin put: {r:?}")))?;
     let pinned = pin.reply(|r| match r {
@@ -86,7 +88,7 @@ fn run(env: &Env, body: &[u8]) -> Result<Vec<Metric>, String> {
 /// Puts `BATCH` jobs, deletes them, and again, until `until`; returns the
 /// jobs put and the seconds taken.
 fn load(server: &Server, body: &[u8], until: Instant) -> Result<(usize, f64), String> {
-    let mut conn = Conn::open(server)?;
+    let mut conn = Conn::open(server, READ_TIMEOUT)?;
     let mut put = format!("put 0 0 60 {}\r\n", body.len()).into_bytes();
     put.extend_from_slice(body);
     put.extend_from_slice(b"\r\n");
@@ -110,7 +112,7 @@ fn load(server: &Server, body: &[u8], until: Instant) -> Result<(usize, f64), St
 
 /// Times one put at a time from `from` until `until`.
 fn probe(server: &Server, from: Instant, until: Instant) -> Result<Vec<Duration>, String> {
-    let mut conn = Conn::open(server)?;
+    let mut conn = Conn::open(server, READ_TIMEOUT)?;
     conn.stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let mut times = Vec::new();
     while Instant::now() < until {
@@ -125,48 +127,4 @@ fn probe(server: &Server, from: Instant, until: Instant) -> Result<Vec<Duration>
         thread::sleep(PROBE_GAP);
     }
     Ok(times)
-}
-
-/// A blocking connection that reads replies as they come.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    fn open(server: &Server) -> Result<Conn, String> {
-        let stream = TcpStream::connect(server.addr).map_err(|e| e.to_string())?;
-        stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
-        Ok(Conn { stream, buf: Vec::new() })
-    }
-
-    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.stream.write_all(bytes).map_err(|e| e.to_string())
-    }
-
-    /// The next reply, given to `take`, which says what it means.
-    fn reply<T>(&mut self, take: impl Fn(Reply) -> Result<T, String>) -> Result<T, String> {
-        loop {
-            if let Some((reply, used)) = client::parse_reply(&self.buf)? {
-                let value = take(reply);
-                self.buf.drain(..used);
-                return value;
-            }
-            let mut chunk = [0; 64 * 1024];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err("the server closed the connection".into()),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                // A signal interrupted a blocked read: read again.
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-
-    fn inserted(&mut self) -> Result<u64, String> {
-        self.reply(|r| match r {
-            Reply::Inserted(id) => Ok(id),
-            r => Err(format!("put: {r:?}")),
-        })
-    }
 }
