@@ -15,6 +15,10 @@
 //! builds it with nothing else, and it is measured as a process of its own,
 //! as the real servers are.
 //!
+//! With `-b DIR` it also logs each put, as little as a log can
+//! (`do_nothing_log.rs`), and sends a turn's replies only after the turn's
+//! records are written, as sprout does.
+//!
 //! Deliberate simplifications, none of which the race's loads reach: a
 //! `reserve` on an empty list answers `TIMED_OUT` instead of waiting, and
 //! any command it does not know is `UNKNOWN_COMMAND`.
@@ -26,6 +30,8 @@ use std::net::SocketAddr;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
+
+use crate::do_nothing_log::Log;
 
 /// The first argument that makes the race's executable this server.
 pub const FLAG: &str = "--serve-do-nothing";
@@ -51,35 +57,40 @@ struct Conn {
     closing: bool,
 }
 
-/// The whole server state: the jobs put and not yet reserved, in put order.
+/// The whole server state: the jobs put and not yet reserved, in put
+/// order, and the log of the puts, with `-b`.
 #[derive(Default)]
 struct Jobs {
     ready: VecDeque<(u64, Box<[u8]>)>,
     last_id: u64,
     connections: usize,
+    log: Option<Log>,
 }
 
-/// Serves on `-l ADDR -p PORT` (other flags are ignored) until killed.
+/// Serves on `-l ADDR -p PORT`, logging puts with `-b DIR` (and `-s`,
+/// `-f`, `-F`; other flags are ignored), until killed.
 pub fn serve(args: &[String]) -> ! {
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let host = value("-l").unwrap_or_else(|| "127.0.0.1".into());
     let port = value("-p").unwrap_or_else(|| "11300".into());
     let addr: SocketAddr = format!("{host}:{port}").parse().expect("do-nothing: -l and -p make an address");
-    if let Err(e) = run(addr) {
+    if let Err(e) = Log::open(args).and_then(|log| run(addr, log)) {
         eprintln!("do-nothing: {e}");
         std::process::exit(1);
     }
     std::process::exit(0);
 }
 
-fn run(addr: SocketAddr) -> io::Result<()> {
+fn run(addr: SocketAddr, log: Option<Log>) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut listener = TcpListener::bind(addr)?;
     poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
     let mut events = Events::with_capacity(1024);
     let mut conns: Slab<Conn> = Slab::new();
-    let mut jobs = Jobs::default();
+    let mut jobs = Jobs { log, ..Jobs::default() };
     let mut scratch = vec![0u8; READ_BUFFER];
+    // With a log: the connections whose replies wait for the turn's write.
+    let mut answered = Vec::new();
     loop {
         match poll.poll(&mut events, None) {
             Ok(()) => {}
@@ -96,13 +107,29 @@ fn run(addr: SocketAddr) -> io::Result<()> {
             if event.is_readable() || event.is_read_closed() || event.is_error() {
                 read_and_answer(conn, &mut jobs, &mut scratch);
             }
-            flush(conn);
-            if conn.closing && conn.output_sent == conn.output.len() {
-                let mut conn = conns.remove(key);
-                let _ = poll.registry().deregister(&mut conn.stream);
-                jobs.connections -= 1;
+            if jobs.log.is_some() {
+                answered.push(key);
+            } else {
+                flush_or_close(&mut conns, key, &poll, &mut jobs);
             }
         }
+        if let Some(log) = &mut jobs.log {
+            log.commit()?;
+            for key in answered.drain(..) {
+                flush_or_close(&mut conns, key, &poll, &mut jobs);
+            }
+        }
+    }
+}
+
+/// Sends connection `key`'s replies; closes it if it is done.
+fn flush_or_close(conns: &mut Slab<Conn>, key: usize, poll: &Poll, jobs: &mut Jobs) {
+    let Some(conn) = conns.get_mut(key) else { return };
+    flush(conn);
+    if conn.closing && conn.output_sent == conn.output.len() {
+        let mut conn = conns.remove(key);
+        let _ = poll.registry().deregister(&mut conn.stream);
+        jobs.connections -= 1;
     }
 }
 
@@ -241,7 +268,11 @@ fn answer_one(input: &[u8], jobs: &mut Jobs, out: &mut Vec<u8>) -> Step {
                 return Step::Used(whole);
             }
             jobs.last_id += 1;
-            jobs.ready.push_back((jobs.last_id, input[after_line..after_line + size].into()));
+            let body = &input[after_line..after_line + size];
+            if let Some(log) = &mut jobs.log {
+                log.append(body);
+            }
+            jobs.ready.push_back((jobs.last_id, body.into()));
             out.extend_from_slice(b"INSERTED ");
             push_decimal(out, jobs.last_id);
             out.extend_from_slice(b"\r\n");

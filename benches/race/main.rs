@@ -19,6 +19,7 @@ mod blocking;
 mod buried;
 mod client;
 mod do_nothing;
+mod do_nothing_log;
 mod floor;
 mod instructions;
 mod metrics;
@@ -109,8 +110,8 @@ pub struct Opts {
     #[arg(long)]
     pub beanstalkd: Option<PathBuf>,
 
-    /// Run only these servers, comma-separated: sprout, beanstalkd, do-nothing (the ceiling: put and
-    /// reserve-delete only), baseline (with --baseline)
+    /// Run only these servers, comma-separated: sprout, beanstalkd, do-nothing (the ceiling: put,
+    /// put-binlog and reserve-delete only), baseline (with --baseline)
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 
