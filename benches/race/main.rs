@@ -565,7 +565,14 @@ fn main() {
                         break 'groups;
                     }
                 };
-                for binary in binaries.iter().filter(|b| b.kind != Kind::DoNothing || variant.do_nothing_answers()) {
+                // Each round starts with the next server: a run leaves the
+                // machine's memory in a state (pages just freed, pages never
+                // used) that the run after it pays for, so no server may
+                // always follow the same one.
+                let servers: Vec<&Binary> =
+                    binaries.iter().filter(|b| b.kind != Kind::DoNothing || variant.do_nothing_answers()).collect();
+                let first = round % servers.len().max(1);
+                for &binary in servers[first..].iter().chain(&servers[..first]) {
                     let fixture = fixture.as_ref().map(|f| f.0.as_path());
                     match run_one(variant, binary, round, &opts, &extra, work.path(), fixture) {
                         Ok(metrics) => add_metrics(&mut rows[v], binary.kind, metrics),
