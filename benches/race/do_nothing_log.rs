@@ -7,8 +7,9 @@
 //! followed by a new one, allocated in the loop. There is no encoding, no
 //! checksum, no room accounting, no compaction, and nothing is ever read
 //! back: the race only puts. With `-f MS` (default 50, as sprout's) a thread
-//! fdatasyncs the file being written every MS milliseconds; with `-F`,
-//! nothing is synced.
+//! fdatasyncs the file being written every MS milliseconds; with `-f 0`
+//! each turn's write is fdatasynced before its replies; with `-F`, nothing
+//! is synced.
 //!
 //! So what this server gets with `-b` against itself without is the most
 //! that any log which hands each record to the kernel before its reply can
@@ -44,6 +45,8 @@ pub struct Log {
     pending: Vec<u8>,
     /// The file the sync thread syncs, if there is one.
     syncing: Option<Arc<Mutex<Arc<File>>>>,
+    /// `-f 0`: every write is synced before the turn's replies.
+    sync_each_write: bool,
 }
 
 impl Log {
@@ -58,8 +61,12 @@ impl Log {
         let sync_ms = (!args.iter().any(|a| a == "-F")).then(|| number("-f", DEFAULT_SYNC_MS)).transpose()?;
         let dir = PathBuf::from(dir);
         let file = Arc::new(create(&dir, 1, file_size)?);
-        let syncing = sync_ms.map(|ms| start_syncing(Arc::clone(&file), Duration::from_millis(ms))).transpose()?;
-        Ok(Some(Log { dir, file_size, seq: 1, file, written: 0, pending: Vec::new(), syncing }))
+        let sync_each_write = sync_ms == Some(0);
+        let syncing = match sync_ms {
+            Some(ms) if ms > 0 => Some(start_syncing(Arc::clone(&file), Duration::from_millis(ms))?),
+            _ => None,
+        };
+        Ok(Some(Log { dir, file_size, seq: 1, file, written: 0, pending: Vec::new(), syncing, sync_each_write }))
     }
 
     /// Queues a put's record.
@@ -68,8 +75,8 @@ impl Log {
         self.pending.extend_from_slice(body);
     }
 
-    /// Writes the turn's records, in one write: called before the turn's
-    /// replies are sent.
+    /// Writes the turn's records, in one write (synced, with `-f 0`):
+    /// called before the turn's replies are sent.
     pub fn commit(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
@@ -84,6 +91,9 @@ impl Log {
             }
         }
         self.file.write_all_at(&self.pending, self.written)?;
+        if self.sync_each_write {
+            self.file.sync_data()?;
+        }
         self.written += len;
         self.pending.clear();
         Ok(())
