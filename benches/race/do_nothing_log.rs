@@ -34,6 +34,8 @@ const DEFAULT_FILE_SIZE: u64 = 10_485_760;
 /// `-f`'s default, as beanstalkd's and sprout's.
 const DEFAULT_SYNC_MS: u64 = 50;
 
+/// One do-nothing server's log: the file being written, and the turn's
+/// records not yet in it.
 pub struct Log {
     dir: PathBuf,
     file_size: u64,
