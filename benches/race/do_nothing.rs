@@ -70,7 +70,7 @@ struct Jobs {
 /// Serves on `-l ADDR -p PORT`, logging puts with `-b DIR` (and `-s`,
 /// `-f`, `-F`; other flags are ignored), until killed.
 pub fn serve(args: &[String]) -> ! {
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let value = |flag: &str| flag_value(args, flag).cloned();
     let host = value("-l").unwrap_or_else(|| "127.0.0.1".into());
     let port = value("-p").unwrap_or_else(|| "11300".into());
     let addr: SocketAddr = format!("{host}:{port}").parse().expect("do-nothing: -l and -p make an address");
@@ -79,6 +79,11 @@ pub fn serve(args: &[String]) -> ! {
         std::process::exit(1);
     }
     std::process::exit(0);
+}
+
+/// The word after `flag` in `args`, if `flag` is there.
+pub fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a String> {
+    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1))
 }
 
 fn run(addr: SocketAddr, log: Option<Log>) -> io::Result<()> {

@@ -24,6 +24,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::do_nothing::flag_value;
+
 /// A format-2 put record's frame and head, for a 3-byte id: what sprout
 /// writes before a body.
 const HEAD: [u8; 24] = [0x5a; 24];
@@ -55,7 +57,7 @@ impl Log {
     /// The log that `-b DIR`, `-s BYTES`, `-f MS` and `-F` in `args` ask for;
     /// `None` without `-b`.
     pub fn open(args: &[String]) -> io::Result<Option<Log>> {
-        let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+        let value = |flag: &str| flag_value(args, flag);
         let Some(dir) = value("-b") else { return Ok(None) };
         let number =
             |flag: &str, default: u64| value(flag).map_or(Ok(default), |v| v.parse().map_err(io::Error::other));
